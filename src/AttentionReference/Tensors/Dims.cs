@@ -95,9 +95,9 @@ public sealed class Dims
             int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out _) ? s
             : _values.TryGetValue(s, out int v) ? v.ToString(CultureInfo.InvariantCulture) : "?"));
         string symbolic = "[" + string.Join(",", symbols) + "]";
-        string expected = known.Contains('?', StringComparison.Ordinal) || symbols.Any(s => _values.ContainsKey(s))
-            ? $"{symbolic} = [{known}]"
-            : symbolic;
+        // Show the values only where they add something: some symbol is known and some is not a plain number.
+        bool anyBound = symbols.Any(_values.ContainsKey);
+        string expected = anyBound ? $"{symbolic} = [{known}]" : symbolic;
         return new InputException($"expected shape {expected}, found {tensor.ShapeString}", tensor: name);
     }
 
