@@ -1,0 +1,152 @@
+using AttentionReference.Tensors;
+
+namespace AttentionReference.Forms;
+
+/// <summary>How to run a form on tensors as a user handed them over.</summary>
+public sealed record RunOptions
+{
+    /// <summary>The variant; null = the input's <c>variant</c> metadata, else the form's default.</summary>
+    public string? Variant { get; init; }
+
+    /// <summary>The layout of the user's tensors; null = the input's <c>layout</c> metadata, else [B,T,H,D].</summary>
+    public Layout? Layout { get; init; }
+
+    /// <summary>Parameters from the command line (<c>--set</c>); they override the input's metadata.</summary>
+    public IReadOnlyDictionary<string, string>? Overrides { get; init; }
+
+    /// <summary>The backend.</summary>
+    public IBackend Backend { get; init; } = CpuBackend.Instance;
+}
+
+/// <summary>What a run produced, in the user's layout, with everything needed to label an output file.</summary>
+public sealed record RunResult(
+    IForm Form,
+    string Variant,
+    Layout Layout,
+    FormParameters Parameters,
+    string Backend,
+    IReadOnlyDictionary<string, Tensor> Outputs)
+{
+    /// <summary>The <c>__metadata__</c> an output file carries: form, variant, parameters, layout, backend, version.</summary>
+    public Dictionary<string, string> Metadata()
+    {
+        var metadata = new Dictionary<string, string>(Parameters.Values, StringComparer.Ordinal)
+        {
+            ["form"] = Form.Name,
+            ["variant"] = Variant,
+            ["layout"] = Layout == Tensors.Layout.Bhtd ? "bhtd" : "bthd",
+            ["backend"] = Backend,
+            ["library"] = "AttentionReference " + FormCatalog.LibraryVersion,
+        };
+        return metadata;
+    }
+}
+
+/// <summary>
+/// The path from a user's tensors to a form's outputs, shared by <c>attnref run</c>, <c>attnref check</c> and the
+/// goldens: parameters from metadata then overrides, names and aliases resolved, layout changed at the edges only.
+/// </summary>
+public static class FormRunner
+{
+    /// <summary>Metadata keys that describe a file rather than set a parameter (PyTorch writes "format": "pt").</summary>
+    private static readonly HashSet<string> s_bookkeepingKeys =
+        new(["form", "variant", "layout", "backend", "library", "format", "case"], StringComparer.Ordinal);
+
+    /// <summary>Runs <paramref name="form"/> on <paramref name="tensors"/>.</summary>
+    public static RunResult Run(
+        IForm form,
+        IReadOnlyDictionary<string, Tensor> tensors,
+        IReadOnlyDictionary<string, string> metadata,
+        RunOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(form);
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(metadata);
+        ArgumentNullException.ThrowIfNull(options);
+
+        FormParameters parameters = ResolveParameters(form, metadata, options.Overrides);
+        string variant = options.Variant ?? metadata.GetValueOrDefault("variant") ?? form.Variants[0];
+        if (!form.Variants.Contains(variant, StringComparer.Ordinal))
+        {
+            throw new InputException($"unknown variant '{variant}' of {form.Name}; known variants: {string.Join(", ", form.Variants)}");
+        }
+        Layout layout = options.Layout ?? ParseLayout(metadata.GetValueOrDefault("layout"));
+
+        var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (TensorSpec spec in form.Inputs)
+        {
+            if (Resolve(spec, tensors) is { } tensor)
+            {
+                inputs[spec.Name] = spec.HasTimeAxis ? Layouts.Convert(tensor, layout) : tensor;
+            }
+        }
+
+        var outputs = options.Backend.Run(form, variant, inputs, parameters);
+        var userOutputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (TensorSpec spec in form.Outputs)
+        {
+            if (outputs.TryGetValue(spec.Name, out Tensor? tensor))
+            {
+                userOutputs[spec.Name] = spec.HasTimeAxis ? Layouts.Convert(tensor, layout) : tensor;
+            }
+        }
+        return new RunResult(form, variant, layout, parameters, options.Backend.Name, userOutputs);
+    }
+
+    /// <summary>The form's parameters present in <paramref name="metadata"/>, then <paramref name="overrides"/> over them.</summary>
+    public static FormParameters ResolveParameters(
+        IForm form, IReadOnlyDictionary<string, string> metadata, IReadOnlyDictionary<string, string>? overrides)
+    {
+        ArgumentNullException.ThrowIfNull(form);
+        ArgumentNullException.ThrowIfNull(metadata);
+        var known = form.Parameters.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        // Metadata may carry keys of other tools; only the form's own parameters are taken from it.
+        foreach (var (key, value) in metadata)
+        {
+            if (known.Contains(key))
+            {
+                values[key] = value;
+            }
+        }
+        // An override must name a parameter: a typo on the command line is an error, not a silent default.
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string>())
+        {
+            if (!known.Contains(key) && !s_bookkeepingKeys.Contains(key))
+            {
+                throw new InputException($"unknown parameter '{key}' of {form.Name}; known parameters: {string.Join(", ", known)}");
+            }
+            values[key] = value;
+        }
+        return new FormParameters(values);
+    }
+
+    private static Tensor? Resolve(TensorSpec spec, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        string[] names = [spec.Name, .. spec.Aliases ?? []];
+        string[] present = names.Where(tensors.ContainsKey).ToArray();
+        if (present.Length > 1)
+        {
+            throw new InputException($"given twice, as {string.Join(" and ", present.Select(n => $"'{n}'"))}", tensor: spec.Name);
+        }
+        if (present.Length == 0)
+        {
+            return spec.Optional ? null : throw new InputException($"missing (expected shape {spec.ShapeText})", tensor: spec.Name);
+        }
+        Tensor tensor = tensors[present[0]];
+        if (spec.HoldsIndices)
+        {
+            Dims.RequireInteger(spec.Name, tensor);
+        }
+        else
+        {
+            Dims.RequireFloat(spec.Name, tensor);
+        }
+        return tensor;
+    }
+
+    private static Layout ParseLayout(string? text) =>
+        text is null ? Layout.Bthd
+        : Layouts.TryParse(text, out Layout layout) ? layout
+        : throw new InputException($"layout must be bthd or bhtd, found '{text}'");
+}
