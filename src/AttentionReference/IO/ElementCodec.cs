@@ -85,7 +85,7 @@ internal static class ElementCodec
     /// an integer dtype requires each value to be an integer it can hold (and, for int64, within ±2^53 so that
     /// the file reads back) and throws an <see cref="ArgumentException"/> naming <paramref name="tensor"/> otherwise.
     /// </summary>
-    public static void Encode(ReadOnlySpan<double> source, DType dtype, Span<byte> destination, string tensor, int firstIndex = 0)
+    public static void Encode(ReadOnlySpan<double> source, DType dtype, Span<byte> destination, string? tensor, int firstIndex = 0)
     {
         int size = dtype.ByteSize();
         if (destination.Length != (long)source.Length * size)
@@ -118,7 +118,7 @@ internal static class ElementCodec
     }
 
     /// <summary>Encodes a whole tensor to <paramref name="stream"/> in pieces, so no second full-size buffer is needed.</summary>
-    public static void Write(Stream stream, Tensor tensor, string name)
+    public static void Write(Stream stream, Tensor tensor, string? name)
     {
         const int ChunkElements = 8192;
         int size = tensor.DType.ByteSize();
@@ -135,13 +135,13 @@ internal static class ElementCodec
     private static ushort ReadUInt16(ReadOnlySpan<byte> b, bool bigEndian) =>
         bigEndian ? BinaryPrimitives.ReadUInt16BigEndian(b) : BinaryPrimitives.ReadUInt16LittleEndian(b);
 
-    private static void RequireInteger(double x, double min, double max, DType dtype, string tensor, int index)
+    private static void RequireInteger(double x, double min, double max, DType dtype, string? tensor, int index)
     {
         // NaN fails every comparison, so it is rejected here too.
         if (!(x >= min && x <= max && Math.Floor(x) == x))
         {
             throw new ArgumentException(
-                $"tensor '{tensor}': element {index} is {x.ToString("R", CultureInfo.InvariantCulture)}, not an integer that {dtype.SafetensorsName()} can hold"
+                (tensor is null ? "" : $"tensor '{tensor}': ") + $"element {index} is {x.ToString("R", CultureInfo.InvariantCulture)}, not an integer that {dtype.SafetensorsName()} can hold"
                 + (dtype == DType.I64 ? " within ±2^53" : ""),
                 nameof(tensor));
         }
