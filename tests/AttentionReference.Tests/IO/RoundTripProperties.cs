@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using AttentionReference.IO;
 using AttentionReference.Tensors;
 using FsCheck;
@@ -168,6 +169,29 @@ public sealed class RoundTripProperties
             byte[] bytes = Npy.Serialize(c.tensor);
             bytes[(int)((long)bytes.Length * c.fraction / 1000)] = (byte)c.value;
             return ParsesOrThrowsInput(() => Npy.Parse(bytes, "x.npy", "x"));
+        }));
+
+    [Fact]
+    public void Npz_a_corrupted_byte_gives_a_file_or_bad_input_never_another_exception() => PropertyRuns.Check(Prop.ForAll(
+        (from tensors in TensorOf(NpyDTypes).ArrayOf(2)
+         from level in Gen.Elements(CompressionLevel.NoCompression, CompressionLevel.Optimal)
+         from fraction in Gen.Choose(0, 999)
+         from value in Gen.Choose(0, 255)
+         select (tensors, level, fraction, value)).ToArbitrary(),
+        c =>
+        {
+            using var stream = new MemoryStream();
+            using (var archive = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true))
+            {
+                for (int i = 0; i < c.tensors.Length; i++)
+                {
+                    using Stream entry = archive.CreateEntry($"t{i}.npy", c.level).Open();
+                    entry.Write(Npy.Serialize(c.tensors[i]));
+                }
+            }
+            byte[] bytes = stream.ToArray();
+            bytes[(int)((long)bytes.Length * c.fraction / 1000)] = (byte)c.value;
+            return ParsesOrThrowsInput(() => Npz.Parse(bytes, "x.npz"));
         }));
 
     private delegate void Parse();
