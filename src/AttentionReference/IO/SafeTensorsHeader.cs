@@ -39,33 +39,46 @@ internal static class SafeTensorsHeader
         }
         using (document)
         {
-            JsonElement root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
+            try
             {
-                throw new InputException($"header must be a JSON object, found {Kind(root)}", file);
+                return Walk(document.RootElement, dataLength, file, metadata);
             }
-            var entries = new List<SafeTensorsEntry>();
-            // JsonDocument keeps duplicate keys (the last would win on lookup), so walk the properties and count.
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (JsonProperty property in root.EnumerateObject())
+            catch (InvalidOperationException e)
             {
-                if (!seen.Add(property.Name))
-                {
-                    throw property.Name == MetadataKey
-                        ? new InputException("header holds __metadata__ twice", file)
-                        : new InputException("header names this tensor twice", file, property.Name);
-                }
-                if (property.Name == MetadataKey)
-                {
-                    ReadMetadata(property.Value, file, metadata);
-                }
-                else
-                {
-                    entries.Add(ReadEntry(property.Name, property.Value, dataLength, file));
-                }
+                // Valid UTF-8 can still spell an invalid string: a \u escape of a lone surrogate ("\uDE00").
+                // System.Text.Json reports that only when the string is read, as InvalidOperationException.
+                throw new InputException("header holds a string that is not valid Unicode (an escaped lone surrogate)", file, inner: e);
             }
-            return entries;
         }
+    }
+
+    private static List<SafeTensorsEntry> Walk(JsonElement root, long dataLength, string file, Dictionary<string, string> metadata)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw new InputException($"header must be a JSON object, found {Kind(root)}", file);
+        }
+        var entries = new List<SafeTensorsEntry>();
+        // JsonDocument keeps duplicate keys (the last would win on lookup), so walk the properties and count.
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (JsonProperty property in root.EnumerateObject())
+        {
+            if (!seen.Add(property.Name))
+            {
+                throw property.Name == MetadataKey
+                    ? new InputException("header holds __metadata__ twice", file)
+                    : new InputException("header names this tensor twice", file, property.Name);
+            }
+            if (property.Name == MetadataKey)
+            {
+                ReadMetadata(property.Value, file, metadata);
+            }
+            else
+            {
+                entries.Add(ReadEntry(property.Name, property.Value, dataLength, file));
+            }
+        }
+        return entries;
     }
 
     private static void ReadMetadata(JsonElement value, string file, Dictionary<string, string> metadata)

@@ -52,6 +52,11 @@ public sealed class SafeTensorsMalformedTests
     }
 
     [Fact]
+    public void A_header_with_an_escaped_lone_surrogate_is_rejected() => Assert.Contains(
+        "header holds a string that is not valid Unicode",
+        Rejected("""{"\uDE00":{"dtype":"F64","shape":[0],"data_offsets":[0,0]}}""").Message, StringComparison.Ordinal);
+
+    [Fact]
     public void A_header_that_is_a_JSON_array_is_rejected() =>
         Assert.Equal($"{File}: header must be a JSON object, found array", Rejected("[]").Message);
 
