@@ -1,0 +1,56 @@
+using System.CommandLine;
+using System.Globalization;
+using AttentionReference.Compare;
+using AttentionReference.Golden;
+using Spectre.Console;
+
+namespace AttentionReference.Cli.Commands;
+
+/// <summary><c>attnref golden verify|write [--dir golden]</c>: check the shipped goldens, or write them anew.</summary>
+internal static class GoldenCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var verifyDir = DirectoryOption();
+        var verify = new Command("verify", "recompute every golden case and compare with its stored outputs (f64 profile)") { verifyDir };
+        verify.SetAction(parsed => context.Guard(() =>
+        {
+            IReadOnlyList<GoldenResult> results = GoldenStore.Verify(parsed.GetValue(verifyDir)!);
+            var table = new Table().AddColumns("case", "tensor", "‖a−b‖/‖b‖", "max abs", "verdict");
+            foreach (GoldenResult result in results)
+            {
+                if (result.Problem is not null)
+                {
+                    table.AddRow(Markup.Escape(result.Id), "", "", "", "[red]FAIL[/] " + Markup.Escape(result.Problem));
+                }
+                foreach (TensorComparison c in result.Comparisons)
+                {
+                    table.AddRow(Markup.Escape(result.Id), c.Name,
+                        c.NormwiseRelativeError.ToString("E2", CultureInfo.InvariantCulture),
+                        c.MaxAbsoluteError.ToString("E2", CultureInfo.InvariantCulture),
+                        c.Passed ? "[green]ok[/]" : "[red]FAIL[/]");
+                }
+            }
+            Terminal.For(context.Out).Write(table);
+            int failed = results.Count(r => !r.Passed);
+            context.Out.WriteLine($"{results.Count - failed} of {results.Count} golden cases pass");
+            return failed == 0 ? Attnref.Ok : Attnref.OutsideTolerance;
+        }));
+
+        var writeDir = DirectoryOption();
+        var forms = new Option<string[]>("--form") { Description = "write only these forms' cases (repeatable)", AllowMultipleArgumentsPerToken = true };
+        var write = new Command("write", "compute every golden case with the CPU reference and write the files and the manifest") { writeDir, forms };
+        write.SetAction(parsed => context.Guard(() =>
+        {
+            string[] chosen = parsed.GetValue(forms) ?? [];
+            IReadOnlyList<string> written = GoldenStore.Write(parsed.GetValue(writeDir)!, chosen.Length == 0 ? null : chosen);
+            context.Out.WriteLine($"wrote {written.Count} golden cases and the manifest");
+            return Attnref.Ok;
+        }));
+
+        return new Command("golden", "the golden files: verify them or write them anew") { verify, write };
+    }
+
+    private static Option<string> DirectoryOption() =>
+        new("--dir") { Description = "the golden folder", DefaultValueFactory = _ => "golden" };
+}

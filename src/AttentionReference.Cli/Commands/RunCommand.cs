@@ -1,0 +1,57 @@
+using System.CommandLine;
+using AttentionReference.Forms;
+using AttentionReference.IO;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.Cli.Commands;
+
+/// <summary>
+/// <c>attnref run FORM --in IN --out OUT</c>: computes the form's outputs and writes them, with the form, variant,
+/// parameters, backend and library version in the output's metadata. The output is written whole or not at all.
+/// </summary>
+internal static class RunCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var form = Shared.FormArgument();
+        var input = Shared.InputOption();
+        var output = new Option<string>("--out") { Description = "output file (.safetensors, or .npy for a single output)", Required = true };
+        var variant = Shared.VariantOption();
+        var backend = Shared.BackendOption();
+        var precision = Shared.PrecisionOption();
+        var layout = Shared.LayoutOption();
+        var outDtype = new Option<string>("--out-dtype") { Description = "f64 (default), f32, f16 or bf16 (round to nearest even)", DefaultValueFactory = _ => "f64" };
+        var set = Shared.SetOption();
+        var command = new Command("run", "compute a form's outputs from an input file")
+        {
+            form, input, output, variant, backend, precision, layout, outDtype, set,
+        };
+        command.SetAction(parsed => context.Guard(() =>
+        {
+            IForm chosen = FormCatalog.Find(parsed.GetRequiredValue(form));
+            string dtypeText = parsed.GetValue(outDtype) ?? "f64";
+            if (!DTypes.TryParse(dtypeText, out DType dtype) || !dtype.IsFloat())
+            {
+                throw new InputException($"--out-dtype must be f64, f32, f16 or bf16, found '{dtypeText}'");
+            }
+            RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision);
+            string inputPath = parsed.GetRequiredValue(input);
+            RunResult result = Shared.RunForm(chosen, inputPath, Shared.Read(inputPath), options);
+
+            var file = new TensorFile();
+            foreach (var (name, tensor) in result.Outputs)
+            {
+                file.Add(name, tensor.RoundTo(dtype));
+            }
+            foreach (var (key, value) in result.Metadata())
+            {
+                file.Metadata[key] = value;
+            }
+            string outputPath = parsed.GetRequiredValue(output);
+            TensorFiles.Write(outputPath, file);
+            context.Out.WriteLine($"{chosen.Name} ({result.Variant}, {result.Backend}): wrote {string.Join(", ", result.Outputs.Select(o => $"{o.Key}{o.Value.ShapeString}"))} as {dtype.ShortName()} to {outputPath}");
+            return Attnref.Ok;
+        }));
+        return command;
+    }
+}

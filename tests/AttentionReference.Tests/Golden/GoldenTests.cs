@@ -1,0 +1,80 @@
+using AttentionReference.Golden;
+using AttentionReference.IO;
+using AttentionReference.Tests.Support;
+
+namespace AttentionReference.Tests.Golden;
+
+public sealed class GoldenTests
+{
+    [Fact]
+    public void Every_shipped_golden_case_verifies()
+    {
+        var results = GoldenStore.Verify(RepoPaths.Of("golden"));
+        Assert.NotEmpty(results);
+        Assert.All(results, r => Assert.True(r.Passed, $"{r.Id}: {r.Problem ?? string.Join("; ", r.Comparisons.Where(c => !c.Passed))}"));
+        // Every case defined in code is shipped (Verify reports the missing ones as failures; this says it plainly).
+        Assert.Equal(GoldenCases.All.Select(c => c.Id), results.Select(r => r.Id));
+    }
+
+    [Fact]
+    public void A_golden_file_changed_outside_golden_write_fails_its_hash()
+    {
+        using var temp = CopyOfGoldens();
+        string file = Path.Combine(temp.Path, "softmax", "full.safetensors");
+        byte[] bytes = File.ReadAllBytes(file);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(file, bytes);
+        var result = GoldenStore.Verify(temp.Path).Single(r => r.Id == "softmax/full");
+        Assert.False(result.Passed);
+        Assert.Contains("SHA-256", result.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_wrong_expected_output_fails_even_with_a_matching_hash()
+    {
+        using var temp = CopyOfGoldens();
+        string file = Path.Combine(temp.Path, "softmax", "causal.safetensors");
+        var golden = SafeTensors.Read(file);
+        golden["o"].Data[3] += 1e-9; // far above the f64 profile's per-element bound of 5e-12·(|r| + rms r)
+        SafeTensors.Write(file, golden);
+        RewriteHash(temp.Path, "softmax/causal.safetensors", file);
+        var result = GoldenStore.Verify(temp.Path).Single(r => r.Id == "softmax/causal");
+        Assert.Null(result.Problem);
+        Assert.False(result.Passed);
+    }
+
+    [Fact]
+    public void Golden_inputs_are_the_same_on_every_run()
+    {
+        // The inputs come from our own SplitMix64 seeded by the case id, never from System.Random.
+        foreach (GoldenCase c in GoldenCases.All)
+        {
+            var first = c.Inputs();
+            var second = c.Inputs();
+            Assert.All(first, kv => Assert.Equal(kv.Value.Data, second[kv.Key].Data));
+        }
+    }
+
+    private static TempFolder CopyOfGoldens()
+    {
+        var temp = new TempFolder();
+        foreach (string source in Directory.GetFiles(RepoPaths.Of("golden"), "*", SearchOption.AllDirectories))
+        {
+            string target = Path.Combine(temp.Path, Path.GetRelativePath(RepoPaths.Of("golden"), source));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(source, target);
+        }
+        return temp;
+    }
+
+    private static void RewriteHash(string directory, string relative, string file)
+    {
+        string manifest = Path.Combine(directory, GoldenStore.ManifestName);
+        string text = File.ReadAllText(manifest);
+        using var json = System.Text.Json.JsonDocument.Parse(text);
+        string old = json.RootElement.GetProperty("cases").EnumerateArray()
+            .Single(c => c.GetProperty("file").GetString() == relative).GetProperty("sha256").GetString()!;
+        string fresh = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file)));
+        File.WriteAllText(manifest, text.Replace(old, fresh, StringComparison.Ordinal));
+    }
+}
