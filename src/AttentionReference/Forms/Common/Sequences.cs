@@ -1,0 +1,62 @@
+using System.Globalization;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.Forms.Common;
+
+/// <summary>
+/// One independent sequence of a call: batch entry <see cref="Batch"/>, time steps [<see cref="Start"/>,
+/// <see cref="Start"/> + <see cref="Length"/>), and the index of its <c>initial_state</c>/<c>final_state</c> row.
+/// </summary>
+public readonly record struct SequenceSlice(int Batch, int Start, int Length, int StateIndex);
+
+/// <summary>
+/// How a call splits into independent sequences, as flash-attn and flash-linear-attention define it: without
+/// <c>cu_seqlens</c>, each of the B batch entries is one sequence of length T and state row b; with
+/// <c>cu_seqlens</c> (int32/int64 [N+1], B = 1), sequence n is time steps [cu[n], cu[n+1]) and state row n.
+/// Every stateful form calls this one function, so varlen behaves the same everywhere.
+/// </summary>
+public static class Sequences
+{
+    /// <summary>The sequences of a call with <paramref name="batch"/> entries of <paramref name="time"/> steps.</summary>
+    public static IReadOnlyList<SequenceSlice> Slices(int batch, int time, Tensor? cuSeqlens, string name = "cu_seqlens")
+    {
+        if (cuSeqlens is null)
+        {
+            return Enumerable.Range(0, batch).Select(b => new SequenceSlice(b, 0, time, b)).ToArray();
+        }
+        Dims.RequireInteger(name, cuSeqlens);
+        if (cuSeqlens.Rank != 1 || cuSeqlens.Length < 1)
+        {
+            throw new InputException($"expected shape [N+1] with N ≥ 0, found {cuSeqlens.ShapeString}", tensor: name);
+        }
+        if (batch != 1)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"with cu_seqlens the batch size must be 1 (sequences are packed along T), found B = {batch}"), tensor: name);
+        }
+        double[] cu = cuSeqlens.Data;
+        if (cu[0] != 0 || cu[^1] != time)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"must start at 0 and end at T = {time}, found {cu[0]} … {cu[^1]}"), tensor: name);
+        }
+        var slices = new SequenceSlice[cu.Length - 1];
+        for (int n = 0; n < slices.Length; n++)
+        {
+            if (cu[n + 1] < cu[n])
+            {
+                throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                    $"must be non-decreasing, found {cu[n]} then {cu[n + 1]} at positions {n} and {n + 1}"), tensor: name);
+            }
+            slices[n] = new SequenceSlice(0, (int)cu[n], (int)(cu[n + 1] - cu[n]), n);
+        }
+        return slices;
+    }
+
+    /// <summary>Number of state rows: B without cu_seqlens, N with.</summary>
+    public static int StateCount(IReadOnlyList<SequenceSlice> slices)
+    {
+        ArgumentNullException.ThrowIfNull(slices);
+        return slices.Count;
+    }
+}
