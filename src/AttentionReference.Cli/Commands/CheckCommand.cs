@@ -27,11 +27,12 @@ internal static class CheckCommand
         var variant = Shared.VariantOption();
         var backend = Shared.BackendOption();
         var precision = Shared.PrecisionOption();
+        var device = Shared.DeviceOption();
         var layout = Shared.LayoutOption();
         var set = Shared.SetOption();
         var command = new Command("check", "compare a kernel's outputs with the reference")
         {
-            form, input, candidate, profile, report, worst, variant, backend, precision, layout, set,
+            form, input, candidate, profile, report, worst, variant, backend, precision, device, layout, set,
         };
         command.SetAction(parsed => context.Guard(() =>
         {
@@ -40,7 +41,7 @@ internal static class CheckCommand
             ToleranceProfile? fixedProfile = profileName is null ? null
                 : ToleranceProfile.TryParse(profileName, out ToleranceProfile? p) ? p
                 : throw new InputException($"--profile must be one of {string.Join(", ", ToleranceProfile.All.Select(x => x.Name))}, found '{profileName}'");
-            RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision);
+            RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision, device);
             string inputPath = parsed.GetRequiredValue(input), candidatePath = parsed.GetRequiredValue(candidate);
             TensorFile inputFile = Shared.Read(inputPath);
             TensorFile candidateFile = Shared.Read(candidatePath);

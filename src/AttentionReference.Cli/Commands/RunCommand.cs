@@ -19,12 +19,13 @@ internal static class RunCommand
         var variant = Shared.VariantOption();
         var backend = Shared.BackendOption();
         var precision = Shared.PrecisionOption();
+        var device = Shared.DeviceOption();
         var layout = Shared.LayoutOption();
         var outDtype = new Option<string>("--out-dtype") { Description = "f64 (default), f32, f16 or bf16 (round to nearest even)", DefaultValueFactory = _ => "f64" };
         var set = Shared.SetOption();
         var command = new Command("run", "compute a form's outputs from an input file")
         {
-            form, input, output, variant, backend, precision, layout, outDtype, set,
+            form, input, output, variant, backend, precision, device, layout, outDtype, set,
         };
         command.SetAction(parsed => context.Guard(() =>
         {
@@ -34,7 +35,7 @@ internal static class RunCommand
             {
                 throw new InputException($"--out-dtype must be f64, f32, f16 or bf16, found '{dtypeText}'");
             }
-            RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision);
+            RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision, device);
             string inputPath = parsed.GetRequiredValue(input);
             RunResult result = Shared.RunForm(chosen, inputPath, Shared.Read(inputPath), options);
 

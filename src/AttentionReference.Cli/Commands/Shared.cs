@@ -18,6 +18,8 @@ internal static class Shared
 
     public static Option<string?> LayoutOption() => new("--layout") { Description = "bthd ([B,T,H,D], default) or bhtd ([B,H,T,D], PyTorch SDPA)" };
 
+    public static Option<string?> DeviceOption() => new("--device") { Description = "OpenCL device: a substring of \"platform: device\" (default: REF_OPENCL_DEVICE, else the first)" };
+
     public static Option<string> PrecisionOption() => new("--precision") { Description = "f64 (default) or f32 (OpenCL only)", DefaultValueFactory = _ => "f64" };
 
     public static Option<string[]> SetOption() => new("--set")
@@ -43,7 +45,7 @@ internal static class Shared
     }
 
     public static RunOptions Options(ParseResult parsed, Option<string?> variant, Option<string?> layout, Option<string[]> set,
-        Option<string> backend, Option<string> precision)
+        Option<string> backend, Option<string> precision, Option<string?> device)
     {
         string? layoutText = parsed.GetValue(layout);
         Layout? chosenLayout = layoutText is null ? null
@@ -54,7 +56,7 @@ internal static class Shared
             Variant = parsed.GetValue(variant),
             Layout = chosenLayout,
             Overrides = ParseSettings(parsed.GetValue(set) ?? []),
-            Backend = Backend(parsed.GetValue(backend) ?? "cpu", parsed.GetValue(precision) ?? "f64"),
+            Backend = Backend(parsed.GetValue(backend) ?? "cpu", parsed.GetValue(precision) ?? "f64", parsed.GetValue(device)),
         };
     }
 
@@ -73,8 +75,12 @@ internal static class Shared
         return values;
     }
 
-    private static IBackend Backend(string name, string precision)
+    private static IBackend Backend(string name, string precision, string? device)
     {
+        if (precision is not ("f64" or "f32"))
+        {
+            throw new InputException($"--precision must be f64 or f32, found '{precision}'");
+        }
         switch (name)
         {
             case "cpu":
@@ -82,7 +88,7 @@ internal static class Shared
                 return precision == "f64" ? CpuBackend.Instance
                     : throw new InputException($"--precision {precision}: the cpu backend computes in f64 only (f32 is an OpenCL option)");
             case "opencl":
-                throw new InputException("--backend opencl: the OpenCL backend is not built yet; use --backend cpu");
+                return new OpenCL.OpenClBackend(device, precision == "f64" ? OpenCL.Precision.F64 : OpenCL.Precision.F32);
             default:
                 throw new InputException($"--backend must be cpu or opencl, found '{name}'");
         }

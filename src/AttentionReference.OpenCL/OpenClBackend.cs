@@ -1,0 +1,45 @@
+using AttentionReference.Forms;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.OpenCL;
+
+/// <summary>
+/// The GPU version of the forms, as OpenCL C kernels (one file per form, named as the CPU form's file), held to the
+/// CPU reference by the same <see cref="IBackend"/> contract. A form or variant without a kernel is bad input with a
+/// message saying which variants the backend has.
+/// </summary>
+public sealed class OpenClBackend : IBackend, IDisposable
+{
+    private readonly OpenClContext _context;
+
+    /// <summary>A backend on the device picked by <paramref name="deviceSubstring"/> (or REF_OPENCL_DEVICE), in <paramref name="precision"/>.</summary>
+    public OpenClBackend(string? deviceSubstring = null, Precision precision = Precision.F64)
+    {
+        _context = new OpenClContext(OpenClDevice.Select(deviceSubstring));
+        _context.Require(precision);
+        Precision = precision;
+    }
+
+    /// <inheritdoc/>
+    public string Name => "opencl";
+
+    /// <summary>The kernels' arithmetic.</summary>
+    public Precision Precision { get; }
+
+    /// <summary>The device in use.</summary>
+    public OpenClDevice Device => _context.Device;
+
+    /// <inheritdoc/>
+    public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
+    {
+        ArgumentNullException.ThrowIfNull(form);
+        return form.Name switch
+        {
+            "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
+            _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu"),
+        };
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _context.Dispose();
+}
