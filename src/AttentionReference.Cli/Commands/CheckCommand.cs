@@ -42,6 +42,7 @@ internal static class CheckCommand
                 : ToleranceProfile.TryParse(profileName, out ToleranceProfile? p) ? p
                 : throw new InputException($"--profile must be one of {string.Join(", ", ToleranceProfile.All.Select(x => x.Name))}, found '{profileName}'");
             RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision, device);
+            using var ownedBackend = options.Backend as IDisposable; // an OpenCL context is released when the command ends
             string inputPath = parsed.GetRequiredValue(input), candidatePath = parsed.GetRequiredValue(candidate);
             TensorFile inputFile = Shared.Read(inputPath);
             TensorFile candidateFile = Shared.Read(candidatePath);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using AttentionReference.Compare;
+using AttentionReference.Forms;
 using AttentionReference.Golden;
 using Spectre.Console;
 
@@ -12,10 +13,22 @@ internal static class GoldenCommand
     public static Command Create(CliContext context)
     {
         var verifyDir = DirectoryOption();
-        var verify = new Command("verify", "recompute every golden case and compare with its stored outputs (f64 profile)") { verifyDir };
+        var backend = Shared.BackendOption();
+        var device = Shared.DeviceOption();
+        var verify = new Command("verify", "recompute every golden case and compare with its stored outputs (f64 profile)") { verifyDir, backend, device };
         verify.SetAction(parsed => context.Guard(() =>
         {
-            IReadOnlyList<GoldenResult> results = GoldenStore.Verify(parsed.GetValue(verifyDir)!);
+            // Goldens are f64 and compared under the f64 profile, so the backend computes in f64.
+            IBackend chosen = Shared.Backend(parsed.GetValue(backend) ?? "cpu", "f64", parsed.GetValue(device));
+            IReadOnlyList<GoldenResult> results;
+            try
+            {
+                results = GoldenStore.Verify(parsed.GetValue(verifyDir)!, chosen);
+            }
+            finally
+            {
+                (chosen as IDisposable)?.Dispose();
+            }
             var table = new Table().AddColumns("case", "tensor", "‖a−b‖/‖b‖", "max abs", "verdict");
             foreach (GoldenResult result in results)
             {

@@ -36,8 +36,12 @@ internal static class RunCommand
                 throw new InputException($"--out-dtype must be f64, f32, f16 or bf16, found '{dtypeText}'");
             }
             RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision, device);
+            using var ownedBackend = options.Backend as IDisposable; // an OpenCL context is released when the command ends
             string inputPath = parsed.GetRequiredValue(input);
-            RunResult result = Shared.RunForm(chosen, inputPath, Shared.Read(inputPath), options);
+            TensorFile inputFile = Shared.Read(inputPath);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            RunResult result = Shared.RunForm(chosen, inputPath, inputFile, options);
+            double seconds = clock.Elapsed.TotalSeconds;
 
             var file = new TensorFile();
             foreach (var (name, tensor) in result.Outputs)
@@ -50,7 +54,7 @@ internal static class RunCommand
             }
             string outputPath = parsed.GetRequiredValue(output);
             TensorFiles.Write(outputPath, file);
-            context.Out.WriteLine($"{chosen.Name} ({result.Variant}, {result.Backend}): wrote {string.Join(", ", result.Outputs.Select(o => $"{o.Key}{o.Value.ShapeString}"))} as {dtype.ShortName()} to {outputPath}");
+            context.Out.WriteLine($"{chosen.Name} ({result.Variant}, {result.Backend}): wrote {string.Join(", ", result.Outputs.Select(o => $"{o.Key}{o.Value.ShapeString}"))} as {dtype.ShortName()} to {outputPath} (computed in {seconds:F3} s)");
             return Attnref.Ok;
         }));
         return command;

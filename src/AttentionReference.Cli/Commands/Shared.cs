@@ -75,7 +75,7 @@ internal static class Shared
         return values;
     }
 
-    private static IBackend Backend(string name, string precision, string? device)
+    public static IBackend Backend(string name, string precision, string? device)
     {
         if (precision is not ("f64" or "f32"))
         {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# On an NVIDIA GPU machine with no .NET and no network (run from the repository root, with .device/ carried):
+# unpack the self-contained attnref, register the NVIDIA OpenCL ICD if the loader does not list it, then
+#   1. verify every golden on the CPU (this machine's CPU has AVX-512: the Vector512 path) and on OpenCL,
+#   2. check the shipped example with the OpenCL backend,
+#   3. time each OpenCL form at B=1, T=8192, H=32, K=V=128 in f64 and check the result against the CPU reference,
+# and print a short table last. Results also go to $OUT when set.
+set -uo pipefail
+out=${OUT:-/tmp/attnref-out}; mkdir -p "$out"
+work=/tmp/attnref && rm -rf "$work" && mkdir -p "$work"
+tar -C "$work" -xJf .device/attnref.tar.xz
+attnref="$work/attnref/attnref"
+
+# The ICD loader reads /etc/OpenCL/vendors/*.icd; NVIDIA's driver library may be present but unregistered.
+if ! grep -qs libnvidia-opencl /etc/OpenCL/vendors/*.icd; then
+  mkdir -p /etc/OpenCL/vendors && echo libnvidia-opencl.so.1 > /etc/OpenCL/vendors/nvidia.icd
+fi
+# The loader itself: the system's, else the one CUDA ships.
+if ! ldconfig -p | grep -q 'libOpenCL.so.1 '; then
+  loader=$(find / -name 'libOpenCL.so.1' -not -path '*/proc/*' 2>/dev/null | head -1)
+  [ -n "$loader" ] && export LD_LIBRARY_PATH="$(dirname "$loader"):${LD_LIBRARY_PATH:-}"
+fi
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+lscpu | grep -o 'avx512[a-z_]*' | sort -u | tr '\n' ' ' | tee "$out/cpu-avx512.txt"; echo
+
+rows=()
+"$attnref" golden verify --dir golden > "$out/golden-cpu.txt" 2>&1; rows+=("golden verify cpu (AVX-512)|exit $?|$(tail -1 "$out/golden-cpu.txt")")
+"$attnref" golden verify --dir golden --backend opencl > "$out/golden-opencl.txt" 2>&1; rows+=("golden verify opencl f64|exit $?|$(tail -1 "$out/golden-opencl.txt")")
+"$attnref" check softmax --backend opencl --in examples/softmax/input.safetensors \
+  --candidate examples/softmax/candidate_good.safetensors > "$out/example-opencl.txt" 2>&1
+rows+=("check example (opencl)|exit $?|$(tail -1 "$out/example-opencl.txt")")
+
+# Large inputs are made here (they are far over the carry limit), with the PyTorch that this machine has.
+python3 - <<'PY'
+import torch
+from safetensors.torch import save_file
+g = torch.Generator().manual_seed(0)
+B, T, H, D = 1, 8192, 32, 128
+save_file({n: torch.randn(B, T, H, D, generator=g, dtype=torch.float64) for n in ("q", "k", "v")},
+          "/tmp/softmax-8192.safetensors", metadata={"form": "softmax", "causal": "true"})
+PY
+for form in softmax; do
+  line=$("$attnref" run $form --backend opencl --in /tmp/$form-8192.safetensors --out /tmp/$form-gpu.safetensors 2>&1)
+  echo "$line" >> "$out/timing.txt"
+  secs=$(echo "$line" | grep -oE 'computed in [0-9.]+ s' | grep -oE '[0-9.]+')
+  "$attnref" check $form --in /tmp/$form-8192.safetensors --candidate /tmp/$form-gpu.safetensors --profile f64 > "$out/$form-check.txt" 2>&1
+  rows+=("$form B=1 T=8192 H=32 K=V=128 f64|${secs:-?} s|check vs CPU: exit $?")
+done
+
+echo
+printf '%s\n' "${rows[@]}" | column -t -s'|' | tee "$out/table.txt"
