@@ -48,4 +48,4 @@ for form in softmax; do
 done
 
 echo
-printf '%s\n' "${rows[@]}" | column -t -s'|' | tee "$out/table.txt"
+printf '%s\n' "${rows[@]}" | awk -F'|' '{ printf "%-40s %-12s %s\n", $1, $2, $3 }' | tee "$out/table.txt"

@@ -73,6 +73,9 @@ public sealed unsafe class OpenClContext : IDisposable
     /// <summary>A buffer of 32-bit integers (indices).</summary>
     public DeviceBuffer UploadInts(ReadOnlySpan<int> values) => DeviceBuffer.UploadInts(_context, values);
 
+    /// <summary>Bytes per element in <paramref name="precision"/>.</summary>
+    public static int ElementSize(Precision precision) => precision == Precision.F64 ? sizeof(double) : sizeof(float);
+
     /// <summary>Runs <paramref name="kernel"/> over <paramref name="global"/> work-items (rounded up to <paramref name="local"/>) and waits.</summary>
     public void Run(OpenClKernel kernel, long global, int local = 0)
     {
@@ -181,6 +184,13 @@ public sealed unsafe class OpenClKernel(nint handle, string name) : IDisposable
         ArgumentNullException.ThrowIfNull(buffer);
         nint mem = buffer.Handle;
         ClError.Check(Cl.SetKernelArg(Handle, index, (nuint)sizeof(nint), &mem), $"clSetKernelArg({Name}, {index})");
+        return this;
+    }
+
+    /// <summary>Reserves <paramref name="bytes"/> of local memory for a <c>__local</c> pointer argument.</summary>
+    public OpenClKernel LocalArg(uint index, long bytes)
+    {
+        ClError.Check(Cl.SetKernelArg(Handle, index, (nuint)bytes, null), $"clSetKernelArg({Name}, {index})");
         return this;
     }
 

@@ -4,7 +4,7 @@ using AttentionReference.OpenCL.Native;
 namespace AttentionReference.OpenCL;
 
 /// <summary>One OpenCL device and what the backend needs to know of it.</summary>
-public sealed record OpenClDevice(nint Platform, nint Device, string PlatformName, string Name, string Version, bool HasFp64)
+public sealed record OpenClDevice(nint Platform, nint Device, string PlatformName, string Name, string Version, bool HasFp64, long LocalMemoryBytes)
 {
     /// <summary>"Portable Computing Language: cpu-haswell-…" — what --device and REF_OPENCL_DEVICE match against.</summary>
     public string Description => $"{PlatformName}: {Name}";
@@ -54,8 +54,10 @@ public sealed record OpenClDevice(nint Platform, nint Device, string PlatformNam
                 // CL_DEVICE_DOUBLE_FP_CONFIG is 0 (or the query fails) exactly when the device lacks cl_khr_fp64.
                 ulong fp64 = 0;
                 bool hasFp64 = Cl.GetDeviceInfo(id, Cl.DeviceDoubleFpConfig, sizeof(ulong), &fp64, null) == Cl.Success && fp64 != 0;
+                ulong localMemory = 0;
+                ClError.Check(Cl.GetDeviceInfo(id, Cl.DeviceLocalMemSize, sizeof(ulong), &localMemory, null), "clGetDeviceInfo");
                 devices.Add(new OpenClDevice(platform, id, platformName, DeviceString(id, Cl.DeviceName),
-                    DeviceString(id, Cl.DeviceVersion), hasFp64));
+                    DeviceString(id, Cl.DeviceVersion), hasFp64, (long)localMemory));
             }
         }
         return devices;

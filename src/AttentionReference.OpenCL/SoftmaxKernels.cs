@@ -8,14 +8,19 @@ internal static class SoftmaxKernels
 {
     /// <summary>Options the kernel implements; anything else is refused rather than silently ignored.</summary>
     private static readonly HashSet<string> s_supported =
-        new(["scale", "causal", "causal_align", "window_left", "window_right", "softcap"], StringComparer.Ordinal);
+        new(["scale", "causal", "causal_align", "window_left", "window_right", "softcap",
+             // The CPU tiled variant's block sizes change only its summation order; the kernel's tiles are its own.
+             "block_q", "block_k"], StringComparer.Ordinal);
+
+    // Softmax.cl's softmax_tiled: BR query rows × BC keys per work-group, ≤ 16 output columns per work-item.
+    private const int TileRows = 16, TileKeys = 8, MaxTiledV = TileKeys * 16;
 
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant != "naive")
+        if (variant is not ("naive" or "tiled"))
         {
-            throw new InputException($"--backend opencl: softmax variant '{variant}' has no OpenCL kernel yet; variants on opencl: naive");
+            throw new InputException($"--backend opencl: softmax variant '{variant}' has no OpenCL kernel yet; variants on opencl: naive, tiled");
         }
         foreach (string key in parameters.Values.Keys.Where(key => !s_supported.Contains(key)))
         {
@@ -48,14 +53,29 @@ internal static class SoftmaxKernels
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
             vBuffer = context.Upload(v.Data, precision), slopeBuffer = context.Upload(slopes?.Data ?? [], precision),
             oBuffer = context.Allocate(batch * tq * hq * dv, precision), lseBuffer = context.Allocate(batch * tq * hq, precision);
-        using OpenClKernel kernel = context.Kernel("Softmax.cl", "softmax_rows", precision);
+        int size = OpenClContext.ElementSize(precision);
+        long localBytes = (long)size * (TileRows * (dk + 1) + TileKeys * (dk + 1) + TileKeys * dv + TileRows * TileKeys);
+        // The tiled kernel keeps a row's output columns in registers (V ≤ 128) and a Q block plus one K and V tile
+        // in local memory; where either does not fit, the streaming row kernel computes the same function.
+        bool tiled = variant == "tiled" && dv <= MaxTiledV && localBytes <= context.Device.LocalMemoryBytes;
+        using OpenClKernel kernel = context.Kernel("Softmax.cl", tiled ? "softmax_tiled" : "softmax_rows", precision);
         kernel.Arg(0, qBuffer).Arg(1, kBuffer).Arg(2, vBuffer).Arg(3, slopeBuffer).Arg(4, oBuffer).Arg(5, lseBuffer)
             .Arg(6, batch).Arg(7, tq).Arg(8, tk).Arg(9, hq).Arg(10, hkv).Arg(11, dk).Arg(12, dv)
             .Arg(13, parameters.GetDouble("scale", 1 / Math.Sqrt(dk)), precision)
             .Arg(14, parameters.GetDouble("softcap", 0), precision)
             .Arg(15, slopes is null ? 0 : 1).Arg(16, slopes?.Rank == 2 ? 1 : 0)
             .Arg(17, topLeft ? 0 : tk - tq).Arg(18, windowLeft).Arg(19, windowRight);
-        context.Run(kernel, (long)batch * tq * hq, local: 64);
+        if (tiled)
+        {
+            kernel.LocalArg(20, (long)size * TileRows * (dk + 1)).LocalArg(21, (long)size * TileKeys * (dk + 1))
+                .LocalArg(22, (long)size * Math.Max(1, TileKeys * dv)).LocalArg(23, (long)size * TileRows * TileKeys);
+            long groups = (long)batch * hq * ((tq + TileRows - 1) / TileRows);
+            context.Run(kernel, groups * TileRows * TileKeys, local: TileRows * TileKeys);
+        }
+        else
+        {
+            context.Run(kernel, (long)batch * tq * hq, local: 64);
+        }
 
         return new Dictionary<string, Tensor>
         {

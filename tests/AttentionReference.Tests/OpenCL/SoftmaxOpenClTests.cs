@@ -27,6 +27,43 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         return TestTensors.Close(gpu["o"], cpu["o"], SameMathInDouble) && TestTensors.Close(gpu["lse"], cpu["lse"], SameMathInDouble);
     }), cases: 100);
 
+    /// <summary>Long enough for several query blocks (16 rows) and key tiles (8 keys), partial ones included, with
+    /// windows that empty some rows, softcap, ALiBi and both alignments; head dims up to 130 (past the tiled kernel's
+    /// V ≤ 128, where it hands over to the row kernel).</summary>
+    private static readonly FsCheck.Arbitrary<(SoftmaxCase Case, Dictionary<string, string> Parameters, bool Alibi)> LongCases =
+        (from c in SoftmaxCase.Arbitrary.Generator
+         from tq in Gen.Choose(1, 40)
+         from tk in Gen.Choose(1, 40)
+         from dv in Gen.Elements(1, 5, 8, 33, 130)
+         from left in Gen.Elements(-1, 0, 3, 17)
+         from right in Gen.Elements(-1, 0, 2)
+         from softcap in Gen.Elements(0.0, 0.7, 30.0)
+         from topLeft in Gen.Elements(false, true)
+         from alibi in Gen.Elements(false, true)
+         select (c with { Tq = tq, Tk = tk, V = dv }, new Dictionary<string, string>
+         {
+             ["causal"] = c.Causal ? "true" : "false",
+             ["window_left"] = left.ToString(System.Globalization.CultureInfo.InvariantCulture),
+             ["window_right"] = right.ToString(System.Globalization.CultureInfo.InvariantCulture),
+             ["softcap"] = softcap.ToString(System.Globalization.CultureInfo.InvariantCulture),
+             ["causal_align"] = topLeft ? "top_left" : "bottom_right",
+         }, alibi)).ToArbitrary();
+
+    [Fact]
+    public void OpenCL_tiled_f64_equals_the_cpu_reference_across_blocks_windows_softcap_and_alibi() => PropertyRuns.Check(Prop.ForAll(LongCases, x =>
+    {
+        var (q, k, v) = x.Case.Inputs();
+        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v };
+        if (x.Alibi)
+        {
+            inputs["alibi_slopes"] = new Tensor([x.Case.Hq], Enumerable.Range(1, x.Case.Hq).Select(h => Math.Pow(2, -h)).ToArray());
+        }
+        var parameters = new FormParameters(x.Parameters);
+        var cpu = CpuBackend.Instance.Run(Softmax, "naive", inputs, parameters);
+        var gpu = fixture.F64.Run(Softmax, "tiled", inputs, parameters);
+        return TestTensors.Close(gpu["o"], cpu["o"], SameMathInDouble) && TestTensors.Close(gpu["lse"], cpu["lse"], SameMathInDouble);
+    }), cases: 100);
+
     [Fact]
     public void OpenCL_f32_is_within_the_f32_bound_of_the_cpu_reference() => PropertyRuns.Check(Prop.ForAll(SoftmaxCase.Arbitrary, c =>
     {
