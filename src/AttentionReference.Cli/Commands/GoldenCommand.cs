@@ -52,9 +52,16 @@ internal static class GoldenCommand
 
         var writeDir = DirectoryOption();
         var forms = new Option<string[]>("--form") { Description = "write only these forms' cases (repeatable)", AllowMultipleArgumentsPerToken = true };
-        var write = new Command("write", "compute every golden case with the CPU reference and write the files and the manifest") { writeDir, forms };
+        var manifestOnly = new Option<bool>("--manifest-only") { Description = "compute nothing: rebuild the manifest from the case files present (after merging goldens)" };
+        var write = new Command("write", "compute every golden case with the CPU reference and write the files and the manifest") { writeDir, forms, manifestOnly };
         write.SetAction(parsed => context.Guard(() =>
         {
+            if (parsed.GetValue(manifestOnly))
+            {
+                GoldenStore.WriteManifest(parsed.GetValue(writeDir)!);
+                context.Out.WriteLine("rewrote the manifest from the case files present");
+                return Attnref.Ok;
+            }
             string[] chosen = parsed.GetValue(forms) ?? [];
             IReadOnlyList<string> written = GoldenStore.Write(parsed.GetValue(writeDir)!, chosen.Length == 0 ? null : chosen);
             context.Out.WriteLine($"wrote {written.Count} golden cases and the manifest");

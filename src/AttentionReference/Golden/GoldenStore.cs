@@ -136,7 +136,7 @@ public static class GoldenStore
     }
 
     /// <summary>Rewrites the manifest from the case files on disk, in the order of <see cref="GoldenCases.All"/>.</summary>
-    private static void WriteManifest(string directory)
+    public static void WriteManifest(string directory)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
