@@ -13,6 +13,7 @@ public static partial class FormCatalog
     [
         new Softmax.SoftmaxForm(),
         new GatedLinear.Rwkv6Form(),
+        new GatedLinear.MlstmForm(),
     ];
 
     /// <summary>The form called <paramref name="name"/>; an <see cref="InputException"/> listing the known ones otherwise.</summary>
