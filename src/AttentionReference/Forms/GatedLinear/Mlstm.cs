@@ -30,13 +30,13 @@ namespace AttentionReference.Forms.GatedLinear;
 ///   final_state, final_normalizer, final_max = C̃, ñ, m after the last step.
 ///
 /// Unrolled (the parallel and chunked forms), with F_t = Σ_{r≤t} log f_r over the sequence:
-///   ℓ_tj = i_j + F_t − F_j (j ≤ t),  ℓ_t0 = m_{−1} + F_t (the initial state),  m_t = max(ℓ_t0, max_j ℓ_tj)
-///   o_t numerator   = Σ_j exp(ℓ_tj − m_t) (scale·q_t·k_j) v_j + exp(ℓ_t0 − m_t) (scale·q_t)ᵀ C̃_{−1}
-///   o_t normaliser  = Σ_j exp(ℓ_tj − m_t) (scale·q_t·k_j)     + exp(ℓ_t0 − m_t) (scale·q_t)ᵀ ñ_{−1}
+///   ℓ_tj = i_j + F_t − F_j (j ≤ t),   ℓ_t* = m_{−1} + F_t (the initial state),   m_t = max(ℓ_t*, max_j ℓ_tj)
+///   o_t numerator   = Σ_j exp(ℓ_tj − m_t) (scale·q_t·k_j) v_j + exp(ℓ_t* − m_t) (scale·q_t)ᵀ C̃_{−1}
+///   o_t normaliser  = Σ_j exp(ℓ_tj − m_t) (scale·q_t·k_j)     + exp(ℓ_t* − m_t) (scale·q_t)ᵀ ñ_{−1}
 /// </code>
-/// Stabiliser. m_t is exactly the recurrent step's running max unrolled (including the initial-state term with
-/// m_{−1} = initial_max, 0 by default as mlstm_kernels' zero states), so all three variants compute the same m, the
-/// same stored state and the same output. With eps = 0 the output does not depend on m at all: multiplying numerator
+/// Stabiliser. m_t is the recurrent step's running max, unrolled (including the initial-state term with
+/// m_{−1} = initial_max, 0 by default as mlstm_kernels' zero states), so all three variants compute the same m (up to
+/// the rounding of the log-gate sums), the same stored state and the same output. With eps = 0 the output does not depend on m at all: multiplying numerator
 /// and denominator by exp(m) gives the paper's o_t = q_tᵀ C_t / max(|q_tᵀ n_t|, 1). Kernels that stabilise
 /// differently (xlstm's parallel_stabilized_simple takes the row max without the initial-state term) store a state
 /// that differs by a factor exp(m − m'); compare states after unscaling, C̃·exp(m). The eps of mlstm_kernels (1e-6)
@@ -65,9 +65,9 @@ namespace AttentionReference.Forms.GatedLinear;
 ///              the cumulative log forget gates, its row max m_t, then exp(ℓ − m_t) ≤ 1.
 ///   chunked    chunks of C steps (C ≥ 1, the last chunk may be shorter), state (C̃, ñ, m) carried between chunks.
 ///              In a chunk starting at s, with the local log forget sum b_i = Σ_{r=s}^{s+i} log f_r:
-///                1. ℓ_i0 = m_start + b_i, ℓ_ij = i_j + b_i − b_j (j ≤ i), m_i = their max
+///                1. ℓ_i* = m_start + b_i, ℓ_ij = i_j + b_i − b_j (j ≤ i), m_i = their max
 ///                2. o_i from the initial-state term (inter-chunk) and the j ≤ i terms (intra-chunk)
-///                3. state: C̃ ← exp(ℓ_{n−1,0} − m_{n−1}) C̃ + Σ_j exp(ℓ_{n−1,j} − m_{n−1}) k_j v_jᵀ, ñ alike, m = m_{n−1}
+///                3. state: C̃ ← exp(ℓ_{n−1,*} − m_{n−1}) C̃ + Σ_j exp(ℓ_{n−1,j} − m_{n−1}) k_j v_jᵀ, ñ alike, m = m_{n−1}
 ///              Every exponent is ≤ 0 and is a difference of log gates inside one chunk.
 /// </summary>
 public static class Mlstm
