@@ -12,6 +12,8 @@ public static partial class FormCatalog
     public static IReadOnlyList<IForm> All { get; } =
     [
         new Softmax.SoftmaxForm(),
+        new GatedLinear.Rwkv6Form(),
+        new GatedLinear.MlstmForm(),
     ];
 
     /// <summary>The form called <paramref name="name"/>; an <see cref="InputException"/> listing the known ones otherwise.</summary>

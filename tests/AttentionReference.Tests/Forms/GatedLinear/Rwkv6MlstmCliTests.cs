@@ -1,0 +1,147 @@
+using AttentionReference.Forms.GatedLinear;
+using AttentionReference.IO;
+using AttentionReference.Tensors;
+using AttentionReference.Tests.Cli;
+using AttentionReference.Tests.Support;
+
+namespace AttentionReference.Tests.Forms.GatedLinear;
+
+/// <summary><c>attnref run/check/spec/forms</c> for rwkv6 and mlstm, from files, in-process.</summary>
+public sealed class Rwkv6MlstmCliTests
+{
+    // The command line runs the same code on the same numbers (f64 files convert exactly): bit-identical results.
+    private static void AssertSame(Tensor actual, Tensor expected, string name) =>
+        Assert.True(actual.Data.SequenceEqual(expected.Data) && actual.Shape.SequenceEqual(expected.Shape), $"{name} differs");
+
+    private static (Tensor Q, Tensor K, Tensor V, Tensor W, Tensor U, Tensor S0) RwkvInputs()
+    {
+        var c = new Rwkv6Case(2, 7, 2, 3, 4, DecayRegime.Mixed, true, 3, 11);
+        var (q, k, v, w, u, s0) = c.Inputs();
+        return (q, k, v, w, u, s0!);
+    }
+
+    private static (Tensor Q, Tensor K, Tensor V, Tensor I, Tensor F, Tensor C0, Tensor N0, Tensor M0) MlstmInputs()
+    {
+        var c = new MlstmCase(2, 7, 2, 3, 4, DecayRegime.Mixed, true, false, 0, 3, 12);
+        var (q, k, v, i, f) = c.Inputs();
+        var (c0, n0, m0) = c.State(2);
+        return (q, k, v, i, f, c0!, n0!, m0!);
+    }
+
+    [Fact]
+    public void Run_rwkv6_reads_r_as_q_and_writes_what_the_library_computes()
+    {
+        using var temp = new TempFolder();
+        var (q, k, v, w, u, s0) = RwkvInputs();
+        string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
+        var file = new TensorFile().Add("r", q).Add("k", k).Add("v", v).Add("w", w).Add("u", u).Add("initial_state", s0);
+        TensorFiles.Write(input, file);
+
+        var outcome = CliRunner.Run("run", "rwkv6", "--in", input, "--out", output, "--variant", "chunked", "--set", "chunk_size=3");
+
+        Assert.Equal(0, outcome.ExitCode);
+        var written = TensorFiles.Read(output);
+        var expected = Rwkv6.Chunked(q, k, v, w, u, 3, new Rwkv6Options { InitialState = s0 });
+        AssertSame(written["o"], expected.O, "o");
+        AssertSame(written["final_state"], expected.FinalState, "final_state");
+        Assert.Equal("chunked", written.Metadata["variant"]);
+    }
+
+    [Fact]
+    public void Check_rwkv6_passes_the_reference_of_another_variant_and_fails_a_changed_element()
+    {
+        using var temp = new TempFolder();
+        var (q, k, v, w, u, s0) = RwkvInputs();
+        string input = temp.File("in.safetensors"), good = temp.File("good.safetensors"), bad = temp.File("bad.safetensors");
+        TensorFiles.Write(input, new TensorFile().Add("q", q).Add("k", k).Add("v", v).Add("w", w).Add("u", u).Add("initial_state", s0));
+        var parallel = Rwkv6.Parallel(q, k, v, w, u, new Rwkv6Options { InitialState = s0 });
+        TensorFiles.Write(good, new TensorFile().Add("o", parallel.O).Add("final_state", parallel.FinalState));
+        var broken = parallel.O.Clone();
+        broken.Data[5] += 1e-3;
+        TensorFiles.Write(bad, new TensorFile().Add("o", broken));
+
+        // The default variant (recurrent) checks the parallel variant's numbers within the f64 profile.
+        Assert.Equal(0, CliRunner.Run("check", "rwkv6", "--in", input, "--candidate", good).ExitCode);
+        var failed = CliRunner.Run("check", "rwkv6", "--in", input, "--candidate", bad);
+        Assert.Equal(1, failed.ExitCode);
+        Assert.Contains("FAIL", failed.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Run_mlstm_reads_mlstm_kernels_state_names_and_parameters()
+    {
+        using var temp = new TempFolder();
+        var (q, k, v, i, f, c0, n0, m0) = MlstmInputs();
+        string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
+        var file = new TensorFile().Add("q", q).Add("k", k).Add("v", v).Add("i", i).Add("f", f)
+            .Add("c_initial", c0).Add("n_initial", n0).Add("m_initial", m0);
+        file.Metadata["eps"] = "1e-6";
+        TensorFiles.Write(input, file);
+
+        var outcome = CliRunner.Run("run", "mlstm", "--in", input, "--out", output, "--variant", "parallel");
+
+        Assert.Equal(0, outcome.ExitCode);
+        var written = TensorFiles.Read(output);
+        var expected = Mlstm.Parallel(q, k, v, i, f, new MlstmOptions { Eps = 1e-6, InitialState = c0, InitialNormalizer = n0, InitialMax = m0 });
+        AssertSame(written["o"], expected.O, "o");
+        AssertSame(written["final_state"], expected.FinalState, "final_state");
+        AssertSame(written["final_normalizer"], expected.FinalNormalizer, "final_normalizer");
+        AssertSame(written["final_max"], expected.FinalMax, "final_max");
+    }
+
+    [Fact]
+    public void Mlstm_in_the_bhtd_layout_transposes_the_gates_too()
+    {
+        using var temp = new TempFolder();
+        var (q, k, v, i, f, _, _, _) = MlstmInputs();
+        string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
+        var file = new TensorFile();
+        foreach (var (name, x) in new[] { ("q", q), ("k", k), ("v", v), ("i", i), ("f", f) })
+        {
+            file.Add(name, Layouts.SwapTimeAndHeads(x));
+        }
+        TensorFiles.Write(input, file);
+
+        var outcome = CliRunner.Run("run", "mlstm", "--in", input, "--out", output, "--layout", "bhtd", "--variant", "chunked");
+
+        Assert.Equal(0, outcome.ExitCode);
+        var expected = Mlstm.Chunked(q, k, v, i, f, 16);
+        AssertSame(TensorFiles.Read(output)["o"], Layouts.SwapTimeAndHeads(expected.O), "o");
+    }
+
+    [Fact]
+    public void A_forget_gate_of_the_wrong_shape_exits_2_naming_f()
+    {
+        using var temp = new TempFolder();
+        var (q, k, v, i, _, _, _, _) = MlstmInputs();
+        string input = temp.File("in.safetensors");
+        TensorFiles.Write(input, new TensorFile().Add("q", q).Add("k", k).Add("v", v).Add("i", i).Add("f", q));
+
+        var outcome = CliRunner.Run("run", "mlstm", "--in", input, "--out", temp.File("out.safetensors"));
+
+        Assert.Equal(2, outcome.ExitCode);
+        Assert.Contains("'f'", outcome.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(temp.File("out.safetensors")));
+    }
+
+    [Theory]
+    [InlineData("rwkv6", "S_t = Diag(exp(w_t)) S_{t−1} + k_t v_tᵀ")]
+    [InlineData("mlstm", "m_t  = max(log f_t + m_{t−1}, i_t)")]
+    public void Spec_prints_the_equations_of_the_doc_comment(string form, string equation)
+    {
+        var outcome = CliRunner.Run("spec", form);
+        Assert.Equal(0, outcome.ExitCode);
+        Assert.Contains(equation, outcome.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Forms_lists_both_with_their_variants_and_aliases()
+    {
+        var outcome = CliRunner.Run("forms");
+        Assert.Equal(0, outcome.ExitCode);
+        Assert.Contains("rwkv6", outcome.Out, StringComparison.Ordinal);
+        Assert.Contains("mlstm", outcome.Out, StringComparison.Ordinal);
+        Assert.Contains("alias r", outcome.Out, StringComparison.Ordinal);
+        Assert.Contains("alias c_initial", outcome.Out, StringComparison.Ordinal);
+    }
+}
