@@ -11,8 +11,9 @@ namespace AttentionReference.Forms.Softmax;
 /// Shapes (layout [B,T,H,D], as fla):
 ///   q [B,T,Hq,K]   k [B,T,Hkv,K]   v [B,T,Hkv,V]   g [B,T,Hq]   →   o [B,T,Hq,V]   lse [B,T,Hq]
 ///   Hq is a multiple of Hkv (GQA/MQA): query head h reads key/value head h / (Hq/Hkv); g is per query head.
+///   cu_seqlens [N+1] (int32/int64, optional, B = 1): packed sequences, as flash-attn and fla.
 ///
-/// For each batch b, query head h and query position i (causal: keys j ≤ i):
+/// For each batch b, query head h and query position i (causal: keys j ≤ i, from the start of i's sequence):
 ///   D_ij  = Σ_{r=j+1..i} g_r                          (D_ii = 0; g_r = log f_r ≤ 0, the log forget gate)
 ///   s_ij  = scale · q_i · k_j + D_ij                  scale = K^(-1/2) unless given
 ///   m_i   = max_{j≤i} s_ij
@@ -26,8 +27,10 @@ namespace AttentionReference.Forms.Softmax;
 ///
 /// Choices. The gate is given in log space: g = log f = log σ(·) = −softplus(−·) is computed outside (as fla's
 /// parallel_forgetting_attn takes it); g ≤ 0 is what FoX produces, other values are used as given. FoX is causal and
-/// self-attention: q, k, v share T and there is no non-causal option. fla's optional window_size and cu_seqlens
-/// are not offered here. With g = 0 this is causal softmax attention.
+/// self-attention: q, k, v share T and there is no non-causal option. Varlen as fla's cu_seqlens (B = 1, sequence n
+/// is steps [cu[n], cu[n+1])): each sequence is its own causal problem, its keys and its gates start afresh (a
+/// query never sees, nor sums the gates of, another sequence). fla's optional window_size is not offered here.
+/// With g = 0 this is causal softmax attention.
 ///
 /// Numerics. fla's naive reference computes D_ij = c_i − c_j from the cumulative sum c = cumsum(g); for strong gates
 /// (g = −20 per step over long T) c reaches −20·T and the difference of two large numbers loses the digits of a small
@@ -55,19 +58,20 @@ public static class Forgetting
         Parallel.For(0, p.Batch * p.T * p.Hq, () => new double[p.T], (row, _, scores) =>
         {
             int h = row % p.Hq, i = row / p.Hq % p.T, b = row / p.Hq / p.T;
-            Span<double> s = scores.AsSpan(0, i + 1);
+            int start = p.SequenceStart[i]; // keys j = start … i
+            Span<double> s = scores.AsSpan(0, i + 1 - start);
             double bias = 0; // D_ii = 0
-            for (int j = i; j >= 0; j--)
+            for (int j = i; j >= start; j--)
             {
-                s[j] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, i), p.KeyRow(b, h, j)) + bias;
+                s[j - start] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, i), p.KeyRow(b, h, j)) + bias;
                 bias += p.Gate(b, h, j); // D_i,j−1 = D_ij + g_j
             }
             double m = VectorKernels.Max(s);
             double l = VectorKernels.ExpShiftedInPlace(s, m); // s now holds exp(s − m)
             Span<double> oRow = o.Data.AsSpan(((b * p.T + i) * p.Hq + h) * p.Dv, p.Dv);
-            for (int j = 0; j <= i; j++)
+            for (int j = start; j <= i; j++)
             {
-                VectorKernels.Axpy(s[j], p.ValueRow(b, h, j), oRow);
+                VectorKernels.Axpy(s[j - start], p.ValueRow(b, h, j), oRow);
             }
             VectorKernels.Scale(1 / l, oRow);
             lse.Data[row] = m + Math.Log(l);
@@ -87,21 +91,27 @@ public static class Forgetting
             throw new InputException(string.Create(CultureInfo.InvariantCulture,
                 $"block sizes must be ≥ 1, found block_q = {options.BlockQ}, block_k = {options.BlockK}"));
         }
-        int bq = options.BlockQ, bk = options.BlockK, blocks = (p.T + bq - 1) / bq;
+        int bq = options.BlockQ, bk = options.BlockK;
         var o = Tensor.Zeros(p.Batch, p.T, p.Hq, p.Dv);
         var lse = Tensor.Zeros(p.Batch, p.T, p.Hq);
 
-        // One task per (b, h, query block); each computes its rows start to end.
-        Parallel.For(0, p.Batch * p.Hq * blocks, task =>
+        // One task per (sequence, h, query block); each computes its rows start to end. Tiles are laid out from the
+        // start of each sequence, and every time index below is relative to it (position t0 + t in the tensors).
+        var tasks = (from sequence in p.Sequences
+                     from h in Enumerable.Range(0, p.Hq)
+                     from q0 in Enumerable.Range(0, (sequence.Length + bq - 1) / bq).Select(n => n * bq)
+                     select (sequence, h, q0)).ToArray();
+        Parallel.ForEach(tasks, task =>
         {
-            int qBlock = task % blocks, h = task / blocks % p.Hq, b = task / blocks / p.Hq;
-            int q0 = qBlock * bq, rows = Math.Min(bq, p.T - q0);
+            var (sequence, h, q0) = task;
+            int b = sequence.Batch, t0 = sequence.Start, length = sequence.Length;
+            int rows = Math.Min(bq, length - q0);
 
             // 1. A_i = Σ_{r=q0+1..i} g_r for the block's queries.
             var a = new double[rows];
             for (int r = 1; r < rows; r++)
             {
-                a[r] = a[r - 1] + p.Gate(b, h, q0 + r);
+                a[r] = a[r - 1] + p.Gate(b, h, t0 + q0 + r);
             }
 
             // 2. Running state per query row: max m, sum l, unnormalised output acc.
@@ -117,19 +127,19 @@ public static class Forgetting
             int eAt = q0;
             for (int k0 = last / bk * bk; k0 >= 0; k0 -= bk)
             {
-                int k1 = Math.Min(k0 + bk, p.T);
+                int k1 = Math.Min(k0 + bk, length);
                 // 3a. The tile's scores with their bias; entries j > i stay −∞ (causal).
                 tile.AsSpan().Fill(double.NegativeInfinity);
                 for (int j = Math.Min(k1, q0 + 1) - 1; j >= k0; j--)
                 {
                     while (eAt > j)
                     {
-                        e += p.Gate(b, h, eAt); // E_{eAt−1} = E_{eAt} + g_{eAt}
+                        e += p.Gate(b, h, t0 + eAt); // E_{eAt−1} = E_{eAt} + g_{eAt}
                         eAt--;
                     }
                     for (int r = 0; r < rows; r++)
                     {
-                        tile[r * bk + j - k0] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, q0 + r), p.KeyRow(b, h, j)) + a[r] + e;
+                        tile[r * bk + j - k0] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, t0 + q0 + r), p.KeyRow(b, h, t0 + j)) + a[r] + e;
                     }
                 }
                 for (int r = 0; r < rows; r++)
@@ -140,9 +150,9 @@ public static class Forgetting
                     {
                         if (j < k1)
                         {
-                            tile[r * bk + j - k0] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, i), p.KeyRow(b, h, j)) + inside;
+                            tile[r * bk + j - k0] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, t0 + i), p.KeyRow(b, h, t0 + j)) + inside;
                         }
-                        inside += p.Gate(b, h, j);
+                        inside += p.Gate(b, h, t0 + j);
                     }
                 }
 
@@ -162,7 +172,7 @@ public static class Forgetting
                     l[r] = l[r] * rescale + VectorKernels.ExpShiftedInPlace(s, mNew);
                     for (int j = k0; j < k1; j++)
                     {
-                        VectorKernels.Axpy(s[j - k0], p.ValueRow(b, h, j), accRow);
+                        VectorKernels.Axpy(s[j - k0], p.ValueRow(b, h, t0 + j), accRow);
                     }
                     m[r] = mNew;
                 }
@@ -171,10 +181,10 @@ public static class Forgetting
             // 4. Normalise and write: o_i = acc_i / l_i, lse_i = m_i + ln l_i.
             for (int r = 0; r < rows; r++)
             {
-                Span<double> oRow = o.Data.AsSpan(((b * p.T + q0 + r) * p.Hq + h) * p.Dv, p.Dv);
+                Span<double> oRow = o.Data.AsSpan(((b * p.T + t0 + q0 + r) * p.Hq + h) * p.Dv, p.Dv);
                 acc.AsSpan(r * p.Dv, p.Dv).CopyTo(oRow);
                 VectorKernels.Scale(1 / l[r], oRow);
-                lse[b, q0 + r, h] = m[r] + Math.Log(l[r]);
+                lse[b, t0 + q0 + r, h] = m[r] + Math.Log(l[r]);
             }
         });
 
@@ -193,7 +203,19 @@ public static class Forgetting
             (Batch, T, Hq, _hkv, Dk, Dv) = (dims["B"], dims["T"], dims["Hq"], dims["Hkv"], dims["K"], dims["V"]);
             _groupSize = _hkv == 0 ? 1 : Hq / _hkv;
             Scale = options.Scale ?? 1 / Math.Sqrt(Dk);
+            Sequences = Common.Sequences.Slices(Batch, T, options.CuSeqlens);
+            SequenceStart = new int[T];
+            foreach (var sequence in Sequences)
+            {
+                Array.Fill(SequenceStart, sequence.Start, sequence.Start, sequence.Length);
+            }
         }
+
+        /// <summary>The independent sequences: each batch entry, or with cu_seqlens each packed sequence.</summary>
+        public IReadOnlyList<Common.SequenceSlice> Sequences { get; }
+
+        /// <summary>For each time step, the first step of its sequence (0 without cu_seqlens).</summary>
+        public int[] SequenceStart { get; }
 
         public int Batch { get; }
         public int T { get; }
@@ -239,6 +261,9 @@ public sealed record ForgettingOptions
 
     /// <summary>Tiled: keys per tile.</summary>
     public int BlockK { get; init; } = 64;
+
+    /// <summary>Varlen: int32/int64 [N+1] sequence boundaries along T (B = 1); null = each batch entry is one sequence.</summary>
+    public Tensor? CuSeqlens { get; init; }
 }
 
 /// <summary>Outputs of forgetting attention: o [B,T,Hq,V] and lse [B,T,Hq].</summary>

@@ -17,6 +17,7 @@ internal sealed class ForgettingForm : IForm
         new("k", "B,T,Hkv,K", "keys (Hkv divides Hq: GQA/MQA)"),
         new("v", "B,T,Hkv,V", "values"),
         new("g", "B,T,Hq", "log forget gates log f_t ≤ 0, per query head"),
+        new("cu_seqlens", "N+1", "varlen: sequence boundaries along T (B = 1)", Optional: true, HoldsIndices: true),
     ];
 
     public IReadOnlyList<TensorSpec> Outputs { get; } =
@@ -39,6 +40,7 @@ internal sealed class ForgettingForm : IForm
             Scale = parameters.GetOptionalDouble("scale"),
             BlockQ = parameters.GetInt("block_q", 64),
             BlockK = parameters.GetInt("block_k", 64),
+            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
         };
         var (q, k, v, g) = (inputs["q"], inputs["k"], inputs["v"], inputs["g"]);
         ForgettingResult result = variant switch

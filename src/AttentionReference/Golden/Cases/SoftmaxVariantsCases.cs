@@ -37,6 +37,9 @@ internal static class SoftmaxVariantsCases
         Forgetting("naive_gqa_scale", "naive", new() { ["scale"] = "0.4" }, hq: 4, hkv: 2, strong: false),
         // log forget gates of −20 per step: the bias reaches −20·(T−1) and stays exact.
         Forgetting("tiled_strong_gates", "tiled", new() { ["block_q"] = "3", ["block_k"] = "5" }, hq: 2, hkv: 1, strong: true),
+        // Varlen: B = 1 holding sequences of 4, 1 and 6 steps; each starts afresh.
+        ForgettingVarlen("naive_varlen", "naive", []),
+        ForgettingVarlen("tiled_varlen", "tiled", new() { ["block_q"] = "2", ["block_k"] = "3" }),
     ];
 
     private static GoldenCase Sparse(string name, string variant, Dictionary<string, string> parameters,
@@ -96,6 +99,17 @@ internal static class SoftmaxVariantsCases
             // FoX's gate g = log σ(x) = −softplus(−x), x normal around 1; or −20 everywhere for the strong case.
             Tensor x = random.Normal(2, b, t, hq);
             inputs["g"] = new Tensor(x.ShapeArray(), x.Data.Select(z => strong ? -20 : -Math.Log(1 + Math.Exp(-(z + 1)))).ToArray());
+            return inputs;
+        });
+
+    private static GoldenCase ForgettingVarlen(string name, string variant, Dictionary<string, string> parameters) =>
+        new("forgetting", name, variant, parameters, random =>
+        {
+            const int t = 11, hq = 2;
+            var inputs = new Dictionary<string, Tensor>(Qkv(random, b: 1, t, t, hq, hkv: 1, dk: 4, dv: 4));
+            Tensor x = random.Normal(2, 1, t, hq);
+            inputs["g"] = new Tensor(x.ShapeArray(), x.Data.Select(z => -Math.Log(1 + Math.Exp(-(z + 1)))).ToArray());
+            inputs["cu_seqlens"] = new Tensor([4], [0, 4, 5, 11], DType.I32);
             return inputs;
         });
 

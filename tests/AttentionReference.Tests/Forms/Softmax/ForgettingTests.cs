@@ -149,6 +149,41 @@ public sealed class ForgettingTests
     }), cases: 100);
 
     [Fact]
+    public void Varlen_equals_separate_runs_of_each_sequence() => PropertyRuns.Check(Prop.ForAll(ForgettingCase.Arbitrary, c =>
+    {
+        // B = 1 holding the packed sequences; cut T at random places (empty sequences included).
+        var packed = c with { B = 1 };
+        var (q, k, v, g) = packed.Inputs();
+        var random = new Random(c.Seed);
+        int[] cuts = [0, .. Enumerable.Range(0, random.Next(4)).Select(_ => random.Next(c.T + 1)).Order(), c.T];
+        var cuSeqlens = new Tensor([cuts.Length], cuts.Select(x => (double)x).ToArray(), DType.I32);
+        for (int pass = 0; pass < 2; pass++)
+        {
+            bool tiled = pass == 1;
+            var options = new ForgettingOptions { BlockQ = c.BlockQ, BlockK = c.BlockK };
+            ForgettingResult Run(Tensor q1, Tensor k1, Tensor v1, Tensor g1, ForgettingOptions o1) =>
+                tiled ? Forgetting.Tiled(q1, k1, v1, g1, o1) : Forgetting.Naive(q1, k1, v1, g1, o1);
+            var together = Run(q, k, v, g, options with { CuSeqlens = cuSeqlens });
+            for (int n = 0; n + 1 < cuts.Length; n++)
+            {
+                var (start, length) = (cuts[n], cuts[n + 1] - cuts[n]);
+                if (length == 0)
+                {
+                    continue;
+                }
+                var alone = Run(Steps(q, start, length), Steps(k, start, length), Steps(v, start, length), Steps(g, start, length), options);
+                // The same arithmetic on the same numbers, read from other offsets: equal to rounding at most.
+                if (!TestTensors.Close(Steps(together.O, start, length), alone.O, SameMathInDouble)
+                    || !TestTensors.Close(Steps(together.Lse, start, length), alone.Lse, SameMathInDouble))
+                {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }), cases: 100);
+
+    [Fact]
     public void A_gate_without_the_query_heads_is_bad_input_naming_g()
     {
         var (q, k, v, _) = new ForgettingCase(1, 4, 1, 2, 3, 3, 2, 2, 1).Inputs();
@@ -231,6 +266,15 @@ public sealed class ForgettingTests
             }
         }
         return (o, lse);
+    }
+
+    /// <summary>Time steps [start, start + length) of a [1,T,…] tensor.</summary>
+    private static Tensor Steps(Tensor x, int start, int length)
+    {
+        int[] shape = x.ShapeArray();
+        int step = x.Length / shape[1];
+        shape[1] = length;
+        return new Tensor(shape, x.Data.AsSpan(start * step, length * step).ToArray());
     }
 
     private static Tensor RepeatHeads(Tensor x, int group)
