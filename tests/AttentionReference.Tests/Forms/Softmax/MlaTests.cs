@@ -165,6 +165,28 @@ public sealed class MlaTests
     }), cases: 50);
 
     [Fact]
+    public void The_bhtd_layout_transposes_the_queries_and_outputs_and_leaves_the_cache_alone()
+    {
+        // q_nope, q_pe, o, lse have a head axis and follow --layout; c_kv [B,Sk,Dc] and k_pe [B,Sk,Dr] have none.
+        var x = new MlaCase(2, 3, 5, 2, 3, 2, 4, 3, true, 23).Inputs();
+        var tensors = new Dictionary<string, Tensor>
+        {
+            ["q_nope"] = Layouts.SwapTimeAndHeads(x.QNope),
+            ["q_pe"] = Layouts.SwapTimeAndHeads(x.QPe),
+            ["c_kv"] = x.CKv,
+            ["k_pe"] = x.KPe,
+            ["w_uk"] = x.WUk,
+            ["w_uv"] = x.WUv,
+        };
+        var run = FormRunner.Run(FormCatalog.Find("mla"), tensors, new Dictionary<string, string> { ["causal"] = "true" },
+            new RunOptions { Variant = "absorbed", Layout = Layout.Bhtd });
+        var expected = Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, new MlaOptions { Causal = true });
+        // The same computation, only moved: bit for bit.
+        Assert.Equal(Layouts.SwapTimeAndHeads(expected.O).Data, run.Outputs["o"].Data);
+        Assert.Equal(Layouts.SwapTimeAndHeads(expected.Lse).Data, run.Outputs["lse"].Data);
+    }
+
+    [Fact]
     public void Queries_before_the_cache_under_causal_give_zero_output_and_minus_infinity_lse()
     {
         // Tq = 4 > Sk = 2: queries 0 and 1 have diagonals −2 and −1 and see no key, in both variants.

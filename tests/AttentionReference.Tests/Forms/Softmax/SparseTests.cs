@@ -172,6 +172,38 @@ public sealed class SparseTests
     }
 
     [Fact]
+    public void A_nan_in_a_disallowed_key_does_not_reach_the_output() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
+    {
+        // Longformer with window 0 and no global token: query i sees only key d_i, so key 0 is outside every row
+        // but the one whose d_i = 0; a NaN there may reach that row only.
+        var (q, k, v) = c.Inputs(c.Tk);
+        for (int b = 0; b < c.B; b++)
+        {
+            for (int h = 0; h < c.Hkv; h++)
+            {
+                k[b, 0, h, 0] = double.NaN;
+                v[b, 0, h, 0] = double.NaN;
+            }
+        }
+        var result = Sparse.Longformer(q, k, v, null, new SparseOptions { Window = 0 });
+        for (int i = 0; i < c.Tq; i++)
+        {
+            bool seesKey0 = i + c.Tk - c.Tq == 0;
+            for (int b = 0; b < c.B; b++)
+            {
+                for (int h = 0; h < c.Hq; h++)
+                {
+                    if (double.IsNaN(result.Lse[b, i, h]) != seesKey0)
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        return true;
+    }), cases: 50);
+
+    [Fact]
     public void A_layout_of_the_wrong_shape_is_bad_input_naming_block_mask()
     {
         var c = new SparseCase(1, 6, 5, 1, 2, 4, 3, 2, 2, 0, false, false, 3);
