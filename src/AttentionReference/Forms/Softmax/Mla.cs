@@ -38,7 +38,8 @@ namespace AttentionReference.Forms.Softmax;
 /// and its weight layout: wkv_b.weight viewed as [H, Dn+Dv, Dc], W_UK = wkv_b[:, :Dn], W_UV = wkv_b[:, −Dv:].
 /// FlashMLA (deepseek-ai/FlashMLA) is the absorbed kernel with its q = [ql; q_pe] and kv = [c; k_pe] concatenated
 /// (d_qk = 576, d_v = 512): its output is ol (before W_UV) and its test reference aligns causal masks bottom-right
-/// (tril(diagonal = s_k − s_q)), as here.
+/// (tril(diagonal = s_k − s_q)), as here. To check such a kernel, give q_nope = ql with w_uk = w_uv = I [H,Dc,Dc]
+/// and its softmax_scale: then o = ol.
 ///
 /// Choices. RoPE is applied outside: q_pe and k_pe are given already rotated (DeepSeek applies apply_rotary_emb
 /// before caching k_pe; kernels receive the rotated cache). k_pe is shared by all heads (MQA-like), as in the paper.

@@ -39,8 +39,8 @@ namespace AttentionReference.Forms.Softmax;
 /// even); our <c>window</c> is the one-sided count, so Hugging Face's attention_window = 2·window. Global attention
 /// is symmetric, as in the paper: a global token attends to every token and every token attends to it. Choices where
 /// the paper leaves one open: the paper (and Hugging Face) compute global attention with separate projections
-/// Q_g, K_g, V_g; at kernel level there is one q, k, v, so the caller who wants them passes the projected tensors
-/// (this form has one score per pair). Dilation is not supported. For Tq ≠ Tk the window is centred on d_i and a
+/// Q_g, K_g, V_g; at kernel level there is one q, k, v, so window and global scores here use the same projections
+/// (one score per pair). Dilation is not supported. For Tq ≠ Tk the window is centred on d_i and a
 /// query is global when its own key position d_i is in G (G holds key positions; for self-attention they are the
 /// token indices). The autoregressive (causal) Longformer is this pattern with <c>causal=true</c>.
 ///
