@@ -12,6 +12,9 @@ public static partial class FormCatalog
     public static IReadOnlyList<IForm> All { get; } =
     [
         new Softmax.SoftmaxForm(),
+        new Softmax.SparseForm(),
+        new Softmax.MlaForm(),
+        new Softmax.ForgettingForm(),
         new GatedLinear.Rwkv6Form(),
         new GatedLinear.MlstmForm(),
     ];

@@ -30,6 +30,7 @@ public static class GoldenCases
     public static IReadOnlyList<GoldenCase> All { get; } =
     [
         .. Cases.SoftmaxCases.All,
+        .. Cases.SoftmaxVariantsCases.All,
         .. Cases.RwkvMlstmCases.All,
     ];
 }

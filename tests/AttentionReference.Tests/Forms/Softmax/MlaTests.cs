@@ -1,0 +1,248 @@
+using AttentionReference.Forms;
+using AttentionReference.Forms.Softmax;
+using AttentionReference.IO;
+using AttentionReference.Tensors;
+using AttentionReference.Tests.Cli;
+using AttentionReference.Tests.Support;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace AttentionReference.Tests.Forms.Softmax;
+
+/// <summary>A random MLA problem: Tq ≠ Sk (decoding against a cache, or more queries than keys), odd latent and head dims.</summary>
+public sealed record MlaCase(int B, int Tq, int Sk, int H, int Dn, int Dr, int Dc, int Dv, bool Causal, int Seed)
+{
+    public sealed record MlaInputs(Tensor QNope, Tensor QPe, Tensor CKv, Tensor KPe, Tensor WUk, Tensor WUv);
+
+    public MlaInputs Inputs()
+    {
+        var random = new Random(Seed);
+        // Weights of size 1/√Dc keep the expanded keys and values O(1), as trained up-projections are.
+        double w = 1 / Math.Sqrt(Dc);
+        return new MlaInputs(
+            TestTensors.Normal(random, 1, B, Tq, H, Dn),
+            TestTensors.Normal(random, 1, B, Tq, H, Dr),
+            TestTensors.Normal(random, 1, B, Sk, Dc),
+            TestTensors.Normal(random, 1, B, Sk, Dr),
+            TestTensors.Normal(random, w, H, Dn, Dc),
+            TestTensors.Normal(random, w, H, Dv, Dc));
+    }
+
+    public static Arbitrary<MlaCase> Arbitrary { get; } =
+        (from b in Gen.Choose(1, 2)
+         from tq in Gen.Choose(1, 7)
+         from sk in Gen.Choose(1, 9)
+         from h in Gen.Choose(1, 3)
+         from dn in Gen.Elements(1, 3, 8)
+         from dr in Gen.Elements(1, 2, 4)
+         from dc in Gen.Elements(1, 5, 16)
+         from dv in Gen.Elements(1, 3, 8)
+         from causal in Gen.Elements(false, true)
+         from seed in Gen.Choose(0, int.MaxValue)
+         select new MlaCase(b, tq, sk, h, dn, dr, dc, dv, causal, seed)).ToArbitrary();
+}
+
+public sealed class MlaTests
+{
+    // Both sides compute the same sums in double in different orders (W_UK c first, or W_UKᵀ q first; W_UV before or
+    // after the weighted sum): a few ulps per term over at most 16·9 terms, below 1e-12 relative.
+    private const double SameMathInDouble = 1e-12;
+
+    [Fact]
+    public void Absorbed_equals_naive() => PropertyRuns.Check(Prop.ForAll(MlaCase.Arbitrary, c =>
+    {
+        var x = c.Inputs();
+        var options = new MlaOptions { Causal = c.Causal };
+        var naive = Mla.Naive(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, options);
+        var absorbed = Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, options);
+        return TestTensors.Close(absorbed.O, naive.O, SameMathInDouble) && TestTensors.Close(absorbed.Lse, naive.Lse, SameMathInDouble);
+    }));
+
+    [Fact]
+    public void Naive_equals_softmax_on_the_expanded_keys_and_values() => PropertyRuns.Check(Prop.ForAll(MlaCase.Arbitrary, c =>
+    {
+        // DeepSeek-V3's attn_impl "naive": k = [W_UK c ; k_pe] per head, v = W_UV c, then ordinary softmax attention
+        // with scale (Dn + Dr)^-1/2, which is Softmax.Naive's default K^-1/2 for K = Dn + Dr.
+        var x = c.Inputs();
+        var k = Tensor.Zeros(c.B, c.Sk, c.H, c.Dn + c.Dr);
+        var v = Tensor.Zeros(c.B, c.Sk, c.H, c.Dv);
+        for (int b = 0; b < c.B; b++)
+        {
+            for (int j = 0; j < c.Sk; j++)
+            {
+                for (int h = 0; h < c.H; h++)
+                {
+                    for (int n = 0; n < c.Dn; n++)
+                    {
+                        k[b, j, h, n] = Enumerable.Range(0, c.Dc).Sum(d => x.WUk[h, n, d] * x.CKv[b, j, d]);
+                    }
+                    for (int r = 0; r < c.Dr; r++)
+                    {
+                        k[b, j, h, c.Dn + r] = x.KPe[b, j, r];
+                    }
+                    for (int n = 0; n < c.Dv; n++)
+                    {
+                        v[b, j, h, n] = Enumerable.Range(0, c.Dc).Sum(d => x.WUv[h, n, d] * x.CKv[b, j, d]);
+                    }
+                }
+            }
+        }
+        var q = Tensor.Zeros(c.B, c.Tq, c.H, c.Dn + c.Dr);
+        for (int b = 0; b < c.B; b++)
+        {
+            for (int i = 0; i < c.Tq; i++)
+            {
+                for (int h = 0; h < c.H; h++)
+                {
+                    for (int d = 0; d < c.Dn + c.Dr; d++)
+                    {
+                        q[b, i, h, d] = d < c.Dn ? x.QNope[b, i, h, d] : x.QPe[b, i, h, d - c.Dn];
+                    }
+                }
+            }
+        }
+        var mla = Mla.Naive(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, new MlaOptions { Causal = c.Causal });
+        var softmax = AttentionReference.Forms.Softmax.Softmax.Naive(q, k, v, new SoftmaxOptions { Causal = c.Causal });
+        return TestTensors.Close(mla.O, softmax.O, SameMathInDouble) && TestTensors.Close(mla.Lse, softmax.Lse, SameMathInDouble);
+    }));
+
+    [Fact]
+    public void Causal_outputs_do_not_depend_on_later_cache_entries() => PropertyRuns.Check(Prop.ForAll(MlaCase.Arbitrary, c =>
+    {
+        var x = c.Inputs();
+        var options = new MlaOptions { Causal = true };
+        var before = Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, options);
+        // Change the last cache entry: only queries whose diagonal i + Sk − Tq reaches Sk − 1 (i = Tq − 1) may change.
+        var (cKv, kPe) = (x.CKv.Clone(), x.KPe.Clone());
+        for (int b = 0; b < c.B; b++)
+        {
+            cKv[b, c.Sk - 1, 0] += 1;
+            kPe[b, c.Sk - 1, 0] += 1;
+        }
+        var after = Mla.Absorbed(x.QNope, x.QPe, cKv, kPe, x.WUk, x.WUv, options);
+        for (int b = 0; b < c.B; b++)
+        {
+            for (int i = 0; i < c.Tq - 1; i++)
+            {
+                for (int h = 0; h < c.H; h++)
+                {
+                    if (!before.Lse[b, i, h].Equals(after.Lse[b, i, h])
+                        || Enumerable.Range(0, c.Dv).Any(d => before.O[b, i, h, d] != after.O[b, i, h, d]))
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        return true;
+    }), cases: 100);
+
+    [Fact]
+    public void Wkv_b_stacked_per_head_equals_separate_up_projections() => PropertyRuns.Check(Prop.ForAll(MlaCase.Arbitrary, c =>
+    {
+        var x = c.Inputs();
+        // DeepSeek-V3's wkv_b.weight viewed [H, Dn + Dv, Dc]: per head the W_UK rows, then the W_UV rows.
+        var wkvB = Tensor.Zeros(c.H, c.Dn + c.Dv, c.Dc);
+        for (int h = 0; h < c.H; h++)
+        {
+            for (int n = 0; n < c.Dn + c.Dv; n++)
+            {
+                for (int d = 0; d < c.Dc; d++)
+                {
+                    wkvB[h, n, d] = n < c.Dn ? x.WUk[h, n, d] : x.WUv[h, n - c.Dn, d];
+                }
+            }
+        }
+        IForm form = FormCatalog.Find("mla");
+        var common = new Dictionary<string, Tensor> { ["q_nope"] = x.QNope, ["q_pe"] = x.QPe, ["c_kv"] = x.CKv, ["k_pe"] = x.KPe };
+        var split = new Dictionary<string, Tensor>(common) { ["w_uk"] = x.WUk, ["w_uv"] = x.WUv };
+        var stacked = new Dictionary<string, Tensor>(common) { ["wkv_b"] = wkvB };
+        var parameters = new FormParameters(new Dictionary<string, string> { ["causal"] = c.Causal ? "true" : "false" });
+        var a = form.Run("absorbed", split, parameters);
+        var b2 = form.Run("absorbed", stacked, parameters);
+        // The same numbers in the same order: bit for bit.
+        return a["o"].Data.SequenceEqual(b2["o"].Data) && a["lse"].Data.SequenceEqual(b2["lse"].Data);
+    }), cases: 50);
+
+    [Fact]
+    public void The_bhtd_layout_transposes_the_queries_and_outputs_and_leaves_the_cache_alone()
+    {
+        // q_nope, q_pe, o, lse have a head axis and follow --layout; c_kv [B,Sk,Dc] and k_pe [B,Sk,Dr] have none.
+        var x = new MlaCase(2, 3, 5, 2, 3, 2, 4, 3, true, 23).Inputs();
+        var tensors = new Dictionary<string, Tensor>
+        {
+            ["q_nope"] = Layouts.SwapTimeAndHeads(x.QNope),
+            ["q_pe"] = Layouts.SwapTimeAndHeads(x.QPe),
+            ["c_kv"] = x.CKv,
+            ["k_pe"] = x.KPe,
+            ["w_uk"] = x.WUk,
+            ["w_uv"] = x.WUv,
+        };
+        var run = FormRunner.Run(FormCatalog.Find("mla"), tensors, new Dictionary<string, string> { ["causal"] = "true" },
+            new RunOptions { Variant = "absorbed", Layout = Layout.Bhtd });
+        var expected = Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, new MlaOptions { Causal = true });
+        // The same computation, only moved: bit for bit.
+        Assert.Equal(Layouts.SwapTimeAndHeads(expected.O).Data, run.Outputs["o"].Data);
+        Assert.Equal(Layouts.SwapTimeAndHeads(expected.Lse).Data, run.Outputs["lse"].Data);
+    }
+
+    [Fact]
+    public void Queries_before_the_cache_under_causal_give_zero_output_and_minus_infinity_lse()
+    {
+        // Tq = 4 > Sk = 2: queries 0 and 1 have diagonals −2 and −1 and see no key, in both variants.
+        var c = new MlaCase(1, 4, 2, 2, 3, 2, 5, 3, true, 9);
+        var x = c.Inputs();
+        foreach (var result in new[]
+                 {
+                     Mla.Naive(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, new MlaOptions { Causal = true }),
+                     Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, new MlaOptions { Causal = true }),
+                 })
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                bool empty = i < 2;
+                Assert.Equal(empty, double.IsNegativeInfinity(result.Lse[0, i, 1]));
+                Assert.Equal(empty, Enumerable.Range(0, 3).All(d => result.O[0, i, 1, d] == 0));
+            }
+        }
+    }
+
+    [Fact]
+    public void A_latent_of_another_width_than_the_weights_is_bad_input_naming_w_uk()
+    {
+        var x = new MlaCase(1, 2, 3, 2, 3, 2, 5, 3, false, 1).Inputs();
+        var wrong = Tensor.Zeros(2, 3, 4); // Dc is 5 in c_kv
+        var error = Assert.Throws<InputException>(() => Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, wrong, x.WUv));
+        Assert.Equal("w_uk", error.Tensor);
+    }
+
+    [Theory]
+    [InlineData("naive")]
+    [InlineData("absorbed")]
+    public void Run_and_check_work_from_files(string variant)
+    {
+        using var temp = new TempFolder();
+        var x = new MlaCase(2, 3, 6, 2, 4, 2, 8, 3, true, 17).Inputs();
+        var file = new TensorFile();
+        file.Add("q_nope", x.QNope);
+        file.Add("q_pe", x.QPe);
+        file.Add("kv_cache", x.CKv); // DeepSeek-V3's names are accepted as aliases
+        file.Add("pe_cache", x.KPe);
+        file.Add("w_uk", x.WUk);
+        file.Add("w_uv", x.WUv);
+        file.Metadata["causal"] = "true";
+        string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
+        TensorFiles.Write(input, file);
+
+        var run = CliRunner.Run("run", "mla", "--in", input, "--out", output, "--variant", variant);
+        Assert.Equal(0, run.ExitCode);
+        var expected = Mla.Naive(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, new MlaOptions { Causal = true });
+        var written = TensorFiles.Read(output);
+        // Either variant against the naive one: same math in double.
+        TestTensors.AssertClose(written["o"], expected.O, SameMathInDouble, "o");
+        TestTensors.AssertClose(written["lse"], expected.Lse, SameMathInDouble, "lse");
+
+        var check = CliRunner.Run("check", "mla", "--in", input, "--candidate", output, "--variant", variant);
+        Assert.Equal(0, check.ExitCode);
+    }
+}
