@@ -31,8 +31,10 @@ public sealed class FormsAndSpecTests
             Assert.Equal(0, outcome.ExitCode);
             string source = File.ReadAllText(Directory.GetFiles(Support.RepoPaths.Of("src", "AttentionReference", "Forms"), form.SourceFile, SearchOption.AllDirectories).Single());
             // Every line of the spec is in the source's doc comment: the spec cannot drift from the code.
-            // (Inline tags such as <c>causal</c> are printed as their text, so compare with the tags taken out.)
+            // (Inline tags such as <c>causal</c> are printed as their text and <see cref="X"/> as X, so compare with
+            // the tags taken out.)
             string[] docLines = source.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith("///", StringComparison.Ordinal))
+                .Select(l => System.Text.RegularExpressions.Regex.Replace(l, "<see cref=\"(?:[A-Z]:)?([^\"]+)\"\\s*/>", "$1"))
                 .Select(l => System.Text.RegularExpressions.Regex.Replace(l, "</?[a-zA-Z]+[^>]*>", "")).ToArray();
             foreach (string line in outcome.Out.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0))
             {
