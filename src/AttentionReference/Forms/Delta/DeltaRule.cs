@@ -30,13 +30,13 @@ namespace AttentionReference.Forms.Delta;
 ///
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
-///   <c>chunked</c>    the WY / UT-transform chunkwise algorithm (see <see cref="WyChunkwise"/>), any chunk size C ≥ 1.
+///   <c>chunked</c>    the WY / UT-transform chunkwise algorithm (its numbered steps: WyChunkwise.cs), any chunk size C ≥ 1.
 ///   <c>parallel</c>   the quadratic form over the whole sequence with one triangular solve (the explicit
-///                  (I + tril(diag(β) K Kᵀ, −1))⁻¹ formulation, written as its own method rather than chunked with C = T):
-///                    (I + tril(diag(β) K Kᵀ, −1)) U = diag(β) (V − K S_0)       solved by forward substitution
-///                    O = scale · (Q S_0 + tril(Q Kᵀ) U)                         (tril keeps the diagonal)
-///                    S_T = S_0 + Kᵀ U
-///                  With per-value β the solve is done per value column (β_t[c] in place of β_t).
+///              (I + tril(diag(β) K Kᵀ, −1))⁻¹ formulation, written as its own method rather than chunked with C = T):
+///                (I + tril(diag(β) K Kᵀ, −1)) U = diag(β) (V − K S_0)       solved by forward substitution
+///                O = scale · (Q S_0 + tril(Q Kᵀ) U)                         (tril keeps the diagonal)
+///                S_T = S_0 + Kᵀ U
+///              With per-value β the solve is done per value column (β_t[c] in place of β_t).
 /// </summary>
 public static class DeltaRule
 {

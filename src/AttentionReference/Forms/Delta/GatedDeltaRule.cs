@@ -28,7 +28,7 @@ namespace AttentionReference.Forms.Delta;
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
 ///   <c>chunked</c>    the WY / UT-transform chunkwise algorithm with the decay in log space relative to the chunk start
-///                  (<see cref="WyChunkwise"/>, with γ_t = g_t on every key channel), any chunk size C ≥ 1.
+///              (steps in WyChunkwise.cs, with γ_t = g_t on every key channel), any chunk size C ≥ 1.
 /// </summary>
 public static class GatedDeltaRule
 {

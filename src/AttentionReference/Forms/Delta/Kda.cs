@@ -29,7 +29,7 @@ namespace AttentionReference.Forms.Delta;
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
 ///   <c>chunked</c>    the WY / UT-transform chunkwise algorithm with per-channel decay in log space relative to the chunk
-///                  start (<see cref="WyChunkwise"/>, with γ_t = gk_t), any chunk size C ≥ 1.
+///              start (steps in WyChunkwise.cs, with γ_t = gk_t), any chunk size C ≥ 1.
 /// </summary>
 public static class Kda
 {

@@ -35,7 +35,7 @@ namespace AttentionReference.Forms.Delta;
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
 ///   <c>chunked</c>    the WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), any chunk size C ≥ 1,
-///                  decays in log space relative to the chunk start. In one chunk of n steps r = 0..n−1 from state S:
+///              decays in log space relative to the chunk start. In one chunk of n steps r = 0..n−1 from state S:
 ///     Γ_r = gk_0 + … + gk_r (inclusive),  Γ⁻_r = Γ_r − gk_r = gk_0 + … + gk_{r−1} (exclusive, Γ⁻_0 = 0)
 ///     w_r = S_{r−1}ᵀ a_r  (the value the low-rank term writes, fla's v2); unrolling S_{r−1} gives, for j &lt; r,
 ///       A_ab[r,j] = Σ_d a_r[d] b_j[d] exp(Γ⁻_r[d] − Γ_j[d])   A_ak[r,j] = Σ_d a_r[d] k_j[d] exp(Γ⁻_r[d] − Γ_j[d])

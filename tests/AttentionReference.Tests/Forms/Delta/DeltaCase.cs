@@ -33,6 +33,13 @@ public sealed record DeltaCase(
     /// <summary>Cases with one value head per key head (rwkv7, and laws across forms that need H = HV).</summary>
     public static Arbitrary<DeltaCase> WithoutGva { get; } = Generator().Select(c => c with { Group = 1 }).ToArbitrary();
 
+    /// <summary>β ∈ [1.9, 1.99] with L2-normalised keys in every case: the edge of the delta rule's stable range.</summary>
+    public static Arbitrary<DeltaCase> NearTwo { get; } =
+        Generator().Select(c => c with { Beta = BetaRegime.NearTwo, L2Norm = true }).ToArbitrary();
+
+    /// <summary>Log gates uniform in [−20, 0] per step in every case.</summary>
+    public static Arbitrary<DeltaCase> StrongGates { get; } = Generator().Select(c => c with { GateFloor = 20 }).ToArbitrary();
+
     private static Gen<DeltaCase> Generator() =>
         from b in Gen.Choose(1, 2)
         from t in Gen.Choose(1, 17)
