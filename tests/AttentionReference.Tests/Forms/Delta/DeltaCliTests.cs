@@ -101,6 +101,28 @@ public sealed class DeltaCliTests
         Assert.Contains("final_state", check.Out, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void The_bhtd_layout_transposes_every_time_axis_input_including_per_value_beta()
+    {
+        using var temp = new TempFolder();
+        var c = Case with { PerValueBeta = true, B = 2 };
+        var all = c.All();
+        var bthd = new TensorFile();
+        var bhtd = new TensorFile();
+        foreach (string name in new[] { "q", "k", "v", "g", "beta" })
+        {
+            bthd.Add(name, all[name]);
+            bhtd.Add(name, Layouts.SwapTimeAndHeads(all[name]));
+        }
+        TensorFiles.Write(temp.File("bthd.safetensors"), bthd);
+        TensorFiles.Write(temp.File("bhtd.safetensors"), bhtd);
+        Assert.Equal(0, CliRunner.Run("run", "gated_delta_rule", "--in", temp.File("bthd.safetensors"), "--out", temp.File("o1.safetensors"), "--variant", "chunked").ExitCode);
+        Assert.Equal(0, CliRunner.Run("run", "gated_delta_rule", "--in", temp.File("bhtd.safetensors"), "--out", temp.File("o2.safetensors"), "--variant", "chunked", "--layout", "bhtd").ExitCode);
+        TensorFile first = TensorFiles.Read(temp.File("o1.safetensors")), second = TensorFiles.Read(temp.File("o2.safetensors"));
+        Assert.Equal(Layouts.SwapTimeAndHeads(first["o"]).Data, second["o"].Data);
+        Assert.Equal(first["final_state"].Data, second["final_state"].Data); // [N,HV,K,V] has no time axis
+    }
+
     [Theory]
     [InlineData("delta_rule", "S_t = (I − β_t k_t k_tᵀ) S_{t−1} + β_t k_t v_tᵀ")]
     [InlineData("gated_delta_rule", "S_t = (I − β_t k_t k_tᵀ) exp(g_t) S_{t−1} + β_t k_t v_tᵀ")]
