@@ -111,7 +111,7 @@ public sealed class DeltaRuleTests
         var repeated = new Dictionary<string, Tensor>(x) { ["q"] = RepeatHeads(x["q"], c.Group), ["k"] = RepeatHeads(x["k"], c.Group) };
         // Identical arithmetic on identical numbers: bit for bit.
         return AllVariants.All(v => DeltaLaws.Identical(Variant(v, c)(x, c.InitialState(all), null), Variant(v, c)(repeated, c.InitialState(all), null)));
-    }), cases: 100);
+    }));
 
     [Fact]
     public void In_kernel_l2_norm_equals_normalising_the_inputs_first() => PropertyRuns.Check(Prop.ForAll(DeltaCase.Arbitrary, c =>
@@ -122,7 +122,7 @@ public sealed class DeltaRuleTests
         var inKernel = c with { L2Norm = true };
         var outside = c with { L2Norm = false };
         return AllVariants.All(v => DeltaLaws.Identical(Variant(v, inKernel)(x, c.InitialState(all), null), Variant(v, outside)(normalised, c.InitialState(all), null)));
-    }), cases: 100);
+    }));
 
     [Fact]
     public void Bad_inputs_name_the_tensor()
