@@ -17,6 +17,10 @@ public static partial class FormCatalog
         new Softmax.ForgettingForm(),
         new GatedLinear.Rwkv6Form(),
         new GatedLinear.MlstmForm(),
+        new Delta.DeltaRuleForm(),
+        new Delta.GatedDeltaRuleForm(),
+        new Delta.KdaForm(),
+        new Delta.Rwkv7Form(),
     ];
 
     /// <summary>The form called <paramref name="name"/>; an <see cref="InputException"/> listing the known ones otherwise.</summary>

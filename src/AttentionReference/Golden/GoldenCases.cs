@@ -32,5 +32,6 @@ public static class GoldenCases
         .. Cases.SoftmaxCases.All,
         .. Cases.SoftmaxVariantsCases.All,
         .. Cases.RwkvMlstmCases.All,
+        .. Cases.DeltaCases.All,
     ];
 }

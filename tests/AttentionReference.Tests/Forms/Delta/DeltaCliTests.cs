@@ -1,0 +1,137 @@
+using AttentionReference.Forms.Delta;
+using AttentionReference.IO;
+using AttentionReference.Tensors;
+using AttentionReference.Tests.Cli;
+using AttentionReference.Tests.Support;
+
+namespace AttentionReference.Tests.Forms.Delta;
+
+/// <summary><c>attnref run</c> and <c>check</c> for every delta-family form and variant, fed with fla's tensor names.</summary>
+public sealed class DeltaCliTests
+{
+    private static readonly DeltaCase Case = new(B: 1, T: 7, H: 2, Group: 1, K: 4, V: 3, Chunk: 3, BetaRegime.Usual, GateFloor: 2,
+        PerValueBeta: false, L2Norm: true, WithInitialState: true, Seed: 11);
+
+    public static TheoryData<string, string> FormsAndVariants => new()
+    {
+        { "delta_rule", "recurrent" }, { "delta_rule", "chunked" }, { "delta_rule", "parallel" },
+        { "gated_delta_rule", "recurrent" }, { "gated_delta_rule", "chunked" },
+        { "kda", "recurrent" }, { "kda", "chunked" },
+        { "rwkv7", "recurrent" }, { "rwkv7", "chunked" },
+    };
+
+    /// <summary>The input file as fla's callers name the tensors: kda's gate as g, rwkv7's query and decay as r and w.</summary>
+    private static TensorFile FlaInput(string form, Tensor cuSeqlens)
+    {
+        var all = Case.All();
+        var file = new TensorFile();
+        string[] names = form switch
+        {
+            "delta_rule" => ["q", "k", "v", "beta"],
+            "gated_delta_rule" => ["q", "k", "v", "g", "beta"],
+            "kda" => ["q", "k", "v", "gk", "beta"],
+            _ => ["q", "k", "v", "a", "b", "w"],
+        };
+        foreach (string name in names)
+        {
+            string flaName = (form, name) switch { ("kda", "gk") => "g", ("rwkv7", "q") => "r", _ => name };
+            file.Add(flaName, all[name]);
+        }
+        file.Add("initial_state", TestTensors.Normal(new Random(3), 1, cuSeqlens.Length - 1, Case.HV, Case.K, Case.V));
+        file.Add("cu_seqlens", cuSeqlens);
+        return file;
+    }
+
+    private static DeltaResult Library(string form, string variant, TensorFile input)
+    {
+        var options = new DeltaOptions { UseQkL2Norm = true, InitialState = input["initial_state"], CuSeqlens = input["cu_seqlens"] };
+        var (q, k, v) = (form == "rwkv7" ? input["r"] : input["q"], input["k"], input["v"]);
+        return (form, variant) switch
+        {
+            ("delta_rule", "recurrent") => DeltaRule.Recurrent(q, k, v, input["beta"], options),
+            ("delta_rule", "chunked") => DeltaRule.Chunked(q, k, v, input["beta"], 3, options),
+            ("delta_rule", _) => DeltaRule.Parallel(q, k, v, input["beta"], options),
+            ("gated_delta_rule", "recurrent") => GatedDeltaRule.Recurrent(q, k, v, input["g"], input["beta"], options),
+            ("gated_delta_rule", _) => GatedDeltaRule.Chunked(q, k, v, input["g"], input["beta"], 3, options),
+            ("kda", "recurrent") => Kda.Recurrent(q, k, v, input["g"], input["beta"], options),
+            ("kda", _) => Kda.Chunked(q, k, v, input["g"], input["beta"], 3, options),
+            (_, "recurrent") => Rwkv7.Recurrent(q, k, v, input["a"], input["b"], input["w"],
+                new Rwkv7Options { InitialState = input["initial_state"], CuSeqlens = input["cu_seqlens"], Scale = 1 }),
+            _ => Rwkv7.Chunked(q, k, v, input["a"], input["b"], input["w"], 3,
+                new Rwkv7Options { InitialState = input["initial_state"], CuSeqlens = input["cu_seqlens"], Scale = 1 }),
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(FormsAndVariants))]
+    public void Run_with_fla_names_and_cu_seqlens_writes_the_librarys_outputs_and_check_accepts_them(string form, string variant)
+    {
+        using var temp = new TempFolder();
+        string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
+        TensorFile file = FlaInput(form, new Tensor([3], [0, 2, 7], DType.I64));
+        TensorFiles.Write(input, file);
+        string[] settings = form == "rwkv7"
+            ? ["--set", "chunk_size=3", "--set", "scale=1"]
+            : ["--set", "chunk_size=3", "--set", "use_qk_l2norm_in_kernel=true"];
+
+        var run = CliRunner.Run(["run", form, "--in", input, "--out", output, "--variant", variant, .. settings]);
+        Assert.True(run.ExitCode == 0, run.Error);
+        TensorFile written = TensorFiles.Read(output);
+        DeltaResult expected = Library(form, variant, file);
+        Assert.Equal(expected.O.Data, written["o"].Data);
+        Assert.Equal(expected.FinalState.Data, written["final_state"].Data);
+        Assert.Equal(variant, written.Metadata["variant"]);
+
+        var check = CliRunner.Run(["check", form, "--in", input, "--candidate", output, "--variant", variant, .. settings]);
+        Assert.True(check.ExitCode == 0, check.Out + check.Error);
+    }
+
+    [Fact]
+    public void Check_fails_a_candidate_with_one_wrong_state_element()
+    {
+        using var temp = new TempFolder();
+        string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
+        TensorFiles.Write(input, FlaInput("kda", new Tensor([2], [0, 7], DType.I32)));
+        Assert.Equal(0, CliRunner.Run("run", "kda", "--in", input, "--out", output, "--variant", "chunked").ExitCode);
+        TensorFile candidate = TensorFiles.Read(output);
+        candidate["final_state"].Data[5] += 1e-6;
+        TensorFiles.Write(output, candidate);
+        var check = CliRunner.Run("check", "kda", "--in", input, "--candidate", output);
+        Assert.Equal(1, check.ExitCode);
+        Assert.Contains("final_state", check.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_bhtd_layout_transposes_every_time_axis_input_including_per_value_beta()
+    {
+        using var temp = new TempFolder();
+        var c = Case with { PerValueBeta = true, B = 2 };
+        var all = c.All();
+        var bthd = new TensorFile();
+        var bhtd = new TensorFile();
+        foreach (string name in new[] { "q", "k", "v", "g", "beta" })
+        {
+            bthd.Add(name, all[name]);
+            bhtd.Add(name, Layouts.SwapTimeAndHeads(all[name]));
+        }
+        TensorFiles.Write(temp.File("bthd.safetensors"), bthd);
+        TensorFiles.Write(temp.File("bhtd.safetensors"), bhtd);
+        Assert.Equal(0, CliRunner.Run("run", "gated_delta_rule", "--in", temp.File("bthd.safetensors"), "--out", temp.File("o1.safetensors"), "--variant", "chunked").ExitCode);
+        Assert.Equal(0, CliRunner.Run("run", "gated_delta_rule", "--in", temp.File("bhtd.safetensors"), "--out", temp.File("o2.safetensors"), "--variant", "chunked", "--layout", "bhtd").ExitCode);
+        TensorFile first = TensorFiles.Read(temp.File("o1.safetensors")), second = TensorFiles.Read(temp.File("o2.safetensors"));
+        Assert.Equal(Layouts.SwapTimeAndHeads(first["o"]).Data, second["o"].Data);
+        Assert.Equal(first["final_state"].Data, second["final_state"].Data); // [N,HV,K,V] has no time axis
+    }
+
+    [Theory]
+    [InlineData("delta_rule", "S_t = (I − β_t k_t k_tᵀ) S_{t−1} + β_t k_t v_tᵀ")]
+    [InlineData("gated_delta_rule", "S_t = (I − β_t k_t k_tᵀ) exp(g_t) S_{t−1} + β_t k_t v_tᵀ")]
+    [InlineData("kda", "S_t = (I − β_t k_t k_tᵀ) Diag(exp(gk_t)) S_{t−1} + β_t k_t v_tᵀ")]
+    [InlineData("rwkv7", "S_t = (Diag(exp(gk_t)) + b_t a_tᵀ) S_{t−1} + k_t v_tᵀ")]
+    public void Spec_prints_the_forms_equation(string form, string equation)
+    {
+        var outcome = CliRunner.Run("spec", form);
+        Assert.Equal(0, outcome.ExitCode);
+        Assert.Contains(equation, outcome.Out, StringComparison.Ordinal);
+    }
+}
