@@ -12,6 +12,7 @@ public static partial class FormCatalog
     public static IReadOnlyList<IForm> All { get; } =
     [
         new Softmax.SoftmaxForm(),
+        .. Linear.LinearFamily.Forms,
     ];
 
     /// <summary>The form called <paramref name="name"/>; an <see cref="InputException"/> listing the known ones otherwise.</summary>
