@@ -30,5 +30,6 @@ public static class GoldenCases
     public static IReadOnlyList<GoldenCase> All { get; } =
     [
         .. Cases.SoftmaxCases.All,
+        .. Cases.LinearCases.All,
     ];
 }

@@ -182,7 +182,7 @@ public abstract class StatefulFormLaws
             }
         }
         return true;
-    }), cases: 100);
+    }));
 
     // ---- helpers ----
 
