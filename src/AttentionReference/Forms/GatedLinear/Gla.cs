@@ -24,6 +24,8 @@ namespace AttentionReference.Forms.GatedLinear;
 /// Every decay factor is exp of a difference of summed log gates with j ≤ i, so it lies in [0, 1]; nothing is
 /// computed as exp(G_i)·exp(−G_j) and nothing is divided by a cumulative product (log gates of −20 per step stay
 /// exact). The algorithm is written out, as GLA Sec. 4 gives it, in DiagonalDecay.cs.
+/// Gates are taken as given: a positive log gate is not rejected (fla does not check either); its factor exceeds 1
+/// and may overflow. NaN in any input reaches the outputs that read it.
 /// </code>
 /// Sources: fla's fla/ops/gla/naive.py (recurrence, scale multiplies q, state K×V, default scale K^-0.5);
 /// fla/ops/gla/fused_recurrent.py (gv decays the value side of the state after gk decays the key side); fla's

@@ -48,8 +48,8 @@ namespace AttentionReference.Forms.Linear;
 ///   initial_normalizer / final_normalizer, so state passing works in both modes.
 /// - taylor2 is Based's TaylorExp (HazyResearch/based: [1, x/K^(1/4), vec(x xᵀ)/(√2·√K)]), full vec with
 ///   F = 1 + K + K². fla's TaylorFeatureMap (fla/modules/feature_map.py) keeps only the upper triangle (diagonal
-///   /√2, off-diagonal ×1), F = 1 + K + K(K+1)/2, with the same φ(q)·φ(k): o is identical, only the state layout
-///   differs.
+///   /√2, off-diagonal ×1), F = 1 + K + K(K+1)/2, with the same φ(q)·φ(k): at equal scale o is identical and only
+///   the state layout differs (the default scale F^(-1/2) does differ with F: give scale when comparing).
 /// - performer follows Choromanski et al. 2021 (Lemma 1, positive random features h(x) = exp(−|x|²/2), 1/√M) with
 ///   the input scaling K^(-1/4) of the reference code (google-research performer fast_attention and
 ///   performer-pytorch's softmax_kernel, data_normalizer). Those codes also subtract a running max and add an

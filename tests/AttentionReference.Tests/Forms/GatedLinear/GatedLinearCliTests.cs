@@ -94,6 +94,29 @@ public sealed class GatedLinearCliTests
     }
 
     [Fact]
+    public void The_bhtd_layout_transposes_time_axis_tensors_and_leaves_states_alone()
+    {
+        // [B,H,T,D] in gives [B,H,T,D] out; initial_state [N,H,K,V] and cu_seqlens have no time axis and stay as given.
+        using var temp = new TempFolder();
+        string bthdIn = temp.File("bthd.safetensors"), bhtdIn = temp.File("bhtd.safetensors");
+        string bthdOut = temp.File("bthd_out.safetensors"), bhtdOut = temp.File("bhtd_out.safetensors");
+        var inputs = FlaInputs("gla");
+        var (plain, swapped) = (new TensorFile(), new TensorFile());
+        foreach (var (name, tensor) in inputs)
+        {
+            plain.Add(name, tensor);
+            swapped.Add(name, tensor.Rank == 4 && name != "initial_state" ? Layouts.SwapTimeAndHeads(tensor) : tensor);
+        }
+        TensorFiles.Write(bthdIn, plain);
+        TensorFiles.Write(bhtdIn, swapped);
+        Assert.Equal(0, CliRunner.Run("run", "gla", "--in", bthdIn, "--out", bthdOut).ExitCode);
+        Assert.Equal(0, CliRunner.Run("run", "gla", "--in", bhtdIn, "--out", bhtdOut, "--layout", "bhtd").ExitCode);
+        var (a, b) = (TensorFiles.Read(bthdOut), TensorFiles.Read(bhtdOut));
+        Assert.Equal(Layouts.SwapTimeAndHeads(a["o"]).Data, b["o"].Data);
+        Assert.Equal(a["final_state"].Data, b["final_state"].Data);
+    }
+
+    [Fact]
     public void A_misshapen_gate_is_bad_input_naming_the_tensor()
     {
         using var temp = new TempFolder();
