@@ -35,6 +35,10 @@ namespace AttentionReference.Forms.GatedLinear;
 /// every pair uses its exponent difference, relative to the chunk start, and nothing is ever divided by a cumulative
 /// product. The chunk size C ≥ 1 is free (C need not divide T).
 ///
+/// Legend (code → paper): head.Query[t][a] = q_ta, head.Key = k, head.Value = v, head.Gk = gk (GLA's log α),
+/// head.Gv = gv (GLA's log β), S[a][c] = S_ac, G/Λ = cumulative gates over the sequence (GLA's log b), Γ/Ψ = the
+/// same summed from the chunk start, A = the decay-weighted score matrix (GLA's P).
+///
 /// Sources: fla's fla/ops/gla/naive.py (the recurrence, scale applied to q, state [K,V] per head) and
 /// fla/ops/gla/fused_recurrent.py (gv multiplies the state on the value side after gk on the key side).
 /// </code>

@@ -117,6 +117,17 @@ public sealed class GatedLinearCliTests
     }
 
     [Fact]
+    public void A_chunk_size_below_one_and_a_decay_outside_zero_one_are_bad_input()
+    {
+        var q = Tensor.Zeros(1, 3, 2, 2);
+        var chunk = Assert.Throws<InputException>(() => Gla.Chunked(q, q, q, q, 0));
+        Assert.Contains("chunk_size", chunk.Message, StringComparison.Ordinal);
+        var gamma = Assert.Throws<InputException>(() =>
+            Retention.Recurrent(q, q, q, new RetentionOptions { Gamma = new Tensor([2], [0.5, 1.5]) }));
+        Assert.Contains("gamma", gamma.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_misshapen_gate_is_bad_input_naming_the_tensor()
     {
         using var temp = new TempFolder();
