@@ -15,6 +15,7 @@ public static partial class FormCatalog
         new Softmax.SparseForm(),
         new Softmax.MlaForm(),
         new Softmax.ForgettingForm(),
+        .. Linear.LinearFamily.Forms,
         new GatedLinear.Rwkv6Form(),
         new GatedLinear.MlstmForm(),
         new Delta.DeltaRuleForm(),

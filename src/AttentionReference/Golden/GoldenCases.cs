@@ -31,6 +31,7 @@ public static class GoldenCases
     [
         .. Cases.SoftmaxCases.All,
         .. Cases.SoftmaxVariantsCases.All,
+        .. Cases.LinearCases.All,
         .. Cases.RwkvMlstmCases.All,
         .. Cases.DeltaCases.All,
     ];

@@ -1,0 +1,377 @@
+using System.Globalization;
+using AttentionReference.Forms.Common;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.Forms.GatedLinear;
+
+/// <summary>
+/// The engine of the gated linear family: linear attention with a diagonal decay on the key side (gk, one log gate
+/// per key channel) and optionally on the value side (gv, one per value channel), as in GLA (Yang et al. 2023,
+/// arXiv 2312.06635). gla is this engine; simple_gla, retention and hgrn2 reduce to it (see their files).
+/// <code>
+/// Shapes: q, k [B,T,H,K]   v [B,T,H,V]   gk [B,T,H,K]   gv [B,T,H,V] (optional)
+///         initial_state, final_state [N,H,K,V]   (N = B, or the number of sequences with cu_seqlens)
+///
+/// Recurrence (per sequence and head; the definition):
+///   S_t = Diag(exp(gk_t)) S_{t−1} Diag(exp(gv_t)) + k_t v_tᵀ        S_{−1} = initial_state (0 if absent)
+///   o_t = scale · S_tᵀ q_t                                            final_state = S_{T−1}
+///
+/// Parallel form (GLA Sec. 4.1): with the inclusive cumulative log gates G_t = Σ_{s≤t} gk_s, Λ_t = Σ_{s≤t} gv_s,
+///   A_ij  = Σ_a q_ia k_ja exp(G_ia − G_ja)                            j ≤ i
+///   o_ic  = scale · ( Σ_a q_ia exp(G_ia) S0_ac exp(Λ_ic) + Σ_{j≤i} A_ij exp(Λ_ic − Λ_jc) v_jc )
+/// Every exponent is a difference G_i − G_j with j ≤ i, a sum of log gates ≤ 0, so every factor is in [0, 1]; it is
+/// computed as one exp of the difference, never as exp(G_i)·exp(−G_j) (exp(−G_j) overflows once the gates have summed
+/// past −709, e.g. 36 steps of −20).
+///
+/// Chunked form (GLA Sec. 4.2–4.3), chunks [s, e) of C steps (the last may be shorter), Γ_t = Σ_{r=s..t} gk_r and
+/// Ψ_t = Σ_{r=s..t} gv_r the log gates summed from the chunk start, S the state entering the chunk:
+///   1. inter-chunk part:  o_tc  = scale · Σ_a q_ta exp(Γ_ta) S_ac exp(Ψ_tc)
+///   2. intra-chunk part:  o_tc += scale · Σ_{s≤j≤t} A_tj exp(Ψ_tc − Ψ_jc) v_jc,   A_tj = Σ_a q_ta k_ja exp(Γ_ta − Γ_ja)
+///   3. state to the next chunk:
+///         S_ac ← exp(Γ_{e−1,a}) S_ac exp(Ψ_{e−1,c}) + Σ_{s≤j&lt;e} k_ja exp(Γ_{e−1,a} − Γ_ja) v_jc exp(Ψ_{e−1,c} − Ψ_jc)
+/// GLA's kernels factor exp(Γ_ta − Γ_ja) = exp(Γ_ta)·exp(−Γ_ja) between sub-chunks of 16 steps and keep log-space
+/// differences only inside the diagonal sub-chunks (their "secondary chunking"). With log gates down to −20 per
+/// step no factorisation is safe at any sub-chunk size above one, so the reference takes the scheme to its limit:
+/// every pair uses its exponent difference, relative to the chunk start, and nothing is ever divided by a cumulative
+/// product. The chunk size C ≥ 1 is free (C need not divide T).
+///
+/// Legend (code → paper): head.Query[t][a] = q_ta, head.Key = k, head.Value = v, head.Gk = gk (GLA's log α),
+/// head.Gv = gv (GLA's log β), S[a][c] = S_ac, G/Λ = cumulative gates over the sequence (GLA's log b), Γ/Ψ = the
+/// same summed from the chunk start, A = the decay-weighted score matrix (GLA's P).
+///
+/// Sources: fla's fla/ops/gla/naive.py (the recurrence, scale applied to q, state [K,V] per head) and
+/// fla/ops/gla/fused_recurrent.py (gv multiplies the state on the value side after gk on the key side).
+/// </code>
+/// </summary>
+internal static class DiagonalDecay
+{
+    /// <summary>The recurrence, token by token: the definition the other two variants are held to.</summary>
+    public static StateResult Recurrent(DecayInputs x) => PerHead.Run(Bind(x), (head, S) =>
+    {
+        var o = new double[head.T][];
+        for (int t = 0; t < head.T; t++)
+        {
+            for (int a = 0; a < head.K; a++)
+            {
+                for (int c = 0; c < head.V; c++)
+                {
+                    S[a][c] = Math.Exp(head.Gk[t][a]) * S[a][c] * Math.Exp(head.GvAt(t, c)) + head.Key[t][a] * head.Value[t][c];
+                }
+            }
+            o[t] = Readout(head, t, S);
+        }
+        return o;
+    });
+
+    /// <summary>The quadratic form with the decay matrix, every exponent a difference j ≤ i.</summary>
+    public static StateResult Parallel(DecayInputs x) => PerHead.Run(Bind(x), (head, S0) =>
+    {
+        double[][] G = CumulativeSum(head.Gk, 0, head.T);
+        double[][] Λ = head.Gv is null ? Zeros(head.T, head.V) : CumulativeSum(head.Gv, 0, head.T);
+        var o = new double[head.T][];
+        for (int i = 0; i < head.T; i++)
+        {
+            o[i] = new double[head.V];
+            for (int c = 0; c < head.V; c++)
+            {
+                double fromState = 0;
+                for (int a = 0; a < head.K; a++)
+                {
+                    fromState += head.Query[i][a] * Math.Exp(G[i][a]) * S0[a][c];
+                }
+                o[i][c] = fromState * Math.Exp(Λ[i][c]);
+            }
+            for (int j = 0; j <= i; j++)
+            {
+                double A = 0;
+                for (int a = 0; a < head.K; a++)
+                {
+                    A += head.Query[i][a] * head.Key[j][a] * Math.Exp(G[i][a] - G[j][a]);
+                }
+                for (int c = 0; c < head.V; c++)
+                {
+                    o[i][c] += A * Math.Exp(Λ[i][c] - Λ[j][c]) * head.Value[j][c];
+                }
+            }
+            for (int c = 0; c < head.V; c++)
+            {
+                o[i][c] *= head.Scale;
+            }
+        }
+        // final_state: the state update of one chunk spanning the whole sequence.
+        AdvanceState(head, S0, 0, head.T, G, Λ);
+        return o;
+    });
+
+    /// <summary>Chunks of <paramref name="chunkSize"/> steps: inter-chunk state plus intra-chunk quadratic part.</summary>
+    public static StateResult Chunked(DecayInputs x, int chunkSize)
+    {
+        if (chunkSize < 1)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
+        }
+        return PerHead.Run(Bind(x), (head, S) =>
+        {
+            var o = new double[head.T][];
+            for (int s = 0; s < head.T; s += chunkSize)
+            {
+                int e = Math.Min(s + chunkSize, head.T);
+                // Γ, Ψ: log gates summed from the chunk start (indexed t − s).
+                double[][] Γ = CumulativeSum(head.Gk, s, e);
+                double[][] Ψ = head.Gv is null ? Zeros(e - s, head.V) : CumulativeSum(head.Gv, s, e);
+                for (int t = s; t < e; t++)
+                {
+                    o[t] = new double[head.V];
+                    // 1. inter-chunk part: the state entering the chunk, decayed to step t.
+                    for (int c = 0; c < head.V; c++)
+                    {
+                        double fromState = 0;
+                        for (int a = 0; a < head.K; a++)
+                        {
+                            fromState += head.Query[t][a] * Math.Exp(Γ[t - s][a]) * S[a][c];
+                        }
+                        o[t][c] = fromState * Math.Exp(Ψ[t - s][c]);
+                    }
+                    // 2. intra-chunk part: the keys of this chunk up to t.
+                    for (int j = s; j <= t; j++)
+                    {
+                        double A = 0;
+                        for (int a = 0; a < head.K; a++)
+                        {
+                            A += head.Query[t][a] * head.Key[j][a] * Math.Exp(Γ[t - s][a] - Γ[j - s][a]);
+                        }
+                        for (int c = 0; c < head.V; c++)
+                        {
+                            o[t][c] += A * Math.Exp(Ψ[t - s][c] - Ψ[j - s][c]) * head.Value[j][c];
+                        }
+                    }
+                    for (int c = 0; c < head.V; c++)
+                    {
+                        o[t][c] *= head.Scale;
+                    }
+                }
+                // 3. the state handed to the next chunk.
+                AdvanceState(head, S, s, e, Γ, Ψ);
+            }
+            return o;
+        });
+    }
+
+    /// <summary>
+    /// S_ac ← exp(Γ_{e−1,a}) S_ac exp(Ψ_{e−1,c}) + Σ_{s≤j&lt;e} k_ja exp(Γ_{e−1,a} − Γ_ja) v_jc exp(Ψ_{e−1,c} − Ψ_jc),
+    /// with Γ, Ψ summed from step <paramref name="s"/> and indexed t − s.
+    /// </summary>
+    private static void AdvanceState(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][] Ψ)
+    {
+        if (e == s)
+        {
+            return; // an empty sequence leaves its initial state as it was
+        }
+        double[] Γend = Γ[e - 1 - s], Ψend = Ψ[e - 1 - s];
+        for (int a = 0; a < head.K; a++)
+        {
+            for (int c = 0; c < head.V; c++)
+            {
+                double sum = Math.Exp(Γend[a]) * S[a][c] * Math.Exp(Ψend[c]);
+                for (int j = s; j < e; j++)
+                {
+                    sum += head.Key[j][a] * Math.Exp(Γend[a] - Γ[j - s][a]) * head.Value[j][c] * Math.Exp(Ψend[c] - Ψ[j - s][c]);
+                }
+                S[a][c] = sum;
+            }
+        }
+    }
+
+    /// <summary>o_t = scale · S_tᵀ q_t.</summary>
+    private static double[] Readout(DecayHead head, int t, double[][] S)
+    {
+        var o = new double[head.V];
+        for (int a = 0; a < head.K; a++)
+        {
+            double qa = head.Scale * head.Query[t][a];
+            for (int c = 0; c < head.V; c++)
+            {
+                o[c] += qa * S[a][c];
+            }
+        }
+        return o;
+    }
+
+    /// <summary>Row t − s of the result is Σ_{r=s..t} g_r (inclusive), for t in [s, e).</summary>
+    private static double[][] CumulativeSum(double[][] g, int s, int e)
+    {
+        var sum = new double[e - s][];
+        for (int t = s; t < e; t++)
+        {
+            sum[t - s] = (double[])g[t].Clone();
+            if (t > s)
+            {
+                for (int d = 0; d < sum[t - s].Length; d++)
+                {
+                    sum[t - s][d] += sum[t - s - 1][d];
+                }
+            }
+        }
+        return sum;
+    }
+
+    private static double[][] Zeros(int rows, int columns) =>
+        Enumerable.Range(0, rows).Select(_ => new double[columns]).ToArray();
+
+    /// <summary>Checks the shapes of the engine's tensors; the forms check their own inputs first, by their names.</summary>
+    public static PerHead.Problem Bind(DecayInputs x)
+    {
+        var dims = new Dims();
+        dims.Bind("q", Dims.RequireFloat("q", x.Q), "B,T,H,K");
+        dims.Bind("k", Dims.RequireFloat("k", x.K), "B,T,H,K");
+        dims.Bind("v", Dims.RequireFloat("v", x.V), "B,T,H,V");
+        dims.Bind("gk", Dims.RequireFloat("gk", x.Gk), "B,T,H,K");
+        if (x.Gv is not null)
+        {
+            dims.Bind("gv", Dims.RequireFloat("gv", x.Gv), "B,T,H,V");
+        }
+        var problem = PerHead.Problem.Bind(dims, x.InitialState, x.CuSeqlens);
+        double scale = x.Scale ?? 1 / Math.Sqrt(dims["K"]);
+        return problem with
+        {
+            Head = (slice, h) => new DecayHead(
+                PerHead.Rows(x.Q, slice, h), PerHead.Rows(x.K, slice, h), PerHead.Rows(x.V, slice, h),
+                PerHead.Rows(x.Gk, slice, h), x.Gv is null ? null : PerHead.Rows(x.Gv, slice, h), scale)
+            {
+                Slice = slice,
+                Head = h,
+            },
+        };
+    }
+}
+
+/// <summary>The engine's inputs, in the [B,T,H,·] layout, already reduced to gla's names.</summary>
+internal sealed record DecayInputs(Tensor Q, Tensor K, Tensor V, Tensor Gk, Tensor? Gv, double? Scale, Tensor? InitialState, Tensor? CuSeqlens);
+
+/// <summary>One (sequence, head) pair's rows: q_t, k_t, v_t, gk_t, gv_t for t in [0, T), and the scale.</summary>
+internal sealed record DecayHead(double[][] Query, double[][] Key, double[][] Value, double[][] Gk, double[][]? Gv, double Scale)
+{
+    /// <summary>The sequence these rows come from.</summary>
+    public SequenceSlice Slice { get; init; }
+
+    /// <summary>The head index h.</summary>
+    public int Head { get; init; }
+
+    public int T => Query.Length;
+    public int K => Key.Length == 0 ? 0 : Key[0].Length;
+    public int V => Value.Length == 0 ? 0 : Value[0].Length;
+
+    /// <summary>gv_tc, or 0 (no value-side decay) when gv is absent.</summary>
+    public double GvAt(int t, int c) => Gv is null ? 0 : Gv[t][c];
+}
+
+/// <summary>Outputs of a form with a K×V state per head: o [B,T,H,V] and final_state [N,H,K,V].</summary>
+public sealed record StateResult(Tensor O, Tensor FinalState);
+
+/// <summary>
+/// The batch/varlen/head loop shared by the linear family: slices the call into sequences (<see cref="Sequences"/>),
+/// gathers the rows of each (sequence, head) pair, runs one head function on them with the state S [K][V] starting at
+/// initial_state, and scatters o and the final state back. One task per pair, each computed start to end by one
+/// thread, so results do not depend on the thread count.
+/// </summary>
+internal static class PerHead
+{
+    /// <summary>The bound dimensions of a call, its sequences and the function that gathers one pair's rows.</summary>
+    internal sealed record Problem(int Batch, int Time, int Heads, int K, int V, IReadOnlyList<SequenceSlice> Slices, Tensor? InitialState)
+    {
+        public Func<SequenceSlice, int, DecayHead> Head { get; init; } = (_, _) => throw new InvalidOperationException("no head gatherer");
+
+        /// <summary>Slices by cu_seqlens and checks initial_state [N,H,K,V] against the bound B,T,H,K,V.</summary>
+        public static Problem Bind(Dims dims, Tensor? initialState, Tensor? cuSeqlens)
+        {
+            var slices = Sequences.Slices(dims["B"], dims["T"], cuSeqlens);
+            dims.Set("N", Sequences.StateCount(slices));
+            if (initialState is not null)
+            {
+                dims.Bind("initial_state", Dims.RequireFloat("initial_state", initialState), "N,H,K,V");
+            }
+            return new Problem(dims["B"], dims["T"], dims["H"], dims["K"], dims["V"], slices, initialState);
+        }
+    }
+
+    /// <summary>Runs <paramref name="head"/> on every (sequence, head) pair; it returns o's rows and leaves S final.</summary>
+    public static StateResult Run(Problem problem, Func<DecayHead, double[][], double[][]> head)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        ArgumentNullException.ThrowIfNull(head);
+        var (H, K, V) = (problem.Heads, problem.K, problem.V);
+        var o = Tensor.Zeros(problem.Batch, problem.Time, H, V);
+        var finalState = Tensor.Zeros(problem.Slices.Count, H, K, V);
+        System.Threading.Tasks.Parallel.For(0, problem.Slices.Count * H, pair =>
+        {
+            SequenceSlice slice = problem.Slices[pair / H];
+            int h = pair % H;
+            double[][] S = InitialState(problem.InitialState, slice.StateIndex, h, K, V);
+            double[][] rows = head(problem.Head(slice, h), S);
+            WriteRows(o, rows, slice, h);
+            WriteState(finalState, S, slice.StateIndex, h);
+        });
+        return new StateResult(o, finalState);
+    }
+
+    /// <summary>Rows x[b, start + t, h, :] for t in [0, length) of a [B,T,H,D] tensor.</summary>
+    public static double[][] Rows(Tensor x, SequenceSlice slice, int h)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        int time = x.Dim(1), heads = x.Dim(2), d = x.Dim(3);
+        var rows = new double[slice.Length][];
+        for (int t = 0; t < slice.Length; t++)
+        {
+            rows[t] = x.Data.AsSpan(((slice.Batch * time + slice.Start + t) * heads + h) * d, d).ToArray();
+        }
+        return rows;
+    }
+
+    /// <summary>Values x[b, start + t, h] for t in [0, length) of a [B,T,H] tensor.</summary>
+    public static double[] Scalars(Tensor x, SequenceSlice slice, int h)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        int time = x.Dim(1), heads = x.Dim(2);
+        var values = new double[slice.Length];
+        for (int t = 0; t < slice.Length; t++)
+        {
+            values[t] = x.Data[(slice.Batch * time + slice.Start + t) * heads + h];
+        }
+        return values;
+    }
+
+    /// <summary>initial_state[n, h] as S[K][V]; zeros when absent.</summary>
+    public static double[][] InitialState(Tensor? initialState, int n, int h, int k, int v)
+    {
+        var S = new double[k][];
+        for (int a = 0; a < k; a++)
+        {
+            S[a] = initialState is null ? new double[v] : initialState.Data.AsSpan(((n * initialState.Dim(1) + h) * k + a) * v, v).ToArray();
+        }
+        return S;
+    }
+
+    /// <summary>Writes o's rows of one pair into o [B,T,H,V].</summary>
+    public static void WriteRows(Tensor o, double[][] rows, SequenceSlice slice, int h)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        ArgumentNullException.ThrowIfNull(rows);
+        int time = o.Dim(1), heads = o.Dim(2), v = o.Dim(3);
+        for (int t = 0; t < rows.Length; t++)
+        {
+            rows[t].CopyTo(o.Data.AsSpan(((slice.Batch * time + slice.Start + t) * heads + h) * v, v));
+        }
+    }
+
+    /// <summary>Writes S[K][V] into state[n, h] of a [N,H,K,V] tensor.</summary>
+    public static void WriteState(Tensor state, double[][] S, int n, int h)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(S);
+        int heads = state.Dim(1), k = state.Dim(2), v = state.Dim(3);
+        for (int a = 0; a < k; a++)
+        {
+            S[a].CopyTo(state.Data.AsSpan(((n * heads + h) * k + a) * v, v));
+        }
+    }
+}
