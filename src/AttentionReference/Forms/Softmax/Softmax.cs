@@ -47,9 +47,12 @@ namespace AttentionReference.Forms.Softmax;
 /// zero"). PyTorch SDPA's math backend gives NaN there instead (softmax over all −∞); we follow flash-attn because
 /// its kernels are the ones checked against us. An additive +∞ is not a mask: it gives NaN in its row, as in PyTorch.
 ///
-/// NaN. A NaN propagates only to the rows that read it, and every variant reads the same values: a NaN in q_i
-/// reaches o_i and lse_i entirely; a NaN in k_j (or in mask_ij, or an ALiBi slope) reaches o_i and lse_i of every
-/// row with j ∈ A_i; a NaN in component d of v_j reaches only o_i[d] of every row with j ∈ A_i (lse_i stays finite).
+/// NaN. A NaN propagates only to the rows that read it, and every variant reads the same values. Which rows:
+///   q_i (any component)      o_i and lse_i entirely, unless A_i = ∅ (an empty row reads no score: o = 0, lse = −∞)
+///   k_j (any component)      o_i and lse_i entirely, for every row of the heads that read it with j ∈ A_i
+///   v_j component d          only o_i[d], for every row of the heads that read it with j ∈ A_i; lse_i stays exact
+///   additive mask_ij         o_i and lse_i entirely when j is in i's window (NaN ≠ −∞, so j stays in A_i)
+///   alibi slope of head h    every non-empty row of head h (the bias slope·0 on the diagonal is NaN too)
 /// Keys outside A_i are never read, so a NaN there reaches nothing (flash-attn skips masked blocks the same way,
 /// though inside a visited block its kernels multiply a masked probability 0 by v and so would spread a NaN in v).
 ///

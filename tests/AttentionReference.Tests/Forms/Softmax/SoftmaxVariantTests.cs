@@ -198,6 +198,31 @@ public sealed class SoftmaxVariantTests
     }));
 
     [Fact]
+    public void A_nan_in_a_query_reaches_its_row_unless_the_row_is_empty() => PropertyRuns.Check(Prop.ForAll(SoftmaxOptionsCase.Arbitrary, Gen.Choose(0, 1000).ToArbitrary(), (c, pick) =>
+    {
+        var x = c.Inputs();
+        var (bStar, iStar, hStar) = (pick % c.B, pick % c.Tq, pick % c.Hq);
+        var q2 = x.Q.Clone();
+        q2[bStar, iStar, hStar, c.K - 1] = double.NaN;
+        var y = x with { Q = q2 };
+        bool empty = Enumerable.Range(0, c.Tk).All(j => !Textbook.Allowed(c, x, bStar, hStar, iStar, j));
+        foreach (var ((name, clean), (_, dirty)) in c.AllVariants(x).Zip(c.AllVariants(y)))
+        {
+            foreach (var (b, i, h) in Rows(c))
+            {
+                bool ok = (b, i, h) != (bStar, iStar, hStar) || empty
+                    ? SameRow(c, clean, dirty, b, i, h)
+                    : double.IsNaN(dirty.Lse[b, i, h]) && Enumerable.Range(0, c.V).All(d => double.IsNaN(dirty.O[b, i, h, d]));
+                if (!ok)
+                {
+                    return false.Label($"{name}: row ({b},{i},{h})");
+                }
+            }
+        }
+        return true.ToProperty();
+    }));
+
+    [Fact]
     public void A_nan_in_one_value_component_reaches_only_that_component_of_the_rows_that_read_it() =>
         PropertyRuns.Check(Prop.ForAll(SoftmaxOptionsCase.Arbitrary, Gen.Choose(0, 1000).ToArbitrary(), (c, pick) =>
     {

@@ -42,16 +42,17 @@ public sealed class SoftmaxVarlenDecodeTests
             select new Common(hkv, g, k, v, causal, wl, softcap, alibi, bq, bk, splits, seed);
     }
 
-    public sealed record VarlenCase(int[] Tq, int[] Tk, Common Shared)
+    public sealed record VarlenCase(int[] Tq, int[] Tk, bool Masked, Common Shared)
     {
-        public override string ToString() => $"Tq [{string.Join(",", Tq)}] Tk [{string.Join(",", Tk)}] {Shared}";
+        public override string ToString() => $"Tq [{string.Join(",", Tq)}] Tk [{string.Join(",", Tk)}] masked {Masked} {Shared}";
 
         public static Arbitrary<VarlenCase> Arbitrary { get; } =
             (from n in Gen.Choose(1, 4)
              from tq in Gen.ArrayOf(Gen.Choose(0, 6), n)
              from tk in Gen.ArrayOf(Gen.Choose(0, 6), n)
+             from masked in Gen.Elements(false, true)
              from shared in Common.Generator
-             select new VarlenCase(tq, tk, shared)).ToArbitrary();
+             select new VarlenCase(tq, tk, masked, shared)).ToArbitrary();
     }
 
     [Fact]
@@ -62,7 +63,9 @@ public sealed class SoftmaxVarlenDecodeTests
         var q = TestTensors.Normal(random, 1, 1, c.Tq.Sum(), s.Hq, s.K);
         var k = TestTensors.Normal(random, 1, 1, c.Tk.Sum(), s.Hkv, s.K);
         var v = TestTensors.Normal(random, 1, 1, c.Tk.Sum(), s.Hkv, s.V);
-        var options = s.Options(random) with { CuSeqlensQ = CumulativeLengths(c.Tq), CuSeqlensK = CumulativeLengths(c.Tk) };
+        // A bool mask over the packed positions [ΣTq, ΣTk]; sequence n reads its own diagonal block of it.
+        var mask = new Tensor([c.Tq.Sum(), c.Tk.Sum()], Enumerable.Range(0, c.Tq.Sum() * c.Tk.Sum()).Select(_ => random.Next(4) == 0 ? 0.0 : 1.0).ToArray(), DType.I32);
+        var options = s.Options(random) with { CuSeqlensQ = CumulativeLengths(c.Tq), CuSeqlensK = CumulativeLengths(c.Tk), Mask = c.Masked ? mask : null };
         var packed = new (string Name, SoftmaxResult Result)[]
         {
             ("naive", Sm.Naive(q, k, v, options)),
@@ -73,7 +76,8 @@ public sealed class SoftmaxVarlenDecodeTests
         int qStart = 0, kStart = 0;
         for (int n = 0; n < c.Tq.Length; n++)
         {
-            var alone = Sm.Naive(SliceTime(q, qStart, c.Tq[n]), SliceTime(k, kStart, c.Tk[n]), SliceTime(v, kStart, c.Tk[n]), single);
+            var alone = Sm.Naive(SliceTime(q, qStart, c.Tq[n]), SliceTime(k, kStart, c.Tk[n]), SliceTime(v, kStart, c.Tk[n]),
+                single with { Mask = c.Masked ? Block(mask, qStart, c.Tq[n], kStart, c.Tk[n]) : null });
             foreach (var (name, result) in packed)
             {
                 if (!TestTensors.Close(SliceTime(result.O, qStart, c.Tq[n]), alone.O, SameMathInDouble)
@@ -185,6 +189,17 @@ public sealed class SoftmaxVarlenDecodeTests
             Array.Copy(x.Data, (b * t + start) * row, y.Data, b * length * row, length * row);
         }
         return y;
+    }
+
+    /// <summary>mask[t0:t0+tq, u0:u0+tk] of a [T,U] mask.</summary>
+    private static Tensor Block(Tensor mask, int t0, int tq, int u0, int tk)
+    {
+        var data = new double[tq * tk];
+        for (int t = 0; t < tq; t++)
+        {
+            Array.Copy(mask.Data, (t0 + t) * mask.Dim(1) + u0, data, t * tk, tk);
+        }
+        return new Tensor([tq, tk], data, mask.DType);
     }
 
     /// <summary>x[b:b+1].</summary>
