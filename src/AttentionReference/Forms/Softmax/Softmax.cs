@@ -83,8 +83,10 @@ namespace AttentionReference.Forms.Softmax;
 ///
 /// decode  flash_attn_with_kvcache: q [B,Tq,Hq,K] (few queries) against k_cache/v_cache, contiguous
 ///         [B,Tcache,Hkv,K] or paged [num_blocks,page_size,Hkv,K] with block_table [B,max_blocks] (int; key j of
-///         batch b is slot j mod page_size of block block_table[b, j / page_size]); cache_seqlens [B] (int) gives
-///         batch b's number of valid keys Tk_b (default: the whole cache). Everything above holds with Tk = Tk_b,
+///         batch b is slot j mod page_size of block block_table[b, j / page_size]; any page_size ≥ 1, as
+///         flash-attn 3 allows, where flash-attn 2 wants multiples of 256; table entries past the valid length are
+///         never read, so they may hold anything); cache_seqlens [B] (int) gives batch b's number of valid keys
+///         Tk_b (default: the whole cache). The cache's batch size must be B. Everything above holds with Tk = Tk_b,
 ///         so causal is bottom-right relative to cache_seqlens: query i sees keys j ≤ i + Tk_b − Tq. Computed
 ///         split-KV over the cache (num_splits) and merged, as flash-decoding does. Not supported here: appending
 ///         new k, v (write them into the cache and raise cache_seqlens), rotary, cache_batch_idx, cache_leftpad.
