@@ -118,7 +118,7 @@ public static class Softmax
         // One task per (sequence, head, query block): its rows are computed start to end by one thread.
         var tasks = (from sequence in problem.Sequences
                      from h in Enumerable.Range(0, problem.Hq)
-                     from start in Enumerable.Range(0, (sequence.Tq + blockQ - 1) / blockQ)
+                     from start in Enumerable.Range(0, CeilingDivide(sequence.Tq, blockQ))
                      select (sequence, h, start * blockQ)).ToArray();
         Parallel.ForEach(tasks, task =>
         {
@@ -136,12 +136,12 @@ public static class Softmax
             // The key blocks some row's window reaches (FA2's n_block_min .. n_block_max); the others are skipped.
             var windows = rows.Select(problem.Window).Where(w => w.First < w.End).ToArray();
             int firstBlock = windows.Length == 0 ? 0 : windows.Min(w => w.First) / blockK;
-            int endBlock = windows.Length == 0 ? 0 : (windows.Max(w => w.End) + blockK - 1) / blockK;
+            int endBlock = windows.Length == 0 ? 0 : CeilingDivide(windows.Max(w => w.End), blockK);
 
-            var s = new double[blockK];
+            var s = new double[Math.Min(blockK, sequence.Tk)];
             for (int block = firstBlock; block < endBlock; block++)
             {
-                int j0 = block * blockK, bc = Math.Min(blockK, sequence.Tk - j0);
+                int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
                 for (int r = 0; r < br; r++)
                 {
                     QueryRow row = rows[r];
@@ -263,8 +263,8 @@ public static class Softmax
         Parallel.For(0, problem.RowCount, index =>
         {
             QueryRow row = problem.Row(index);
-            int size = (row.Sequence.Tk + parts - 1) / parts;
-            int partFirst = part * size, partEnd = Math.Min(row.Sequence.Tk, partFirst + size);
+            long size = CeilingDivide(row.Sequence.Tk, parts);
+            long partFirst = part * size, partEnd = Math.Min(row.Sequence.Tk, partFirst + size);
             int[] keys = problem.AllowedKeys(row).Where(j => j >= partFirst && j < partEnd).ToArray();
 
             var s = new double[keys.Length];
@@ -297,6 +297,9 @@ public static class Softmax
         VectorKernels.Scale(1 / l, o);
         result.Lse.Data[index] = m + Math.Log(l);
     }
+
+    /// <summary>⌈a / b⌉ for a ≥ 0, b ≥ 1, without overflow for any int b.</summary>
+    private static int CeilingDivide(int a, int b) => (int)(((long)a + b - 1) / b);
 
     private static void RequirePositive(string name, int value)
     {

@@ -79,6 +79,15 @@ public sealed class SoftmaxInputErrorTests
     }
 
     [Fact]
+    public void Block_sizes_and_split_counts_of_any_size_work()
+    {
+        // Sizes far beyond T: one block, or parts past the keys that are empty; nothing overflows or allocates by them.
+        var naive = Sm.Naive(Q, K, V);
+        Assert.True(Agreement.Close(Sm.Tiled(Q, K, V, null, int.MaxValue, int.MaxValue), naive, V));
+        Assert.True(Agreement.Close(Sm.Split(Q, K, V, null, numSplits: 1000), naive, V));
+    }
+
+    [Fact]
     public void Decode_inputs_that_disagree_name_the_tensor_at_fault()
     {
         // v_cache with another cache length than k_cache.

@@ -219,6 +219,32 @@ public sealed class SoftmaxVariantTests
     }));
 
     [Fact]
+    public void A_nan_alibi_slope_reaches_every_non_empty_row_of_its_head() => PropertyRuns.Check(Prop.ForAll(SoftmaxOptionsCase.Arbitrary, Gen.Choose(0, 1000).ToArbitrary(), (c0, pick) =>
+    {
+        var c = c0 with { Alibi = true };
+        var x = c.Inputs();
+        int hStar = pick % c.Hq;
+        var slopes = x.Options.AlibiSlopes!.Clone();
+        slopes[hStar] = double.NaN;
+        var y = x with { Options = x.Options with { AlibiSlopes = slopes } };
+        foreach (var ((name, clean), (_, dirty)) in c.AllVariants(x).Zip(c.AllVariants(y)))
+        {
+            foreach (var (b, i, h) in Rows(c))
+            {
+                bool empty = Enumerable.Range(0, c.Tk).All(j => !Textbook.Allowed(c, x, b, h, i, j));
+                bool ok = h != hStar || empty
+                    ? SameRow(c, clean, dirty, b, i, h)
+                    : double.IsNaN(dirty.Lse[b, i, h]) && Enumerable.Range(0, c.V).All(d => double.IsNaN(dirty.O[b, i, h, d]));
+                if (!ok)
+                {
+                    return false.Label($"{name}: row ({b},{i},{h})");
+                }
+            }
+        }
+        return true.ToProperty();
+    }), cases: 100);
+
+    [Fact]
     public void A_nan_in_one_value_component_reaches_only_that_component_of_the_rows_that_read_it() =>
         PropertyRuns.Check(Prop.ForAll(SoftmaxOptionsCase.Arbitrary, Gen.Choose(0, 1000).ToArbitrary(), (c, pick) =>
     {
