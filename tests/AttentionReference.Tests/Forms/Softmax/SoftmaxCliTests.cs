@@ -52,6 +52,28 @@ public sealed class SoftmaxCliTests
     }
 
     [Fact]
+    public void In_the_bhtd_layout_q_k_v_are_transposed_and_the_mask_is_read_as_sdpa_gives_it()
+    {
+        // SDPA's layout: q [B,H,T,D] and attn_mask [B,H,Tq,Tk] in both layouts (the mask has no [B,T,...] form).
+        using var temp = new TempFolder();
+        var random = new Random(37);
+        var (q, k, v) = (TestTensors.Normal(random, 1, 1, 4, 2, 3), TestTensors.Normal(random, 1, 1, 5, 2, 3), TestTensors.Normal(random, 1, 1, 5, 2, 2));
+        var mask = new Tensor([1, 2, 4, 5], Enumerable.Range(0, 40).Select(n => n % 3 == 0 ? 0.0 : 1.0).ToArray());
+        string input = Write(temp, "in.safetensors", new Dictionary<string, Tensor>
+        {
+            ["q"] = Layouts.SwapTimeAndHeads(q), ["k"] = Layouts.SwapTimeAndHeads(k), ["v"] = Layouts.SwapTimeAndHeads(v), ["mask"] = mask,
+        });
+        string output = temp.File("out.safetensors");
+
+        var outcome = CliRunner.Run("run", "softmax", "--in", input, "--out", output, "--layout", "bhtd", "--set", "mask_type=bool");
+
+        Assert.True(outcome.ExitCode == 0, outcome.Error);
+        var expected = Sm.Naive(q, k, v, new SoftmaxOptions { Mask = mask, MaskKind = MaskKind.Boolean });
+        Assert.Equal(Layouts.SwapTimeAndHeads(expected.O).Data, TensorFiles.Read(output).Tensors["o"].Data);
+        Assert.Equal(Layouts.SwapTimeAndHeads(expected.Lse).Data, TensorFiles.Read(output).Tensors["lse"].Data);
+    }
+
+    [Fact]
     public void Run_decode_reads_a_paged_cache_with_its_integer_tables()
     {
         using var temp = new TempFolder();
