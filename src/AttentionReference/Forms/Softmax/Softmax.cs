@@ -1,3 +1,4 @@
+using System.Globalization;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -9,13 +10,17 @@ namespace AttentionReference.Forms.Softmax;
 /// Shapes (layout [B,T,H,D], as flash-attn):
 ///   q [B,Tq,Hq,K]   k [B,Tk,Hkv,K]   v [B,Tk,Hkv,V]   →   o [B,Tq,Hq,V]   lse [B,Tq,Hq]
 ///   Hq is a multiple of Hkv (GQA/MQA): query head h reads key/value head h / (Hq/Hkv).
+///   mask broadcastable to [B,Hq,Tq,Tk]; alibi_slopes [Hq] or [B,Hq]
+///   varlen: B = 1, cu_seqlens_q [N+1], cu_seqlens_k [N+1]; sequence n is queries cu_q[n]..cu_q[n+1] against keys
+///           cu_k[n]..cu_k[n+1], with its own Tq_n, Tk_n (and its own diagonal) in everything below.
 ///
-/// For each batch b, query head h and query position i:
+/// For each batch (or sequence) b, query head h and query position i:
 ///   s_ij  = scale · q_i · k_j                         scale = K^(-1/2) unless given
 ///   s_ij ← c · tanh(s_ij / c)                         softcap c > 0 only
 ///   s_ij ← s_ij − slope_h · |i + Tk − Tq − j|         alibi_slopes only
-///   A_i   = { j : i + Tk − Tq − wl ≤ j ≤ i + Tk − Tq + wr }   the allowed keys
-///   m_i   = max_{j∈A_i} s_ij                          the running max: no exp ever overflows
+///   s_ij ← s_ij + mask_ij                             additive mask only
+///   A_i   = { j : i + Tk − Tq − wl ≤ j ≤ i + Tk − Tq + wr, mask_ij ≠ −∞ }    the allowed keys
+///   m_i   = max_{j∈A_i} s_ij                          the max: no exp ever overflows
 ///   l_i   = Σ_{j∈A_i} exp(s_ij − m_i)
 ///   o_i   = Σ_{j∈A_i} exp(s_ij − m_i) v_j / l_i
 ///   lse_i = m_i + ln l_i                              natural log, as flash-attn's softmax_lse
@@ -23,61 +28,285 @@ namespace AttentionReference.Forms.Softmax;
 /// Masks. The diagonal i + Tk − Tq is flash-attn's bottom-right alignment (flash-attn ≥ 2.1): when Tq ≠ Tk the last
 /// query sees the last key. <c>causal</c> sets wr = 0; <c>window_left</c> = wl and <c>window_right</c> = wr are
 /// counted from that diagonal, and −1 means unbounded on that side (flash-attn's window_size). With
-/// <c>causal_align=top_left</c> the diagonal is i instead (PyTorch SDPA's is_causal, which aligns top-left).
+/// <c>causal_align=top_left</c> the diagonal is i instead (PyTorch SDPA's is_causal, which aligns top-left), for the
+/// windows and ALiBi alike. <c>mask</c> follows PyTorch SDPA's attn_mask: any shape that broadcasts to [B,Hq,Tq,Tk]
+/// (axes aligned right, each 1 or full: [Tq,Tk], [B,1,Tq,Tk], [1,Hq,Tq,Tk], ...). A bool mask (an integer tensor, or
+/// a float 0/1 tensor with mask_type=bool) keeps key j where it is true, as SDPA; it is exactly the additive mask
+/// with 0 for true and −∞ for false. An additive mask is added to the score after the softcap, like a bias; −∞
+/// removes the key from A_i. With varlen the mask is indexed by packed positions [1,Hq,ΣTq_n,ΣTk_n].
 ///
-/// Empty rows. A query with no allowed key (A_i = ∅, e.g. Tq > Tk under causal) gives o_i = 0 and lse_i = −∞, as
-/// flash-attn does; PyTorch SDPA's math backend gives NaN there instead (softmax over all −∞). We follow
-/// flash-attn because its kernels are the ones checked against us.
+/// ALiBi, as flash-attn: the bias −slope·|i + Tk − Tq − j| is added after the softcap (flash-attn applies softcap to
+/// the scaled score, then its mask, which adds the ALiBi bias; it divides the slope by the softmax scale, so the bias
+/// lands on the scaled score unscaled). One difference we do not copy: flash-attn's causal kernels add +slope·j
+/// instead (mask.h, "Is_causal: same bias vector for all rows"), which differs from our bias by slope·(i + Tk − Tq),
+/// constant along the row: o is identical, but flash-attn's causal-ALiBi lse is ours plus slope·(i + Tk − Tq). We
+/// keep the definition from flash-attn's docstring (and its test reference, and its non-causal kernels) for both.
 ///
-/// NaN. A NaN in q_i, in an allowed k_j or v_j reaches o_i and lse_i; a NaN in a key outside A_i does not, because
-/// disallowed keys are never read (flash-attn's kernels skip masked blocks the same way).
+/// Empty rows. A query with A_i = ∅ (Tq > Tk under causal, a window outside the keys, a mask row all false or −∞,
+/// Tk = 0) gives o_i = 0 and lse_i = −∞, as flash-attn does ("if the row of the mask is all zero, the output will be
+/// zero"). PyTorch SDPA's math backend gives NaN there instead (softmax over all −∞); we follow flash-attn because
+/// its kernels are the ones checked against us. An additive +∞ is not a mask: it gives NaN in its row, as in PyTorch.
 ///
-/// Sources: Vaswani et al. 2017 (the definition); Dao 2023, FlashAttention-2 (lse, causal alignment, windows,
-/// softcap applied to the scaled score before ALiBi, as flash-attn's kernels do); flash-attn's README for
-/// the bottom-right convention.
+/// NaN. A NaN propagates only to the rows that read it, and every variant reads the same values. Which rows:
+///   q_i (any component)      o_i and lse_i entirely, unless A_i = ∅ (an empty row reads no score: o = 0, lse = −∞)
+///   k_j (any component)      o_i and lse_i entirely, for every row of the heads that read it with j ∈ A_i
+///   v_j component d          only o_i[d], for every row of the heads that read it with j ∈ A_i; lse_i stays exact
+///   additive mask_ij         o_i and lse_i entirely when j is in i's window (NaN ≠ −∞, so j stays in A_i)
+///   alibi slope of head h    every non-empty row of head h (the bias slope·0 on the diagonal is NaN too)
+/// Keys outside A_i are never read, so a NaN there reaches nothing (flash-attn skips masked blocks the same way,
+/// though inside a visited block its kernels multiply a masked probability 0 by v and so would spread a NaN in v).
 ///
-/// Variant <c>naive</c>: one row at a time, the row's scores materialised, then max, exp, sum.
+/// Variants (each equals naive to rounding, in double):
+/// <code>
+/// naive   per row: the scores over A_i materialised, then m, exp(s − m), l, o and lse as above.
+///
+/// tiled   FlashAttention-2 (Dao 2023, Algorithm 1), per sequence and head: queries in blocks of Br = block_q rows,
+///         keys in blocks of Bc = block_k columns (any sizes ≥ 1; the last block may be short). For each query
+///         block, m = −∞, l = 0, acc = 0; for each key block that some row's window reaches, in order:
+///           S_ij  = s_ij for j ∈ A_i, −∞ elsewhere
+///           m_new = max(m, max_j S_ij)
+///           P_ij  = exp(S_ij − m_new)
+///           l     ← exp(m − m_new) · l + Σ_j P_ij
+///           acc   ← exp(m − m_new) · acc + Σ_{j∈A_i} P_ij v_j
+///           m     ← m_new
+///         then o_i = acc / l and lse_i = m + ln l (o_i = 0, lse_i = −∞ when l = 0). Key blocks outside every row's
+///         window are skipped (FA2's n_block_min/n_block_max), and a block with no allowed key for a row leaves
+///         that row's m, l, acc as they were (FA2's Check_inf: while m = −∞ there is nothing to rescale).
+///
+/// split   split-KV (flash-decoding) and ring attention: each sequence's keys cut into P = num_splits contiguous
+///         parts of ⌈Tk/P⌉ keys (the last parts may be short or empty); part p gives a partial (o_p, lse_p) over
+///         A_i ∩ part p by the naive method (an empty part: o_p = 0, lse_p = −∞); the parts merge by
+///           lse = ln Σ_p exp(lse_p)     computed as M + ln Σ_p exp(lse_p − M), M = max_p lse_p
+///           o   = Σ_p exp(lse_p − lse) · o_p
+///         With every lse_p = −∞ the row is empty (o = 0, lse = −∞); an empty part has weight exp(−∞) = 0 and
+///         contributes 0·0, so it never makes a NaN. <see cref="Merge"/> is the rule on its own.
+///
+/// decode  flash_attn_with_kvcache: q [B,Tq,Hq,K] (few queries) against k_cache/v_cache, contiguous
+///         [B,Tcache,Hkv,K] or paged [num_blocks,page_size,Hkv,K] with block_table [B,max_blocks] (int; key j of
+///         batch b is slot j mod page_size of block block_table[b, j / page_size]; any page_size ≥ 1, as
+///         flash-attn 3 allows, where flash-attn 2 wants multiples of 256; table entries past the valid length are
+///         never read, so they may hold anything); cache_seqlens [B] (int) gives batch b's number of valid keys
+///         Tk_b (default: the whole cache). The cache's batch size must be B. Everything above holds with Tk = Tk_b,
+///         so causal is bottom-right relative to cache_seqlens: query i sees keys j ≤ i + Tk_b − Tq. Computed
+///         split-KV over the cache (num_splits) and merged, as flash-decoding does. Not supported here: appending
+///         new k, v (write them into the cache and raise cache_seqlens), rotary, cache_batch_idx, cache_leftpad.
+/// </code>
+/// Sources: Vaswani et al. 2017 (the definition); Dao 2023, FlashAttention-2 (the online-softmax recurrence, lse);
+/// flash-attn's flash_attn_interface.py docstrings (bottom-right causal, window_size, alibi bias, empty rows,
+/// flash_attn_varlen_func, flash_attn_with_kvcache's k_cache/block_table/cache_seqlens), its csrc mask.h and
+/// flash_fwd_kernel.h (softcap before mask and ALiBi; slope divided by the softmax scale; the causal ALiBi form);
+/// Dao et al. 2023, Flash-Decoding (split-KV and the log-sum-exp merge); PyTorch's scaled_dot_product_attention
+/// docs (attn_mask broadcasting, bool True = keep, is_causal top-left).
 /// </summary>
 public static class Softmax
 {
     /// <summary>The reference: scores of one query row materialised, then a stable softmax.</summary>
-    public static SoftmaxResult Naive(Tensor q, Tensor k, Tensor v, SoftmaxOptions? options = null)
+    public static SoftmaxResult Naive(Tensor q, Tensor k, Tensor v, SoftmaxOptions? options = null) =>
+        Materialised(SoftmaxProblem.Bind(q, k, v, options ?? new SoftmaxOptions()), part: 0, parts: 1);
+
+    /// <summary>
+    /// FlashAttention-2's online softmax: query blocks of <paramref name="blockQ"/> rows against key blocks of
+    /// <paramref name="blockK"/> columns, with a running max, a running sum and a rescaled accumulator.
+    /// </summary>
+    public static SoftmaxResult Tiled(Tensor q, Tensor k, Tensor v, SoftmaxOptions? options = null, int blockQ = 64, int blockK = 64)
     {
+        RequirePositive("block_q", blockQ);
+        RequirePositive("block_k", blockK);
         var problem = SoftmaxProblem.Bind(q, k, v, options ?? new SoftmaxOptions());
-        var (batch, tq, hq, dv) = (problem.Batch, problem.Tq, problem.Hq, problem.Dv);
-        var o = Tensor.Zeros(batch, tq, hq, dv);
-        var lse = Tensor.Zeros(batch, tq, hq);
+        var result = problem.NewResult();
 
-        // One task per (b, i, h) row; each row is computed start to end by one thread, so the result does not
-        // depend on the number of threads.
-        Parallel.For(0, batch * tq * hq, () => new double[problem.Tk], (row, _, scores) =>
+        // One task per (sequence, head, query block): its rows are computed start to end by one thread.
+        var tasks = (from sequence in problem.Sequences
+                     from h in Enumerable.Range(0, problem.Hq)
+                     from start in Enumerable.Range(0, CeilingDivide(sequence.Tq, blockQ))
+                     select (sequence, h, start * blockQ)).ToArray();
+        Parallel.ForEach(tasks, task =>
         {
-            int h = row % hq, i = row / hq % tq, b = row / hq / tq;
-            var (first, end) = problem.AllowedKeys(i);
-            Span<double> oRow = o.Data.AsSpan(((b * tq + i) * hq + h) * dv, dv);
-            if (first >= end)
+            var (sequence, h, i0) = task;
+            int br = Math.Min(blockQ, sequence.Tq - i0);
+            QueryRow[] rows = Enumerable.Range(i0, br).Select(i => problem.Row(sequence, i, h)).ToArray();
+            var m = Enumerable.Repeat(double.NegativeInfinity, br).ToArray();
+            var l = new double[br];
+            var acc = new double[br][];
+            for (int r = 0; r < br; r++)
             {
-                lse.Data[row] = double.NegativeInfinity; // no allowed key: o = 0, lse = −∞
-                return scores;
+                acc[r] = new double[problem.Dv];
             }
 
-            Span<double> s = scores.AsSpan(0, end - first);
-            for (int j = first; j < end; j++)
-            {
-                s[j - first] = problem.Score(b, h, i, j);
-            }
-            double m = VectorKernels.Max(s);
-            double l = VectorKernels.ExpShiftedInPlace(s, m); // s now holds exp(s − m)
-            for (int j = first; j < end; j++)
-            {
-                VectorKernels.Axpy(s[j - first], problem.ValueRow(b, h, j), oRow);
-            }
-            VectorKernels.Scale(1 / l, oRow);
-            lse.Data[row] = m + Math.Log(l);
-            return scores;
-        }, _ => { });
+            // The key blocks some row's window reaches (FA2's n_block_min .. n_block_max); the others are skipped.
+            var windows = rows.Select(problem.Window).Where(w => w.First < w.End).ToArray();
+            int firstBlock = windows.Length == 0 ? 0 : windows.Min(w => w.First) / blockK;
+            int endBlock = windows.Length == 0 ? 0 : CeilingDivide(windows.Max(w => w.End), blockK);
 
-        return new SoftmaxResult(o, lse);
+            var s = new double[Math.Min(blockK, sequence.Tk)];
+            for (int block = firstBlock; block < endBlock; block++)
+            {
+                int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
+                for (int r = 0; r < br; r++)
+                {
+                    QueryRow row = rows[r];
+                    for (int j = j0; j < j0 + bc; j++)
+                    {
+                        s[j - j0] = problem.IsAllowed(row, j) ? problem.Score(row, j) : double.NegativeInfinity;
+                    }
+                    double mNew = Math.Max(m[r], VectorKernels.Max(s.AsSpan(0, bc)));
+                    if (double.IsNegativeInfinity(mNew))
+                    {
+                        continue; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
+                    }
+                    double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
+                    double rowSum = 0;
+                    VectorKernels.Scale(alpha, acc[r]);
+                    for (int j = j0; j < j0 + bc; j++)
+                    {
+                        if (!double.IsNegativeInfinity(s[j - j0]))
+                        {
+                            double p = Math.Exp(s[j - j0] - mNew);
+                            rowSum += p;
+                            VectorKernels.Axpy(p, problem.ValueRow(row, j), acc[r]); // only allowed keys' v are read
+                        }
+                    }
+                    l[r] = alpha * l[r] + rowSum;
+                    m[r] = mNew;
+                }
+            }
+
+            for (int r = 0; r < br; r++)
+            {
+                Finish(result, rows[r].Index, acc[r], m[r], l[r]);
+            }
+        });
+        return result;
+    }
+
+    /// <summary>
+    /// Split-KV: each sequence's keys cut into <paramref name="numSplits"/> contiguous parts, a partial (o, lse) per
+    /// part, merged by the log-sum-exp rule.
+    /// </summary>
+    public static SoftmaxResult Split(Tensor q, Tensor k, Tensor v, SoftmaxOptions? options = null, int numSplits = 4)
+    {
+        RequirePositive("num_splits", numSplits);
+        return SplitKv(SoftmaxProblem.Bind(q, k, v, options ?? new SoftmaxOptions()), numSplits);
+    }
+
+    /// <summary>
+    /// Decoding against a KV cache, as flash_attn_with_kvcache: contiguous or paged (<see cref="KvCache.BlockTable"/>),
+    /// each batch entry with its own length (<see cref="KvCache.CacheSeqlens"/>), computed split-KV over
+    /// <paramref name="numSplits"/> parts.
+    /// </summary>
+    public static SoftmaxResult Decode(Tensor q, KvCache cache, SoftmaxOptions? options = null, int numSplits = 4)
+    {
+        RequirePositive("num_splits", numSplits);
+        return SplitKv(SoftmaxProblem.BindDecode(q, cache, options ?? new SoftmaxOptions()), numSplits);
+    }
+
+    /// <summary>
+    /// The log-sum-exp merge of partial results over disjoint key sets (split-KV, ring attention):
+    /// lse = ln Σ_p exp(lse_p), o = Σ_p exp(lse_p − lse) o_p; rows empty in every part stay o = 0, lse = −∞.
+    /// </summary>
+    public static SoftmaxResult Merge(IReadOnlyList<SoftmaxResult> partials)
+    {
+        ArgumentNullException.ThrowIfNull(partials);
+        if (partials.Count == 0)
+        {
+            throw new InputException("merge needs at least one partial result");
+        }
+        Tensor o0 = partials[0].O, lse0 = partials[0].Lse;
+        if (o0.Rank != lse0.Rank + 1 || !o0.Shape.Take(lse0.Rank).SequenceEqual(lse0.Shape)
+            || partials.Any(p => !p.O.Shape.SequenceEqual(o0.Shape) || !p.Lse.Shape.SequenceEqual(lse0.Shape)))
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"partial results must all have o [...,V] and lse [...] of the first one's shapes {o0.ShapeString} and {lse0.ShapeString}"));
+        }
+        int dv = o0.Rank == 0 ? 1 : o0.Dim(o0.Rank - 1);
+        var merged = new SoftmaxResult(Tensor.Zeros(o0.ShapeArray()), Tensor.Zeros(lse0.ShapeArray()));
+        Parallel.For(0, lse0.Length, row =>
+        {
+            double max = double.NegativeInfinity;
+            foreach (SoftmaxResult p in partials)
+            {
+                max = Math.Max(max, p.Lse.Data[row]); // Math.Max propagates NaN
+            }
+            Span<double> oRow = merged.O.Data.AsSpan(row * dv, dv);
+            if (double.IsNegativeInfinity(max))
+            {
+                merged.Lse.Data[row] = double.NegativeInfinity; // empty in every part: o = 0, lse = −∞
+                return;
+            }
+            double sum = 0;
+            foreach (SoftmaxResult p in partials)
+            {
+                sum += Math.Exp(p.Lse.Data[row] - max);
+            }
+            double lse = max + Math.Log(sum);
+            foreach (SoftmaxResult p in partials)
+            {
+                VectorKernels.Axpy(Math.Exp(p.Lse.Data[row] - lse), p.O.Data.AsSpan(row * dv, dv), oRow);
+            }
+            merged.Lse.Data[row] = lse;
+        });
+        return merged;
+    }
+
+    private static SoftmaxResult SplitKv(SoftmaxProblem problem, int parts) =>
+        Merge(Enumerable.Range(0, parts).Select(p => Materialised(problem, p, parts)).ToArray());
+
+    /// <summary>
+    /// The naive method over part <paramref name="part"/> of <paramref name="parts"/> of each sequence's keys: keys
+    /// [p·⌈Tk/P⌉, (p+1)·⌈Tk/P⌉) ∩ A_i. Naive is the one-part case.
+    /// </summary>
+    private static SoftmaxResult Materialised(SoftmaxProblem problem, int part, int parts)
+    {
+        var result = problem.NewResult();
+        // One task per (b, t, h) row; each row is computed start to end by one thread, so the result does not
+        // depend on the number of threads.
+        Parallel.For(0, problem.RowCount, index =>
+        {
+            QueryRow row = problem.Row(index);
+            long size = CeilingDivide(row.Sequence.Tk, parts);
+            long partFirst = part * size, partEnd = Math.Min(row.Sequence.Tk, partFirst + size);
+            int[] keys = problem.AllowedKeys(row).Where(j => j >= partFirst && j < partEnd).ToArray();
+
+            var s = new double[keys.Length];
+            for (int n = 0; n < keys.Length; n++)
+            {
+                s[n] = problem.Score(row, keys[n]);
+            }
+            double m = VectorKernels.Max(s); // −∞ for an empty row
+            double l = double.IsNegativeInfinity(m) ? 0 : VectorKernels.ExpShiftedInPlace(s, m); // s now holds exp(s − m)
+            var acc = new double[problem.Dv];
+            for (int n = 0; n < keys.Length && l != 0; n++)
+            {
+                VectorKernels.Axpy(s[n], problem.ValueRow(row, keys[n]), acc);
+            }
+            Finish(result, row.Index, acc, m, l);
+        });
+        return result;
+    }
+
+    /// <summary>o = acc / l and lse = m + ln l; a row with nothing allowed (l = 0) gets o = 0 and lse = −∞.</summary>
+    private static void Finish(SoftmaxResult result, int index, double[] acc, double m, double l)
+    {
+        Span<double> o = result.O.Data.AsSpan(index * acc.Length, acc.Length);
+        if (l == 0)
+        {
+            result.Lse.Data[index] = double.NegativeInfinity;
+            return;
+        }
+        acc.CopyTo(o);
+        VectorKernels.Scale(1 / l, o);
+        result.Lse.Data[index] = m + Math.Log(l);
+    }
+
+    /// <summary>⌈a / b⌉ for a ≥ 0, b ≥ 1, without overflow for any int b.</summary>
+    private static int CeilingDivide(int a, int b) => (int)(((long)a + b - 1) / b);
+
+    private static void RequirePositive(string name, int value)
+    {
+        if (value < 1)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter '{name}' must be ≥ 1, found {value}"));
+        }
     }
 }
 
@@ -88,6 +317,15 @@ public enum CausalAlignment
     BottomRight,
     /// <summary>PyTorch SDPA's is_causal: query i's diagonal key is i.</summary>
     TopLeft,
+}
+
+/// <summary>How a mask's values are read.</summary>
+public enum MaskKind
+{
+    /// <summary>The value is added to the score; −∞ removes the key.</summary>
+    Additive,
+    /// <summary>Nonzero keeps the key, zero removes it (PyTorch SDPA's bool attn_mask: True = keep).</summary>
+    Boolean,
 }
 
 /// <summary>The options of <see cref="Softmax"/>; defaults give full (non-causal) attention with scale K^-1/2.</summary>
@@ -113,7 +351,26 @@ public sealed record SoftmaxOptions
 
     /// <summary>ALiBi slopes [Hq] or [B,Hq]; null = none.</summary>
     public Tensor? AlibiSlopes { get; init; }
+
+    /// <summary>A mask broadcastable to [B,Hq,Tq,Tk], bool or additive (<see cref="MaskKind"/>); null = none.</summary>
+    public Tensor? Mask { get; init; }
+
+    /// <summary>How <see cref="Mask"/> is read; null = by its dtype (integer: bool, float: additive).</summary>
+    public MaskKind? MaskKind { get; init; }
+
+    /// <summary>Varlen: query sequence boundaries, int [N+1] (B = 1, as flash_attn_varlen_func); with <see cref="CuSeqlensK"/>.</summary>
+    public Tensor? CuSeqlensQ { get; init; }
+
+    /// <summary>Varlen: key sequence boundaries, int [N+1].</summary>
+    public Tensor? CuSeqlensK { get; init; }
 }
+
+/// <summary>
+/// A KV cache as flash_attn_with_kvcache takes it: k_cache/v_cache [B,Tcache,Hkv,D], or paged
+/// [num_blocks,page_size,Hkv,D] with <paramref name="BlockTable"/> int [B,max_blocks]; <paramref name="CacheSeqlens"/>
+/// int [B] gives each batch entry's number of valid keys (null: the whole cache).
+/// </summary>
+public sealed record KvCache(Tensor K, Tensor V, Tensor? CacheSeqlens = null, Tensor? BlockTable = null);
 
 /// <summary>Outputs of softmax attention: o [B,Tq,Hq,V] and lse [B,Tq,Hq].</summary>
 public sealed record SoftmaxResult(Tensor O, Tensor Lse);

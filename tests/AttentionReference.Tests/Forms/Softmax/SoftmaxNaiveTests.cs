@@ -34,9 +34,8 @@ public sealed record SoftmaxCase(int B, int Tq, int Tk, int Hkv, int Group, int 
 
 public sealed class SoftmaxNaiveTests
 {
-    // Both sides compute the same sums in double, in different orders and with different exp routines: the error
-    // is a few ulps per term over at most 17·9 terms, far below 1e-12.
-    private const double SameMathInDouble = 1e-12;
+    // Both sides compute the same sums in double, in different orders and with different exp routines:
+    // Agreement.Close's bounds (1e-12 on the scale of each output) and their reasons.
 
     [Fact]
     public void Naive_equals_the_textbook_definition() => PropertyRuns.Check(Prop.ForAll(SoftmaxCase.Arbitrary, c =>
@@ -44,7 +43,7 @@ public sealed class SoftmaxNaiveTests
         var (q, k, v) = c.Inputs();
         var result = AttentionReference.Forms.Softmax.Softmax.Naive(q, k, v, new SoftmaxOptions { Causal = c.Causal });
         var (o, lse) = Textbook(c, q, k, v);
-        return TestTensors.Close(result.O, o, SameMathInDouble) && TestTensors.Close(result.Lse, lse, SameMathInDouble);
+        return Agreement.Close(result, new SoftmaxResult(o, lse), v);
     }));
 
     [Fact]
