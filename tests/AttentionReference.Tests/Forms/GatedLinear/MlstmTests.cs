@@ -174,7 +174,7 @@ public sealed class MlstmTests
         var exponential = c with { ExpGate = true };
         var viaExp = Run(variant, exponential, q, k, v, i, logF, exponential.Options(c0, n0, m0));
         return Close(viaSigmoid, viaExp);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void State_passing_split_at_any_step_equals_one_run() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary,
@@ -254,7 +254,7 @@ public sealed class MlstmTests
         var given = Run(variant, c, q, k, v, i, f, c.Options(c0, n0, m0) with { Scale = scale });
         var folded = Run(variant, c, scaledQ, k, v, i, f, c.Options(c0, n0, m0) with { Scale = 1 });
         return Close(given, folded);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Huge_input_gates_stay_finite_thanks_to_the_stabiliser() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary, Variants, (c, variant) =>
@@ -267,7 +267,7 @@ public sealed class MlstmTests
         }
         var result = Run(variant, c, q, k, v, i, f, c.Options());
         return result.O.Data.All(double.IsFinite) && result.FinalState.Data.All(double.IsFinite);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Gates_of_the_wrong_shape_are_bad_input_naming_the_gate()

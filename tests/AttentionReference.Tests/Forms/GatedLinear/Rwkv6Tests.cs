@@ -183,7 +183,7 @@ public sealed class Rwkv6Tests
         var given = Rwkv6.Recurrent(q, k, v, w, u, new Rwkv6Options { InitialState = s0, Scale = scale });
         var folded = Rwkv6.Recurrent(scaledQ, k, v, w, u, new Rwkv6Options { InitialState = s0, Scale = 1 });
         return Close(given, folded);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void A_bonus_of_the_wrong_shape_is_bad_input_naming_u()

@@ -70,7 +70,7 @@ public sealed class ForgettingTests
         var tiled = Forgetting.Tiled(q, k, v, g, new ForgettingOptions { BlockQ = c.BlockQ, BlockK = c.BlockK });
         return TestTensors.Close(naive.O, softmax.O, SameMathInDouble) && TestTensors.Close(naive.Lse, softmax.Lse, SameMathInDouble)
             && TestTensors.Close(tiled.O, softmax.O, SameMathInDouble) && TestTensors.Close(tiled.Lse, softmax.Lse, SameMathInDouble);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Outputs_do_not_depend_on_later_steps() => PropertyRuns.Check(Prop.ForAll(ForgettingCase.Arbitrary, c =>
@@ -104,7 +104,7 @@ public sealed class ForgettingTests
             }
         }
         return true;
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Strong_gates_of_minus_20_per_step_stay_finite_and_exact() => PropertyRuns.Check(Prop.ForAll(ForgettingCase.Arbitrary, c =>
@@ -117,7 +117,7 @@ public sealed class ForgettingTests
         return naive.O.Data.Concat(naive.Lse.Data).Concat(tiled.O.Data).Concat(tiled.Lse.Data).All(double.IsFinite)
             && TestTensors.Close(naive.O, o, SameMathInDouble) && TestTensors.Close(naive.Lse, lse, SameMathInDouble)
             && TestTensors.Close(tiled.O, o, SameMathInDouble) && TestTensors.Close(tiled.Lse, lse, SameMathInDouble);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Weak_gates_after_huge_ones_keep_their_digits() => PropertyRuns.Check(Prop.ForAll(ForgettingCase.Arbitrary, c =>
@@ -136,7 +136,7 @@ public sealed class ForgettingTests
         var tiled = Forgetting.Tiled(q, k, v, g, new ForgettingOptions { BlockQ = c.BlockQ, BlockK = c.BlockK });
         return TestTensors.Close(naive.O, o, SameMathInDouble) && TestTensors.Close(naive.Lse, lse, SameMathInDouble)
             && TestTensors.Close(tiled.O, o, SameMathInDouble) && TestTensors.Close(tiled.Lse, lse, SameMathInDouble);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Gqa_equals_mha_with_repeated_keys_and_values() => PropertyRuns.Check(Prop.ForAll(ForgettingCase.Arbitrary, c =>
@@ -146,7 +146,7 @@ public sealed class ForgettingTests
         var full = Forgetting.Naive(q, RepeatHeads(k, c.Group), RepeatHeads(v, c.Group), g);
         // Identical arithmetic on identical numbers: bit for bit.
         return grouped.O.Data.SequenceEqual(full.O.Data) && grouped.Lse.Data.SequenceEqual(full.Lse.Data);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Varlen_equals_separate_runs_of_each_sequence() => PropertyRuns.Check(Prop.ForAll(ForgettingCase.Arbitrary, c =>
@@ -181,7 +181,7 @@ public sealed class ForgettingTests
             }
         }
         return true;
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void A_gate_without_the_query_heads_is_bad_input_naming_g()

@@ -135,7 +135,7 @@ public sealed class MlaTests
             }
         }
         return true;
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Wkv_b_stacked_per_head_equals_separate_up_projections() => PropertyRuns.Check(Prop.ForAll(MlaCase.Arbitrary, c =>
@@ -162,7 +162,7 @@ public sealed class MlaTests
         var b2 = form.Run("absorbed", stacked, parameters);
         // The same numbers in the same order: bit for bit.
         return a["o"].Data.SequenceEqual(b2["o"].Data) && a["lse"].Data.SequenceEqual(b2["lse"].Data);
-    }), cases: 50);
+    }), cases: 200);
 
     [Fact]
     public void The_bhtd_layout_transposes_the_queries_and_outputs_and_leaves_the_cache_alone()

@@ -71,7 +71,7 @@ public sealed class SoftmaxVariantTests
         Tensor integer = new(x.Options.Mask!.ShapeArray(), (double[])x.Options.Mask.Data.Clone(), DType.I32);
         var y = x with { Options = x.Options with { Mask = integer, MaskKind = null } };
         return Sm.Naive(x.Q, x.K, x.V, x.Options).O.Data.SequenceEqual(Sm.Naive(y.Q, y.K, y.V, y.Options).O.Data);
-    }), cases: 50);
+    }), cases: 200);
 
     [Fact]
     public void Causal_top_left_equals_a_lower_triangular_bool_mask() => PropertyRuns.Check(Prop.ForAll(SoftmaxOptionsCase.Arbitrary, c0 =>
@@ -137,7 +137,7 @@ public sealed class SoftmaxVariantTests
         var results = c.AllVariants(x).ToList();
         return results.All(r => r.Result.O.Data.All(double.IsFinite) && r.Result.Lse.Data.All(e => double.IsFinite(e) || double.IsNegativeInfinity(e))
                                 && Agreement.Close(r.Result, results[0].Result, x.V));
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Softcap_bounds_huge_scores_and_the_variants_agree() => PropertyRuns.Check(Prop.ForAll(SoftmaxOptionsCase.Arbitrary, c0 =>
@@ -148,7 +148,7 @@ public sealed class SoftmaxVariantTests
         // |c·tanh(s/c)| ≤ c: lse ≤ c + ln Tk, whatever the raw scores.
         return results.All(r => r.Result.Lse.Data.All(e => double.IsNegativeInfinity(e) || e <= 5 + Math.Log(c.Tk) + 1e-12)
                                 && Agreement.Close(r.Result, results[0].Result, x.V));
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Rows_with_every_key_masked_give_zero_output_and_minus_infinity_lse_in_every_variant()
@@ -242,7 +242,7 @@ public sealed class SoftmaxVariantTests
             }
         }
         return true.ToProperty();
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void A_nan_in_one_value_component_reaches_only_that_component_of_the_rows_that_read_it() =>
@@ -285,7 +285,7 @@ public sealed class SoftmaxVariantTests
         var merged = Sm.Merge([empty, naive, empty]);
         // exp(lse − lse) = 1 exactly and the empty parts contribute 0·0: the same bits except for the 1·o product.
         return Agreement.CloseO(merged.O, naive.O, x.V, 1e-15) && merged.Lse.Data.SequenceEqual(naive.Lse.Data);
-    }), cases: 50);
+    }), cases: 200);
 
     internal static IEnumerable<(int B, int I, int H)> Rows(SoftmaxOptionsCase c) =>
         from b in Enumerable.Range(0, c.B) from i in Enumerable.Range(0, c.Tq) from h in Enumerable.Range(0, c.Hq) select (b, i, h);

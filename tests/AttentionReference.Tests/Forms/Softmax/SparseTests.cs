@@ -125,7 +125,7 @@ public sealed class SparseTests
         var sparse = Sparse.Block(q, k, v, layout, new SparseOptions { Causal = c.Causal, BlockQ = c.Bq, BlockK = c.Bk });
         var dense = AttentionReference.Forms.Softmax.Softmax.Naive(q, k, v, new SoftmaxOptions { Causal = c.Causal });
         return TestTensors.Close(sparse.O, dense.O, SameMathInDouble) && TestTensors.Close(sparse.Lse, dense.Lse, SameMathInDouble);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Longformer_without_global_tokens_equals_softmax_with_a_symmetric_window() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
@@ -135,7 +135,7 @@ public sealed class SparseTests
         var dense = AttentionReference.Forms.Softmax.Softmax.Naive(q, k, v,
             new SoftmaxOptions { Causal = c.Causal, WindowLeft = c.Window, WindowRight = c.Window });
         return TestTensors.Close(sparse.O, dense.O, SameMathInDouble) && TestTensors.Close(sparse.Lse, dense.Lse, SameMathInDouble);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void A_shared_layout_equals_the_same_layout_repeated_over_heads() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
@@ -153,7 +153,7 @@ public sealed class SparseTests
         var perHead = Sparse.Block(q, k, v, new Tensor(repeated.ShapeArray(), repeated.Data, DType.I32), options);
         // The same keys in the same order: bit for bit.
         return once.O.Data.SequenceEqual(perHead.O.Data) && once.Lse.Data.SequenceEqual(perHead.Lse.Data);
-    }), cases: 100);
+    }), cases: 200);
 
     [Fact]
     public void Rows_of_an_empty_block_row_give_zero_output_and_minus_infinity_lse()
@@ -201,7 +201,7 @@ public sealed class SparseTests
             }
         }
         return true;
-    }), cases: 50);
+    }), cases: 200);
 
     [Fact]
     public void A_layout_of_the_wrong_shape_is_bad_input_naming_block_mask()
