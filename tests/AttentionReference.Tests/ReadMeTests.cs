@@ -41,3 +41,21 @@ public sealed partial class ReadMeTests
     [GeneratedRegex(@"(?m)^dotnet test [^\n]+$")]
     private static partial Regex TestCommand();
 }
+
+/// <summary>The README's forms table lists every form of the catalogue with exactly its variants.</summary>
+public sealed class ReadMeFormsTableTests
+{
+    [Fact]
+    public void Every_form_has_a_row_with_its_family_and_variants()
+    {
+        string[] lines = File.ReadAllLines(RepoPaths.Of("README.md"));
+        foreach (var form in AttentionReference.Forms.FormCatalog.All)
+        {
+            string? row = lines.FirstOrDefault(l => l.StartsWith($"| `{form.Name}` |", StringComparison.Ordinal));
+            Assert.True(row is not null, $"README has no row for {form.Name}");
+            string[] cells = row.Split('|', StringSplitOptions.TrimEntries);
+            Assert.Equal(form.Family, cells[2]);
+            Assert.Equal(string.Join(", ", form.Variants), cells[3]);
+        }
+    }
+}
