@@ -88,7 +88,7 @@ public sealed record ToleranceProfile(string Name, double NormwiseRelative, doub
     /// </summary>
     public static ToleranceProfile For(DType dtype) => dtype switch
     {
-        DType.F64 or DType.I32 or DType.I64 => F64,
+        DType.F64 or DType.I32 or DType.I64 or DType.Bool => F64,
         DType.F32 => F32,
         DType.F16 => F16,
         DType.BF16 => BF16,

@@ -30,7 +30,7 @@ public static class UlpDistance
             DType.F32 => Math.Abs((double)OrderedKey32((float)rounded) - OrderedKey32((float)candidate)),
             DType.F16 => Math.Abs(OrderedKey16(FloatBits.DoubleToHalf(rounded)) - OrderedKey16(FloatBits.DoubleToHalf(candidate))),
             DType.BF16 => Math.Abs(OrderedKey16(FloatBits.DoubleToBFloat16(rounded)) - OrderedKey16(FloatBits.DoubleToBFloat16(candidate))),
-            DType.I32 or DType.I64 => Math.Abs(candidate - reference),
+            DType.I32 or DType.I64 or DType.Bool => Math.Abs(candidate - reference),
             _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
         };
     }

@@ -4,8 +4,9 @@ namespace AttentionReference.Forms;
 
 /// <summary>
 /// A named tensor of a form: its canonical name (flash-attn / fla), its symbolic shape in the [B,T,H,...] layout
-/// ("B,Tq,Hq,K"), what it is, whether it may be left out, the other names engines give it, and whether it holds
-/// indices rather than floats.
+/// ("B,Tq,Hq,K"), what it is, whether it may be left out, the other names engines give it, whether it holds
+/// indices rather than floats, and whether it may be a bool tensor (a mask or layout: bool, or 0/1 integers, or
+/// floats where the form gives floats a meaning).
 /// </summary>
 public sealed record TensorSpec(
     string Name,
@@ -13,7 +14,8 @@ public sealed record TensorSpec(
     string Description,
     bool Optional = false,
     IReadOnlyList<string>? Aliases = null,
-    bool HoldsIndices = false)
+    bool HoldsIndices = false,
+    bool AcceptsBool = false)
 {
     /// <summary>"[B,Tq,Hq,K]".</summary>
     public string ShapeText => "[" + Shape + "]";

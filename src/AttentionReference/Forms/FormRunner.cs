@@ -134,6 +134,14 @@ public static class FormRunner
             return spec.Optional ? null : throw new InputException($"missing (expected shape {spec.ShapeText})", tensor: spec.Name);
         }
         Tensor tensor = tensors[present[0]];
+        if (tensor.DType == DType.Bool && !spec.AcceptsBool)
+        {
+            throw new InputException($"expected {(spec.HoldsIndices ? "an integer" : "a float")} tensor, found bool", tensor: spec.Name);
+        }
+        if (spec.AcceptsBool)
+        {
+            return tensor; // bool, integer 0/1 or (where the form allows it) float: the form reads each kind
+        }
         if (spec.HoldsIndices)
         {
             Dims.RequireInteger(spec.Name, tensor);

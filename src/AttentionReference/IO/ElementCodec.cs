@@ -75,6 +75,15 @@ internal static class ElementCodec
                     destination[i] = value;
                 }
                 break;
+            case DType.Bool:
+                for (int i = 0; i < destination.Length; i++)
+                {
+                    // PyTorch and NumPy write exactly 0 or 1; any other byte means the file is not what it claims.
+                    byte value = source[i];
+                    destination[i] = value <= 1 ? value
+                        : throw new InputException($"element {i} is the byte {value}; a bool must be 0 or 1", file, tensor);
+                }
+                break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(dtype));
         }
@@ -110,6 +119,10 @@ internal static class ElementCodec
                 case DType.I64:
                     RequireInteger(x, -MaxExactInteger, MaxExactInteger, dtype, tensor, firstIndex + i);
                     BinaryPrimitives.WriteInt64LittleEndian(b, (long)x);
+                    break;
+                case DType.Bool:
+                    RequireInteger(x, 0, 1, dtype, tensor, firstIndex + i);
+                    b[0] = (byte)x;
                     break;
                 default:
                     throw new ArgumentOutOfRangeException(nameof(dtype));

@@ -136,6 +136,7 @@ public static class Npy
         DType.F16 => "<f2",
         DType.I32 => "<i4",
         DType.I64 => "<i8",
+        DType.Bool => "|b1",
         DType.BF16 => throw new ArgumentException(".npy has no bfloat16 dtype; write bf16 tensors to .safetensors", nameof(dtype)),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };

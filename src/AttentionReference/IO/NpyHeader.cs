@@ -105,11 +105,12 @@ internal sealed class NpyHeader
             "f2" => DType.F16,
             "i4" => DType.I32,
             "i8" => DType.I64,
+            "b1" => DType.Bool,
             _ => null,
         };
         return dtype is { } known
             ? (known, order == '>')
-            : throw Error($"unsupported descr '{descr}'; supported: <f8, <f4, <f2, <i4, <i8 (or with > for big-endian)");
+            : throw Error($"unsupported descr '{descr}'; supported: <f8, <f4, <f2, <i4, <i8, |b1 (or with > for big-endian)");
     }
 
     private object? Required(Dictionary<string, object?> dict, string key) =>

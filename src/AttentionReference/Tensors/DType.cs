@@ -15,6 +15,8 @@ public enum DType
     I32,
     /// <summary>64-bit signed integer (indices such as cu_seqlens).</summary>
     I64,
+    /// <summary>Boolean, one byte, 0 or 1 (masks as PyTorch saves them); held as 0.0 and 1.0.</summary>
+    Bool,
 }
 
 /// <summary>Names, sizes and rounding of <see cref="DType"/>.</summary>
@@ -26,6 +28,7 @@ public static class DTypes
         DType.F64 or DType.I64 => 8,
         DType.F32 or DType.I32 => 4,
         DType.F16 or DType.BF16 => 2,
+        DType.Bool => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 
@@ -41,6 +44,7 @@ public static class DTypes
         DType.BF16 => "BF16",
         DType.I32 => "I32",
         DType.I64 => "I64",
+        DType.Bool => "BOOL",
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 
@@ -58,6 +62,7 @@ public static class DTypes
             case "BF16": dtype = DType.BF16; return true;
             case "I32": dtype = DType.I32; return true;
             case "I64": dtype = DType.I64; return true;
+            case "BOOL": dtype = DType.Bool; return true;
             default: dtype = default; return false;
         }
     }
@@ -73,6 +78,7 @@ public static class DTypes
             case "bf16" or "bfloat16": dtype = DType.BF16; return true;
             case "i32" or "int32": dtype = DType.I32; return true;
             case "i64" or "int64": dtype = DType.I64; return true;
+            case "bool": dtype = DType.Bool; return true;
             default: dtype = default; return false;
         }
     }
@@ -88,7 +94,7 @@ public static class DTypes
         DType.F32 => (float)x,
         DType.F16 => FloatBits.HalfToDouble(FloatBits.DoubleToHalf(x)),
         DType.BF16 => FloatBits.BFloat16ToDouble(FloatBits.DoubleToBFloat16(x)),
-        DType.I32 or DType.I64 => x,
+        DType.I32 or DType.I64 or DType.Bool => x,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 }

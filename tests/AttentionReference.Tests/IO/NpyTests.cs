@@ -171,7 +171,7 @@ public sealed class NpyTests
 
     [Fact]
     public void An_unsupported_descr_is_named_with_the_supported_ones() => Assert.Equal(
-        $"{File}: tensor 'x': unsupported descr '<u2'; supported: <f8, <f4, <f2, <i4, <i8 (or with > for big-endian)",
+        $"{File}: tensor 'x': unsupported descr '<u2'; supported: <f8, <f4, <f2, <i4, <i8, |b1 (or with > for big-endian)",
         Rejected(HandBuilt.NpyV1("{'descr': '<u2', 'fortran_order': False, 'shape': (1,), }", HandBuilt.U16(1))).Message);
 
     [Fact]

@@ -47,6 +47,7 @@ public sealed class RoundTripProperties
                 from sign in Gen.Elements(1L, -1L)
                 select (double)(sign * ((long)hi << 27 | (long)lo))),
             (1, Gen.Elements(0, -1, 1L << 53, -(1L << 53), long.MinValue >> 10).Select(v => (double)v))),
+        DType.Bool => Gen.Elements<double>(0, 1),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 

@@ -17,7 +17,7 @@ internal sealed class SoftmaxForm : IForm
         new("k", "B,Tk,Hkv,K", "keys (Hkv divides Hq: GQA/MQA); every variant but decode", Optional: true),
         new("v", "B,Tk,Hkv,V", "values; every variant but decode", Optional: true),
         new("alibi_slopes", "Hq", "ALiBi slopes, [Hq] or [B,Hq]", Optional: true),
-        new("mask", "B,Hq,Tq,Tk", "additive mask (−inf drops a key), or bool with mask_type=bool; any shape broadcastable to [B,Hq,Tq,Tk] as SDPA's attn_mask", Optional: true),
+        new("mask", "B,Hq,Tq,Tk", "additive (float: −inf drops a key) or bool (bool or 0/1 integers: true keeps a key, or float 0/1 with mask_type=bool); any shape broadcastable to [B,Hq,Tq,Tk] as SDPA's attn_mask", Optional: true, AcceptsBool: true),
         new("cu_seqlens_q", "N+1", "varlen query boundaries (B = 1), with cu_seqlens_k", Optional: true, HoldsIndices: true),
         new("cu_seqlens_k", "N+1", "varlen key boundaries (B = 1), with cu_seqlens_q", Optional: true, HoldsIndices: true),
         new("k_cache", "B,Tcache,Hkv,K", "decode: key cache, or paged [num_blocks,page_size,Hkv,K] with block_table", Optional: true),

@@ -339,7 +339,7 @@ internal sealed class SoftmaxMask
                 $"expected a shape broadcastable to [B,Hq,Tq,Tk] = {Tensor.FormatShape(full)} (axes aligned right, each 1 or full: [Tq,Tk], [B,1,Tq,Tk], [1,Hq,Tq,Tk], [B,Hq,Tq,Tk], ...), found {mask.ShapeString}"),
                 tensor: "mask");
         }
-        bool integer = mask.DType is DType.I32 or DType.I64;
+        bool integer = mask.DType is DType.I32 or DType.I64 or DType.Bool;
         bool isBool = kind switch
         {
             null => integer,

@@ -255,7 +255,10 @@ public static class Sparse
 
         public static BlockLayout Bind(string name, Tensor layout, SparseProblem problem, SparseOptions options)
         {
-            Dims.RequireInteger(name, layout);
+            if (layout.DType != DType.Bool)
+            {
+                Dims.RequireInteger(name, layout); // a layout is bool or 0/1 integers, never floats
+            }
             int rows = (problem.Tq + options.BlockQ - 1) / options.BlockQ, columns = (problem.Tk + options.BlockK - 1) / options.BlockK;
             if (layout.Rank != 3 || (layout.Dim(0) != problem.Hq && layout.Dim(0) != 1) || layout.Dim(1) != rows || layout.Dim(2) != columns)
             {

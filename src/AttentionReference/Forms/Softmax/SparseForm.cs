@@ -17,7 +17,7 @@ internal sealed class SparseForm : IForm
         new("k", "B,Tk,Hkv,K", "keys (Hkv divides Hq: GQA/MQA)"),
         new("v", "B,Tk,Hkv,V", "values"),
         new("block_mask", "Hq,Nq,Nk", "0/1 block layout, [Hq,…] or [1,…] shared by all heads; Nq = ceil(Tq/block_q), Nk = ceil(Tk/block_k); block: the pattern, bigbird: the random blocks",
-            Optional: true, HoldsIndices: true),
+            Optional: true, HoldsIndices: true, AcceptsBool: true),
         new("global_tokens", "G", "global token indices in [0, Tk) (longformer, bigbird)", Optional: true, HoldsIndices: true),
     ];
 
