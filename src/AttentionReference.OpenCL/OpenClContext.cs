@@ -40,13 +40,7 @@ public sealed unsafe class OpenClContext : IDisposable
     public OpenClDevice Device { get; }
 
     /// <summary>Checks that the device can compute in <paramref name="precision"/>; f64 needs cl_khr_fp64.</summary>
-    public void Require(Precision precision)
-    {
-        if (precision == Precision.F64 && !Device.HasFp64)
-        {
-            throw ClError.Unavailable($"the device {Device.Description} has no fp64 (cl_khr_fp64); use --precision f32 or another device");
-        }
-    }
+    public void Require(Precision precision) => Device.Require(precision);
 
     /// <summary>Creates kernel <paramref name="name"/> of embedded file <paramref name="file"/> built for <paramref name="precision"/>.</summary>
     public OpenClKernel Kernel(string file, string name, Precision precision)

@@ -12,6 +12,15 @@ public sealed record OpenClDevice(nint Platform, nint Device, string PlatformNam
     /// <summary>Environment variable that picks a device by substring when --device is not given.</summary>
     public const string DeviceVariable = "REF_OPENCL_DEVICE";
 
+    /// <summary>Checks that the device can compute in <paramref name="precision"/>; f64 needs cl_khr_fp64.</summary>
+    public void Require(Precision precision)
+    {
+        if (precision == Precision.F64 && !HasFp64)
+        {
+            throw ClError.Unavailable($"the device {Description} has no fp64 (cl_khr_fp64); use --precision f32 or another device");
+        }
+    }
+
     /// <summary>Every device of every platform the ICD loader lists.</summary>
     public static unsafe IReadOnlyList<OpenClDevice> All()
     {
@@ -23,7 +32,10 @@ public sealed record OpenClDevice(nint Platform, nint Device, string PlatformNam
         }
         catch (DllNotFoundException)
         {
-            throw ClError.Unavailable("libOpenCL.so.1 was not found (install ocl-icd-libopencl1 and an OpenCL driver such as pocl-opencl-icd)");
+            string? path = Environment.GetEnvironmentVariable(ClLibrary.PathVariable);
+            throw ClError.Unavailable(string.IsNullOrEmpty(path)
+                ? "libOpenCL.so.1 was not found (install ocl-icd-libopencl1 and an OpenCL driver such as pocl-opencl-icd, or name the library in REF_OPENCL_LIBRARY)"
+                : $"the OpenCL library {path} named by {ClLibrary.PathVariable} could not be loaded");
         }
         if (status == -1001 || platformCount == 0)
         {
