@@ -13,7 +13,8 @@ namespace AttentionReference.Forms.Hybrid;
 /// <code>
 /// Shapes (layout [B,T,H,D]):
 ///   q [B,T,H,K]   k [B,T,H,K]   v [B,T,H,V]   g [B,T,H] (log decay ≤ 0)   beta [B,T,H]
-///   route [B,NC,H], NC = ⌈T/C⌉: 1 = the chunk's tokens are softmax keys, 0 = they go into the Gated DeltaNet state
+///   route [B,NC,H] or [B,NC] (the same for every head), NC = ⌈T/C⌉: 1 = the chunk's tokens are softmax keys,
+///   0 = they go into the Gated DeltaNet state
 ///   initial_state [B,H,K,V] optional   →   o [B,T,H,V]   final_state [B,H,K,V]
 ///
 /// Per batch entry and head, chunk c(t) = ⌊t/C⌋, r_t = route[b, c(t), h], s = scale (K^(-1/2)):
@@ -55,7 +56,7 @@ public static class NatsL
     public static DeltaResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor route, int chunkSize, NatsLOptions? options = null)
     {
         options ??= new NatsLOptions();
-        var (B, T, H, K, V) = Bind(q, k, v, g, beta, route, chunkSize, options);
+        var (B, T, H, K, V, routes) = Bind(q, k, v, g, beta, route, chunkSize, options);
         double s = options.Scale ?? 1 / Math.Sqrt(K);
         var o = Tensor.Zeros(B, T, H, V);
         var finalState = Tensor.Zeros(B, H, K, V);
@@ -70,7 +71,7 @@ public static class NatsL
             var rows = new double[T][];
             for (int t = 0; t < T; t++)
             {
-                bool toSoftmax = route[b, t / chunkSize, h] == 1;
+                bool toSoftmax = routes[b, t / chunkSize, h] == 1;
                 if (toSoftmax)
                 {
                     softmaxKeys.Add(t);
@@ -145,7 +146,7 @@ public static class NatsL
     public static DeltaResult Chunked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor route, int chunkSize, NatsLOptions? options = null)
     {
         options ??= new NatsLOptions();
-        var (B, T, H, _, _) = Bind(q, k, v, g, beta, route, chunkSize, options);
+        var (B, T, H, _, _, routes) = Bind(q, k, v, g, beta, route, chunkSize, options);
         // Linear branch: g = β = 0 on softmax-routed tokens leaves S as it was (exp(0)·S, u = 0).
         var gLinear = g.Clone();
         var betaLinear = beta.Clone();
@@ -156,7 +157,7 @@ public static class NatsL
             {
                 for (int h = 0; h < H; h++)
                 {
-                    if (route[b, t / chunkSize, h] == 1)
+                    if (routes[b, t / chunkSize, h] == 1)
                     {
                         gLinear.Data[(b * T + t) * H + h] = 0;
                         betaLinear.Data[(b * T + t) * H + h] = 0;
@@ -180,8 +181,8 @@ public static class NatsL
         return new DeltaResult(o, linear.FinalState);
     }
 
-    /// <summary>Checks shapes, the route and the chunk size; returns B, T, H, K, V.</summary>
-    private static (int B, int T, int H, int K, int V) Bind(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor route, int chunkSize, NatsLOptions options)
+    /// <summary>Checks shapes, the route and the chunk size; returns B, T, H, K, V and the route as [B,NC,H].</summary>
+    private static (int B, int T, int H, int K, int V, Tensor Routes) Bind(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor route, int chunkSize, NatsLOptions options)
     {
         if (chunkSize < 1)
         {
@@ -195,7 +196,21 @@ public static class NatsL
         dims.Bind("beta", Dims.RequireFloat("beta", beta), "B,T,H");
         dims.Set("NC", (dims["T"] + chunkSize - 1) / chunkSize);
         ArgumentNullException.ThrowIfNull(route);
-        dims.Bind("route", route, "B,NC,H");
+        Tensor routes = route;
+        if (route.Rank == 2)
+        {
+            // One route per chunk for every head: spread [B,NC] over H.
+            dims.Bind("route", route, "B,NC");
+            routes = Tensor.Zeros(dims["B"], dims["NC"], dims["H"]);
+            for (int i = 0; i < routes.Length; i++)
+            {
+                routes.Data[i] = route.Data[i / dims["H"]];
+            }
+        }
+        else
+        {
+            dims.Bind("route", route, "B,NC,H");
+        }
         if (route.Data.Any(r => r != 0 && r != 1))
         {
             throw new InputException("every entry must be 0 (Gated DeltaNet) or 1 (softmax)", tensor: "route");
@@ -204,7 +219,7 @@ public static class NatsL
         {
             dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "B,H,K,V");
         }
-        return (dims["B"], dims["T"], dims["H"], dims["K"], dims["V"]);
+        return (dims["B"], dims["T"], dims["H"], dims["K"], dims["V"], routes);
     }
 
     private static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)

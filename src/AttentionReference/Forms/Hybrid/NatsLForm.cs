@@ -19,7 +19,7 @@ internal sealed class NatsLForm : IForm
         new("v", "B,T,H,V", "values"),
         new("g", "B,T,H", "Gated DeltaNet log decay (≤ 0)"),
         new("beta", "B,T,H", "Gated DeltaNet write strength"),
-        new("route", "B,NC,H", "per chunk: 1 = softmax keys, 0 = Gated DeltaNet state; NC = ⌈T/chunk_size⌉"),
+        new("route", "B,NC,H", "per chunk: 1 = softmax keys, 0 = Gated DeltaNet state; NC = ⌈T/chunk_size⌉ ([B,NC]: every head alike)"),
         new("initial_state", "B,H,K,V", "Gated DeltaNet state before the first step (zeros if absent)", Optional: true),
     ];
 

@@ -108,6 +108,17 @@ public sealed class NatsLTests
     }));
 
     [Fact]
+    public void A_route_per_chunk_only_applies_to_every_head() => PropertyRuns.Check(Prop.ForAll(NatsCase.Arbitrary, c =>
+    {
+        var (q, k, v, g, beta, route, options) = c.Inputs(new Random(c.Seed));
+        var perChunk = new Tensor([c.B, c.Chunks], Enumerable.Range(0, c.B * c.Chunks).Select(i => route.Data[i * c.H]).ToArray());
+        var spread = new Tensor([c.B, c.Chunks, c.H], Enumerable.Range(0, route.Length).Select(i => perChunk.Data[i / c.H]).ToArray());
+        // The same route reaches the same code: bit for bit.
+        return NatsL.Recurrent(q, k, v, g, beta, perChunk, c.ChunkSize, options).O.Data
+            .SequenceEqual(NatsL.Recurrent(q, k, v, g, beta, spread, c.ChunkSize, options).O.Data);
+    }));
+
+    [Fact]
     public void A_route_other_than_zero_or_one_or_of_the_wrong_chunk_count_is_bad_input_naming_it()
     {
         var q = Tensor.Zeros(1, 5, 1, 2);
