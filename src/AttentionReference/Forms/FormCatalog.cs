@@ -22,6 +22,9 @@ public static partial class FormCatalog
         new Delta.GatedDeltaRuleForm(),
         new Delta.KdaForm(),
         new Delta.Rwkv7Form(),
+        new Hybrid.PowerForm(),
+        new Hybrid.NatsLForm(),
+        new Hybrid.BasedForm(),
     ];
 
     /// <summary>The form called <paramref name="name"/>; an <see cref="InputException"/> listing the known ones otherwise.</summary>
