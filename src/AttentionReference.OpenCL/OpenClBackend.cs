@@ -36,6 +36,10 @@ public sealed class OpenClBackend : IBackend, IDisposable
         return form.Name switch
         {
             "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
+            "delta_rule" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "gated_delta_rule" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "kda" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "rwkv7" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu"),
         };
     }

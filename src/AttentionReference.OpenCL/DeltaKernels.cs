@@ -1,0 +1,169 @@
+using AttentionReference.Forms;
+using AttentionReference.Forms.Common;
+using AttentionReference.Forms.Delta;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.OpenCL;
+
+/// <summary>
+/// Runs Kernels/WyChunkwise.cl (delta_rule, gated_delta_rule, kda) and Kernels/Rwkv7.cl (rwkv7): checks the inputs
+/// with the CPU forms' own validation (<see cref="DeltaProblem"/>, <see cref="Rwkv7Problem"/>), uploads, launches,
+/// downloads o and final_state.
+/// </summary>
+internal static class DeltaKernels
+{
+    /// <summary>Options the kernels implement; anything else is refused rather than silently ignored.</summary>
+    private static readonly HashSet<string> s_supported = new(["scale", "use_qk_l2norm_in_kernel", "chunk_size"], StringComparer.Ordinal);
+
+    // Work-items per group of the chunked kernels: value columns, key channels and Gram entries are shared out.
+    private const int GroupSize = 64;
+
+    /// <summary>Runs <paramref name="form"/> (one of the four names above) on the device.</summary>
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string form, string variant,
+        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
+    {
+        if (variant is not ("recurrent" or "chunked"))
+        {
+            string why = form == "delta_rule" && variant == "parallel"
+                ? " (its single triangular solve over the whole sequence needs T x T scratch; the chunked kernel computes the same function: --variant chunked)"
+                : "";
+            throw new InputException($"--backend opencl: {form} variant '{variant}' has no OpenCL kernel{why}; variants on opencl: recurrent, chunked");
+        }
+        foreach (string key in parameters.Values.Keys.Where(key => !s_supported.Contains(key) || (form == "rwkv7" && key == "use_qk_l2norm_in_kernel")))
+        {
+            throw new InputException($"--backend opencl: {form} parameter '{key}' is not supported by the OpenCL kernel");
+        }
+        // chunk_size is read by the chunked variant only, as on the CPU.
+        int chunkSize = variant == "chunked" ? DeltaFormSpecs.ChunkSize(parameters) : 1;
+        DeltaProblem.RequireChunkSize(chunkSize);
+        return form == "rwkv7"
+            ? RunRwkv7(context, precision, variant, inputs, parameters, chunkSize)
+            : RunDelta(context, precision, form, variant, inputs, parameters, chunkSize);
+    }
+
+    private static Dictionary<string, Tensor> RunDelta(OpenClContext context, Precision precision, string form, string variant,
+        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters, int chunkSize)
+    {
+        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], beta = inputs["beta"];
+        Tensor? g = form == "gated_delta_rule" ? inputs["g"] : null;
+        Tensor? gk = form == "kda" ? inputs["gk"] : null;
+        DeltaOptions options = DeltaFormSpecs.Options(inputs, parameters);
+        var problem = DeltaProblem.Bind(form, q, k, v, beta, g, gk, options, betaPerValueAllowed: form != "kda");
+        int n = problem.Slices.Count, hv = problem.HV, dk = problem.Dk, dv = problem.Dv;
+        int mode = g is not null ? 1 : gk is not null ? 2 : 0;
+        int c = Math.Max(1, Math.Min(chunkSize, problem.Slices.Select(s => s.Length).DefaultIfEmpty(1).Max()));
+        var o = Tensor.Zeros(problem.Batch, problem.Time, hv, dv);
+        if ((long)n * hv * dk * dv == 0 || o.Length == 0 && options.InitialState is null)
+        {
+            return Results(o, options.InitialState?.Clone() ?? Tensor.Zeros(n, hv, dk, dv));
+        }
+
+        using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
+            vBuffer = context.Upload(v.Data, precision), betaBuffer = context.Upload(beta.Data, precision),
+            gBuffer = context.Upload(g?.Data ?? gk?.Data ?? [], precision),
+            s0Buffer = context.Upload(options.InitialState?.Data ?? [], precision),
+            seqBuffer = context.UploadInts(Sequences(problem.Slices)),
+            oBuffer = context.Upload(o.Data, precision), sBuffer = context.Allocate(n * hv * dk * dv, precision);
+        if (options.UseQkL2Norm)
+        {
+            using OpenClKernel l2 = context.Kernel("WyChunkwise.cl", "l2_normalise_rows", precision);
+            foreach (DeviceBuffer x in new[] { qBuffer, kBuffer })
+            {
+                int rows = x.Length / Math.Max(1, dk);
+                l2.Arg(0, x).Arg(1, rows).Arg(2, dk).Arg(3, DeltaProblem.L2NormEpsilon, precision);
+                context.Run(l2, rows, local: 0);
+            }
+        }
+        bool chunked = variant == "chunked";
+        int nb = problem.BetaPerValue ? dv : 1;
+        long scratchLength = chunked ? (long)n * hv * ((long)c * dk + 2L * c * c + (long)nb * c * c + (long)nb * c * dk + (long)c * dv) : 1;
+        using DeviceBuffer scratch = context.Allocate(checked((int)scratchLength), precision);
+        using OpenClKernel kernel = context.Kernel("WyChunkwise.cl", chunked ? "delta_chunked" : "delta_recurrent", precision);
+        kernel.Arg(0, qBuffer).Arg(1, kBuffer).Arg(2, vBuffer).Arg(3, betaBuffer)
+            .Arg(4, gBuffer).Arg(5, gBuffer).Arg(6, s0Buffer).Arg(7, seqBuffer).Arg(8, oBuffer).Arg(9, sBuffer);
+        uint next = 10;
+        if (chunked)
+        {
+            kernel.Arg(next++, scratch);
+        }
+        kernel.Arg(next++, n).Arg(next++, problem.Time).Arg(next++, problem.H).Arg(next++, hv).Arg(next++, dk).Arg(next++, dv)
+            .Arg(next++, problem.BetaPerValue ? 1 : 0).Arg(next++, mode).Arg(next++, options.InitialState is null ? 0 : 1)
+            .Arg(next++, problem.Scale, precision);
+        if (chunked)
+        {
+            kernel.Arg(next, c);
+            context.Run(kernel, (long)n * hv * GroupSize, local: GroupSize);
+        }
+        else
+        {
+            context.Run(kernel, (long)n * hv * dv, local: 0);
+        }
+        return Results(new Tensor(o.ShapeArray(), context.Download(oBuffer)), new Tensor([n, hv, dk, dv], context.Download(sBuffer)));
+    }
+
+    private static Dictionary<string, Tensor> RunRwkv7(OpenClContext context, Precision precision, string variant,
+        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters, int chunkSize)
+    {
+        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], a = inputs["a"], b = inputs["b"], gk = inputs["gk"];
+        var options = new Rwkv7Options
+        {
+            Scale = parameters.GetOptionalDouble("scale"),
+            InitialState = inputs.GetValueOrDefault("initial_state"),
+            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
+        };
+        _ = Rwkv7Problem.Bind(q, k, v, a, b, gk, options); // the CPU form's checks, errors and all
+        int batch = q.Dim(0), time = q.Dim(1), heads = q.Dim(2), dk = q.Dim(3), dv = v.Dim(3);
+        IReadOnlyList<SequenceSlice> slices = Forms.Common.Sequences.Slices(batch, time, options.CuSeqlens);
+        int n = slices.Count;
+        int c = Math.Max(1, Math.Min(chunkSize, slices.Select(s => s.Length).DefaultIfEmpty(1).Max()));
+        var o = Tensor.Zeros(batch, time, heads, dv);
+        if ((long)n * heads * dk * dv == 0 || o.Length == 0 && options.InitialState is null)
+        {
+            return Results(o, options.InitialState?.Clone() ?? Tensor.Zeros(n, heads, dk, dv));
+        }
+
+        using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
+            vBuffer = context.Upload(v.Data, precision), aBuffer = context.Upload(a.Data, precision),
+            bBuffer = context.Upload(b.Data, precision), gkBuffer = context.Upload(gk.Data, precision),
+            s0Buffer = context.Upload(options.InitialState?.Data ?? [], precision),
+            seqBuffer = context.UploadInts(Sequences(slices)),
+            oBuffer = context.Upload(o.Data, precision), sBuffer = context.Allocate(n * heads * dk * dv, precision);
+        bool chunked = variant == "chunked";
+        long scratchLength = chunked ? (long)n * heads * (3L * c * dk + 5L * c * c + 2L * c * dv) : 1;
+        using DeviceBuffer scratch = context.Allocate(checked((int)scratchLength), precision);
+        using OpenClKernel kernel = context.Kernel("Rwkv7.cl", chunked ? "rwkv7_chunked" : "rwkv7_recurrent", precision);
+        kernel.Arg(0, qBuffer).Arg(1, kBuffer).Arg(2, vBuffer).Arg(3, aBuffer).Arg(4, bBuffer).Arg(5, gkBuffer)
+            .Arg(6, s0Buffer).Arg(7, seqBuffer).Arg(8, oBuffer).Arg(9, sBuffer);
+        uint next = 10;
+        if (chunked)
+        {
+            kernel.Arg(next++, scratch);
+        }
+        kernel.Arg(next++, n).Arg(next++, time).Arg(next++, heads).Arg(next++, dk).Arg(next++, dv)
+            .Arg(next++, options.InitialState is null ? 0 : 1).Arg(next++, options.Scale ?? 1 / Math.Sqrt(dk), precision);
+        if (chunked)
+        {
+            kernel.Arg(next, c);
+            context.Run(kernel, (long)n * heads * GroupSize, local: GroupSize);
+        }
+        else
+        {
+            context.Run(kernel, (long)n * heads * dv, local: 0);
+        }
+        return Results(new Tensor(o.ShapeArray(), context.Download(oBuffer)), new Tensor([n, heads, dk, dv], context.Download(sBuffer)));
+    }
+
+    /// <summary>(batch, start, length) per sequence, as the kernels read them.</summary>
+    private static int[] Sequences(IReadOnlyList<SequenceSlice> slices)
+    {
+        var packed = new int[3 * slices.Count];
+        for (int i = 0; i < slices.Count; i++)
+        {
+            (packed[3 * i], packed[3 * i + 1], packed[3 * i + 2]) = (slices[i].Batch, slices[i].Start, slices[i].Length);
+        }
+        return packed;
+    }
+
+    private static Dictionary<string, Tensor> Results(Tensor o, Tensor finalState) =>
+        new() { ["o"] = o, ["final_state"] = finalState };
+}
