@@ -22,6 +22,10 @@ public static partial class FormCatalog
         new Delta.GatedDeltaRuleForm(),
         new Delta.KdaForm(),
         new Delta.Rwkv7Form(),
+        new StateSpace.S4dForm(),
+        new StateSpace.H3Form(),
+        new StateSpace.MambaForm(),
+        new StateSpace.SsdForm(),
     ];
 
     /// <summary>The form called <paramref name="name"/>; an <see cref="InputException"/> listing the known ones otherwise.</summary>

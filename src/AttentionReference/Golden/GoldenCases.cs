@@ -34,5 +34,6 @@ public static class GoldenCases
         .. Cases.LinearCases.All,
         .. Cases.RwkvMlstmCases.All,
         .. Cases.DeltaCases.All,
+        .. Cases.StateSpaceCases.All,
     ];
 }
