@@ -1,3 +1,4 @@
+using AttentionReference.Forms.Common;
 using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Tensors;
 
@@ -11,12 +12,16 @@ namespace AttentionReference.Forms.StateSpace;
 ///   u [B,D,L]   delta [B,D,L]   A [D,N]
 ///   B, C: [D,N] (time-invariant)  or  [B,N,L] (selective, shared by all channels)
 ///         or  [B,G,N,L] (selective, G groups; channel d uses group d / (D/G), mamba's 'B G N L -> B (G H) N L')
-///   D [D] optional   z [B,D,L] optional   delta_bias [D] optional   initial_state [B,D,N] optional (ours)
-///   →  o [B,D,L] (selective_scan_ref's out)   final_state [B,D,N] (its last_state, always returned)
+///   D [D] optional   z [B,D,L] optional   delta_bias [D] optional
+///   cu_seqlens [S+1] optional (B = 1: sequences packed along L)   initial_state [S,D,N] optional (ours)
+///   →  o [B,D,L] (selective_scan_ref's out)   final_state [S,D,N] (its last_state, always returned)
+///   (S = B without cu_seqlens, the number of sequences with it)
 ///
 /// Per batch entry b, channel d, state index n:
 ///   Δ_t = delta_t + delta_bias_d,  then Δ_t ← softplus(Δ_t) if delta_softplus     (softplus(x) = x for x > 20)
 ///   x_t[n] = exp(Δ_t A_dn) x_{t−1}[n] + Δ_t B_t[n] u_t       x_{−1} = initial_state (0 if absent)
+///   (with cu_seqlens, every sequence starts afresh from its own initial_state row: selective_scan_ref sets
+///   x = deltaB_u at each boundary, i.e. from 0)
 ///   y_t = Σ_n C_t[n] x_t[n] + D_d u_t
 ///   o_t = y_t · silu(z_t)  if z is given
 ///
@@ -33,11 +38,12 @@ namespace AttentionReference.Forms.StateSpace;
 /// D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False)</c>: delta + delta_bias[..., None],
 /// F.softplus, deltaA = exp(einsum('bdl,dn->bdln', delta, A)), deltaB_u = einsum('bdl,bnl,bdl->bdln', delta, B, u)
 /// (grouped B repeated over channels), x = deltaA·x + deltaB_u, y = einsum('bdn,bn->bd', x, C), out = y + u·D,
-/// out·silu(z), last_state = x after the last step. Softplus's threshold 20: torch's F.softplus default and
+/// out·silu(z), last_state = x after the last step; with cu_seqlens (B = 1) x restarts at every boundary. Softplus's threshold 20: torch's F.softplus default and
 /// mamba's CUDA kernel (selective_scan_fwd_kernel.cuh).
 /// Our choices: real A, B, C only (selective_scan_ref also takes complex ones, for S4D-style use: not supported
 /// here); <c>initial_state</c> [B,D,N] is ours (selective_scan_ref has none; it enables state passing, and zero
-/// reproduces the reference exactly); the final state is always returned; the output is named o and the state
+/// reproduces the reference exactly); the final state is always returned, one row per sequence with cu_seqlens
+/// (selective_scan_ref returns only the last sequence's, our last row); the output is named o and the state
 /// final_state, as the other forms name them.
 /// </summary>
 public static class Mamba
@@ -46,17 +52,19 @@ public static class Mamba
     public static StateResult Recurrent(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, MambaOptions? options = null)
     {
         var p = Bind(u, delta, A, B, C, options);
-        return p.Run((b, d) =>
+        return p.Run((s, d) =>
         {
-            var x = p.InitialState(b, d);
-            var y = new double[p.L];
-            for (int t = 0; t < p.L; t++)
+            var x = p.InitialState(s.StateIndex, d);
+            var y = new double[s.Length];
+            int b = s.Batch;
+            for (int i = 0; i < s.Length; i++)
             {
+                int t = s.Start + i;
                 double dt = p.Delta(b, d, t);
                 for (int n = 0; n < p.N; n++)
                 {
                     x[n] = Math.Exp(dt * A[d, n]) * x[n] + dt * p.B(b, d, n, t) * u[b, d, t];
-                    y[t] += p.C(b, d, n, t) * x[n];
+                    y[i] += p.C(b, d, n, t) * x[n];
                 }
             }
             return (y, x);
@@ -71,25 +79,27 @@ public static class Mamba
             throw new InputException($"parameter 'block_size': expected an integer ≥ 1, found {blockSize}");
         }
         var p = Bind(u, delta, A, B, C, options);
-        return p.Run((b, d) =>
+        return p.Run((s, d) =>
         {
-            double[] x0 = p.InitialState(b, d), last = new double[p.N], y = new double[p.L];
-            var a = new double[p.L];
-            var bu = new double[p.L];
+            double[] x0 = p.InitialState(s.StateIndex, d), last = new double[p.N], y = new double[s.Length];
+            var a = new double[s.Length];
+            var bu = new double[s.Length];
+            int b = s.Batch;
             for (int n = 0; n < p.N; n++)
             {
-                for (int t = 0; t < p.L; t++)
+                for (int i = 0; i < s.Length; i++)
                 {
+                    int t = s.Start + i;
                     double dt = p.Delta(b, d, t);
-                    a[t] = Math.Exp(dt * A[d, n]);
-                    bu[t] = dt * p.B(b, d, n, t) * u[b, d, t];
+                    a[i] = Math.Exp(dt * A[d, n]);
+                    bu[i] = dt * p.B(b, d, n, t) * u[b, d, t];
                 }
                 double[] x = BlockedScan(a, bu, x0[n], blockSize);
-                for (int t = 0; t < p.L; t++)
+                for (int i = 0; i < s.Length; i++)
                 {
-                    y[t] += p.C(b, d, n, t) * x[t];
+                    y[i] += p.C(b, d, n, s.Start + i) * x[i];
                 }
-                last[n] = p.L == 0 ? x0[n] : x[p.L - 1];
+                last[n] = s.Length == 0 ? x0[n] : x[s.Length - 1];
             }
             return (y, last);
         });
@@ -149,11 +159,13 @@ public static class Mamba
         {
             dims.Bind("delta_bias", Dims.RequireFloat("delta_bias", options.DeltaBias), "D");
         }
+        var slices = Sequences.Slices(dims["B"], dims["L"], options.CuSeqlens);
         if (options.InitialState is not null)
         {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "B,D,N");
+            dims.Set("S", slices.Count);
+            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "S,D,N");
         }
-        return new Problem(u, delta, B, C, groupsB, groupsC, options, dims["B"], dims["D"], dims["N"], dims["L"]);
+        return new Problem(u, delta, B, C, groupsB, groupsC, options, slices, dims["B"], dims["D"], dims["N"], dims["L"]);
     }
 
     /// <summary>Binds B or C and returns its kind: 0 for [D,N], −1 for [B,N,L], the group count G for [B,G,N,L].</summary>
@@ -178,7 +190,7 @@ public static class Mamba
     }
 
     /// <summary>The bound inputs and the per-(b, d) driver.</summary>
-    private sealed record Problem(Tensor U, Tensor DeltaIn, Tensor BIn, Tensor CIn, int GroupsB, int GroupsC, MambaOptions Options, int Batch, int Channels, int N, int L)
+    private sealed record Problem(Tensor U, Tensor DeltaIn, Tensor BIn, Tensor CIn, int GroupsB, int GroupsC, MambaOptions Options, IReadOnlyList<SequenceSlice> Slices, int Batch, int Channels, int N, int L)
     {
         public double Delta(int b, int d, int t)
         {
@@ -197,25 +209,27 @@ public static class Mamba
             _ => x[b, d / (Channels / groups), n, t],
         };
 
-        public double[] InitialState(int b, int d) => Options.InitialState is null
+        public double[] InitialState(int row, int d) => Options.InitialState is null
             ? new double[N]
-            : Enumerable.Range(0, N).Select(n => Options.InitialState[b, d, n]).ToArray();
+            : Enumerable.Range(0, N).Select(n => Options.InitialState[row, d, n]).ToArray();
 
-        /// <summary>Runs every (b, d) pair (each by one thread, start to end) and adds D u and the z gate.</summary>
-        public StateResult Run(Func<int, int, (double[] Y, double[] Last)> channel)
+        /// <summary>Runs every (sequence, channel) pair (each by one thread, start to end) and adds D u and the z gate.</summary>
+        public StateResult Run(Func<SequenceSlice, int, (double[] Y, double[] Last)> channel)
         {
             var o = Tensor.Zeros(Batch, Channels, L);
-            var last = Tensor.Zeros(Batch, Channels, N);
-            System.Threading.Tasks.Parallel.For(0, Batch * Channels, index =>
+            var last = Tensor.Zeros(Slices.Count, Channels, N);
+            System.Threading.Tasks.Parallel.For(0, Slices.Count * Channels, index =>
             {
-                int b = index / Channels, d = index % Channels;
-                var (y, x) = channel(b, d);
-                for (int t = 0; t < L; t++)
+                var s = Slices[index / Channels];
+                int b = s.Batch, d = index % Channels;
+                var (y, x) = channel(s, d);
+                for (int i = 0; i < s.Length; i++)
                 {
-                    double value = y[t] + ((Options.D?.Data[d] ?? 0) * U[b, d, t]);
+                    int t = s.Start + i;
+                    double value = y[i] + ((Options.D?.Data[d] ?? 0) * U[b, d, t]);
                     o.Data[o.Offset(b, d, t)] = Options.Z is null ? value : value * StateSpaceMath.Silu(Options.Z[b, d, t]);
                 }
-                x.CopyTo(last.Data, last.Offset(b, d, 0));
+                x.CopyTo(last.Data, last.Offset(s.StateIndex, d, 0));
             });
             return new StateResult(o, last);
         }
@@ -237,6 +251,9 @@ public sealed record MambaOptions
     /// <summary>Whether Δ = softplus(delta + delta_bias).</summary>
     public bool DeltaSoftplus { get; init; }
 
-    /// <summary>x_{−1} [B,D,N]; zeros if null (selective_scan_ref has no such argument).</summary>
+    /// <summary>x_{−1} [S,D,N]; zeros if null (selective_scan_ref has no such argument).</summary>
     public Tensor? InitialState { get; init; }
+
+    /// <summary>Varlen boundaries [S+1] along L (B = 1), as selective_scan_ref's cu_seqlens.</summary>
+    public Tensor? CuSeqlens { get; init; }
 }

@@ -20,13 +20,14 @@ internal sealed class MambaForm : IForm
         new("D", "D", "skip: + D·u", Optional: true),
         new("z", "B,D,L", "gate: o = y·silu(z)", Optional: true),
         new("delta_bias", "D", "added to delta", Optional: true),
-        new("initial_state", "B,D,N", "state before the first step (zeros if absent; not in selective_scan_ref)", Optional: true),
+        new("initial_state", "S,D,N", "state before each sequence's first step (zeros if absent; not in selective_scan_ref)", Optional: true),
+        new("cu_seqlens", "S+1", "varlen sequence boundaries along L (B = 1)", Optional: true, HoldsIndices: true),
     ];
 
     public IReadOnlyList<TensorSpec> Outputs { get; } =
     [
         new("o", "B,D,L", "output (selective_scan_ref's out)"),
-        new("final_state", "B,D,N", "state after the last step (selective_scan_ref's last_state)"),
+        new("final_state", "S,D,N", "state after each sequence's last step (selective_scan_ref's last_state)"),
     ];
 
     public IReadOnlyList<ParameterSpec> Parameters { get; } =
@@ -44,6 +45,7 @@ internal sealed class MambaForm : IForm
             DeltaBias = inputs.GetValueOrDefault("delta_bias"),
             DeltaSoftplus = parameters.GetBool("delta_softplus", false),
             InitialState = inputs.GetValueOrDefault("initial_state"),
+            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
         };
         var (u, delta, a, b, c) = (inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"]);
         var result = variant switch

@@ -5,7 +5,7 @@ namespace AttentionReference.Golden.Cases;
 /// <summary>
 /// Golden cases of the state-space family: every form and variant; s4d with complex and real modes; h3 with
 /// head_dim &gt; 1; mamba with time-invariant, shared and grouped B/C, delta_bias + softplus, D, z and an initial
-/// state, and a block size not dividing L; ssd with groups, D per head or per channel, z, dt_bias + softplus, chunk
+/// state, a block size not dividing L, and varlen with initial states; ssd with groups, D per head or per channel, z, dt_bias + softplus, chunk
 /// sizes not dividing T, varlen with initial states, and strong decay. Parameters are drawn as the models initialise
 /// them: S4D-Lin's A = −1/2 + iπn (jittered), mamba's A = −(n+1), Δ = softplus(normal − 2) or 0.1·e^(normal/2).
 /// The input recipes are shared with the tests (a normal-tensor source is passed in).
@@ -33,6 +33,7 @@ internal static class StateSpaceCases
         MambaCase("recurrent_grouped_softplus_z_state", "recurrent", new() { ["delta_softplus"] = "true" }, new MambaShape(2, 4, 11, 3, Groups: 2) { Extras = true }),
         MambaCase("scan_s4_grouped_softplus_z_state", "scan", new() { ["delta_softplus"] = "true", ["block_size"] = "4" }, new MambaShape(2, 4, 11, 3, Groups: 2) { Extras = true }),
         MambaCase("scan_s3_strong_decay", "scan", new() { ["block_size"] = "3" }, new MambaShape(1, 3, 10, 4, Groups: 1) { DeltaScale = 20 }),
+        MambaCase("scan_s3_varlen_initial_state", "scan", new() { ["block_size"] = "3" }, new MambaShape(1, 4, 11, 3, Groups: 2) { CuSeqlens = [0, 4, 4, 11] }),
 
         SsdCase("recurrent", "recurrent", None, new SsdShape(2, 10, 4, 3, 2, 4)),
         SsdCase("quadratic", "quadratic", None, new SsdShape(2, 10, 4, 3, 2, 4)),
@@ -107,6 +108,9 @@ internal static class StateSpaceCases
 
         /// <summary>Multiplies Δ (strong decay: Δ·A down to about −50).</summary>
         public double DeltaScale { get; init; } = 1;
+
+        /// <summary>Varlen boundaries along L (B = 1), with an initial state per sequence.</summary>
+        public int[]? CuSeqlens { get; init; }
     }
 
     /// <summary>
@@ -133,6 +137,11 @@ internal static class StateSpaceCases
             inputs["z"] = normal(1, s.B, s.D, s.L);
             inputs["delta_bias"] = Map(normal(0.5, s.D), x => x - 2);
             inputs["initial_state"] = normal(1, s.B, s.D, s.N);
+        }
+        if (s.CuSeqlens is { } cu)
+        {
+            inputs["cu_seqlens"] = new Tensor([cu.Length], cu.Select(x => (double)x).ToArray(), DType.I64);
+            inputs["initial_state"] = normal(1, cu.Length - 1, s.D, s.N);
         }
         return inputs;
     }

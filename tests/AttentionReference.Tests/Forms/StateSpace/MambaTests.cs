@@ -26,10 +26,10 @@ public sealed record MambaCase(int B, int D, int L, int N, int Kind, int BlockSi
          from seed in Gen.Choose(0, int.MaxValue)
          select new MambaCase(b, d, l, n, kind, block, regime, extras, softplus && regime == StepRegime.Mild, split, seed)).ToArbitrary();
 
-    public Dictionary<string, Tensor> Inputs()
+    public Dictionary<string, Tensor> Inputs(int batch = 0, int[]? cuSeqlens = null)
     {
         var random = new Random(Seed);
-        var shape = new StateSpaceCases.MambaShape(B, D, L, N, Kind) { Extras = Extras };
+        var shape = new StateSpaceCases.MambaShape(batch == 0 ? B : batch, D, L, N, Kind) { Extras = Extras, CuSeqlens = cuSeqlens };
         var inputs = StateSpaceCases.MambaInputs(Source(random), shape, Softplus);
         Tensor a = inputs["A"];
         // Δ[b, d, l] multiplies A[d, :]; the smallest |A_dn| is n = 0's
@@ -48,6 +48,7 @@ public sealed record MambaCase(int B, int D, int L, int N, int Kind, int BlockSi
         DeltaBias = x.GetValueOrDefault("delta_bias"),
         DeltaSoftplus = Softplus,
         InitialState = x.GetValueOrDefault("initial_state"),
+        CuSeqlens = x.GetValueOrDefault("cu_seqlens"),
     };
 }
 
@@ -86,6 +87,25 @@ public sealed class MambaTests
             second["initial_state"] = first.FinalState;
             var rest = Mamba.Scan(second["u"], second["delta"], second["A"], second["B"], second["C"], c.BlockSize, c.Options(second));
             return TestTensors.Close(Concat(first.O, rest.O, 2), whole.O, F64) && TestTensors.Close(rest.FinalState, whole.FinalState, F64);
+        }));
+
+    [Fact]
+    public void Varlen_equals_separate_runs() =>
+        PropertyRuns.Check(Prop.ForAll(MambaCase.Arbitrary, c =>
+        {
+            int cut = c.L == 0 ? 0 : c.Split % (c.L + 1);
+            var x = c.Inputs(batch: 1, cuSeqlens: [0, cut, c.L]);
+            var packed = Mamba.Scan(x["u"], x["delta"], x["A"], x["B"], x["C"], c.BlockSize, c.Options(x));
+            return new[] { (0, cut), (cut, c.L - cut) }.Select((part, n) =>
+            {
+                var single = x.Where(e => e.Key != "cu_seqlens").ToDictionary(e => e.Key, e =>
+                    e.Key is "u" or "delta" or "z" || (e.Key is "B" or "C" && e.Value.Rank >= 3)
+                        ? Slice(e.Value, e.Value.Rank - 1, part.Item1, part.Item2)
+                        : e.Key == "initial_state" ? Slice(e.Value, 0, n, 1) : e.Value);
+                var alone = Recurrent(c, single);
+                return TestTensors.Close(Slice(packed.O, 2, part.Item1, part.Item2), alone.O, F64)
+                    && TestTensors.Close(Slice(packed.FinalState, 0, n, 1), alone.FinalState, F64);
+            }).All(ok => ok);
         }));
 
     [Fact]
