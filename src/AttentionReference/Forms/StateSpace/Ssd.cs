@@ -38,10 +38,14 @@ namespace AttentionReference.Forms.StateSpace;
 /// the four numbered steps, states of shape (b, c, h, p, n)) and mamba_ssm/ops/triton/ssd_combined.py
 /// (mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, seq_idx, cu_seqlens,
 /// dt_softplus, ...): dt + dt_bias then softplus, D of shape (nheads, headdim) or (nheads,), y·silu(z) after D,
-/// B and C of shape (batch, seqlen, ngroups, dstate) shared by nheads/ngroups heads, varlen via cu_seqlens giving
-/// one final state per sequence). Our choices: dt_limit (clamping Δ) is not supported; the output is named y and
-/// the initial state initial_state; varlen goes through Sequences.cs, as in every stateful form here; ssd is
-/// simple_gla with q = C, k = Δ·B, v = x, g = Δ·A, scale = 1, D = 0 and the state transposed (a tested law).
+/// B and C of shape (batch, seqlen, ngroups, dstate) shared by nheads/ngroups heads; initial_states (batch, nheads,
+/// headdim, dstate); varlen: seq_idx restarts the state at each boundary and, with cu_seqlens,
+/// return_varlen_states gives one final state per sequence). Our choices: dt_limit (clamping Δ) is not supported;
+/// the output is named y, the initial state initial_state (initial_states accepted); varlen goes through
+/// Sequences.cs as in every stateful form here, with one initial_state row per sequence (as fla does, and as
+/// vLLM's mamba_chunk_scan_combined takes initial_states (num_sequences, nheads, headdim, dstate)); upstream
+/// mamba_ssm's seq_idx varlen restarts each sequence from zero: ours with zero initial states. ssd is simple_gla
+/// with q = C, k = Δ·B, v = x, g = Δ·A, scale = 1, D = 0 and the state transposed (a tested law).
 /// </summary>
 public static class Ssd
 {
