@@ -144,6 +144,46 @@ public sealed class MambaTests
         }));
 
     [Fact]
+    public void With_A_constant_over_the_state_and_shared_B_C_mamba_is_ssd_with_head_dim_1() =>
+        PropertyRuns.Check(Prop.ForAll(MambaCase.Arbitrary, c =>
+        {
+            // channel d of mamba = head h of ssd with P = 1, G = 1: x_t = u_t, dt_t = delta_t, A_h = A_d·1, B_t, C_t
+            // shared; D, z, delta_bias/dt_bias, softplus and the initial state carry over; layouts [B,D,L] ↔ [B,T,H,1].
+            var x = (c with { Kind = 1 }).Inputs();
+            var rate = x["A"].Clone();
+            for (int i = 0; i < rate.Length; i++)
+            {
+                rate.Data[i] = x["A"].Data[i - (i % c.N)]; // A_dn = A_d0 for every n
+            }
+            x["A"] = rate;
+            Tensor TimeMajor(Tensor t) => Reorder(t, [t.Dim(0), t.Dim(2), t.Dim(1), 1], at => [at[0], at[2], at[1], 0]);
+            Tensor OneGroup(Tensor t) => Reorder(t, [t.Dim(0), t.Dim(2), 1, t.Dim(1)], at => [at[0], at[2], 0, at[1]]);
+            var mamba = Recurrent(c, x);
+            var ssd = Ssd.Chunked(TimeMajor(x["u"]), TimeMajor(x["delta"]).Reshape(c.B, c.L, c.D), new Tensor([c.D], Enumerable.Range(0, c.D).Select(d => rate[d, 0]).ToArray()),
+                OneGroup(x["B"]), OneGroup(x["C"]), c.BlockSize, new SsdOptions
+                {
+                    D = x.GetValueOrDefault("D"),
+                    Z = x.GetValueOrDefault("z") is { } z ? TimeMajor(z) : null,
+                    DtBias = x.GetValueOrDefault("delta_bias"),
+                    DtSoftplus = c.Softplus,
+                    InitialState = x.GetValueOrDefault("initial_state")?.Reshape(c.B, c.D, 1, c.N),
+                });
+            return TestTensors.Close(TimeMajor(mamba.O), ssd.O, F64)
+                && TestTensors.Close(mamba.FinalState.Reshape(c.B, c.D, 1, c.N), ssd.FinalState, F64);
+        }));
+
+    /// <summary>A copy of <paramref name="t"/> in <paramref name="shape"/>, each element moved to <paramref name="place"/>(its index).</summary>
+    private static Tensor Reorder(Tensor t, int[] shape, Func<int[], int[]> place)
+    {
+        var result = Tensor.Zeros(shape);
+        for (int i = 0; i < t.Length; i++)
+        {
+            result.Data[result.Offset(place(t.IndexOf(i)))] = t.Data[i];
+        }
+        return result;
+    }
+
+    [Fact]
     public void A_group_count_not_dividing_the_channels_and_a_block_size_below_one_are_bad_input()
     {
         var u = Tensor.Zeros(1, 4, 3);
