@@ -11,7 +11,7 @@ namespace AttentionReference.Forms.StateSpace;
 ///   x [B,T,H,P]   dt [B,T,H]   A [H]   B [B,T,G,N]   C [B,T,G,N]   (head h uses group h / (H/G))
 ///   D [H] or [H,P] optional   z [B,T,H,P] optional   dt_bias [H] optional
 ///   initial_state [S,H,P,N] optional   cu_seqlens [S+1] optional (B = 1; S = B without it)
-///   →  y [B,T,H,P]   final_state [S,H,P,N]
+///   →  o [B,T,H,P] (the y below)   final_state [S,H,P,N]
 ///
 /// Per sequence and head h (state h_t is P x N, mamba's orientation: transposed from the linear family's K x V):
 ///   Δ_t = dt_t + dt_bias_h,  then Δ_t ← softplus(Δ_t) if dt_softplus       (softplus(x) = x for x > 20)
@@ -41,7 +41,7 @@ namespace AttentionReference.Forms.StateSpace;
 /// B and C of shape (batch, seqlen, ngroups, dstate) shared by nheads/ngroups heads; initial_states (batch, nheads,
 /// headdim, dstate); varlen: seq_idx restarts the state at each boundary and, with cu_seqlens,
 /// return_varlen_states gives one final state per sequence). Our choices: dt_limit (clamping Δ) is not supported;
-/// the output is named y, the initial state initial_state (initial_states accepted); varlen goes through
+/// the output is named o, as in every form here, the initial state initial_state (initial_states accepted); varlen goes through
 /// Sequences.cs as in every stateful form here, with one initial_state row per sequence (as fla does, and as
 /// vLLM's mamba_chunk_scan_combined takes initial_states (num_sequences, nheads, headdim, dstate)); upstream
 /// mamba_ssm's seq_idx varlen restarts each sequence from zero: ours with zero initial states. ssd is simple_gla

@@ -26,7 +26,7 @@ internal sealed class SsdForm : IForm
 
     public IReadOnlyList<TensorSpec> Outputs { get; } =
     [
-        new("y", "B,T,H,P", "output"),
+        new("o", "B,T,H,P", "output y (mamba_chunk_scan_combined's out)"),
         new("final_state", "S,H,P,N", "state after each sequence's last step"),
     ];
 
@@ -55,6 +55,6 @@ internal sealed class SsdForm : IForm
             "recurrent" => Ssd.Recurrent(x, dt, a, b, c, options),
             _ => throw DiagonalSsmWiring.UnknownVariant(Name, variant),
         };
-        return new Dictionary<string, Tensor> { ["y"] = result.O, ["final_state"] = result.FinalState };
+        return new Dictionary<string, Tensor> { ["o"] = result.O, ["final_state"] = result.FinalState };
     }
 }
