@@ -34,6 +34,7 @@ public static class GoldenCases
         .. Cases.LinearCases.All,
         .. Cases.RwkvMlstmCases.All,
         .. Cases.DeltaCases.All,
+        .. Cases.StateSpaceCases.All,
         .. Cases.HybridCases.All,
     ];
 }

@@ -1,0 +1,147 @@
+using System.Numerics;
+
+namespace AttentionReference.Forms.StateSpace;
+
+/// <summary>
+/// The scalar functions the state-space forms share: softplus and SiLU as mamba computes them, an accurate e^x − 1
+/// (real and complex) for the ZOH discretisation at tiny Δ, and a radix-2 FFT for s4d's and h3's fft variants.
+/// </summary>
+internal static class StateSpaceMath
+{
+    /// <summary>
+    /// softplus(x) = log(1 + e^x), and x itself above 20: torch's F.softplus (threshold 20) and mamba's CUDA kernels
+    /// (<c>delta &lt;= 20 ? log1pf(expf(delta)) : delta</c>) both switch there.
+    /// </summary>
+    public static double Softplus(double x) => x > 20 ? x : x > 0 ? x + Log1p(Math.Exp(-x)) : Log1p(Math.Exp(x));
+
+    /// <summary>silu(z) = z · sigmoid(z).</summary>
+    public static double Silu(double z) => z >= 0 ? z / (1 + Math.Exp(-z)) : z * Math.Exp(z) / (1 + Math.Exp(z));
+
+    /// <summary>log(1 + x) accurate for small x (Goldberg's trick: the rounding of 1 + x is divided back out).</summary>
+    public static double Log1p(double x)
+    {
+        double w = 1 + x;
+        return w == 1 ? x : Math.Log(w) * x / (w - 1);
+    }
+
+    /// <summary>e^x − 1 accurate for small x (Kahan's trick), which .NET's Math lacks.</summary>
+    public static double ExpM1(double x)
+    {
+        double w = Math.Exp(x);
+        if (w == 1)
+        {
+            return x;
+        }
+        double wm1 = w - 1;
+        return wm1 == -1 ? -1 : double.IsInfinity(w) ? w : wm1 * x / Math.Log(w);
+    }
+
+    /// <summary>
+    /// e^z − 1 for complex z = a + ib without cancellation near 0:
+    /// Re = expm1(a)·cos b − 2 sin²(b/2),  Im = e^a sin b.
+    /// </summary>
+    public static Complex ExpM1(Complex z)
+    {
+        double half = Math.Sin(z.Imaginary / 2);
+        return new Complex(ExpM1(z.Real) * Math.Cos(z.Imaginary) - 2 * half * half, Math.Exp(z.Real) * Math.Sin(z.Imaginary));
+    }
+
+    /// <summary>
+    /// In-place radix-2 complex FFT (iterative Cooley–Tukey, bit reversal first) of a power-of-two length; the
+    /// inverse (<paramref name="inverse"/>) conjugates the twiddles and divides by the length. Twiddles are taken from
+    /// cos/sin of the exact angle at every use rather than by repeated multiplication, so the roundoff of the whole
+    /// transform stays about log2(n)·ε relative to ‖x‖₂.
+    /// </summary>
+    public static void Fft(Complex[] x, bool inverse)
+    {
+        int n = x.Length;
+        if (n == 0 || (n & (n - 1)) != 0)
+        {
+            throw new ArgumentException("FFT length must be a power of two", nameof(x));
+        }
+        for (int i = 1, j = 0; i < n; i++)
+        {
+            int bit = n >> 1;
+            for (; (j & bit) != 0; bit >>= 1)
+            {
+                j ^= bit;
+            }
+            j |= bit;
+            if (i < j)
+            {
+                (x[i], x[j]) = (x[j], x[i]);
+            }
+        }
+        double sign = inverse ? 1 : -1;
+        for (int length = 2; length <= n; length <<= 1)
+        {
+            for (int start = 0; start < n; start += length)
+            {
+                for (int m = 0; m < length / 2; m++)
+                {
+                    double angle = sign * 2 * Math.PI * m / length;
+                    Complex w = new(Math.Cos(angle), Math.Sin(angle));
+                    Complex even = x[start + m], odd = w * x[start + m + length / 2];
+                    x[start + m] = even + odd;
+                    x[start + m + length / 2] = even - odd;
+                }
+            }
+        }
+        if (inverse)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                x[i] /= n;
+            }
+        }
+    }
+
+    /// <summary>The smallest power of two ≥ <paramref name="atLeast"/>.</summary>
+    public static int PowerOfTwo(int atLeast)
+    {
+        int n = 1;
+        while (n < atLeast)
+        {
+            n <<= 1;
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l} of one channel through an FFT of size n ≥ 2T (no wrap-around):
+    /// y = IFFT(FFT(u ⊕ 0) · FFT(K ⊕ 0))[0, T).
+    /// </summary>
+    public static double[] FftConvolve(double[] kernel, double[] u)
+    {
+        int n = PowerOfTwo(2 * Math.Max(u.Length, 1));
+        var uf = new Complex[n];
+        var kf = new Complex[n];
+        for (int t = 0; t < u.Length; t++)
+        {
+            uf[t] = u[t];
+            kf[t] = kernel[t];
+        }
+        Fft(uf, inverse: false);
+        Fft(kf, inverse: false);
+        for (int i = 0; i < n; i++)
+        {
+            uf[i] *= kf[i];
+        }
+        Fft(uf, inverse: true);
+        return uf.Take(u.Length).Select(c => c.Real).ToArray();
+    }
+
+    /// <summary>Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l}, summed directly.</summary>
+    public static double[] DirectConvolve(double[] kernel, double[] u)
+    {
+        var y = new double[u.Length];
+        for (int t = 0; t < u.Length; t++)
+        {
+            for (int l = 0; l <= t; l++)
+            {
+                y[t] += kernel[l] * u[t - l];
+            }
+        }
+        return y;
+    }
+}
