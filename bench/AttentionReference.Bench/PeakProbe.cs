@@ -20,8 +20,8 @@ public sealed record Peak(
         return $"""
             | measure | 1 core | all {Cores} cores |
             |---|---:|---:|
-            | f64 FMA, Vector256 (GFLOP/s) | {F(F64Core256)} | {(F64Core512 is null ? F(F64All) : "")} |
-            | f32 FMA, Vector256 (GFLOP/s) | {F(F32Core256)} | {(F32Core512 is null ? F(F32All) : "")} |
+            | f64 FMA, Vector256 (GFLOP/s) | {F(F64Core256)} | {(F64Core512 is null ? F(F64All) : "—")} |
+            | f32 FMA, Vector256 (GFLOP/s) | {F(F32Core256)} | {(F32Core512 is null ? F(F32All) : "—")} |
             | f64 FMA, Vector512 (GFLOP/s) | {F(F64Core512)} | {(F64Core512 is null ? "—" : F(F64All))} |
             | f32 FMA, Vector512 (GFLOP/s) | {F(F32Core512)} | {(F32Core512 is null ? "—" : F(F32All))} |
             | triad a = b + s·c, f64 (GB/s) | {F(TriadCoreGBs)} | {F(TriadAllGBs)} |

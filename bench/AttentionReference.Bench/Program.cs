@@ -64,12 +64,17 @@ if (!rest.Contains("--filter") && !rest.Contains("-f"))
 {
     rest = [.. rest, "--filter", "*"];
 }
+if (!rest.Contains("--buildTimeout"))
+{
+    rest = [.. rest, "--buildTimeout", "900"]; // BenchmarkDotNet's 120 s is too short for a build on a busy 2-core machine
+}
 if (!rest.Contains("--anyCategories") && !rest.Contains("--allCategories"))
 {
     rest = [.. rest, "--anyCategories", "small"]; // the layer size only on request
 }
-BenchmarkSwitcher.FromTypes([typeof(TinyBenchmarks), typeof(SmallBenchmarks), typeof(LayerBenchmarks)]).Run(rest, config);
-return 0;
+// The out-of-process toolchain builds a copy of this project: run from the repository root (it looks for the .csproj below).
+var summaries = BenchmarkSwitcher.FromTypes([typeof(TinyBenchmarks), typeof(SmallBenchmarks), typeof(LayerBenchmarks)]).Run(rest, config);
+return summaries.All(s => s.Reports.All(r => r.Success) && s.ValidationErrors.Length == 0) ? 0 : 1;
 
 static int Quick(Options options, CaseFilter filter)
 {
