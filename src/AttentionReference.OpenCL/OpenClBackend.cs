@@ -36,6 +36,8 @@ public sealed class OpenClBackend : IBackend, IDisposable
         return form.Name switch
         {
             "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
+            "forgetting" => ForgettingKernels.Run(_context, Precision, variant, inputs, parameters),
+            "mla" => MlaKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu"),
         };
     }

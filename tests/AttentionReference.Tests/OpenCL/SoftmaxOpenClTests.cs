@@ -10,6 +10,7 @@ using Sm = AttentionReference.Forms.Softmax.Softmax;
 
 namespace AttentionReference.Tests.OpenCL;
 
+[Collection(OpenClSerial.Name)]
 public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
     // Both compute the same sums in double; the kernel streams keys with the online softmax, the reference
@@ -305,4 +306,14 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         var parameters = new FormParameters(new Dictionary<string, string> { ["causal"] = c.Causal ? "true" : "false" });
         return (CpuBackend.Instance.Run(Softmax, "naive", inputs, parameters), gpu(Softmax, "naive", inputs, parameters));
     }
+}
+
+/// <summary>
+/// The OpenCL test classes run one after another: PoCL crashed the test host when two classes' contexts compiled and
+/// ran kernels at the same time (each class has its own fixture, so its own contexts).
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class OpenClSerial
+{
+    public const string Name = "OpenCL";
 }
