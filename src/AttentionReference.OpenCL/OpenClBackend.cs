@@ -38,6 +38,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
             "forgetting" => ForgettingKernels.Run(_context, Precision, variant, inputs, parameters),
             "mla" => MlaKernels.Run(_context, Precision, variant, inputs, parameters),
+            "sparse" => SparseKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu"),
         };
     }
