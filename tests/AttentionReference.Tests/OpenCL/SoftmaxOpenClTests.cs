@@ -248,6 +248,28 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         Assert.Contains("variants on opencl: naive, tiled, split, decode", unknown.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_form_without_a_kernel_is_bad_input_naming_the_way_out()
+    {
+        // Bad input is what the CLI turns into exit 2 with its one line.
+        var error = Assert.Throws<InputException>(() => fixture.F64.Run(new KernelLessForm(), "naive", new Dictionary<string, Tensor>(), new FormParameters(new Dictionary<string, string>())));
+        Assert.Equal("--backend opencl: kernel_less has no OpenCL kernel yet; use --backend cpu", error.Message);
+    }
+
+    private sealed class KernelLessForm : IForm
+    {
+        public string Name => "kernel_less";
+        public string Family => "test";
+        public string SourceFile => "none";
+        public IReadOnlyList<string> Variants { get; } = ["naive"];
+        public IReadOnlyList<TensorSpec> Inputs { get; } = [];
+        public IReadOnlyList<TensorSpec> Outputs { get; } = [];
+        public IReadOnlyList<ParameterSpec> Parameters { get; } = [];
+
+        public IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) =>
+            throw new InvalidOperationException("never run on the CPU here");
+    }
+
     /// <summary>Runs <paramref name="variant"/> on an OpenCL backend with the case's options as the CLI passes them.</summary>
     private static SoftmaxResult RunOpenCl(OpenClBackend backend, string variant, SoftmaxInputs x, int blockQ, int blockK, int numSplits)
     {
