@@ -75,9 +75,9 @@ internal static class SoftmaxKernels
             vBuffer = context.Upload(v.Data, precision), biasBuffer = context.Upload(bias, precision),
             slopeBuffer = context.Upload(options.AlibiSlopes?.Data ?? [], precision),
             sequenceBuffer = context.UploadInts(sequences), keyRowBuffer = context.UploadInts(keyRows),
-            oBuffer = context.Allocate(rows * dv, precision), lseBuffer = context.Allocate(rows, precision),
-            oParts = context.Allocate(parts > 1 ? parts * rows * dv : 0, precision),
-            lseParts = context.Allocate(parts > 1 ? parts * rows : 0, precision);
+            oBuffer = context.Allocate(checked(rows * dv), precision), lseBuffer = context.Allocate(rows, precision),
+            oParts = context.Allocate(parts > 1 ? checked(parts * rows * dv) : 0, precision),
+            lseParts = context.Allocate(parts > 1 ? checked(parts * rows) : 0, precision);
         DeviceBuffer oOut = parts > 1 ? oParts : oBuffer, lseOut = parts > 1 ? lseParts : lseBuffer;
 
         int size = OpenClContext.ElementSize(precision);
