@@ -36,6 +36,9 @@ public sealed class OpenClBackend : IBackend, IDisposable
         return form.Name switch
         {
             "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
+            "forgetting" => ForgettingKernels.Run(_context, Precision, variant, inputs, parameters),
+            "mla" => MlaKernels.Run(_context, Precision, variant, inputs, parameters),
+            "sparse" => SparseKernels.Run(_context, Precision, variant, inputs, parameters),
             "delta_rule" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "gated_delta_rule" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "kda" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),

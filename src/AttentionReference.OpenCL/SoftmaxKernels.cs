@@ -1,86 +1,224 @@
+using System.Globalization;
 using AttentionReference.Forms;
+using AttentionReference.Forms.Softmax;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
-/// <summary>Runs Kernels/Softmax.cl: checks the inputs as the CPU form does, uploads, launches, downloads.</summary>
+/// <summary>
+/// Runs Kernels/Softmax.cl. The inputs are checked by the CPU form's own <see cref="SoftmaxProblem"/> (same errors,
+/// same sequences: batch entries, varlen sequences, contiguous or paged caches), which the host flattens into the
+/// kernels' sequence and key-row tables; then upload, launch, download.
+/// </summary>
 internal static class SoftmaxKernels
 {
-    /// <summary>Options the kernel implements; anything else is refused rather than silently ignored.</summary>
-    private static readonly HashSet<string> s_supported =
-        new(["scale", "causal", "causal_align", "window_left", "window_right", "softcap",
-             // The CPU tiled variant's block sizes change only its summation order; the kernel's tiles are its own.
-             "block_q", "block_k"], StringComparer.Ordinal);
-
     // Softmax.cl's softmax_tiled: BR query rows × BC keys per work-group, ≤ 16 output columns per work-item.
     private const int TileRows = 16, TileKeys = 8, MaxTiledV = TileKeys * 16;
+
+    // Decode splits each cache into parts of at most this many keys (at least num_splits parts), so that a few query
+    // rows still occupy many work-items; the split count changes only the summation order.
+    private const int DecodeKeysPerPart = 256;
+
+    private static readonly string[] s_cacheNames = ["k_cache", "v_cache", "cache_seqlens", "block_table"];
 
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("naive" or "tiled"))
+        SoftmaxOptions options = Options(inputs, parameters);
+        if (variant != "decode" && s_cacheNames.FirstOrDefault(inputs.ContainsKey) is { } cacheName)
         {
-            throw new InputException($"--backend opencl: softmax variant '{variant}' has no OpenCL kernel yet; variants on opencl: naive, tiled");
+            throw new InputException($"only the decode variant reads a KV cache, found it with variant '{variant}'", tensor: cacheName);
         }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_supported.Contains(key)))
+        Tensor q = inputs["q"];
+        (SoftmaxProblem problem, Tensor k, Tensor v) = variant switch
         {
-            throw new InputException($"--backend opencl: softmax parameter '{key}' is not supported by the OpenCL kernel yet");
-        }
-        foreach (string name in inputs.Keys.Where(n => n is not ("q" or "k" or "v" or "alibi_slopes")))
+            "naive" or "tiled" or "split" => Bind(q, Required(inputs, "k", variant), Required(inputs, "v", variant), options),
+            "decode" => BindDecode(q, inputs, options),
+            _ => throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"--backend opencl: unknown variant '{variant}' of softmax; variants on opencl: naive, tiled, split, decode")),
+        };
+        if (variant == "tiled")
         {
-            throw new InputException($"--backend opencl: softmax input '{name}' is not supported by the OpenCL kernel yet");
+            // The CPU tiled variant's block sizes change only its summation order; the kernel's tiles are its own.
+            RequirePositive("block_q", parameters.GetInt("block_q", 64));
+            RequirePositive("block_k", parameters.GetInt("block_k", 64));
         }
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"];
-        Tensor? slopes = inputs.GetValueOrDefault("alibi_slopes");
-        var dims = new Dims();
-        dims.Bind("q", q, "B,Tq,Hq,K");
-        dims.Bind("k", k, "B,Tk,Hkv,K");
-        dims.Bind("v", v, "B,Tk,Hkv,V");
-        if (slopes is not null)
+        int numSplits = parameters.GetInt("num_splits", 4);
+        if (variant is "split" or "decode")
         {
-            dims.Bind("alibi_slopes", slopes, slopes.Rank == 2 ? "B,Hq" : "Hq");
+            RequirePositive("num_splits", numSplits);
         }
-        int batch = dims["B"], tq = dims["Tq"], tk = dims["Tk"], hq = dims["Hq"], hkv = dims["Hkv"], dk = dims["K"], dv = dims["V"];
-        if (hkv == 0 || hq % hkv != 0)
+        int maxTk = problem.Sequences.Count == 0 ? 0 : problem.Sequences.Max(s => s.Tk);
+        int parts = variant switch
         {
-            throw new InputException($"the number of key/value heads Hkv = {hkv} must divide the number of query heads Hq = {hq} (GQA/MQA)", tensor: "k");
-        }
-        bool causal = parameters.GetBool("causal", false);
-        bool topLeft = parameters.GetChoice("causal_align", "bottom_right", "bottom_right", "top_left") == "top_left";
-        int windowLeft = parameters.GetInt("window_left", -1);
-        int windowRight = causal ? 0 : parameters.GetInt("window_right", -1);
+            "split" => numSplits,
+            "decode" => Math.Max(numSplits, (int)(((long)maxTk + DecodeKeysPerPart - 1) / DecodeKeysPerPart)),
+            _ => 1,
+        };
+        var (o, lse) = Attend(context, precision, problem, q, k, v, options, parts, tiled: variant is "tiled" or "split");
+        return new Dictionary<string, Tensor> { ["o"] = o, ["lse"] = lse };
+    }
+
+    /// <summary>
+    /// Softmax attention of a bound problem on the device: <paramref name="parts"/> key partitions (1 = no split) by
+    /// the tiled kernel where asked and where it fits, else the row kernel, then the log-sum-exp merge.
+    /// </summary>
+    internal static (Tensor O, Tensor Lse) Attend(OpenClContext context, Precision precision, SoftmaxProblem problem,
+        Tensor q, Tensor k, Tensor v, SoftmaxOptions options, int parts, bool tiled)
+    {
+        int batch = problem.Batch, tq = problem.Tq, hq = problem.Hq, dk = problem.Dk, dv = problem.Dv;
+        int rows = problem.RowCount;
+        var (sequences, keyRows, rowSequence, blocks) = Tables(problem, TileRows);
+        var (bias, strides) = MaskBias(options);
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
-            vBuffer = context.Upload(v.Data, precision), slopeBuffer = context.Upload(slopes?.Data ?? [], precision),
-            oBuffer = context.Allocate(batch * tq * hq * dv, precision), lseBuffer = context.Allocate(batch * tq * hq, precision);
+            vBuffer = context.Upload(v.Data, precision), biasBuffer = context.Upload(bias, precision),
+            slopeBuffer = context.Upload(options.AlibiSlopes?.Data ?? [], precision),
+            sequenceBuffer = context.UploadInts(sequences), keyRowBuffer = context.UploadInts(keyRows),
+            oBuffer = context.Allocate(checked(rows * dv), precision), lseBuffer = context.Allocate(rows, precision),
+            oParts = context.Allocate(parts > 1 ? checked(parts * rows * dv) : 0, precision),
+            lseParts = context.Allocate(parts > 1 ? checked(parts * rows) : 0, precision);
+        DeviceBuffer oOut = parts > 1 ? oParts : oBuffer, lseOut = parts > 1 ? lseParts : lseBuffer;
+
         int size = OpenClContext.ElementSize(precision);
         long localBytes = (long)size * (TileRows * (dk + 1) + TileKeys * (dk + 1) + TileKeys * dv + TileRows * TileKeys);
         // The tiled kernel keeps a row's output columns in registers (V ≤ 128) and a Q block plus one K and V tile
         // in local memory; where either does not fit, the streaming row kernel computes the same function.
-        bool tiled = variant == "tiled" && dv <= MaxTiledV && localBytes <= context.Device.LocalMemoryBytes;
+        tiled = tiled && dv <= MaxTiledV && localBytes <= context.Device.LocalMemoryBytes;
         using OpenClKernel kernel = context.Kernel("Softmax.cl", tiled ? "softmax_tiled" : "softmax_rows", precision);
-        kernel.Arg(0, qBuffer).Arg(1, kBuffer).Arg(2, vBuffer).Arg(3, slopeBuffer).Arg(4, oBuffer).Arg(5, lseBuffer)
-            .Arg(6, batch).Arg(7, tq).Arg(8, tk).Arg(9, hq).Arg(10, hkv).Arg(11, dk).Arg(12, dv)
-            .Arg(13, parameters.GetDouble("scale", 1 / Math.Sqrt(dk)), precision)
-            .Arg(14, parameters.GetDouble("softcap", 0), precision)
-            .Arg(15, slopes is null ? 0 : 1).Arg(16, slopes?.Rank == 2 ? 1 : 0)
-            .Arg(17, topLeft ? 0 : tk - tq).Arg(18, windowLeft).Arg(19, windowRight);
+        using DeviceBuffer tableBuffer = context.UploadInts(tiled ? blocks : rowSequence);
+        int blockCount = blocks.Length / 2;
+        kernel.Arg(0, qBuffer).Arg(1, kBuffer).Arg(2, vBuffer).Arg(3, biasBuffer).Arg(4, slopeBuffer).Arg(5, oOut).Arg(6, lseOut)
+            .Arg(7, sequenceBuffer).Arg(8, keyRowBuffer).Arg(9, tableBuffer);
+        uint next = 10;
         if (tiled)
         {
-            kernel.LocalArg(20, (long)size * TileRows * (dk + 1)).LocalArg(21, (long)size * TileKeys * (dk + 1))
-                .LocalArg(22, (long)size * Math.Max(1, TileKeys * dv)).LocalArg(23, (long)size * TileRows * TileKeys);
-            long groups = (long)batch * hq * ((tq + TileRows - 1) / TileRows);
-            context.Run(kernel, groups * TileRows * TileKeys, local: TileRows * TileKeys);
+            kernel.Arg(next++, blockCount);
+        }
+        kernel.Arg(next++, batch).Arg(next++, tq).Arg(next++, hq).Arg(next++, problem.Hkv).Arg(next++, dk).Arg(next++, dv)
+            .Arg(next++, options.Scale ?? 1 / Math.Sqrt(dk), precision).Arg(next++, options.Softcap, precision)
+            .Arg(next++, options.AlibiSlopes is null ? 0 : 1).Arg(next++, options.AlibiSlopes?.Rank == 2 ? 1 : 0)
+            .Arg(next++, options.WindowLeft).Arg(next++, options.Causal ? 0 : options.WindowRight)
+            .Arg(next++, options.Mask is null ? 0 : 1)
+            .Arg(next++, strides[0]).Arg(next++, strides[1]).Arg(next++, strides[2]).Arg(next++, strides[3])
+            .Arg(next++, parts);
+        if (tiled)
+        {
+            kernel.LocalArg(next++, (long)size * TileRows * (dk + 1)).LocalArg(next++, (long)size * TileKeys * (dk + 1))
+                .LocalArg(next++, (long)size * Math.Max(1, TileKeys * dv)).LocalArg(next, (long)size * TileRows * TileKeys);
+            context.Run(kernel, (long)blockCount * hq * parts * TileRows * TileKeys, local: TileRows * TileKeys);
         }
         else
         {
-            context.Run(kernel, (long)batch * tq * hq, local: 64);
+            context.Run(kernel, (long)rows * parts, local: 64);
         }
 
-        return new Dictionary<string, Tensor>
+        if (parts > 1)
         {
-            ["o"] = new Tensor([batch, tq, hq, dv], context.Download(oBuffer)),
-            ["lse"] = new Tensor([batch, tq, hq], context.Download(lseBuffer)),
-        };
+            using OpenClKernel merge = context.Kernel("Softmax.cl", "softmax_merge", precision);
+            merge.Arg(0, oParts).Arg(1, lseParts).Arg(2, oBuffer).Arg(3, lseBuffer).Arg(4, rows).Arg(5, dv).Arg(6, parts);
+            context.Run(merge, rows, local: 64);
+        }
+        return (new Tensor([batch, tq, hq, dv], context.Download(oBuffer)), new Tensor([batch, tq, hq], context.Download(lseBuffer)));
+    }
+
+    /// <summary>
+    /// The kernels' tables: per sequence (batch, query start, Tq, key start, Tk, diagonal offset, offset in the key
+    /// rows); the key rows of all sequences one after the other; the sequence of each (b, t) of q (−1: none); and
+    /// the (sequence, first query) of each block of <paramref name="blockRows"/> queries.
+    /// </summary>
+    private static (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables(SoftmaxProblem problem, int blockRows)
+    {
+        var sequences = new List<int>();
+        var keyRows = new List<int>();
+        var blocks = new List<int>();
+        var rowSequence = Enumerable.Repeat(-1, problem.Batch * problem.Tq).ToArray();
+        for (int n = 0; n < problem.Sequences.Count; n++)
+        {
+            SoftmaxSequence s = problem.Sequences[n];
+            sequences.AddRange([s.Batch, s.QueryStart, s.Tq, s.KeyStart, s.Tk, s.DiagonalOffset, keyRows.Count]);
+            keyRows.AddRange(s.KeyRows);
+            for (int i = 0; i < s.Tq; i++)
+            {
+                rowSequence[s.Batch * problem.Tq + s.QueryStart + i] = n;
+            }
+            for (int i0 = 0; i0 < s.Tq; i0 += blockRows)
+            {
+                blocks.AddRange([n, i0]);
+            }
+        }
+        return (sequences.ToArray(), keyRows.ToArray(), rowSequence, blocks.ToArray());
+    }
+
+    /// <summary>
+    /// The mask as the additive bias the kernels add (a bool mask becomes 0 / −∞, as the reference reads it) with its
+    /// element strides over (b, h, t, u), 0 on a broadcast axis. SoftmaxProblem has already checked its shape and kind.
+    /// </summary>
+    private static (double[] Bias, int[] Strides) MaskBias(SoftmaxOptions options)
+    {
+        var strides = new int[4];
+        if (options.Mask is not { } mask)
+        {
+            return ([], strides);
+        }
+        int[] shape = mask.ShapeArray(), own = mask.Strides();
+        for (int axis = 0; axis < 4; axis++)
+        {
+            int mine = axis - (4 - shape.Length); // right-aligned, as broadcasting aligns
+            strides[axis] = mine < 0 || shape[mine] == 1 ? 0 : own[mine];
+        }
+        bool isBool = options.MaskKind == MaskKind.Boolean || (options.MaskKind is null && mask.DType is DType.I32 or DType.I64);
+        double[] bias = isBool ? mask.Data.Select(x => x != 0 ? 0 : double.NegativeInfinity).ToArray() : mask.Data;
+        return (bias, strides);
+    }
+
+    private static (SoftmaxProblem, Tensor, Tensor) Bind(Tensor q, Tensor k, Tensor v, SoftmaxOptions options) =>
+        (SoftmaxProblem.Bind(q, k, v, options), k, v);
+
+    private static (SoftmaxProblem, Tensor, Tensor) BindDecode(Tensor q, IReadOnlyDictionary<string, Tensor> inputs, SoftmaxOptions options)
+    {
+        if (inputs.ContainsKey("k") || inputs.ContainsKey("v"))
+        {
+            throw new InputException("the decode variant reads k_cache and v_cache; appending new keys is not supported (write them into the cache and raise cache_seqlens)",
+                tensor: inputs.ContainsKey("k") ? "k" : "v");
+        }
+        var cache = new KvCache(Required(inputs, "k_cache", "decode"), Required(inputs, "v_cache", "decode"),
+            inputs.GetValueOrDefault("cache_seqlens"), inputs.GetValueOrDefault("block_table"));
+        return (SoftmaxProblem.BindDecode(q, cache, options), cache.K, cache.V);
+    }
+
+    /// <summary>The options as SoftmaxForm reads them from the command line.</summary>
+    private static SoftmaxOptions Options(IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) => new()
+    {
+        Scale = parameters.GetOptionalDouble("scale"),
+        Causal = parameters.GetBool("causal", false),
+        Alignment = parameters.GetChoice("causal_align", "bottom_right", "bottom_right", "top_left") == "top_left"
+            ? CausalAlignment.TopLeft
+            : CausalAlignment.BottomRight,
+        WindowLeft = parameters.GetInt("window_left", -1),
+        WindowRight = parameters.GetInt("window_right", -1),
+        Softcap = parameters.GetDouble("softcap", 0),
+        AlibiSlopes = inputs.GetValueOrDefault("alibi_slopes"),
+        Mask = inputs.GetValueOrDefault("mask"),
+        MaskKind = parameters.GetChoice("mask_type", "auto", "auto", "additive", "bool") switch
+        {
+            "additive" => MaskKind.Additive,
+            "bool" => MaskKind.Boolean,
+            _ => null,
+        },
+        CuSeqlensQ = inputs.GetValueOrDefault("cu_seqlens_q"),
+        CuSeqlensK = inputs.GetValueOrDefault("cu_seqlens_k"),
+    };
+
+    private static Tensor Required(IReadOnlyDictionary<string, Tensor> inputs, string name, string variant) =>
+        inputs.GetValueOrDefault(name)
+        ?? throw new InputException($"missing: the {variant} variant needs it", tensor: name);
+
+    private static void RequirePositive(string name, int value)
+    {
+        if (value < 1)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter '{name}' must be ≥ 1, found {value}"));
+        }
     }
 }

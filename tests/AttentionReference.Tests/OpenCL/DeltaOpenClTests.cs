@@ -15,6 +15,7 @@ namespace AttentionReference.Tests.OpenCL;
 /// the same variant on both sides, with GVA, per-value β, the in-kernel L2 norm, β near 2, gates down to −20 per step,
 /// state in and out, varlen, T not a multiple of C and dims that do not fill a work-group (64 items).
 /// </summary>
+[Collection(OpenClSerial.Name)]
 public sealed class DeltaOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
     // The kernels run the reference's loops in the reference's order with fma contraction off; what differs is exp

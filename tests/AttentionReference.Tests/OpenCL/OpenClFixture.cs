@@ -27,3 +27,13 @@ public sealed class OpenClFixture : IDisposable
         }
     }
 }
+
+/// <summary>
+/// The OpenCL test classes run one after another: PoCL crashed the test host when two classes' contexts compiled and
+/// ran kernels at the same time (each class has its own fixture, so its own contexts).
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class OpenClSerial
+{
+    public const string Name = "OpenCL";
+}

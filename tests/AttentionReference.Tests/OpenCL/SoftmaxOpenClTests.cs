@@ -1,13 +1,16 @@
 using AttentionReference.Forms;
 using AttentionReference.Forms.Softmax;
+using AttentionReference.OpenCL;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
 using AttentionReference.Tests.Forms.Softmax;
 using AttentionReference.Tests.Support;
 using FsCheck.Fluent;
+using Sm = AttentionReference.Forms.Softmax.Softmax;
 
 namespace AttentionReference.Tests.OpenCL;
 
+[Collection(OpenClSerial.Name)]
 public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
     // Both compute the same sums in double; the kernel streams keys with the online softmax, the reference
@@ -19,6 +22,8 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
     private const double SinglePrecision = 1e-5;
 
     private static readonly IForm Softmax = FormCatalog.Find("softmax");
+
+    private static readonly string[] s_keyedVariants = ["naive", "tiled", "split"];
 
     [Fact]
     public void OpenCL_f64_equals_the_cpu_reference() => PropertyRuns.Check(Prop.ForAll(SoftmaxCase.Arbitrary, c =>
@@ -99,6 +104,221 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         Assert.Contains("no OpenCL device matches 'no-such-device-xyz'; devices:", outcome.Error, StringComparison.Ordinal);
         Assert.Single(outcome.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
+
+    /// <summary>Every option at once (masks of every broadcast shape with emptied rows, windows, softcap, ALiBi, GQA,
+    /// Tq ≠ Tk, K ≠ V) on shapes long enough for several query blocks and key tiles, partial ones included, and head
+    /// dims up to 130 (past the tiled kernel's V ≤ 128).</summary>
+    private static readonly FsCheck.Arbitrary<SoftmaxOptionsCase> OptionCases =
+        (from c in SoftmaxOptionsCase.Generator
+         from tq in Gen.Choose(1, 40)
+         from tk in Gen.Choose(1, 40)
+         from dk in Gen.Elements(1, 3, 17)
+         from dv in Gen.Elements(1, 5, 33, 130)
+         select c with { Tq = tq, Tk = tk, K = dk, V = dv }).ToArbitrary();
+
+    [Fact]
+    public void OpenCL_f64_equals_the_cpu_reference_in_every_variant_with_every_option() => PropertyRuns.Check(Prop.ForAll(OptionCases, c =>
+    {
+        var x = c.Inputs();
+        foreach (var (name, cpu) in c.AllVariants(x))
+        {
+            var gpu = RunOpenCl(fixture.F64, name, x, c.BlockQ, c.BlockK, c.NumSplits);
+            if (!Agreement.Close(gpu, cpu, x.V))
+            {
+                return false.Label(name);
+            }
+        }
+        return true.ToProperty();
+    }), cases: 60);
+
+    // f32 kernels against the f64 reference: inputs rounded to f32 (u = 6e-8) move a score by ≈ 2u·scale·Σ|q_d k_d|
+    // ≲ 1e-6 (K ≤ 17 normal entries) and an ALiBi bias by u·slope·distance ≤ 40u; the online softmax adds ≈ u per key
+    // (≤ 40) to l and o, the merge ≈ u per part: ≈ 100u ≈ 6e-6 on the scale of |o| + max|v| and |lse| + 1 in the
+    // worst case; 2e-5 leaves room for the f32 exp/log (≤ 4 ulp).
+    private const double SinglePrecisionEveryOption = 2e-5;
+
+    [Fact]
+    public void OpenCL_f32_is_within_the_f32_bound_in_every_variant_with_every_option() => PropertyRuns.Check(Prop.ForAll(OptionCases, c =>
+    {
+        var x = c.Inputs();
+        foreach (var (name, cpu) in c.AllVariants(x))
+        {
+            var gpu = RunOpenCl(fixture.F32, name, x, c.BlockQ, c.BlockK, c.NumSplits);
+            if (!Agreement.Close(gpu, cpu, x.V, SinglePrecisionEveryOption))
+            {
+                return false.Label(name);
+            }
+        }
+        return true.ToProperty();
+    }), cases: 40);
+
+    [Fact]
+    public void OpenCL_varlen_equals_the_cpu_reference_in_every_variant() =>
+        PropertyRuns.Check(Prop.ForAll(SoftmaxVarlenDecodeTests.VarlenCase.Arbitrary, c =>
+    {
+        var s = c.Shared;
+        var random = new Random(s.Seed);
+        var q = TestTensors.Normal(random, 1, 1, c.Tq.Sum(), s.Hq, s.K);
+        var k = TestTensors.Normal(random, 1, 1, c.Tk.Sum(), s.Hkv, s.K);
+        var v = TestTensors.Normal(random, 1, 1, c.Tk.Sum(), s.Hkv, s.V);
+        var mask = new Tensor([c.Tq.Sum(), c.Tk.Sum()],
+            Enumerable.Range(0, c.Tq.Sum() * c.Tk.Sum()).Select(_ => random.Next(4) == 0 ? 0.0 : 1.0).ToArray(), DType.I32);
+        var options = s.Options(random) with
+        {
+            CuSeqlensQ = SoftmaxVarlenDecodeTests.CumulativeLengths(c.Tq),
+            CuSeqlensK = SoftmaxVarlenDecodeTests.CumulativeLengths(c.Tk),
+            Mask = c.Masked ? mask : null,
+        };
+        var x = new SoftmaxInputs(q, k, v, options);
+        var cpu = Sm.Naive(q, k, v, options);
+        foreach (string name in s_keyedVariants)
+        {
+            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, s.BlockQ, s.BlockK, s.NumSplits), cpu, v))
+            {
+                return false.Label(name);
+            }
+        }
+        return true.ToProperty();
+    }), cases: 60);
+
+    [Fact]
+    public void OpenCL_decode_equals_the_cpu_reference_with_a_paged_or_contiguous_cache() =>
+        PropertyRuns.Check(Prop.ForAll(SoftmaxVarlenDecodeTests.DecodeCase.Arbitrary, c =>
+    {
+        var s = c.Shared;
+        var random = new Random(s.Seed);
+        int blocks = c.B * c.MaxBlocks + c.ExtraBlocks, capacity = c.Page * c.MaxBlocks;
+        var q = TestTensors.Normal(random, 1, c.B, c.Tq, s.Hq, s.K);
+        var kPaged = TestTensors.Normal(random, 1, blocks, c.Page, s.Hkv, s.K);
+        var vPaged = TestTensors.Normal(random, 1, blocks, c.Page, s.Hkv, s.V);
+        int[] order = Enumerable.Range(0, blocks).OrderBy(_ => random.Next()).ToArray();
+        var table = new Tensor([c.B, c.MaxBlocks], order.Take(c.B * c.MaxBlocks).Select(x => (double)x).ToArray(), DType.I32);
+        var lengths = new Tensor([c.B], c.Lengths.Select(x => (double)x).ToArray(), DType.I32);
+        var kCache = TestTensors.Normal(random, 1, c.B, capacity, s.Hkv, s.K);
+        var vCache = TestTensors.Normal(random, 1, c.B, capacity, s.Hkv, s.V);
+        var options = s.Options(random);
+        var parameters = Parameters(options, s.BlockQ, s.BlockK, s.NumSplits);
+        foreach (var cache in new[] { new KvCache(kPaged, vPaged, lengths, table), new KvCache(kCache, vCache, lengths) })
+        {
+            var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k_cache"] = cache.K, ["v_cache"] = cache.V, ["cache_seqlens"] = lengths };
+            if (cache.BlockTable is { } blockTable)
+            {
+                inputs["block_table"] = blockTable;
+            }
+            if (options.AlibiSlopes is { } slopes)
+            {
+                inputs["alibi_slopes"] = slopes;
+            }
+            var gpu = fixture.F64.Run(Softmax, "decode", inputs, parameters);
+            if (!Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), Sm.Decode(q, cache, options, s.NumSplits), cache.V))
+            {
+                return false.Label(cache.BlockTable is null ? "contiguous" : "paged");
+            }
+        }
+        return true.ToProperty();
+    }), cases: 60);
+
+    [Fact]
+    public void A_NaN_in_a_masked_value_row_reaches_nothing_on_opencl_either()
+    {
+        // Key 3 is masked for every query; its v is NaN. The tiled kernel loads it into its tile but must not use it.
+        var c = new SoftmaxOptionsCase(1, 20, 12, 1, 2, 3, 4, false, false, -1, -1, 0, false, MaskChoice.None, 0, 4, 4, 3, 11);
+        var x = c.Inputs();
+        x.V[0, 3, 0, 1] = double.NaN;
+        var mask = new Tensor([20, 12], Enumerable.Range(0, 240).Select(e => e % 12 == 3 ? 0.0 : 1.0).ToArray(), DType.I32);
+        x = x with { Options = x.Options with { Mask = mask } };
+        foreach (string name in s_keyedVariants)
+        {
+            var gpu = RunOpenCl(fixture.F64, name, x, 4, 4, 3);
+            Assert.DoesNotContain(gpu.O.Data, double.IsNaN);
+            Assert.True(Agreement.Close(gpu, Sm.Naive(x.Q, x.K, x.V, x.Options), x.V), name);
+        }
+    }
+
+    [Fact]
+    public void Bad_input_is_refused_on_opencl_with_the_cpu_forms_message()
+    {
+        var c = new SoftmaxOptionsCase(1, 3, 4, 1, 1, 2, 2, false, false, -1, -1, 0, false, MaskChoice.Bool, 4, 4, 4, 3, 1);
+        var x = c.Inputs();
+        var badMask = x with { Options = x.Options with { Mask = new Tensor([2, 4], new double[8], DType.I32) } };
+        var cpuError = Assert.Throws<InputException>(() => Sm.Naive(badMask.Q, badMask.K, badMask.V, badMask.Options));
+        var gpuError = Assert.Throws<InputException>(() => RunOpenCl(fixture.F64, "tiled", badMask, 4, 4, 3));
+        Assert.Equal(cpuError.Message, gpuError.Message);
+        var unknown = Assert.Throws<InputException>(() => RunOpenCl(fixture.F64, "flash", x, 4, 4, 3));
+        Assert.Contains("variants on opencl: naive, tiled, split, decode", unknown.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_form_without_a_kernel_is_bad_input_naming_the_way_out()
+    {
+        // Bad input is what the CLI turns into exit 2 with its one line.
+        var error = Assert.Throws<InputException>(() => fixture.F64.Run(new KernelLessForm(), "naive", new Dictionary<string, Tensor>(), new FormParameters(new Dictionary<string, string>())));
+        Assert.Equal("--backend opencl: kernel_less has no OpenCL kernel yet; use --backend cpu", error.Message);
+    }
+
+    private sealed class KernelLessForm : IForm
+    {
+        public string Name => "kernel_less";
+        public string Family => "test";
+        public string SourceFile => "none";
+        public IReadOnlyList<string> Variants { get; } = ["naive"];
+        public IReadOnlyList<TensorSpec> Inputs { get; } = [];
+        public IReadOnlyList<TensorSpec> Outputs { get; } = [];
+        public IReadOnlyList<ParameterSpec> Parameters { get; } = [];
+
+        public IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) =>
+            throw new InvalidOperationException("never run on the CPU here");
+    }
+
+    /// <summary>Runs <paramref name="variant"/> on an OpenCL backend with the case's options as the CLI passes them.</summary>
+    private static SoftmaxResult RunOpenCl(OpenClBackend backend, string variant, SoftmaxInputs x, int blockQ, int blockK, int numSplits)
+    {
+        var inputs = new Dictionary<string, Tensor>();
+        if (variant == "decode")
+        {
+            (inputs["q"], inputs["k_cache"], inputs["v_cache"]) = (x.Q, x.K, x.V);
+        }
+        else
+        {
+            (inputs["q"], inputs["k"], inputs["v"]) = (x.Q, x.K, x.V);
+        }
+        foreach (var (name, tensor) in new[] { ("alibi_slopes", x.Options.AlibiSlopes), ("mask", x.Options.Mask),
+            ("cu_seqlens_q", x.Options.CuSeqlensQ), ("cu_seqlens_k", x.Options.CuSeqlensK) })
+        {
+            if (tensor is not null)
+            {
+                inputs[name] = tensor;
+            }
+        }
+        var outputs = backend.Run(Softmax, variant, inputs, Parameters(x.Options, blockQ, blockK, numSplits));
+        return new SoftmaxResult(outputs["o"], outputs["lse"]);
+    }
+
+    private static FormParameters Parameters(SoftmaxOptions options, int blockQ, int blockK, int numSplits)
+    {
+        var values = new Dictionary<string, string>
+        {
+            ["causal"] = options.Causal ? "true" : "false",
+            ["causal_align"] = options.Alignment == CausalAlignment.TopLeft ? "top_left" : "bottom_right",
+            ["window_left"] = Invariant(options.WindowLeft),
+            ["window_right"] = Invariant(options.WindowRight),
+            ["softcap"] = Invariant(options.Softcap),
+            ["block_q"] = Invariant(blockQ),
+            ["block_k"] = Invariant(blockK),
+            ["num_splits"] = Invariant(numSplits),
+        };
+        if (options.Scale is { } scale)
+        {
+            values["scale"] = Invariant(scale);
+        }
+        if (options.MaskKind is { } kind)
+        {
+            values["mask_type"] = kind == MaskKind.Boolean ? "bool" : "additive";
+        }
+        return new FormParameters(values);
+    }
+
+    private static string Invariant(IFormattable value) => value.ToString(null, System.Globalization.CultureInfo.InvariantCulture);
 
     private static (IReadOnlyDictionary<string, Tensor> Cpu, IReadOnlyDictionary<string, Tensor> Gpu) Both(
         SoftmaxCase c, Func<IForm, string, IReadOnlyDictionary<string, Tensor>, FormParameters, IReadOnlyDictionary<string, Tensor>> gpu)

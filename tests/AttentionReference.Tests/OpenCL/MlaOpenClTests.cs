@@ -1,0 +1,97 @@
+using AttentionReference.Forms;
+using AttentionReference.Forms.Softmax;
+using AttentionReference.OpenCL;
+using AttentionReference.Tensors;
+using AttentionReference.Tests.Forms.Softmax;
+using AttentionReference.Tests.Support;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace AttentionReference.Tests.OpenCL;
+
+[Collection(OpenClSerial.Name)]
+public sealed class MlaOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
+{
+    // f32 kernels against the f64 reference: the up-projections and scores are dot products of ≤ 20 terms of size O(1)
+    // (weights 1/√Dc), ≈ 20u ≈ 1.2e-6 each; the online softmax adds ≈ u per key (≤ 30), the output projection another
+    // ≈ 20u: ≈ 100u ≈ 6e-6 on the scale of |o| + max|v| and |lse| + 1; 2e-5 leaves room for f32 exp/log.
+    private const double SinglePrecision = 2e-5;
+
+    private static readonly IForm Mla = FormCatalog.Find("mla");
+
+    private static readonly string[] s_variants = ["naive", "absorbed"];
+
+    /// <summary>The CPU cases with longer caches and wider latents, causal rows left empty where Tq > Sk.</summary>
+    private static readonly Arbitrary<(MlaCase Case, bool Stacked)> Cases =
+        (from c in MlaCase.Arbitrary.Generator
+         from tq in Gen.Choose(1, 20)
+         from sk in Gen.Choose(1, 30)
+         from dc in Gen.Elements(1, 5, 19)
+         from stacked in Gen.Elements(false, true)
+         select (c with { Tq = tq, Sk = sk, Dc = dc }, stacked)).ToArbitrary();
+
+    [Fact]
+    public void OpenCL_f64_equals_the_cpu_reference_in_both_variants() => PropertyRuns.Check(Prop.ForAll(Cases, x =>
+        s_variants.All(variant => Agree(fixture.F64, variant, x.Case, x.Stacked, Agreement.SameMathInDouble))), cases: 80);
+
+    [Fact]
+    public void OpenCL_f32_is_within_the_f32_bound_in_both_variants() => PropertyRuns.Check(Prop.ForAll(Cases, x =>
+        s_variants.All(variant => Agree(fixture.F32, variant, x.Case, x.Stacked, SinglePrecision))), cases: 50);
+
+    private static bool Agree(OpenClBackend backend, string variant, MlaCase c, bool stacked, double tolerance)
+    {
+        var x = c.Inputs();
+        var options = new MlaOptions { Causal = c.Causal };
+        var cpu = variant == "naive"
+            ? AttentionReference.Forms.Softmax.Mla.Naive(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, options)
+            : AttentionReference.Forms.Softmax.Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, options);
+        var inputs = new Dictionary<string, Tensor> { ["q_nope"] = x.QNope, ["q_pe"] = x.QPe, ["c_kv"] = x.CKv, ["k_pe"] = x.KPe };
+        if (stacked)
+        {
+            inputs["wkv_b"] = Stack(x.WUk, x.WUv);
+        }
+        else
+        {
+            (inputs["w_uk"], inputs["w_uv"]) = (x.WUk, x.WUv);
+        }
+        var parameters = new FormParameters(new Dictionary<string, string> { ["causal"] = c.Causal ? "true" : "false" });
+        var gpu = backend.Run(Mla, variant, inputs, parameters);
+        // o is a combination of the expanded values W_UV c_j: their largest entry is the scale of its rounding.
+        var values = new Tensor([c.B * c.Sk * c.H * c.Dv], ExpandedValues(x, c));
+        return Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), values, tolerance);
+    }
+
+    /// <summary>wkv_b [H, Dn+Dv, Dc] = [W_UK; W_UV] per head.</summary>
+    private static Tensor Stack(Tensor wUk, Tensor wUv)
+    {
+        int h = wUk.Dim(0), dn = wUk.Dim(1), dv = wUv.Dim(1), dc = wUk.Dim(2);
+        var data = new double[h * (dn + dv) * dc];
+        for (int head = 0; head < h; head++)
+        {
+            Array.Copy(wUk.Data, head * dn * dc, data, head * (dn + dv) * dc, dn * dc);
+            Array.Copy(wUv.Data, head * dv * dc, data, (head * (dn + dv) + dn) * dc, dv * dc);
+        }
+        return new Tensor([h, dn + dv, dc], data);
+    }
+
+    private static double[] ExpandedValues(MlaCase.MlaInputs x, MlaCase c)
+    {
+        var values = new List<double>();
+        for (int row = 0; row < c.B * c.Sk; row++)
+        {
+            for (int h = 0; h < c.H; h++)
+            {
+                for (int n = 0; n < c.Dv; n++)
+                {
+                    double y = 0;
+                    for (int e = 0; e < c.Dc; e++)
+                    {
+                        y += x.WUv[h, n, e] * x.CKv.Data[row * c.Dc + e];
+                    }
+                    values.Add(y);
+                }
+            }
+        }
+        return values.ToArray();
+    }
+}
