@@ -3,7 +3,7 @@
 # unpack the self-contained attnref, register the NVIDIA OpenCL ICD if the loader does not list it, then
 #   1. verify every golden on the CPU (this machine's CPU has AVX-512: the Vector512 path) and on OpenCL,
 #   2. check the shipped example with the OpenCL backend,
-#   3. time each OpenCL form at B=1, T=8192, H=32, K=V=128 in f64 and check the result against the CPU reference,
+#   3. time each OpenCL form at B=1, T=8192, H=32, K=V=128 in f64 with the bench's runner, and the CPU's peak,
 # and print a short table last. Results also go to $OUT when set.
 set -uo pipefail
 out=${OUT:-/tmp/attnref-out}; mkdir -p "$out"
@@ -30,22 +30,14 @@ rows=()
   --candidate examples/softmax/candidate_good.safetensors > "$out/example-opencl.txt" 2>&1
 rows+=("check example (opencl)|exit $?|$(tail -1 "$out/example-opencl.txt")")
 
-# Large inputs are made here (they are far over the carry limit), with the PyTorch that this machine has.
-python3 - <<'PY'
-import torch
-from safetensors.torch import save_file
-g = torch.Generator().manual_seed(0)
-B, T, H, D = 1, 8192, 32, 128
-save_file({n: torch.randn(B, T, H, D, generator=g, dtype=torch.float64) for n in ("q", "k", "v")},
-          "/tmp/softmax-8192.safetensors", metadata={"form": "softmax", "causal": "true"})
-PY
-for form in softmax; do
-  line=$("$attnref" run $form --backend opencl --in /tmp/$form-8192.safetensors --out /tmp/$form-gpu.safetensors 2>&1)
-  echo "$line" >> "$out/timing.txt"
-  secs=$(echo "$line" | grep -oE 'computed in [0-9.]+ s' | grep -oE '[0-9.]+')
-  "$attnref" check $form --in /tmp/$form-8192.safetensors --candidate /tmp/$form-gpu.safetensors --profile f64 > "$out/$form-check.txt" 2>&1
-  rows+=("$form B=1 T=8192 H=32 K=V=128 f64|${secs:-?} s|check vs CPU: exit $?")
-done
+# Every form with an OpenCL kernel at the issue's size, f64, timed by the bench's plain runner (upload, kernels and
+# download, median of repeats), with the device's measured FMA rate; then the CPU's peak (AVX-512, 16 cores).
+bench="$work/attnref/AttentionReference.Bench"
+"$bench" --peak --out "$out/peak-cpu.md" > "$out/peak-cpu.log" 2>&1; rows+=("bench --peak (cpu)|exit $?|$out/peak-cpu.md")
+"$bench" --opencl --size gpu --precision f64 --repeats 3 --sets 2 --max-seconds 40 \
+  --out "$out/opencl-gpu.md" --json "$out/opencl-gpu.json" > "$out/opencl-gpu.log" 2>&1
+rows+=("bench --opencl --size gpu (f64)|exit $?|$out/opencl-gpu.md")
+cat "$out/opencl-gpu.md" 2>/dev/null
 
 echo
 printf '%s\n' "${rows[@]}" | awk -F'|' '{ printf "%-40s %-12s %s\n", $1, $2, $3 }' | tee "$out/table.txt"

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Publishes a self-contained attnref for linux-x64 (the GPU machine has no .NET) and packs it into .device/,
-# which .git/info/exclude keeps out of git; the device tool carries it with `carry: [".device"]`.
+# Publishes attnref and the bench self-contained for linux-x64 into one folder (they share the runtime; the GPU machine
+# has no .NET) and packs it into .device/, which .git/info/exclude keeps out of git; the device tool carries it with
+# `carry: [".device"]`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 exclude=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$exclude")"
 grep -qx '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >> "$exclude"
-rm -rf .device/attnref && mkdir -p .device
-dotnet publish src/AttentionReference.Cli -c Release -r linux-x64 --self-contained -o .device/attnref -p:DebugType=none >/dev/null
-tar -C .device -cJf .device/attnref.tar.xz attnref
+rm -rf .device && mkdir -p .device/attnref
+for project in src/AttentionReference.Cli bench/AttentionReference.Bench; do
+  dotnet publish "$project" -c Release -r linux-x64 --self-contained -o .device/attnref -p:DebugType=none >/dev/null
+done
+tar -C .device -cf - attnref | xz -T0 -1 > .device/attnref.tar.xz
 rm -rf .device/attnref
 ls -la .device/attnref.tar.xz

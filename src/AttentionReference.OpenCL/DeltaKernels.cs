@@ -27,11 +27,11 @@ internal static class DeltaKernels
             string why = form == "delta_rule" && variant == "parallel"
                 ? " (its single triangular solve over the whole sequence needs T x T scratch; the chunked kernel computes the same function: --variant chunked)"
                 : "";
-            throw new InputException($"--backend opencl: {form} variant '{variant}' has no OpenCL kernel{why}; variants on opencl: recurrent, chunked");
+            throw new InputException($"--backend opencl: {form} variant '{variant}' has no OpenCL kernel{why}; variants on opencl: recurrent, chunked") { Unsupported = true };
         }
         foreach (string key in parameters.Values.Keys.Where(key => !s_supported.Contains(key) || (form == "rwkv7" && key == "use_qk_l2norm_in_kernel")))
         {
-            throw new InputException($"--backend opencl: {form} parameter '{key}' is not supported by the OpenCL kernel");
+            throw new InputException($"--backend opencl: {form} parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
         }
         // chunk_size is read by the chunked variant only, as on the CPU.
         int chunkSize = variant == "chunked" ? DeltaFormSpecs.ChunkSize(parameters) : 1;

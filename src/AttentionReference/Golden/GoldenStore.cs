@@ -9,11 +9,17 @@ using AttentionReference.Tensors;
 
 namespace AttentionReference.Golden;
 
-/// <summary>The verdict on one golden case: a problem with the file itself, or the comparison of each output.</summary>
-public sealed record GoldenResult(string Id, string? Problem, IReadOnlyList<TensorComparison> Comparisons)
+/// <summary>
+/// The verdict on one golden case: a problem with the file itself, or the comparison of each output; or a skip, when
+/// the backend has no implementation of the case's form or variant.
+/// </summary>
+public sealed record GoldenResult(string Id, string? Problem, IReadOnlyList<TensorComparison> Comparisons, string? Skipped = null)
 {
-    /// <summary>No problem and every output within the f64 profile.</summary>
-    public bool Passed => Problem is null && Comparisons.All(c => c.Passed);
+    /// <summary>Not skipped, no problem, and every output within the f64 profile.</summary>
+    public bool Passed => Skipped is null && Problem is null && Comparisons.All(c => c.Passed);
+
+    /// <summary>Failed: a problem or an output outside the profile (a skip is neither passed nor failed).</summary>
+    public bool Failed => Skipped is null && !Passed;
 }
 
 /// <summary>
@@ -116,6 +122,10 @@ public static class GoldenStore
                 .Select(name => Comparer.Compare(name, file[name], result.Outputs[name], ToleranceProfile.F64))
                 .ToList();
             return new GoldenResult(entry.Id, null, comparisons);
+        }
+        catch (InputException error) when (error.Unsupported)
+        {
+            return new GoldenResult(entry.Id, null, [], Skipped: error.Message);
         }
         catch (InputException error)
         {

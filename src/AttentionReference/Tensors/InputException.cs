@@ -34,8 +34,15 @@ public sealed class InputException : Exception
     /// <summary>The tensor concerned, if any.</summary>
     public string? Tensor { get; }
 
+    /// <summary>
+    /// The input is valid, but the chosen backend has no implementation of this form or variant (a GPU kernel not
+    /// written yet): still bad input for a single run (exit 2), but a skip, not a failure, when verifying goldens.
+    /// </summary>
+    public bool Unsupported { get; init; }
+
     /// <summary>This error with <paramref name="file"/> attached, unless a file is named already.</summary>
-    public InputException InFile(string file) => File is null ? new InputException(Detail, file, Tensor, this) : this;
+    public InputException InFile(string file) =>
+        File is null ? new InputException(Detail, file, Tensor, this) { Unsupported = Unsupported } : this;
 
     private static string Compose(string detail, string? file, string? tensor)
     {

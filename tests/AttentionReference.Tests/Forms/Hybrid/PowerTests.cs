@@ -51,6 +51,28 @@ public sealed class PowerTests
         && TestTensors.Close(a.FinalState, b.FinalState, SameMathInDouble)
         && TestTensors.Close(a.FinalNormalizer, b.FinalNormalizer, SameMathInDouble);
 
+    /// <summary>
+    /// Outputs of two paths that differ in how (q·k)^p is formed: directly, or as φ(q)·φ(k), a sum of signed terms.
+    /// Each term is bounded by the matching term of φ(|q|)·φ(|k|) = (|q|·|k|)^p, so the feature-map path's rounding is
+    /// relative to the same form evaluated on |q|, |k|, |v| (and the initial state's |S0|), not to the output itself,
+    /// which can cancel to near zero (T = 3, p = 4 was a counterexample to a normwise bound). Each element must agree
+    /// within 1e-12 of that magnitude; states and normalisers are sums of the same features on both paths and keep the
+    /// normwise bound.
+    /// </summary>
+    private static bool CloseAlongPaths(PowerResult a, PowerResult b, Tensor q, Tensor k, Tensor v, Tensor? g, PowerOptions options)
+    {
+        static Tensor Abs(Tensor x) => new(x.ShapeArray(), x.Data.Select(Math.Abs).ToArray());
+        Tensor magnitude = Power.Quadratic(Abs(q), Abs(k), Abs(v), g, options with
+        {
+            Normalize = false,
+            InitialState = options.InitialState is { } s0 ? Abs(s0) : null,
+        }).O;
+        bool outputs = a.O.Data.Zip(b.O.Data, magnitude.Data).All(e => Math.Abs(e.First - e.Second) <= SameMathInDouble * e.Third);
+        return outputs
+            && TestTensors.Close(a.FinalState, b.FinalState, SameMathInDouble)
+            && TestTensors.Close(a.FinalNormalizer, b.FinalNormalizer, SameMathInDouble);
+    }
+
     [Fact]
     public void Quadratic_equals_recurrent_equals_chunked_for_any_chunk_size() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
     {
@@ -62,7 +84,8 @@ public sealed class PowerTests
         var prefix = Prefix(random, c, 2);
         var options = new PowerOptions { Degree = c.Degree, Normalize = false, InitialState = prefix.FinalState, InitialNormalizer = prefix.FinalNormalizer };
         var quadratic = Power.Quadratic(q, k, v, g, options);
-        return Close(Power.Recurrent(q, k, v, g, options), quadratic) && Close(Power.Chunked(q, k, v, c.ChunkSize, g, options), quadratic);
+        return CloseAlongPaths(Power.Recurrent(q, k, v, g, options), quadratic, q, k, v, g, options)
+            && CloseAlongPaths(Power.Chunked(q, k, v, c.ChunkSize, g, options), quadratic, q, k, v, g, options);
     }));
 
     [Fact]
@@ -152,8 +175,13 @@ public sealed class PowerTests
         var first = Power.Recurrent(Part(q, 0, split), Part(k, 0, split), Part(v, 0, split), g is null ? null : Part(g, 0, split), options);
         var second = Power.Chunked(Part(q, split, c.T), Part(k, split, c.T), Part(v, split, c.T), c.ChunkSize, g is null ? null : Part(g, split, c.T),
             options with { InitialState = first.FinalState, InitialNormalizer = first.FinalNormalizer });
-        return TestTensors.Close(Part(whole.O, split, c.T), second.O, SameMathInDouble)
-            && TestTensors.Close(Part(whole.O, 0, split), first.O, SameMathInDouble)
+        // The second part reads the first part's tokens through the feature-map state, the whole run directly: the
+        // outputs are compared against the magnitude of the whole run on absolute values (see CloseAlongPaths).
+        static Tensor Abs(Tensor x) => new(x.ShapeArray(), x.Data.Select(Math.Abs).ToArray());
+        var magnitude = Power.Quadratic(Abs(q), Abs(k), Abs(v), g, options).O;
+        static bool Within(Tensor a, Tensor b, Tensor m) => a.Data.Zip(b.Data, m.Data).All(e => Math.Abs(e.First - e.Second) <= SameMathInDouble * e.Third);
+        return Within(Part(whole.O, split, c.T), second.O, Part(magnitude, split, c.T))
+            && Within(Part(whole.O, 0, split), first.O, Part(magnitude, 0, split))
             && TestTensors.Close(second.FinalState, whole.FinalState, SameMathInDouble)
             && TestTensors.Close(second.FinalNormalizer, whole.FinalNormalizer, SameMathInDouble);
     }));
@@ -188,8 +216,9 @@ public sealed class PowerTests
         var options = new PowerOptions { Degree = c.Degree, Normalize = false };
         var quadratic = Power.Quadratic(q, k, v, g, options);
         return quadratic.O.Data.All(double.IsFinite)
-            && Close(Power.Recurrent(q, k, v, g, options), quadratic) && Close(Power.Chunked(q, k, v, 48, g, options), quadratic)
-            && Close(Power.Chunked(q, k, v, c.ChunkSize, g, options), quadratic);
+            && CloseAlongPaths(Power.Recurrent(q, k, v, g, options), quadratic, q, k, v, g, options)
+            && CloseAlongPaths(Power.Chunked(q, k, v, 48, g, options), quadratic, q, k, v, g, options)
+            && CloseAlongPaths(Power.Chunked(q, k, v, c.ChunkSize, g, options), quadratic, q, k, v, g, options);
     }), cases: 50);
 
     [Fact]
