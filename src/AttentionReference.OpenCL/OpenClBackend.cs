@@ -36,6 +36,10 @@ public sealed class OpenClBackend : IBackend, IDisposable
         return form.Name switch
         {
             "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
+            "gla" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "simple_gla" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "retention" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "hgrn2" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu"),
         };
     }
