@@ -36,6 +36,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
         return form.Name switch
         {
             "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
+            "linear" => LinearKernels.Run(_context, Precision, variant, inputs, parameters),
             "gla" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "simple_gla" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "retention" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
