@@ -42,6 +42,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "retention" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "hgrn2" => GatedLinearKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "rwkv6" => Rwkv6Kernels.Run(_context, Precision, variant, inputs, parameters),
+            "mlstm" => MlstmKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu"),
         };
     }
