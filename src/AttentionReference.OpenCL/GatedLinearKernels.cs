@@ -43,7 +43,7 @@ internal static class GatedLinearKernels
             "hgrn2" => Hgrn2Inputs(inputs["q"], inputs["gk"], inputs["v"], options),
             _ => throw new InputException($"--backend opencl: {form} has no diagonal-decay kernel"),
         };
-        return DiagonalDecay(context, precision, x, variant, GatedLinearWiring.ChunkSize(parameters));
+        return DiagonalDecay(context, precision, form, x, variant, GatedLinearWiring.ChunkSize(parameters));
     }
 
     /// <summary>Retention's g[b,t,h] = log γ_h, as Retention's parallel and chunked forms build it.</summary>
@@ -67,7 +67,7 @@ internal static class GatedLinearKernels
         return new DecayInputs(q, Hgrn2.InputGate(gk), v, gk, null, options.Scale, options.InitialState, options.CuSeqlens);
     }
 
-    private static Dictionary<string, Tensor> DiagonalDecay(OpenClContext context, Precision precision, DecayInputs x, string variant, int chunkSize)
+    private static Dictionary<string, Tensor> DiagonalDecay(OpenClContext context, Precision precision, string form, DecayInputs x, string variant, int chunkSize)
     {
         PerHead.Problem problem = Forms.GatedLinear.DiagonalDecay.Bind(x);
         var (B, T, H, K, V) = (problem.Batch, problem.Time, problem.Heads, problem.K, problem.V);
@@ -77,7 +77,7 @@ internal static class GatedLinearKernels
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
         }
-        int C = variant == "parallel" ? Math.Max(1, slices.Select(s => s.Length).DefaultIfEmpty(0).Max()) : chunkSize;
+        int C = ChunkLength(variant, chunkSize, slices);
         double scale = x.Scale ?? 1 / Math.Sqrt(K);
 
         using DeviceBuffer seqs = context.UploadInts(SequenceTable(slices)), rowSlice = context.UploadInts(RowSlices(slices, B, T)),
@@ -96,7 +96,7 @@ internal static class GatedLinearKernels
         {
             // Γ and Ψ (zeros without gv: exp(0) = 1, as the reference's Zeros), then the state pass, scores and intra part.
             using DeviceBuffer Γ = context.Allocate(B * T * H * K, precision), Ψ = context.Upload(new double[B * T * H * V], precision),
-                A = context.Allocate(checked(B * T * H * C), precision);
+                A = context.Allocate(ScoreBufferLength(form, variant, B, T, H, C), precision);
             using (OpenClKernel cumsum = context.Kernel("DiagonalDecay.cl", "decay_chunk_cumsum", precision))
             {
                 cumsum.Arg(0, gk).Arg(1, Γ).Arg(2, seqs).Arg(3, N).Arg(4, T).Arg(5, H).Arg(6, K).Arg(7, C);
@@ -131,6 +131,32 @@ internal static class GatedLinearKernels
             ["o"] = new Tensor([B, T, H, V], context.Download(o)),
             ["final_state"] = new Tensor([N, H, K, V], context.Download(S)),
         };
+    }
+
+    /// <summary>
+    /// The chunk length the kernels use: one chunk per sequence for parallel (C = the longest sequence); for chunked
+    /// the given C, capped at the longest sequence, which chunks every sequence the same way (a chunk never extends
+    /// past its sequence) and keeps the score buffer no longer than needed.
+    /// </summary>
+    internal static int ChunkLength(string variant, int chunkSize, IReadOnlyList<SequenceSlice> slices)
+    {
+        int longest = Math.Max(1, slices.Select(s => s.Length).DefaultIfEmpty(0).Max());
+        return variant == "parallel" ? longest : Math.Clamp(chunkSize, 1, longest);
+    }
+
+    /// <summary>
+    /// The length B·T·H·C of a chunked kernel's score buffer (one row of C scores per query row and head), refused as
+    /// bad input where it exceeds one buffer (the parallel variant at long T: C = T makes it quadratic).
+    /// </summary>
+    internal static int ScoreBufferLength(string form, string variant, int batch, int time, int heads, int chunkSize)
+    {
+        long length = (long)batch * time * heads * chunkSize;
+        if (length > int.MaxValue)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"--backend opencl: {form} {variant} needs a score buffer of B·T·H·C = {length} elements, more than one buffer holds; use the chunked variant with a smaller chunk_size"));
+        }
+        return (int)length;
     }
 
     /// <summary>(batch, start, length, stateIndex) per sequence, the layout the kernels read.</summary>

@@ -62,7 +62,7 @@ internal static class LinearKernels
         double scale = options.Scale ?? 1 / Math.Sqrt(F);
         // Modes of Linear.cl: 0 recurrent causal, 1 not causal (recurrent, chunked), 2 chunked causal or parallel.
         int mode = variant == "parallel" ? 2 : !options.Causal ? 1 : variant == "recurrent" ? 0 : 2;
-        int C = variant == "parallel" ? Math.Max(1, slices.Select(s => s.Length).DefaultIfEmpty(0).Max()) : Math.Max(1, chunkSize);
+        int C = GatedLinearKernels.ChunkLength(variant, chunkSize, slices);
         int allKeys = variant == "parallel" && !options.Causal ? 1 : 0;
 
         using DeviceBuffer seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)),
@@ -93,7 +93,7 @@ internal static class LinearKernels
         }
         else
         {
-            using DeviceBuffer A = context.Allocate(checked(B * T * H * C), precision);
+            using DeviceBuffer A = context.Allocate(GatedLinearKernels.ScoreBufferLength("linear", variant, B, T, H, C), precision);
             using (OpenClKernel scores = context.Kernel("Linear.cl", "linear_scores", precision))
             {
                 scores.Arg(0, phiQ).Arg(1, phiK).Arg(2, A).Arg(3, seqs).Arg(4, rowSlice)

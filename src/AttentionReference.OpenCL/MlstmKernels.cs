@@ -60,7 +60,7 @@ internal static class MlstmKernels
             }
         }
         bool recurrent = variant == "recurrent";
-        int C = variant == "parallel" ? Math.Max(1, slices.Select(s => s.Length).DefaultIfEmpty(0).Max()) : Math.Max(1, chunkSize);
+        int C = GatedLinearKernels.ChunkLength(variant, chunkSize, slices);
 
         using DeviceBuffer seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)),
             rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
@@ -88,7 +88,7 @@ internal static class MlstmKernels
         }
         else
         {
-            using DeviceBuffer A = context.Allocate(checked(B * T * H * C), precision);
+            using DeviceBuffer A = context.Allocate(GatedLinearKernels.ScoreBufferLength("mlstm", variant, B, T, H, C), precision);
             using (OpenClKernel state = context.Kernel("Mlstm.cl", "mlstm_chunk_state", precision))
             {
                 state.Arg(0, qb).Arg(1, kb).Arg(2, vb).Arg(3, ib).Arg(4, bLocal).Arg(5, mRow).Arg(6, gate0).Arg(7, S).Arg(8, o)

@@ -41,6 +41,7 @@ internal static class Rwkv6Kernels
         var (B, T, H, K, V) = (p.Batch, p.Time, p.Heads, p.Dk, p.Dv);
         IReadOnlyList<SequenceSlice> slices = Sequences.Slices(B, T, options.CuSeqlens);
         int N = slices.Count;
+        C = GatedLinearKernels.ChunkLength(variant, C, slices);
 
         using DeviceBuffer seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)),
             rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
@@ -57,7 +58,7 @@ internal static class Rwkv6Kernels
         }
         else
         {
-            using DeviceBuffer bCum = context.Allocate(B * T * H * K, precision), A = context.Allocate(checked(B * T * H * C), precision);
+            using DeviceBuffer bCum = context.Allocate(B * T * H * K, precision), A = context.Allocate(GatedLinearKernels.ScoreBufferLength("rwkv6", variant, B, T, H, C), precision);
             using (OpenClKernel cumsum = context.Kernel("Rwkv6.cl", "rwkv6_cumsum", precision))
             {
                 cumsum.Arg(0, wb).Arg(1, bCum).Arg(2, seqs).Arg(3, N).Arg(4, T).Arg(5, H).Arg(6, K).Arg(7, C);
