@@ -102,6 +102,7 @@ public sealed class GatedLinearDecayOpenClTests(OpenClFixture fixture) : IClassF
     // products, each factor carrying a few u (exp included), and the state carries the rounding of every step before:
     // ≈ (T + K)·u ≈ 4e-6 relative to the sum of |terms|; random signs cancel that sum down to the output's norm by up
     // to ~10 in these shapes, hence 1e-4.
+    // Observed: every case of 180 within 1e-5, some past 1e-6; the bound keeps a margin of 10.
     private const double SinglePrecision = 1e-4;
 
     [Fact]

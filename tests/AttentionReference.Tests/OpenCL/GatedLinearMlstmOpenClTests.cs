@@ -70,6 +70,7 @@ public sealed class GatedLinearMlstmOpenClTests(OpenClFixture fixture) : IClassF
     // f32: u = 6e-8; ≤ 40 steps of ≤ 7-term products, each rescaled by exp once per step; the division by the
     // normaliser max(|qᵀñ|, exp(−m)), whose terms reach e^4·|q·k| and may cancel down to the clamp, amplifies the
     // relative rounding of the sums by up to e^4 ≈ 55: ≈ 55·(T + K)·u ≈ 2e-4 at worst; 1e-3.
+    // Observed: every case of 180 within 1e-4, some past 1e-5; the bound keeps a margin of 10.
     private const double SinglePrecision = 1e-3;
 
     private static readonly IForm Mlstm = FormCatalog.Find("mlstm");

@@ -74,6 +74,7 @@ public sealed class GatedLinearRwkv6OpenClTests(OpenClFixture fixture) : IClassF
 
     // f32: u = 6e-8; ≤ 40 steps of ≤ 19-term products plus the bonus term, ≈ (T + K)·u ≈ 4e-6 relative to the sum of
     // |terms|, cancelled by random signs by up to ~10 in these shapes: 1e-4.
+    // Observed: every case of 180 within 1e-5, some past 1e-6; the bound keeps a margin of 10.
     private const double SinglePrecision = 1e-4;
 
     private static readonly IForm Rwkv6 = FormCatalog.Find("rwkv6");
