@@ -25,6 +25,10 @@ typedef double real;
 #else
 typedef float real;
 #endif
+// No contraction of a·b + c into one fused operation: the reference rounds the product and the sum apart, and on
+// outputs whose terms nearly cancel (a handful of terms, as in one short head) a fused rounding shows as a relative
+// difference far past 1e-12.
+#pragma OPENCL FP_CONTRACT OFF
 
 __kernel void decay_recurrent(
     __global const real* q, __global const real* k, __global const real* v, __global const real* gk,
