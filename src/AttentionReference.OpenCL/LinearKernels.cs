@@ -1,0 +1,128 @@
+using System.Globalization;
+using AttentionReference.Forms;
+using AttentionReference.Forms.Common;
+using AttentionReference.Forms.GatedLinear;
+using AttentionReference.Forms.Linear;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.OpenCL;
+
+/// <summary>
+/// Runs Kernels/Linear.cl: checks the inputs with the CPU form's own validation, applies the feature map on the host
+/// (the reference's <see cref="Linear.FeatureMap"/>, row by row: every map, identity to performer), uploads φ(q), φ(k),
+/// launches, downloads. recurrent, chunked (any C ≥ 1) and parallel, which is the chunked kernels with one chunk per
+/// sequence (the reference's parallel form term for term; its score buffer is quadratic in T, as the form is).
+/// </summary>
+internal static class LinearKernels
+{
+    private static readonly HashSet<string> s_parameters =
+        new(["scale", "chunk_size", "feature_map", "normalize", "eps", "causal"], StringComparer.Ordinal);
+
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
+    {
+        if (variant is not ("recurrent" or "chunked" or "parallel"))
+        {
+            throw new InputException($"--backend opencl: linear variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked");
+        }
+        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
+        {
+            throw new InputException($"--backend opencl: linear parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
+        }
+        var options = new LinearOptions
+        {
+            FeatureMap = parameters.GetChoice("feature_map", "identity", "identity", "elu1", "relu", "taylor2", "performer") switch
+            {
+                "elu1" => LinearFeatureMap.EluPlusOne,
+                "relu" => LinearFeatureMap.Relu,
+                "taylor2" => LinearFeatureMap.Taylor2,
+                "performer" => LinearFeatureMap.Performer,
+                _ => LinearFeatureMap.Identity,
+            },
+            Proj = inputs.GetValueOrDefault("proj"),
+            Normalize = parameters.GetBool("normalize", false),
+            Eps = parameters.GetDouble("eps", 1e-10),
+            Causal = parameters.GetBool("causal", true),
+            Scale = parameters.GetOptionalDouble("scale"),
+            InitialState = inputs.GetValueOrDefault("initial_state"),
+            InitialNormalizer = inputs.GetValueOrDefault("initial_normalizer"),
+            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
+        };
+        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"];
+        _ = LinearProblem.Bind(q, k, v, options); // every check of the CPU form, with its messages
+        int chunkSize = GatedLinearWiring.ChunkSize(parameters);
+        if (variant == "chunked" && chunkSize < 1)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
+        }
+        int B = q.Dim(0), T = q.Dim(1), H = q.Dim(2), K = q.Dim(3), V = v.Dim(3);
+        int F = Linear.FeatureDimension(options.FeatureMap, K, options.Proj?.Dim(0) ?? 0);
+        IReadOnlyList<SequenceSlice> slices = Sequences.Slices(B, T, options.CuSeqlens);
+        int N = slices.Count;
+        double scale = options.Scale ?? 1 / Math.Sqrt(F);
+        // Modes of Linear.cl: 0 recurrent causal, 1 not causal (recurrent, chunked), 2 chunked causal or parallel.
+        int mode = variant == "parallel" ? 2 : !options.Causal ? 1 : variant == "recurrent" ? 0 : 2;
+        int C = GatedLinearKernels.ChunkLength(variant, chunkSize, slices);
+        int allKeys = variant == "parallel" && !options.Causal ? 1 : 0;
+
+        using DeviceBuffer seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)),
+            rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
+            phiQ = context.Upload(Features(q, options), precision), phiK = context.Upload(Features(k, options), precision),
+            vBuffer = context.Upload(v.Data, precision),
+            S = context.Upload(options.InitialState?.Data ?? new double[N * H * F * V], precision),
+            z = context.Upload(options.InitialNormalizer?.Data ?? new double[N * H * F], precision),
+            o = context.Upload(new double[B * T * H * V], precision), den = context.Upload(new double[B * T * H], precision);
+        using (OpenClKernel state = context.Kernel("Linear.cl", "linear_state", precision))
+        {
+            state.Arg(0, phiQ).Arg(1, phiK).Arg(2, vBuffer).Arg(3, S).Arg(4, o).Arg(5, seqs)
+                .Arg(6, N).Arg(7, T).Arg(8, H).Arg(9, F).Arg(10, V).Arg(11, mode).Arg(12, C);
+            context.Run(state, (long)N * H * V, local: 64);
+        }
+        using (OpenClKernel normalizer = context.Kernel("Linear.cl", "linear_normalizer", precision))
+        {
+            normalizer.Arg(0, phiQ).Arg(1, phiK).Arg(2, z).Arg(3, den).Arg(4, seqs)
+                .Arg(5, N).Arg(6, T).Arg(7, H).Arg(8, F).Arg(9, mode).Arg(10, C);
+            context.Run(normalizer, (long)N * H, local: 64);
+        }
+        if (mode != 2)
+        {
+            using OpenClKernel finish = context.Kernel("Linear.cl", "linear_finish", precision);
+            finish.Arg(0, o).Arg(1, den).Arg(2, rowSlice).Arg(3, B).Arg(4, T).Arg(5, H).Arg(6, V)
+                .Arg(7, scale, precision).Arg(8, options.Normalize ? 1 : 0).Arg(9, options.Eps, precision);
+            context.Run(finish, (long)B * T * H * V, local: 64);
+        }
+        else
+        {
+            using DeviceBuffer A = context.Allocate(GatedLinearKernels.ScoreBufferLength("linear", variant, B, T, H, C), precision);
+            using (OpenClKernel scores = context.Kernel("Linear.cl", "linear_scores", precision))
+            {
+                scores.Arg(0, phiQ).Arg(1, phiK).Arg(2, A).Arg(3, seqs).Arg(4, rowSlice)
+                    .Arg(5, B).Arg(6, T).Arg(7, H).Arg(8, F).Arg(9, C).Arg(10, allKeys);
+                context.Run(scores, (long)B * T * H * C, local: 64);
+            }
+            using OpenClKernel intra = context.Kernel("Linear.cl", "linear_intra", precision);
+            intra.Arg(0, vBuffer).Arg(1, A).Arg(2, den).Arg(3, o).Arg(4, seqs).Arg(5, rowSlice)
+                .Arg(6, B).Arg(7, T).Arg(8, H).Arg(9, V).Arg(10, C).Arg(11, allKeys)
+                .Arg(12, scale, precision).Arg(13, options.Normalize ? 1 : 0).Arg(14, options.Eps, precision);
+            context.Run(intra, (long)B * T * H * V, local: 64);
+        }
+        return new Dictionary<string, Tensor>
+        {
+            ["o"] = new Tensor([B, T, H, V], context.Download(o)),
+            ["final_state"] = new Tensor([N, H, F, V], context.Download(S)),
+            ["final_normalizer"] = new Tensor([N, H, F], context.Download(z)),
+        };
+    }
+
+    /// <summary>φ(x) [B,T,H,F] of x [B,T,H,K], row by row with the reference's feature map.</summary>
+    private static double[] Features(Tensor x, LinearOptions options)
+    {
+        int K = x.Dim(3), rows = x.Length / Math.Max(1, K);
+        var φ = new List<double>();
+        for (int r = 0; r < rows; r++)
+        {
+            φ.AddRange(Linear.FeatureMap(options.FeatureMap, x.Data.AsSpan(r * K, K), options.Proj));
+        }
+        return [.. φ];
+    }
+}

@@ -1,0 +1,147 @@
+using AttentionReference.Forms;
+using AttentionReference.Tensors;
+using AttentionReference.Tests.Forms.GatedLinear;
+using AttentionReference.Tests.Support;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace AttentionReference.Tests.OpenCL;
+
+/// <summary>
+/// A random problem for a form of the diagonal-decay engine on OpenCL: the form, the variant, shapes whose dims do
+/// not fill a work-group (odd K and V up to 19, T up to 40 and 0), a gate regime down to −20 per step, a chunk size
+/// that often does not divide T, batch or varlen, an initial state or none, a scale or the default.
+/// </summary>
+public sealed record DecayOpenClCase(string Form, string Variant, int B, int T, int H, int K, int V, GateRegime Regime,
+    int ChunkSize, bool Varlen, bool WithState, bool WithScale, int Seed)
+{
+    public static Arbitrary<DecayOpenClCase> Arbitrary { get; } =
+        (from form in Gen.Elements("gla", "gla_gv", "simple_gla", "retention", "hgrn2")
+         from variant in Gen.Elements("recurrent", "chunked", "parallel")
+         from b in Gen.Choose(1, 2)
+         from t in Gen.Choose(0, 40)
+         from h in Gen.Choose(1, 3)
+         from k in Gen.Elements(1, 3, 8, 19)
+         from v in Gen.Elements(1, 2, 5, 17)
+         from regime in Gen.Elements(GateRegime.Mild, GateRegime.Strong, GateRegime.Mixed)
+         from chunk in Gen.Choose(1, 45)
+         from varlen in Gen.Elements(false, true)
+         from withState in Gen.Elements(false, true)
+         from withScale in Gen.Elements(false, true)
+         from seed in Gen.Choose(0, int.MaxValue)
+         select new DecayOpenClCase(form, variant, varlen ? 1 : b, t, h, k, v, regime, chunk, varlen, withState, withScale, seed)).ToArbitrary();
+
+    public string FormName => Form == "gla_gv" ? "gla" : Form;
+
+    /// <summary>The form's inputs by the names its wiring uses.</summary>
+    public Dictionary<string, Tensor> Inputs()
+    {
+        var random = new Random(Seed);
+        var gates = new StatefulCase(B, T, H, K, V, Regime, Variant, ChunkSize, 0, WithState, Seed);
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, B, T, H, K),
+            ["v"] = TestTensors.Normal(random, 1, B, T, H, V),
+        };
+        if (Form != "hgrn2")
+        {
+            inputs["k"] = TestTensors.Normal(random, 1, B, T, H, K);
+        }
+        switch (Form)
+        {
+            case "gla":
+                inputs["gk"] = gates.Gates(random, B, T, H, K);
+                break;
+            case "gla_gv":
+                inputs["gk"] = gates.Gates(random, B, T, H, K);
+                inputs["gv"] = gates.Gates(random, B, T, H, V);
+                break;
+            case "simple_gla":
+                inputs["g"] = gates.Gates(random, B, T, H);
+                break;
+            case "retention":
+                inputs["gamma"] = new Tensor([H], Enumerable.Range(0, H).Select(_ => Regime == GateRegime.Mild ? 1 - random.NextDouble() / 4 : Math.Exp(-20 * random.NextDouble())).ToArray());
+                break;
+            default:
+                inputs["gk"] = gates.Gates(random, B, T, H, K);
+                break;
+        }
+        int n = B;
+        if (Varlen)
+        {
+            var cuts = Enumerable.Range(0, 3).Select(_ => random.Next(T + 1)).Append(0).Append(T).Order().ToArray();
+            inputs["cu_seqlens"] = new Tensor([cuts.Length], cuts.Select(x => (double)x).ToArray(), DType.I64);
+            n = cuts.Length - 1;
+        }
+        if (WithState)
+        {
+            inputs["initial_state"] = TestTensors.Normal(random, 1, n, H, K, V);
+        }
+        return inputs;
+    }
+
+    public FormParameters Parameters()
+    {
+        var values = new Dictionary<string, string> { ["chunk_size"] = ChunkSize.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        if (WithScale)
+        {
+            values["scale"] = "0.37";
+        }
+        return new FormParameters(values);
+    }
+}
+
+public sealed class GatedLinearDecayOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
+{
+    // The kernels evaluate the reference's expressions in the reference's order (the same exponent differences, the
+    // same running sums); what differs is exp/log of the OpenCL library (a few ulps) against .NET's and FMA
+    // contraction: a few ulps per term over ≤ 40 steps of ≤ 19-term sums of factors ≤ 1, far below 1e-12.
+    private const double SameMathInDouble = 1e-12;
+
+    // f32 kernel against the f64 reference: unit roundoff u = 6e-8. Each output is a sum over ≤ 40 steps of ≤ 19-term
+    // products, each factor carrying a few u (exp included), and the state carries the rounding of every step before:
+    // ≈ (T + K)·u ≈ 4e-6 relative to the sum of |terms|; random signs cancel that sum down to the output's norm by up
+    // to ~10 in these shapes, hence 1e-4.
+    // Observed: every case of 180 within 1e-5, some past 1e-6; the bound keeps a margin of 10.
+    private const double SinglePrecision = 1e-4;
+
+    [Fact]
+    public void OpenCL_f64_equals_the_cpu_reference_for_every_form_and_variant() => PropertyRuns.Check(Prop.ForAll(DecayOpenClCase.Arbitrary, c =>
+    {
+        var (cpu, gpu) = Both(c, fixture.F64);
+        return TestTensors.Close(gpu["o"], cpu["o"], SameMathInDouble) && TestTensors.Close(gpu["final_state"], cpu["final_state"], SameMathInDouble);
+    }), cases: 100);
+
+    [Fact]
+    public void OpenCL_f32_is_within_the_f32_bound_of_the_cpu_reference() => PropertyRuns.Check(Prop.ForAll(DecayOpenClCase.Arbitrary, c =>
+    {
+        var (cpu, gpu) = Both(c, fixture.F32);
+        return TestTensors.Close(gpu["o"], cpu["o"], SinglePrecision) && TestTensors.Close(gpu["final_state"], cpu["final_state"], SinglePrecision);
+    }), cases: 60);
+
+    [Fact]
+    public void Strong_decay_over_many_steps_stays_exact_on_opencl()
+    {
+        // 40 steps of −20 sum to −800: the factorised exp(Γ_t)·exp(−Γ_j) would overflow; the differences do not.
+        var c = new DecayOpenClCase("gla_gv", "chunked", 1, 40, 2, 5, 3, GateRegime.Strong, 40, false, true, false, 11);
+        var (cpu, gpu) = Both(c, fixture.F64);
+        TestTensors.AssertClose(gpu["o"], cpu["o"], SameMathInDouble, "o");
+        TestTensors.AssertClose(gpu["final_state"], cpu["final_state"], SameMathInDouble, "final_state");
+    }
+
+    [Fact]
+    public void A_chunk_size_below_one_is_refused_as_on_the_cpu()
+    {
+        var c = new DecayOpenClCase("gla", "chunked", 1, 4, 1, 2, 2, GateRegime.Mild, 0, false, false, false, 3);
+        var error = Assert.Throws<InputException>(() => fixture.F64.Run(FormCatalog.Find("gla"), "chunked", c.Inputs(), c.Parameters()));
+        Assert.Contains("chunk_size", error.Message, StringComparison.Ordinal);
+    }
+
+    private static (IReadOnlyDictionary<string, Tensor> Cpu, IReadOnlyDictionary<string, Tensor> Gpu) Both(DecayOpenClCase c, IBackend gpu)
+    {
+        IForm form = FormCatalog.Find(c.FormName);
+        var inputs = c.Inputs();
+        var parameters = c.Parameters();
+        return (CpuBackend.Instance.Run(form, c.Variant, inputs, parameters), gpu.Run(form, c.Variant, inputs, parameters));
+    }
+}
