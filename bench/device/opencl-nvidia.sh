@@ -23,6 +23,8 @@ fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 lscpu | grep -o 'avx512[a-z_]*' | sort -u | tr '\n' ' ' | tee "$out/cpu-avx512.txt"; echo
 
+# Prefer the GPU (attnref does by default; this names it for the bench and older builds too).
+export REF_OPENCL_DEVICE=${REF_OPENCL_DEVICE:-NVIDIA}
 rows=()
 "$attnref" golden verify --dir golden > "$out/golden-cpu.txt" 2>&1; rows+=("golden verify cpu (AVX-512)|exit $?|$(tail -1 "$out/golden-cpu.txt")")
 "$attnref" golden verify --dir golden --backend opencl > "$out/golden-opencl.txt" 2>&1; rows+=("golden verify opencl f64|exit $?|$(tail -1 "$out/golden-opencl.txt")")

@@ -23,7 +23,7 @@ internal static class GatedLinearKernels
     {
         if (variant is not ("recurrent" or "chunked" or "parallel"))
         {
-            throw new InputException($"--backend opencl: {form} variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked");
+            throw new InputException($"--backend opencl: {form} variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked") { Unsupported = true };
         }
         foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
         {

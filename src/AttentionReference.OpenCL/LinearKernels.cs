@@ -23,7 +23,7 @@ internal static class LinearKernels
     {
         if (variant is not ("recurrent" or "chunked" or "parallel"))
         {
-            throw new InputException($"--backend opencl: linear variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked");
+            throw new InputException($"--backend opencl: linear variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked") { Unsupported = true };
         }
         foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
         {

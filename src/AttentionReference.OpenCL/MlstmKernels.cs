@@ -20,7 +20,7 @@ internal static class MlstmKernels
     {
         if (variant is not ("recurrent" or "chunked" or "parallel"))
         {
-            throw new InputException($"--backend opencl: mlstm variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked");
+            throw new InputException($"--backend opencl: mlstm variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked") { Unsupported = true };
         }
         foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
         {

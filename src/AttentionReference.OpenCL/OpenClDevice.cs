@@ -4,7 +4,7 @@ using AttentionReference.OpenCL.Native;
 namespace AttentionReference.OpenCL;
 
 /// <summary>One OpenCL device and what the backend needs to know of it.</summary>
-public sealed record OpenClDevice(nint Platform, nint Device, string PlatformName, string Name, string Version, bool HasFp64, long LocalMemoryBytes)
+public sealed record OpenClDevice(nint Platform, nint Device, string PlatformName, string Name, string Version, bool HasFp64, long LocalMemoryBytes, bool IsGpu = false)
 {
     /// <summary>"Portable Computing Language: cpu-haswell-…" — what --device and REF_OPENCL_DEVICE match against.</summary>
     public string Description => $"{PlatformName}: {Name}";
@@ -68,8 +68,10 @@ public sealed record OpenClDevice(nint Platform, nint Device, string PlatformNam
                 bool hasFp64 = Cl.GetDeviceInfo(id, Cl.DeviceDoubleFpConfig, sizeof(ulong), &fp64, null) == Cl.Success && fp64 != 0;
                 ulong localMemory = 0;
                 ClError.Check(Cl.GetDeviceInfo(id, Cl.DeviceLocalMemSize, sizeof(ulong), &localMemory, null), "clGetDeviceInfo");
+                ulong type = 0;
+                ClError.Check(Cl.GetDeviceInfo(id, Cl.DeviceType, sizeof(ulong), &type, null), "clGetDeviceInfo");
                 devices.Add(new OpenClDevice(platform, id, platformName, DeviceString(id, Cl.DeviceName),
-                    DeviceString(id, Cl.DeviceVersion), hasFp64, (long)localMemory));
+                    DeviceString(id, Cl.DeviceVersion), hasFp64, (long)localMemory, (type & Cl.DeviceTypeGpu) != 0));
             }
         }
         return devices;
@@ -77,7 +79,8 @@ public sealed record OpenClDevice(nint Platform, nint Device, string PlatformNam
 
     /// <summary>
     /// The device whose description contains <paramref name="substring"/> (case-insensitive), else the one named by
-    /// REF_OPENCL_DEVICE, else the first device. No match is bad input naming the devices there are.
+    /// REF_OPENCL_DEVICE, else the first GPU, else the first device (a GPU machine may also have PoCL's CPU device,
+    /// listed first). No match is bad input naming the devices there are.
     /// </summary>
     public static OpenClDevice Select(string? substring)
     {
@@ -85,7 +88,7 @@ public sealed record OpenClDevice(nint Platform, nint Device, string PlatformNam
         string? wanted = substring ?? Environment.GetEnvironmentVariable(DeviceVariable);
         if (string.IsNullOrWhiteSpace(wanted))
         {
-            return devices.Count > 0 ? devices[0] : throw ClError.Unavailable("no OpenCL device found");
+            return devices.FirstOrDefault(d => d.IsGpu) ?? (devices.Count > 0 ? devices[0] : throw ClError.Unavailable("no OpenCL device found"));
         }
         return devices.FirstOrDefault(d => d.Description.Contains(wanted, StringComparison.OrdinalIgnoreCase))
             ?? throw ClError.Unavailable($"no OpenCL device matches '{wanted}'; devices: {string.Join("; ", devices.Select(d => d.Description))}");

@@ -19,7 +19,7 @@ internal static class Rwkv6Kernels
     {
         if (variant is not ("recurrent" or "chunked"))
         {
-            throw new InputException($"--backend opencl: rwkv6 variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, chunked");
+            throw new InputException($"--backend opencl: rwkv6 variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, chunked") { Unsupported = true };
         }
         foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
         {

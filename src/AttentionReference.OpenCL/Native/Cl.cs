@@ -15,7 +15,8 @@ internal static unsafe partial class Cl
     public const ulong DeviceTypeAll = 0xFFFFFFFF;
     public const uint PlatformName = 0x0902, PlatformVersion = 0x0901;
     public const uint DeviceName = 0x102B, DeviceVendor = 0x102C, DeviceVersion = 0x102F, DeviceDoubleFpConfig = 0x1032;
-    public const uint DeviceMaxWorkGroupSize = 0x1004, DeviceLocalMemSize = 0x1023;
+    public const uint DeviceMaxWorkGroupSize = 0x1004, DeviceLocalMemSize = 0x1023, DeviceType = 0x1000;
+    public const ulong DeviceTypeGpu = 1 << 2;
     public const uint ProgramBuildLog = 0x1183;
     public const ulong MemReadWrite = 1 << 0, MemReadOnly = 1 << 2, MemCopyHostPtr = 1 << 5;
 
