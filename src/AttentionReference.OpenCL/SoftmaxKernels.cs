@@ -24,7 +24,7 @@ internal static class SoftmaxKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        SoftmaxOptions options = Options(inputs, parameters);
+        SoftmaxOptions options = SoftmaxForm.Options(inputs, parameters);
         if (variant != "decode" && s_cacheNames.FirstOrDefault(inputs.ContainsKey) is { } cacheName)
         {
             throw new InputException($"only the decode variant reads a KV cache, found it with variant '{variant}'", tensor: cacheName);
@@ -186,29 +186,6 @@ internal static class SoftmaxKernels
             inputs.GetValueOrDefault("cache_seqlens"), inputs.GetValueOrDefault("block_table"));
         return (SoftmaxProblem.BindDecode(q, cache, options), cache.K, cache.V);
     }
-
-    /// <summary>The options as SoftmaxForm reads them from the command line.</summary>
-    private static SoftmaxOptions Options(IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) => new()
-    {
-        Scale = parameters.GetOptionalDouble("scale"),
-        Causal = parameters.GetBool("causal", false),
-        Alignment = parameters.GetChoice("causal_align", "bottom_right", "bottom_right", "top_left") == "top_left"
-            ? CausalAlignment.TopLeft
-            : CausalAlignment.BottomRight,
-        WindowLeft = parameters.GetInt("window_left", -1),
-        WindowRight = parameters.GetInt("window_right", -1),
-        Softcap = parameters.GetDouble("softcap", 0),
-        AlibiSlopes = inputs.GetValueOrDefault("alibi_slopes"),
-        Mask = inputs.GetValueOrDefault("mask"),
-        MaskKind = parameters.GetChoice("mask_type", "auto", "auto", "additive", "bool") switch
-        {
-            "additive" => MaskKind.Additive,
-            "bool" => MaskKind.Boolean,
-            _ => null,
-        },
-        CuSeqlensQ = inputs.GetValueOrDefault("cu_seqlens_q"),
-        CuSeqlensK = inputs.GetValueOrDefault("cu_seqlens_k"),
-    };
 
     private static Tensor Required(IReadOnlyDictionary<string, Tensor> inputs, string name, string variant) =>
         inputs.GetValueOrDefault(name)

@@ -48,29 +48,32 @@ internal sealed class SoftmaxForm : IForm
 
     private static readonly string[] s_cacheNames = ["k_cache", "v_cache", "cache_seqlens", "block_table"];
 
+    /// <summary>The options as the command line and the metadata give them (the OpenCL backend reads them the same way).</summary>
+    internal static SoftmaxOptions Options(IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) => new()
+    {
+        Scale = parameters.GetOptionalDouble("scale"),
+        Causal = parameters.GetBool("causal", false),
+        Alignment = parameters.GetChoice("causal_align", "bottom_right", "bottom_right", "top_left") == "top_left"
+            ? CausalAlignment.TopLeft
+            : CausalAlignment.BottomRight,
+        WindowLeft = parameters.GetInt("window_left", -1),
+        WindowRight = parameters.GetInt("window_right", -1),
+        Softcap = parameters.GetDouble("softcap", 0),
+        AlibiSlopes = inputs.GetValueOrDefault("alibi_slopes"),
+        Mask = inputs.GetValueOrDefault("mask"),
+        MaskKind = parameters.GetChoice("mask_type", "auto", "auto", "additive", "bool") switch
+        {
+            "additive" => MaskKind.Additive,
+            "bool" => MaskKind.Boolean,
+            _ => null,
+        },
+        CuSeqlensQ = inputs.GetValueOrDefault("cu_seqlens_q"),
+        CuSeqlensK = inputs.GetValueOrDefault("cu_seqlens_k"),
+    };
+
     public IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        var options = new SoftmaxOptions
-        {
-            Scale = parameters.GetOptionalDouble("scale"),
-            Causal = parameters.GetBool("causal", false),
-            Alignment = parameters.GetChoice("causal_align", "bottom_right", "bottom_right", "top_left") == "top_left"
-                ? CausalAlignment.TopLeft
-                : CausalAlignment.BottomRight,
-            WindowLeft = parameters.GetInt("window_left", -1),
-            WindowRight = parameters.GetInt("window_right", -1),
-            Softcap = parameters.GetDouble("softcap", 0),
-            AlibiSlopes = inputs.GetValueOrDefault("alibi_slopes"),
-            Mask = inputs.GetValueOrDefault("mask"),
-            MaskKind = parameters.GetChoice("mask_type", "auto", "auto", "additive", "bool") switch
-            {
-                "additive" => MaskKind.Additive,
-                "bool" => MaskKind.Boolean,
-                _ => null,
-            },
-            CuSeqlensQ = inputs.GetValueOrDefault("cu_seqlens_q"),
-            CuSeqlensK = inputs.GetValueOrDefault("cu_seqlens_k"),
-        };
+        SoftmaxOptions options = Options(inputs, parameters);
         int numSplits = parameters.GetInt("num_splits", 4);
         if (variant != "decode" && s_cacheNames.FirstOrDefault(inputs.ContainsKey) is { } cacheName)
         {
