@@ -95,7 +95,8 @@ public sealed unsafe class OpenClContext : IDisposable
     private nint Build(string file, Precision precision)
     {
         Require(precision);
-        string source = KernelSource(file);
+        // Every kernel file starts from the same precision preamble (real, fp64, no fused contraction).
+        string source = KernelSource("Precision.cl") + "#line 1\n" + KernelSource(file);
         byte[] sourceBytes = Encoding.UTF8.GetBytes(source);
         // -cl-fp32-correctly-rounded-divide-sqrt and no fast-math: the kernels must agree with the reference.
         byte[] options = Encoding.ASCII.GetBytes((precision == Precision.F64 ? "-DUSE_F64" : "") + "\0");

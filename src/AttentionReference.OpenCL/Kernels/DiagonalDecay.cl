@@ -19,16 +19,6 @@
 //   decay_chunk_intra     one item per (row t, head, column c): o_tc += Σ_{s≤j≤t} A_tj exp(Ψ_tc − Ψ_jc) v_jc, o_tc *= scale.
 // Every exponent is a difference of sums of log gates with j ≤ t, as in the reference: nothing is factorised as
 // exp(Γ_t)·exp(−Γ_j), so log gates of −20 per step stay exact.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
-// No contraction of a·b + c into one fused operation: the reference rounds the product and the sum apart, and on
-// outputs whose terms nearly cancel (a handful of terms, as in one short head) a fused rounding shows as a relative
-// difference far past 1e-12.
-#pragma OPENCL FP_CONTRACT OFF
 
 __kernel void decay_recurrent(
     __global const real* q, __global const real* k, __global const real* v, __global const real* gk,

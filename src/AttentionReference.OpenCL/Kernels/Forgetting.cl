@@ -7,12 +7,6 @@
 // forgetting_rows: one work-item per query row (b, i, h), streaming its keys from the diagonal leftwards with the
 // online softmax of FlashAttention-2 (running max m, running sum l, accumulator rescaled by exp(m_old − m_new)).
 // The naive variant runs it, and the tiled variant where forgetting_tiled does not fit (V > 128).
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
 
 __kernel void forgetting_rows(
     __global const real* q, __global const real* k, __global const real* v, __global const real* g,

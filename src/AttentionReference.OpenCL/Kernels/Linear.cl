@@ -18,16 +18,6 @@
 //   linear_scores      (mode 2) one item per (row t, head, j − s): A_tj = φq_t · φk_j for s ≤ j ≤ last
 //                      (last = t, or the chunk's end − 1 for the non-causal parallel form).
 //   linear_intra       (mode 2) one item per (row, head, c): num += Σ_j A_tj v_jc, den += Σ_j A_tj, then finish.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
-// No contraction of a·b + c into one fused operation: the reference rounds the product and the sum apart, and on
-// outputs whose terms nearly cancel (a handful of terms, as in one short head) a fused rounding shows as a relative
-// difference far past 1e-12.
-#pragma OPENCL FP_CONTRACT OFF
 
 #define ROW(t) (((long)b * T + start + (t)) * H + h)
 

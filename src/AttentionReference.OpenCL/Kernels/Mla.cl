@@ -6,12 +6,6 @@
 // and mla_up one per (b, i, h); mla_rows one per query row (b, i, h), streaming the keys with the online softmax of
 // FlashAttention-2. mla_rows serves both variants: its keys/values are per head (naive: kn, v) or shared by every head
 // (absorbed: the latent cache c plays both parts).
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
 
 // kn [B,Sk,H,Dn] and v [B,Sk,H,Dv] from the latent c [B,Sk,Dc]: y_n = W[h][n] · c_j.
 __kernel void mla_expand(__global const real* c, __global const real* wUk, __global const real* wUv,

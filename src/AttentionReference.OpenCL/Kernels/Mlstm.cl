@@ -15,16 +15,6 @@
 //              mlstm_chunk_state: o_rd = Σ_c (carried_r qs_c) C̃_cd, then C̃ ← carried C̃ + Σ_j (gate_j k_j) v_jᵀ;
 //              mlstm_chunk_scores: a_rj = exp(ℓ_rj − m_r) · qs·k_j;  mlstm_chunk_intra: the j ≤ r terms, then divide.
 //   parallel   the chunked kernels with one chunk per sequence: the reference's parallel form term for term.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
-// No contraction of a·b + c into one fused operation: the reference rounds the product and the sum apart, and on
-// outputs whose terms nearly cancel (a handful of terms, as in one short head) a fused rounding shows as a relative
-// difference far past 1e-12.
-#pragma OPENCL FP_CONTRACT OFF
 
 #define ROW(t) (((long)b * T + start + (t)) * H + h)
 

@@ -14,16 +14,6 @@
 //                     and for j = i the bonus Σ_a q_ia u_a k_ia.
 //   rwkv6_intra       one item per (row i, head, d): o_id += scale·A_ij v_jd for j < i, then += scale·bonus·v_id.
 // Every exponent is a difference inside one chunk (≤ 0): log decays of −20 per step stay exact.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
-// No contraction of a·b + c into one fused operation: the reference rounds the product and the sum apart, and on
-// outputs whose terms nearly cancel (a handful of terms, as in one short head) a fused rounding shows as a relative
-// difference far past 1e-12.
-#pragma OPENCL FP_CONTRACT OFF
 
 __kernel void rwkv6_recurrent(
     __global const real* q, __global const real* k, __global const real* v, __global const real* w,

@@ -14,13 +14,6 @@
 //                    steps: Γ (over d), the four decayed Gram matrices (over (r, j)), T (over columns of T),
 //                    A_ak V and W (over (r, c) and (r, d)), then w, o and the next state (over value columns c).
 // Loops run in the reference's order with contraction into fma off, so f64 results match the CPU's to rounding.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
-#pragma OPENCL FP_CONTRACT OFF
 
 // The recurrent kernels keep their state column S[:,c] in private memory when K ≤ MAX_PRIVATE_K, else in the
 // final_state buffer; S_AT(d) reads and S_PUT(d, x) writes element d either way, and the column is copied out at the end.

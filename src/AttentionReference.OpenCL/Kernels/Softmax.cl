@@ -17,12 +17,6 @@
 // Parallel decomposition: softmax_rows has one work-item per (query row, part), streaming over the keys with the
 // online softmax of FlashAttention-2; softmax_tiled has one work-group per (sequence, head, block of BR queries, part)
 // (see below); softmax_merge one work-item per query row.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
 
 #define SEQ_FIELDS 7
 

@@ -7,12 +7,6 @@
 // One work-item per query row (b, i, h), streaming over the keys its pattern allows with the online softmax of
 // FlashAttention-2; disallowed keys are never read. The layout M (or R) is int [heads, Nq, Nk] (heads = Hq or 1), the
 // global tokens an int membership table over the Tk key positions.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
 
 #define PATTERN_BLOCK 0
 #define PATTERN_LONGFORMER 1

@@ -19,13 +19,6 @@
 //                     Scratch for these lives in global memory per (sequence, head), sized by the chunk.
 //   l2_normalise_rows one work-item per row: x ← x / √(Σx² + 1e-6), fla's l2norm, as DeltaProblem.L2Normalise.
 // Every loop runs in the reference's order and contraction into fma is off, so f64 results match the CPU's to rounding.
-#ifdef USE_F64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
-#else
-typedef float real;
-#endif
-#pragma OPENCL FP_CONTRACT OFF
 
 // The recurrent kernels keep their state column S[:,c] in private memory when K ≤ MAX_PRIVATE_K, else in the
 // final_state buffer; S_AT(d) reads and S_PUT(d, x) writes element d either way, and the column is copied out at the end.
