@@ -43,10 +43,17 @@ public sealed unsafe class OpenClContext : IDisposable
     public void Require(Precision precision) => Device.Require(precision);
 
     /// <summary>Creates kernel <paramref name="name"/> of embedded file <paramref name="file"/> built for <paramref name="precision"/>.</summary>
-    public OpenClKernel Kernel(string file, string name, Precision precision)
+    public OpenClKernel Kernel(string file, string name, Precision precision) =>
+        KernelFromSource(file, KernelSource(file), name, precision);
+
+    /// <summary>
+    /// Creates kernel <paramref name="name"/> of OpenCL C given as text (a probe, a user's kernel), built like the
+    /// embedded files (after the precision preamble) and cached under <paramref name="programName"/>.
+    /// </summary>
+    public OpenClKernel KernelFromSource(string programName, string source, string name, Precision precision)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        nint program = _programs.GetOrAdd((file, precision), key => Build(key.File, key.Precision));
+        nint program = _programs.GetOrAdd((programName, precision), key => Build(key.File, source, key.Precision));
         byte[] nameBytes = Encoding.ASCII.GetBytes(name + "\0");
         int status;
         nint kernel;
@@ -92,11 +99,11 @@ public sealed unsafe class OpenClContext : IDisposable
         return buffer.Read(_queue);
     }
 
-    private nint Build(string file, Precision precision)
+    private nint Build(string file, string text, Precision precision)
     {
         Require(precision);
-        // Every kernel file starts from the same precision preamble (real, fp64, no fused contraction).
-        string source = KernelSource("Precision.cl") + "#line 1\n" + KernelSource(file);
+        // Every program starts from the same precision preamble (real, fp64, no fused contraction).
+        string source = KernelSource("Precision.cl") + "#line 1\n" + text;
         byte[] sourceBytes = Encoding.UTF8.GetBytes(source);
         // -cl-fp32-correctly-rounded-divide-sqrt and no fast-math: the kernels must agree with the reference.
         byte[] options = Encoding.ASCII.GetBytes((precision == Precision.F64 ? "-DUSE_F64" : "") + "\0");
