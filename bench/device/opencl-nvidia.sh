@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # On an NVIDIA GPU machine with no .NET and no network (run from the repository root, with .device/ carried):
 # unpack the self-contained attnref, register the NVIDIA OpenCL ICD if the loader does not list it, then
-#   1. verify every golden on the CPU (this machine's CPU has AVX-512: the Vector512 path) and on OpenCL,
-#   2. check the shipped example with the OpenCL backend,
-#   3. time each OpenCL form at B=1, T=8192, H=32, K=V=128 in f64 with the bench's runner, and the CPU's peak,
-# and print a short table last. Results also go to $OUT when set.
+#   tests   the whole test suite through attnref-tests, OpenCL on the GPU: the CPU = OpenCL properties on NVIDIA,
+#           and every CPU property on this machine's AVX-512 (the Vector512 path),
+#   golden  verify every golden on the CPU and on OpenCL, and check the shipped example with the OpenCL backend,
+#   bench   time each OpenCL form at B=1, T=8192, H=32, K=V=128 in f64 with the bench's runner, and the CPU's peak,
+#   torch   bench/compare_torch.py: PyTorch f64 (SDPA math, plain loops) next to attnref, on CUDA and the CPU,
+# (all four when no step is named: opencl-nvidia.sh [tests] [golden] [bench] [torch]) and print a short table last.
+# Results also go to $OUT when set.
 set -uo pipefail
+steps=${*:-tests golden bench torch}
+has() { [[ " $steps " == *" $1 "* ]]; }
 out=${OUT:-/tmp/attnref-out}; mkdir -p "$out"
-work=/tmp/attnref && rm -rf "$work" && mkdir -p "$work"
+# Unpacked inside the repository: the tests find goldens and examples by walking up to Reference.sln.
+work=$PWD/.device/run && rm -rf "$work" && mkdir -p "$work"
 tar -C "$work" -xJf .device/attnref.tar.xz
 attnref="$work/attnref/attnref"
 
@@ -26,20 +32,38 @@ lscpu | grep -o 'avx512[a-z_]*' | sort -u | tr '\n' ' ' | tee "$out/cpu-avx512.t
 # Prefer the GPU (attnref does by default; this names it for the bench and older builds too).
 export REF_OPENCL_DEVICE=${REF_OPENCL_DEVICE:-NVIDIA}
 rows=()
-"$attnref" golden verify --dir golden > "$out/golden-cpu.txt" 2>&1; rows+=("golden verify cpu (AVX-512)|exit $?|$(tail -1 "$out/golden-cpu.txt")")
-"$attnref" golden verify --dir golden --backend opencl > "$out/golden-opencl.txt" 2>&1; rows+=("golden verify opencl f64|exit $?|$(tail -1 "$out/golden-opencl.txt")")
-"$attnref" check softmax --backend opencl --in examples/softmax/input.safetensors \
-  --candidate examples/softmax/candidate_good.safetensors > "$out/example-opencl.txt" 2>&1
-rows+=("check example (opencl)|exit $?|$(tail -1 "$out/example-opencl.txt")")
+if has tests; then
+  "$work/attnref/attnref-tests" > "$out/tests.txt" 2>&1; rows+=("attnref-tests (opencl = $REF_OPENCL_DEVICE)|exit $?|$(tail -1 "$out/tests.txt")")
+  grep -A40 '^Failed:' "$out/tests.txt"
+fi
+if has golden; then
+  "$attnref" golden verify --dir golden > "$out/golden-cpu.txt" 2>&1; rows+=("golden verify cpu (AVX-512)|exit $?|$(tail -1 "$out/golden-cpu.txt")")
+  "$attnref" golden verify --dir golden --backend opencl > "$out/golden-opencl.txt" 2>&1; rows+=("golden verify opencl f64|exit $?|$(tail -1 "$out/golden-opencl.txt")")
+  "$attnref" check softmax --backend opencl --in examples/softmax/input.safetensors \
+    --candidate examples/softmax/candidate_good.safetensors > "$out/example-opencl.txt" 2>&1
+  rows+=("check example (opencl)|exit $?|$(tail -1 "$out/example-opencl.txt")")
+fi
 
 # Every form with an OpenCL kernel at the issue's size, f64, timed by the bench's plain runner (upload, kernels and
 # download, median of repeats), with the device's measured FMA rate; then the CPU's peak (AVX-512, 16 cores).
 bench="$work/attnref/AttentionReference.Bench"
-"$bench" --peak --out "$out/peak-cpu.md" > "$out/peak-cpu.log" 2>&1; rows+=("bench --peak (cpu)|exit $?|$out/peak-cpu.md")
-"$bench" --opencl --size gpu --precision f64 --repeats 3 --sets 2 --max-seconds 40 \
-  --out "$out/opencl-gpu.md" --json "$out/opencl-gpu.json" > "$out/opencl-gpu.log" 2>&1
-rows+=("bench --opencl --size gpu (f64)|exit $?|$out/opencl-gpu.md")
-cat "$out/opencl-gpu.md" 2>/dev/null
+if has bench; then
+  "$bench" --peak --out "$out/peak-cpu.md" > "$out/peak-cpu.log" 2>&1; rows+=("bench --peak (cpu)|exit $?|$out/peak-cpu.md")
+  "$bench" --opencl --size gpu --precision f64 --repeats 3 --sets 2 --max-seconds 40 \
+    --out "$out/opencl-gpu.md" --json "$out/opencl-gpu.json" > "$out/opencl-gpu.log" 2>&1
+  rows+=("bench --opencl --size gpu (f64)|exit $?|$out/opencl-gpu.md")
+  cat "$out/opencl-gpu.md" 2>/dev/null
+fi
+
+# PyTorch side by side, in the same run: attnref's OpenCL at the GPU size against torch on CUDA (and the CPU), and
+# attnref's CPU at the layer size against torch on the CPU.
+if has torch; then
+  python3 bench/compare_torch.py --attnref "$attnref" --backend opencl --size gpu --devices cuda,cpu --repeats 3 --max-seconds 60 \
+    > "$out/torch-opencl-gpu.md" 2> "$out/torch-opencl-gpu.log"; rows+=("compare_torch opencl gpu|exit $?|$out/torch-opencl-gpu.md")
+  python3 bench/compare_torch.py --attnref "$attnref" --backend cpu --size layer --devices cpu --repeats 3 --max-seconds 60 \
+    > "$out/torch-cpu-layer.md" 2> "$out/torch-cpu-layer.log"; rows+=("compare_torch cpu layer|exit $?|$out/torch-cpu-layer.md")
+  cat "$out/torch-opencl-gpu.md" "$out/torch-cpu-layer.md"; tail -5 "$out/torch-opencl-gpu.log" "$out/torch-cpu-layer.log"
+fi
 
 echo
 printf '%s\n' "${rows[@]}" | awk -F'|' '{ printf "%-40s %-12s %s\n", $1, $2, $3 }' | tee "$out/table.txt"

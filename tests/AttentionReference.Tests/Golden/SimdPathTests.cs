@@ -22,12 +22,7 @@ public sealed class SimdPathTests
     [MemberData(nameof(Paths))]
     public void Goldens_verify_with_narrower_simd_paths(string variable, string value)
     {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "attnref.dll"), "golden", "verify", "--dir", RepoPaths.Of("golden") },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
+        var start = AttnrefProcess.StartInfo("golden", "verify", "--dir", RepoPaths.Of("golden"));
         start.Environment[variable] = value;
         using var process = Process.Start(start)!;
         string stdout = process.StandardOutput.ReadToEnd(), stderr = process.StandardError.ReadToEnd();

@@ -21,14 +21,8 @@ public sealed class OpenClUnavailableTests
     {
         // The library is resolved once per process, so this runs attnref in a child process with the loader pointed at
         // a file that does not exist.
-        string attnref = Path.Combine(AppContext.BaseDirectory, "attnref.dll");
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList = { attnref, "run", "softmax", "--backend", "opencl",
-                "--in", RepoPaths.Of("examples", "softmax", "input.safetensors"), "--out", Path.Combine(Path.GetTempPath(), "never-written.safetensors") },
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
+        var start = AttnrefProcess.StartInfo("run", "softmax", "--backend", "opencl",
+            "--in", RepoPaths.Of("examples", "softmax", "input.safetensors"), "--out", Path.Combine(Path.GetTempPath(), "never-written.safetensors"));
         start.Environment["REF_OPENCL_LIBRARY"] = "/nonexistent/libOpenCL.so.1";
         using var process = Process.Start(start)!;
         string stderr = process.StandardError.ReadToEnd();
