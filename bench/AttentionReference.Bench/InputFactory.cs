@@ -13,11 +13,18 @@ namespace AttentionReference.Bench;
 /// <remarks>
 /// Symbols: B and N = B; T, Tq, Tk, Sk, Tcache = T (Tq = 1 for softmax decode); H, Hq, Hkv, HV = H (no GQA);
 /// K, F, Dn, M = K; V, Dv = V; Dr = K/2, Dc = 4K (DeepSeek-V3's 64 and 512 at K = 128); Dnv = K + V;
-/// Nq, Nk = ⌈T / 64⌉ (the default block size); G = 64 (the first block is global).
+/// Nq, Nk = ⌈T / 64⌉ (the default block size); G = 64 (the first block is global); NC = ⌈T / 64⌉ (nats_l's chunks).
+/// State-space forms (symbols of their own, see <see cref="StateSpaceSymbol"/>): s4d channels H = H·V (a model width)
+/// with N = K/2 (S4D's 64 at K = 128); h3 heads H with head dim d = K/8 and N = M = K/2 (state and shift sizes);
+/// mamba D = H·V channels (d_inner), N = 16 (mamba's d_state), L = T; ssd P = V, N = K, G = 1.
 /// Values: q, k, v and the rest N(0, 1); gates g, gk, gv, w = log σ(N(0, 1)) ∈ (−∞, 0); beta = σ(N(0, 1));
 /// mLSTM i = N(0, 1), f = N(3, 1) (a pre-activation: forget gates near 1); delta-rule keys L2-normalised rows
 /// (so I − β k kᵀ is a contraction); RWKV-7 a = −κ̂, b = κ̂ ⊙ σ(N) with κ̂ L2-normalised rows (as RWKV-7's layer);
 /// MLA up-projections N(0, 1/Dc); block masks keep the diagonal block and about a quarter of the others.
+/// State space, as their papers initialise them: log_dt = log U(0.001, 0.1); s4d/h3 A_real = −1/2, A_imag = π·n
+/// (S4D-Lin); mamba A_dn = −(n + 1) (S4D-Real, mamba's A_log = log(1..N)) and delta U(0.001, 0.1) (mamba's dt range,
+/// no softplus); ssd A_h = −U(1, 16) (Mamba-2's A_init_range) and dt U(0.001, 0.1). nats_l: keys L2-normalised (its
+/// Gated DeltaNet branch), each chunk routed to softmax or to the state with probability ½.
 /// </remarks>
 public static class InputFactory
 {
@@ -44,6 +51,7 @@ public static class InputFactory
         ("sparse", "block") => (["block_mask"], []),
         ("sparse", "bigbird") => (["block_mask", "global_tokens"], []),
         ("mla", _) => (["w_uk", "w_uv"], []),
+        ("s4d" or "h3", _) => (["A_imag", "C_imag", "D"], []),
         _ => ([], []),
     };
 
@@ -52,6 +60,10 @@ public static class InputFactory
     {
         ArgumentNullException.ThrowIfNull(c);
         BenchSize s = c.Size;
+        if (StateSpaceSymbol(c.Form.Name, symbol, s) is { } own)
+        {
+            return own;
+        }
         return symbol switch
         {
             "B" or "N" => s.B,
@@ -65,9 +77,28 @@ public static class InputFactory
             "Dnv" => s.K + s.V,
             "Nq" or "Nk" => (s.T + Block - 1) / Block,
             "G" => Math.Min(Block, s.T),
+            "NC" => (s.T + 63) / 64,
             _ => throw new InputException($"the bench has no value for shape symbol {symbol} of {c.Form.Name}; add it to InputFactory.Symbol"),
         };
     }
+
+    /// <summary>The state-space forms' own symbols (null: the general table applies).</summary>
+    private static int? StateSpaceSymbol(string form, string symbol, BenchSize s) => (form, symbol) switch
+    {
+        ("s4d", "H") => s.H * s.V,
+        ("s4d" or "h3", "N") => Math.Max(1, s.K / 2),
+        ("h3", "d") => Math.Max(1, s.K / 8),
+        ("h3", "M") => Math.Max(1, s.K / 2),
+        ("mamba", "D") => s.H * s.V,
+        ("mamba", "N") => 16,
+        ("mamba", "L") => s.T,
+        ("mamba", "S") => s.B,
+        ("ssd", "P") => s.V,
+        ("ssd", "N") => s.K,
+        ("ssd", "G") => 1,
+        ("ssd", "S") => s.B,
+        _ => null,
+    };
 
     /// <summary>Input set <paramref name="inputSet"/> of <paramref name="c"/>.</summary>
     public static IReadOnlyDictionary<string, Tensor> Make(BenchCase c, int inputSet)
@@ -106,8 +137,22 @@ public static class InputFactory
                 return Map(random.Normal(1, shape), Sigmoid);
             case "f" when c.Form.Name == "mlstm":
                 return Map(random.Normal(1, shape), x => x + 3);
-            case "k" when c.Form.Family == "delta rule":
+            case "k" when c.Form.Family == "delta rule" || c.Form.Name == "nats_l":
                 return Rows(random.Normal(1, shape), normalise: true);
+            case "route":
+                return Map(random.Normal(1, shape), x => x > 0 ? 1 : 0);
+            case "log_dt":
+                return Map(random.Normal(1, shape), _ => Math.Log(0.001) + random.NextUniform() * (Math.Log(0.1) - Math.Log(0.001)));
+            case "delta" or "dt":
+                return Map(random.Normal(1, shape), _ => 0.001 + random.NextUniform() * (0.1 - 0.001));
+            case "A_real":
+                return Map(random.Normal(1, shape), _ => -0.5);
+            case "A_imag":
+                return new Tensor(shape, Enumerable.Range(0, (int)Tensor.ElementCount(shape)).Select(i => Math.PI * (i % shape[^1])).ToArray());
+            case "A" when c.Form.Name == "mamba":
+                return new Tensor(shape, Enumerable.Range(0, (int)Tensor.ElementCount(shape)).Select(i => -(double)(i % shape[^1] + 1)).ToArray());
+            case "A" when c.Form.Name == "ssd":
+                return Map(random.Normal(1, shape), _ => -(1 + 15 * random.NextUniform()));
             case "w_uk" or "w_uv" or "wkv_b":
                 return random.Normal(1 / Math.Sqrt(shape[^1]), shape);
             case "cache_seqlens":
