@@ -23,7 +23,7 @@
 //   h3_convolve     one item per (b, t, h, j): for each i in order, y = Σ_{l=0..t} K_l k̃_{t−l}[i] v_{t−l}[j], then
 //                   o_t[j] += q_t[i] (y + D kv_t[i,j]). Quadratic in T, as the convolution is by definition.
 
-#define H3_MODE_BLOCK 16
+#define H3_MODE_BLOCK 8
 
 typedef struct { real re, im; } cplx;
 

@@ -20,7 +20,7 @@
 //   s4d_convolve    one item per (b, t, h): the causal sum over l = 0..t in the reference's order, + D u_t.
 // The convolution variant is quadratic in T by its definition; the recurrent one is linear.
 
-#define S4D_MODE_BLOCK 16
+#define S4D_MODE_BLOCK 8
 
 typedef struct { real re, im; } cplx;
 
