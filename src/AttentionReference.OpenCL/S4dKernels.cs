@@ -7,8 +7,9 @@ namespace AttentionReference.OpenCL;
 /// <summary>
 /// Runs Kernels/S4d.cl: reads the inputs with the CPU form's own wiring (<see cref="DiagonalSsmWiring"/>), checks them
 /// with <see cref="S4d"/>'s own binding, uploads, discretises per (channel, mode), then runs the recurrence or the
-/// direct causal convolution, and downloads. recurrent and convolution, with complex or real (real_a) modes and D;
-/// fft is refused: on the GPU its arithmetic would be a different FFT from the reference's.
+/// direct causal convolution, and downloads. recurrent and convolution, with complex or real (real_a) modes and D.
+/// fft is refused as unsupported: it has no kernel (the convolution variant computes the same o directly); s4d has no
+/// initial state and no varlen, so there is none to carry.
 /// </summary>
 internal static class S4dKernels
 {
