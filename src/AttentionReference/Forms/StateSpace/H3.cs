@@ -44,18 +44,7 @@ public static class H3
 
     private static Tensor Run(Tensor q, Tensor k, Tensor v, H3Shift shift, DiagonalSsm ssm, bool recurrent)
     {
-        ArgumentNullException.ThrowIfNull(shift);
-        ArgumentNullException.ThrowIfNull(ssm);
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,d");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,d");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,d");
-        dims.Bind("shift_kernel", Dims.RequireFloat("shift_kernel", shift.Kernel), "H,d,M");
-        if (shift.D is not null)
-        {
-            dims.Bind("shift_D", Dims.RequireFloat("shift_D", shift.D), "H,d");
-        }
-        ssm.Bind(dims);
+        var dims = Bind(q, k, v, shift, ssm);
         int batch = dims["B"], time = dims["T"], heads = dims["H"], d = dims["d"], taps = dims["M"];
         var o = Tensor.Zeros(batch, time, heads, d);
         Parallel.For(0, batch * heads, index =>
@@ -93,6 +82,24 @@ public static class H3
             }
         });
         return o;
+    }
+
+    /// <summary>Checks every input's shape; the bound symbols B, T, H, d, M, N.</summary>
+    internal static Dims Bind(Tensor q, Tensor k, Tensor v, H3Shift shift, DiagonalSsm ssm)
+    {
+        ArgumentNullException.ThrowIfNull(shift);
+        ArgumentNullException.ThrowIfNull(ssm);
+        var dims = new Dims();
+        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,d");
+        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,d");
+        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,d");
+        dims.Bind("shift_kernel", Dims.RequireFloat("shift_kernel", shift.Kernel), "H,d,M");
+        if (shift.D is not null)
+        {
+            dims.Bind("shift_D", Dims.RequireFloat("shift_D", shift.D), "H,d");
+        }
+        ssm.Bind(dims);
+        return dims;
     }
 
     /// <summary>The shift SSM step by step: s_t = (k_t, s_{t−1,0}, …, s_{t−1,M−2}), k̃_t = Σ_m taps_m s_{t,m}.</summary>

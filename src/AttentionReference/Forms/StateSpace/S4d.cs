@@ -65,13 +65,20 @@ public static class S4d
         return kernel;
     }
 
-    /// <summary>Runs <paramref name="channel"/> on every (batch entry, channel) series of u and adds D u.</summary>
-    private static Tensor PerChannel(Tensor u, DiagonalSsm ssm, Func<int, double[], double[]> channel)
+    /// <summary>Checks every input's shape; the bound symbols B, T, H, N.</summary>
+    internal static Dims Bind(Tensor u, DiagonalSsm ssm)
     {
         ArgumentNullException.ThrowIfNull(ssm);
         var dims = new Dims();
         dims.Bind("u", Dims.RequireFloat("u", u), "B,T,H");
         ssm.Bind(dims);
+        return dims;
+    }
+
+    /// <summary>Runs <paramref name="channel"/> on every (batch entry, channel) series of u and adds D u.</summary>
+    private static Tensor PerChannel(Tensor u, DiagonalSsm ssm, Func<int, double[], double[]> channel)
+    {
+        var dims = Bind(u, ssm);
         int batch = dims["B"], time = dims["T"], channels = dims["H"];
         var o = Tensor.Zeros(batch, time, channels);
         Parallel.For(0, batch * channels, index =>
