@@ -66,15 +66,19 @@ namespace AttentionReference.Forms.Hybrid;
 ///   incomplete_block_start_with_ht true; the route is argmax of a linear map of the chunk's mean hidden state
 ///   (hard_softmax, straight-through; 'gumble' optional); the layer forces the last chunk to both ops in training.
 /// Our choices:
-/// - route is an input (the score module is a layer's learned weights, outside the kernel); 1 = the softmax op's
-///   one-hot entry. A value other than 0 or 1 is bad input. A complete last chunk keeps its route (the inference
-///   path's behaviour); the route of an incomplete last chunk has no effect (its decision comes when it completes).
+/// - route is an input; 1 = the softmax op's one-hot entry. A value other than 0 or 1 is bad input. A complete last
+///   chunk keeps its route (the inference path's behaviour); the route of an incomplete last chunk has no effect (its
+///   decision comes when it completes). <see cref="ScoreRoute"/> computes the route from the score module with given
+///   weights, as the layer does: ℓ = w_score · mean_{t∈c} x_t (fla's mean_pooling: the mean over the chunk's tokens,
+///   fewer in an incomplete last chunk; nats_layer = Linear(hidden_size, 2·H, bias=False), row 2h + op), and
+///   r_c,h = 1 when ℓ_2h ≥ ℓ_2h+1 (argmax of hard_softmax; torch's max takes the first index on a tie, op 0 = softmax).
 /// - The two outputs are returned as the kernel op returns them. The layer then RMS-normalises each per attention
 ///   head, weights them with a softmax over two logits from a linear map of q, sums and multiplies by swish(gate)
 ///   (src/nats/modules/fused_norm_gate.py, FusedMultiInputRMSNormGated): learned weights, outside the kernel.
-/// - One head layout and the same q, k for both branches (the reference splits the same projections into num_heads
-///   Gated DeltaNet heads and num_attn_heads softmax heads, L2-normalises q, k inside the Gated DeltaNet kernel and
-///   RMS-normalises them for softmax: apply these before the call, once per branch). One scale s for both.
+/// - One head layout, one q, k, v and one scale s for both branches: the reference's op with num_attn_heads =
+///   num_heads and no normalisation. (The layer splits the same projections into num_heads Gated DeltaNet heads and
+///   num_attn_heads softmax heads, L2-normalises q, k inside the Gated DeltaNet kernel, RMS-normalises them for
+///   softmax, and scales each branch by its own head width^(-1/2); these per-branch inputs are not modelled.)
 /// - Only ops_for_incomplete_chunks = 'all' and incomplete_block_start_with_ht = true (the released settings); no
 ///   decay bias in softmax (use_g_for_attn false); no varlen, no GVA; chunk_size defaults to 64.
 /// - final_state continues the sequence exactly when C divides T; otherwise the reference's cache also keeps the
@@ -256,6 +260,61 @@ public static class NatsL
         var softmax = SoftmaxAttention.Tiled(q, k, v,
             new SoftmaxOptions { Scale = options.Scale, Causal = true, Mask = mask, MaskKind = MaskKind.Boolean }, chunkSize, chunkSize);
         return new NatsLResult(oLinear, softmax.O, sBar);
+    }
+
+    /// <summary>
+    /// The reference layer's score module with given weights: the route [B,NC,H] of hidden states
+    /// <paramref name="x"/> [B,T,D] under <paramref name="wScore"/> [2H,D] (nats_layer.weight, row 2h + op, op 0 =
+    /// softmax): r_c,h = 1 when (w_score x̄_c)_2h ≥ (w_score x̄_c)_2h+1, x̄_c the mean of chunk c's rows of x.
+    /// </summary>
+    public static Tensor ScoreRoute(Tensor x, Tensor wScore, int heads, int chunkSize)
+    {
+        if (chunkSize < 1)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
+        }
+        var dims = new Dims();
+        dims.Bind("x", Dims.RequireFloat("x", x), "B,T,D");
+        dims.Bind("w_score", Dims.RequireFloat("w_score", wScore), "O,D");
+        if (dims["O"] != 2 * heads)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"expected 2·H = {2 * heads} rows (two scores per head: softmax, Gated DeltaNet), found {dims["O"]}"), tensor: "w_score");
+        }
+        int B = dims["B"], T = dims["T"], D = dims["D"], NC = (T + chunkSize - 1) / chunkSize;
+        var route = Tensor.Zeros(B, NC, heads);
+        var mean = new double[D];
+        for (int b = 0; b < B; b++)
+        {
+            for (int c = 0; c < NC; c++)
+            {
+                // x̄_c: the mean over the chunk's tokens.
+                int start = c * chunkSize, end = Math.Min(T, start + chunkSize);
+                Array.Clear(mean);
+                for (int t = start; t < end; t++)
+                {
+                    for (int d = 0; d < D; d++)
+                    {
+                        mean[d] += x[b, t, d];
+                    }
+                }
+                for (int d = 0; d < D; d++)
+                {
+                    mean[d] /= end - start;
+                }
+                for (int h = 0; h < heads; h++)
+                {
+                    double softmaxScore = 0, linearScore = 0;
+                    for (int d = 0; d < D; d++)
+                    {
+                        softmaxScore += wScore[2 * h, d] * mean[d];
+                        linearScore += wScore[2 * h + 1, d] * mean[d];
+                    }
+                    route[b, c, h] = softmaxScore >= linearScore ? 1 : 0;
+                }
+            }
+        }
+        return route;
     }
 
     /// <summary>

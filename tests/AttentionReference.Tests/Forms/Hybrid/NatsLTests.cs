@@ -173,6 +173,49 @@ public sealed class NatsLTests
         Assert.Contains("route", Assert.Throws<InputException>(() => NatsL.Chunked(q, q, q, g, g, Tensor.Zeros(1, 2, 1), 2)).Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Swapping_the_score_modules_two_rows_of_each_head_flips_every_route() => PropertyRuns.Check(Prop.ForAll(NatsCase.Arbitrary, c =>
+    {
+        var random = new Random(c.Seed);
+        int d = 1 + c.K;
+        var x = TestTensors.Normal(random, 1, c.B, c.T, d);
+        var w = TestTensors.Normal(random, 1, 2 * c.H, d);
+        var swapped = new Tensor([2 * c.H, d], Enumerable.Range(0, w.Length).Select(i => w.Data[(i / d ^ 1) * d + i % d]).ToArray());
+        var route = NatsL.ScoreRoute(x, w, c.H, c.ChunkSize);
+        // Random scores never tie, so the other op wins every chunk.
+        return route.Data.Zip(NatsL.ScoreRoute(x, swapped, c.H, c.ChunkSize).Data).All(pair => pair.First == 1 - pair.Second);
+    }));
+
+    [Fact]
+    public void A_chunks_score_route_depends_on_its_own_tokens_only() => PropertyRuns.Check(Prop.ForAll(NatsCase.Arbitrary, c =>
+    {
+        var random = new Random(c.Seed);
+        int d = 1 + c.V;
+        var x = TestTensors.Normal(random, 1, c.B, c.T, d);
+        var w = TestTensors.Normal(random, 1, 2 * c.H, d);
+        int chunk = random.Next(c.Chunks);
+        var before = NatsL.ScoreRoute(x, w, c.H, c.ChunkSize);
+        for (int b = 0; b < c.B; b++)
+        {
+            for (int t = 0; t < c.T; t++)
+            {
+                for (int e = 0; e < d; e++)
+                {
+                    x[b, t, e] = t / c.ChunkSize == chunk ? x[b, t, e] : random.NextDouble() * 4 - 2;
+                }
+            }
+        }
+        var after = NatsL.ScoreRoute(x, w, c.H, c.ChunkSize);
+        return Enumerable.Range(0, c.B).All(b => Enumerable.Range(0, c.H).All(h => after[b, chunk, h] == before[b, chunk, h]));
+    }));
+
+    [Fact]
+    public void A_score_module_of_the_wrong_width_is_bad_input_naming_it()
+    {
+        var error = Assert.Throws<InputException>(() => NatsL.ScoreRoute(Tensor.Zeros(1, 4, 3), Tensor.Zeros(3, 3), heads: 2, chunkSize: 2));
+        Assert.Contains("w_score", error.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>The bool mask [T,T] "query and key share a chunk".</summary>
     private static Tensor SameChunk(int t, int chunkSize)
     {
