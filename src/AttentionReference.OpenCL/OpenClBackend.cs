@@ -52,6 +52,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "rwkv7" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "s4d" => S4dKernels.Run(_context, Precision, variant, inputs, parameters),
             "h3" => H3Kernels.Run(_context, Precision, variant, inputs, parameters),
+            "nats_l" => NatsLKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu") { Unsupported = true },
         };
     }

@@ -5,7 +5,7 @@ namespace AttentionReference.Golden.Cases;
 /// <summary>
 /// Golden cases of the power and hybrid family: power (every variant, degrees 1 to 4, gates, unnormalised, strong
 /// decay, varlen with state), nats_l (both variants with mixed routes, a chunk size that does not divide T, an
-/// initial state) and based (every variant, a window shorter than T, varlen with state).
+/// initial state, no decay through softmax chunks) and based (every variant, a window shorter than T, varlen with state).
 /// </summary>
 internal static class HybridCases
 {
@@ -25,6 +25,7 @@ internal static class HybridCases
         NatsL("recurrent", "recurrent", chunk: 3, b: 2, t: 10, h: 2, k: 3, v: 3, initialState: false),
         NatsL("chunked", "chunked", chunk: 3, b: 2, t: 10, h: 2, k: 3, v: 3, initialState: false),
         NatsL("initial_state", "chunked", chunk: 4, b: 1, t: 12, h: 2, k: 3, v: 2, initialState: true),
+        NatsL("no_decay", "recurrent", chunk: 4, b: 1, t: 12, h: 2, k: 3, v: 2, initialState: true, decay: false),
 
         .. s_basedVariants.Select(variant =>
             Based(variant, variant, new() { ["window"] = "3", ["chunk_size"] = "4" }, b: 2, t: 9, h: 2, k: 2, v: 3)),
@@ -66,8 +67,14 @@ internal static class HybridCases
             return inputs;
         });
 
-    private static GoldenCase NatsL(string name, string variant, int chunk, int b, int t, int h, int k, int v, bool initialState) =>
-        new("nats_l", name, variant, new Dictionary<string, string> { ["chunk_size"] = chunk.ToString(System.Globalization.CultureInfo.InvariantCulture) }, random =>
+    private static GoldenCase NatsL(string name, string variant, int chunk, int b, int t, int h, int k, int v, bool initialState, bool decay = true)
+    {
+        var parameters = new Dictionary<string, string> { ["chunk_size"] = chunk.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        if (!decay)
+        {
+            parameters["decay_for_non_gdn_blocks"] = "false";
+        }
+        return new("nats_l", name, variant, parameters, random =>
         {
             int chunks = (t + chunk - 1) / chunk;
             var g = Tensor.Zeros(b, t, h);
@@ -100,6 +107,7 @@ internal static class HybridCases
             }
             return inputs;
         });
+    }
 
     private static GoldenCase Based(string name, string variant, Dictionary<string, string> parameters, int b, int t, int h, int k, int v,
         double[]? cuSeqlens = null) =>

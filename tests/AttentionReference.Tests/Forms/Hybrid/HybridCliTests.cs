@@ -41,7 +41,7 @@ public sealed class HybridCliTests
                 return new Dictionary<string, Tensor> { ["o"] = power.O, ["final_state"] = power.FinalState };
             case "nats_l":
                 var nats = NatsL.Chunked(x["q"], x["k"], x["v"], x["g"], x["beta"], x["route"], 4, new NatsLOptions { InitialState = x["initial_state"] });
-                return new Dictionary<string, Tensor> { ["o"] = nats.O, ["final_state"] = nats.FinalState };
+                return new Dictionary<string, Tensor> { ["o_linear"] = nats.OLinear, ["o_softmax"] = nats.OSoftmax, ["final_state"] = nats.FinalState };
             default:
                 var based = Based.Chunked(x["q"], x["k"], x["v"], 4, new BasedOptions { Window = 4 });
                 return new Dictionary<string, Tensor> { ["o"] = based.O, ["final_state"] = based.FinalState };
@@ -76,9 +76,10 @@ public sealed class HybridCliTests
         var ok = CliRunner.Run("check", form, "--in", input, "--candidate", output, "--set", "chunk_size=4", "--set", setting);
         Assert.True(ok.ExitCode == 0, ok.Out + ok.Error);
         var bad = new TensorFile();
-        Tensor o = written["o"].Clone();
+        string moved = form == "nats_l" ? "o_softmax" : "o";
+        Tensor o = written[moved].Clone();
         o.Data[5] += 1e-6;
-        bad.Add("o", o);
+        bad.Add(moved, o);
         string badPath = temp.File("bad.safetensors");
         TensorFiles.Write(badPath, bad);
         Assert.Equal(1, CliRunner.Run("check", form, "--in", input, "--candidate", badPath, "--set", "chunk_size=4", "--set", setting).ExitCode);
@@ -86,7 +87,7 @@ public sealed class HybridCliTests
 
     [Theory]
     [InlineData("power", "C(K+p−1, p)")]
-    [InlineData("nats_l", "UNPINNED")]
+    [InlineData("nats_l", "r_c = 1:  S ← exp(δ · Σ_{t∈c} g_t) S̄")]
     [InlineData("based", "o_t = o_lin_t + o_win_t")]
     public void Spec_prints_the_forms_doc_comment(string form, string phrase)
     {

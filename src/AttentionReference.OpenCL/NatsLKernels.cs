@@ -1,0 +1,137 @@
+using AttentionReference.Forms;
+using AttentionReference.Forms.GatedLinear;
+using AttentionReference.Forms.Hybrid;
+using AttentionReference.Forms.Softmax;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.OpenCL;
+
+/// <summary>
+/// Runs nats_l on the device (Kernels/NatsL.cl explains the decomposition): the inputs are checked by the CPU form's
+/// own binding (<see cref="NatsL.Bind"/>, same errors); the Gated DeltaNet branch runs WyChunkwise.cl's
+/// gated_delta_rule kernels one routing chunk at a time plus NatsL.cl's end-of-chunk rule; the softmax branch runs
+/// Softmax.cl's causal tiled kernel over the softmax-routed keys (<see cref="SoftmaxKernels.Attend"/>) and NatsL.cl folds
+/// in the own chunk's keys of Gated DeltaNet chunks.
+/// </summary>
+internal static class NatsLKernels
+{
+    /// <summary>Options the kernels implement; anything else is refused rather than silently ignored.</summary>
+    private static readonly HashSet<string> s_supported = new(["chunk_size", "scale", "decay_for_non_gdn_blocks"], StringComparer.Ordinal);
+
+    // Work-items per group of WyChunkwise.cl's delta_chunked, as DeltaKernels launches it.
+    private const int GroupSize = 64;
+
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
+    {
+        if (variant is not ("recurrent" or "chunked"))
+        {
+            throw GatedLinearWiring.UnknownVariant("nats_l", variant);
+        }
+        foreach (string key in parameters.Values.Keys.Where(key => !s_supported.Contains(key)))
+        {
+            throw new InputException($"--backend opencl: nats_l parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
+        }
+        NatsLOptions options = NatsLForm.Options(inputs, parameters);
+        int chunkSize = GatedLinearWiring.ChunkSize(parameters);
+        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], g = inputs["g"], beta = inputs["beta"], route = inputs["route"];
+        var (batch, time, heads, dk, dv, routes) = NatsL.Bind(q, k, v, g, beta, route, chunkSize, options);
+        if ((long)batch * time * heads * dk * dv == 0)
+        {
+            // Nothing to launch: the reference's (empty or state-only) result.
+            return NatsLForm.Results(NatsL.Recurrent(q, k, v, g, beta, route, chunkSize, options));
+        }
+        double scale = options.Scale ?? 1 / Math.Sqrt(dk);
+        int chunks = routes.Dim(1);
+        int[] routeInts = routes.Data.Select(r => (int)r).ToArray();
+
+        using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
+            vBuffer = context.Upload(v.Data, precision), routeBuffer = context.UploadInts(routeInts);
+        Tensor oLinear, finalState;
+        using (DeviceBuffer gBuffer = context.Upload(g.Data, precision), betaBuffer = context.Upload(beta.Data, precision))
+        {
+            (oLinear, finalState) = Linear(context, precision, variant == "chunked", qBuffer, kBuffer, vBuffer, gBuffer, betaBuffer,
+                routeBuffer, options, batch, time, heads, dk, dv, chunks, chunkSize, scale);
+        }
+        Tensor oSoftmax = Softmax(context, precision, q, k, v, qBuffer, kBuffer, vBuffer, routeBuffer, routes, options,
+            batch, time, heads, dk, dv, chunks, chunkSize, scale);
+        return NatsLForm.Results(new NatsLResult(oLinear, oSoftmax, finalState));
+    }
+
+    /// <summary>The Gated DeltaNet branch, one routing chunk per launch of WyChunkwise.cl, then the end-of-chunk rule.</summary>
+    private static (Tensor O, Tensor FinalState) Linear(OpenClContext context, Precision precision, bool chunked,
+        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer g, DeviceBuffer beta, DeviceBuffer routes, NatsLOptions options,
+        int batch, int time, int heads, int dk, int dv, int chunks, int chunkSize, double scale)
+    {
+        int c = Math.Min(chunkSize, time); // the WY chunk: one routing chunk is one WY chunk
+        int stateLength = checked(batch * heads * dk * dv);
+        long scratchLength = chunked ? (long)batch * heads * ((long)c * dk + 3L * c * c + (long)c * dk + (long)c * dv) : 1;
+        using DeviceBuffer sBar = context.Upload(options.InitialState?.Data ?? new double[stateLength], precision),
+            sRun = context.Allocate(stateLength, precision), o = context.Allocate(checked(batch * time * heads * dv), precision),
+            scratch = context.Allocate(checked((int)scratchLength), precision);
+        using OpenClKernel delta = context.Kernel("WyChunkwise.cl", chunked ? "delta_chunked" : "delta_recurrent", precision);
+        using OpenClKernel endOfChunk = context.Kernel("NatsL.cl", "nats_end_of_chunk", precision);
+        for (int chunk = 0; chunk < chunks; chunk++)
+        {
+            int start = chunk * chunkSize, m = Math.Min(chunkSize, time - start);
+            // Sequence n = batch entry n over the chunk's tokens, (batch, start, length) as the kernels read them.
+            int[] sequences = Enumerable.Range(0, batch).SelectMany(b => new[] { b, start, m }).ToArray();
+            using DeviceBuffer seqs = context.UploadInts(sequences);
+            delta.Arg(0, q).Arg(1, k).Arg(2, v).Arg(3, beta).Arg(4, g).Arg(5, g).Arg(6, sBar).Arg(7, seqs).Arg(8, o).Arg(9, sRun);
+            uint next = 10;
+            if (chunked)
+            {
+                delta.Arg(next++, scratch);
+            }
+            // N = B, HV = H, headwise β, decay mode 1 (g), from S̄.
+            delta.Arg(next++, batch).Arg(next++, time).Arg(next++, heads).Arg(next++, heads).Arg(next++, dk).Arg(next++, dv)
+                .Arg(next++, 0).Arg(next++, 1).Arg(next++, 1).Arg(next++, scale, precision);
+            if (chunked)
+            {
+                delta.Arg(next, c);
+                context.Run(delta, (long)batch * heads * GroupSize, local: GroupSize);
+            }
+            else
+            {
+                context.Run(delta, (long)batch * heads * dv, local: 0);
+            }
+            endOfChunk.Arg(0, sBar).Arg(1, sRun).Arg(2, g).Arg(3, routes)
+                .Arg(4, batch).Arg(5, time).Arg(6, heads).Arg(7, dk).Arg(8, dv).Arg(9, chunks)
+                .Arg(10, chunk).Arg(11, start).Arg(12, m).Arg(13, m == chunkSize ? 1 : 0)
+                .Arg(14, options.DecayForNonGdnBlocks ? 1 : 0, precision);
+            context.Run(endOfChunk, (long)batch * heads * dv, local: 0);
+        }
+        return (new Tensor([batch, time, heads, dv], context.Download(o)), new Tensor([batch, heads, dk, dv], context.Download(sBar)));
+    }
+
+    /// <summary>The softmax branch: causal softmax over the softmax-routed keys, then the own chunk of Gated DeltaNet chunks folded in.</summary>
+    private static Tensor Softmax(OpenClContext context, Precision precision, Tensor q, Tensor k, Tensor v,
+        DeviceBuffer qBuffer, DeviceBuffer kBuffer, DeviceBuffer vBuffer, DeviceBuffer routeBuffer, Tensor routes, NatsLOptions options,
+        int batch, int time, int heads, int dk, int dv, int chunks, int chunkSize, double scale)
+    {
+        // A1_t: key j is kept when its chunk is softmax-routed, for every query ([B,H,1,T] broadcast over queries).
+        var keyMask = Tensor.Zeros(batch, heads, 1, time);
+        for (int b = 0; b < batch; b++)
+        {
+            for (int h = 0; h < heads; h++)
+            {
+                for (int j = 0; j < time; j++)
+                {
+                    keyMask[b, h, 0, j] = routes[b, j / chunkSize, h];
+                }
+            }
+        }
+        var softmaxOptions = new SoftmaxOptions { Scale = scale, Causal = true, Mask = keyMask, MaskKind = MaskKind.Boolean };
+        var (o1, lse1) = SoftmaxKernels.Attend(context, precision, SoftmaxProblem.Bind(q, k, v, softmaxOptions), q, k, v, softmaxOptions,
+            parts: 1, tiled: true);
+
+        // A2_t: the own chunk's keys where that chunk is a Gated DeltaNet chunk.
+        using DeviceBuffer o = context.Upload(o1.Data, precision), lse = context.Upload(lse1.Data, precision);
+        using OpenClKernel ownChunk = context.Kernel("NatsL.cl", "nats_softmax_own_chunk", precision);
+        ownChunk.Arg(0, qBuffer).Arg(1, kBuffer).Arg(2, vBuffer).Arg(3, routeBuffer).Arg(4, o).Arg(5, lse)
+            .Arg(6, batch).Arg(7, time).Arg(8, heads).Arg(9, dk).Arg(10, dv).Arg(11, chunks).Arg(12, chunkSize)
+            .Arg(13, scale, precision);
+        context.Run(ownChunk, (long)batch * time * heads, local: 64);
+        return new Tensor([batch, time, heads, dv], context.Download(o));
+    }
+}
