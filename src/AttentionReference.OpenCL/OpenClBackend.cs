@@ -50,6 +50,8 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "gated_delta_rule" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "kda" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "rwkv7" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "mamba" => MambaKernels.Run(_context, Precision, variant, inputs, parameters),
+            "ssd" => SsdKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu") { Unsupported = true },
         };
     }
