@@ -77,18 +77,18 @@ internal static class SsdKernels
         else
         {
             using DeviceBuffer chunkState = context.Allocate(ChunkStateLength(nChunks, H, P, N), precision),
-                chunkDecay = context.Allocate(nChunks * H, precision),
+                chunkDecay = context.Allocate(nChunks * H, precision), wEnd = context.Allocate(B * T * H, precision),
                 W = context.Allocate(GatedLinearKernels.ScoreBufferLength("ssd", variant, B, T, H, Q), precision);
+            using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_chunk_weights", precision))
+            {
+                kernel.Arg(0, Δ).Arg(1, log).Arg(2, wEnd).Arg(3, chunkDecay).Arg(4, chunks).Arg(5, nChunks).Arg(6, T).Arg(7, H);
+                context.Run(kernel, (long)nChunks * H, local: 64);
+            }
             using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_chunk_state", precision))
             {
-                kernel.Arg(0, xb).Arg(1, Δ).Arg(2, log).Arg(3, bb).Arg(4, chunkState).Arg(5, chunks)
-                    .Arg(6, nChunks).Arg(7, T).Arg(8, H).Arg(9, P).Arg(10, G).Arg(11, N);
+                kernel.Arg(0, xb).Arg(1, wEnd).Arg(2, bb).Arg(3, chunkState).Arg(4, chunks)
+                    .Arg(5, nChunks).Arg(6, T).Arg(7, H).Arg(8, P).Arg(9, G).Arg(10, N);
                 context.Run(kernel, (long)nChunks * H * P * N, local: 64);
-            }
-            using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_chunk_decay", precision))
-            {
-                kernel.Arg(0, log).Arg(1, chunkDecay).Arg(2, chunks).Arg(3, nChunks).Arg(4, T).Arg(5, H);
-                context.Run(kernel, (long)nChunks * H, local: 64);
             }
             using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_state_pass", precision))
             {

@@ -15,9 +15,10 @@
 //   chunked (ssd_minimal.py's four steps), chunks of Q steps from each sequence's start; chunks holds (batch,
 //   first row, length) per chunk and rowChunk maps a row b·T + t to its chunk; cum_l = Σ_{r≤l} a_r from the chunk's
 //   start, segsum(l, s) = Σ_{r=s+1..l} a_r summed from r = l down, as the reference sums them:
+//   ssd_chunk_weights       one item per (chunk, h), from the chunk's end down: w_s = exp(Σ_{r=s+1..end} a_r) Δ_s
+//                           and the chunk's decay exp(Σ_chunk a) (the sums grown from the end, as the reference's).
 //   ssd_chunk_state      2. one item per (chunk, h, p, n), parallel over every chunk:
-//                           S_c[p,n] = Σ_s exp(Σ_{r=s+1..end} a_r) Δ_s x_s[p] B_s[n]   (s from the end down)
-//   ssd_chunk_decay         one item per (chunk, h): exp(Σ_chunk a), summed from the end down.
+//                           S_c[p,n] = Σ_s w_s x_s[p] B_s[n]   (s from the end down)
 //   ssd_state_pass       3. one item per (sequence, h, p, n), sequential over the sequence's chunks:
 //                           the state entering chunk c replaces S_c in its buffer, h ← exp(Σ_c a) h + S_c.
 //   ssd_chunk_scores     1. one item per (row l, h, s − chunk start), parallel over every chunk:
@@ -77,38 +78,39 @@ __kernel void ssd_recurrent(
     }
 }
 
-// 2. chunkState [chunk, H, P, N]: the chunk's own state, from zero.
-__kernel void ssd_chunk_state(
-    __global const real* x, __global const real* Dt, __global const real* Log, __global const real* Bp,
-    __global real* chunkState, __global const int* chunks, const int nChunks, const int T, const int H, const int P,
-    const int G, const int N)
-{
-    const long id = get_global_id(0);
-    if (id >= (long)nChunks * H * P * N) return;
-    const int n = (int)(id % N), p = (int)(id / N % P), h = (int)(id / N / P % H), c = (int)(id / N / P / H);
-    const int g = h / (H / G), b = chunks[3 * c], first = chunks[3 * c + 1], length = chunks[3 * c + 2];
-    real sum = 0, toEnd = 0;                                          // toEnd = Σ_{r=s+1..end} a_r
-    for (int s = length - 1; s >= 0; s--) {
-        const long bt = (long)b * T + first + s, row = bt * H + h;
-        const real w = exp(toEnd) * Dt[row];
-        sum += w * x[row * P + p] * Bp[(bt * G + g) * N + n];
-        toEnd += Log[row];
-    }
-    chunkState[id] = sum;
-}
-
-// chunkDecay [chunk, H] = exp(Σ_chunk a), the sum taken from the chunk's end down.
-__kernel void ssd_chunk_decay(
-    __global const real* Log, __global real* chunkDecay, __global const int* chunks, const int nChunks, const int T,
-    const int H)
+// wEnd [B·T·H] = exp(Σ_{r=s+1..end} a_r) Δ_s for each step s of a chunk; chunkDecay [chunk, H] = exp(Σ_chunk a).
+__kernel void ssd_chunk_weights(
+    __global const real* Dt, __global const real* Log, __global real* wEnd, __global real* chunkDecay,
+    __global const int* chunks, const int nChunks, const int T, const int H)
 {
     const long id = get_global_id(0);
     if (id >= (long)nChunks * H) return;
     const int h = (int)(id % H), c = (int)(id / H);
     const int b = chunks[3 * c], first = chunks[3 * c + 1], length = chunks[3 * c + 2];
-    real toEnd = 0;
-    for (int s = length - 1; s >= 0; s--) toEnd += Log[((long)b * T + first + s) * H + h];
+    real toEnd = 0;                                                   // Σ_{r=s+1..end} a_r
+    for (int s = length - 1; s >= 0; s--) {
+        const long row = ((long)b * T + first + s) * H + h;
+        wEnd[row] = exp(toEnd) * Dt[row];
+        toEnd += Log[row];
+    }
     chunkDecay[id] = exp(toEnd);
+}
+
+// 2. chunkState [chunk, H, P, N]: the chunk's own state, from zero.
+__kernel void ssd_chunk_state(
+    __global const real* x, __global const real* wEnd, __global const real* Bp, __global real* chunkState,
+    __global const int* chunks, const int nChunks, const int T, const int H, const int P, const int G, const int N)
+{
+    const long id = get_global_id(0);
+    if (id >= (long)nChunks * H * P * N) return;
+    const int n = (int)(id % N), p = (int)(id / N % P), h = (int)(id / N / P % H), c = (int)(id / N / P / H);
+    const int g = h / (H / G), b = chunks[3 * c], first = chunks[3 * c + 1], length = chunks[3 * c + 2];
+    real sum = 0;
+    for (int s = length - 1; s >= 0; s--) {
+        const long bt = (long)b * T + first + s, row = bt * H + h;
+        sum += wEnd[row] * x[row * P + p] * Bp[(bt * G + g) * N + n];
+    }
+    chunkState[id] = sum;
 }
 
 // 3. chunkState[c] becomes the state entering chunk c; S ends as the final state.
