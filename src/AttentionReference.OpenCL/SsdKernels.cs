@@ -8,13 +8,13 @@ namespace AttentionReference.OpenCL;
 
 /// <summary>
 /// Runs Kernels/Ssd.cl: reads the options and checks the inputs with the CPU form's own code
-/// (<see cref="SsdForm.Options"/>, <see cref="Ssd.Bind"/>), uploads, launches, downloads. recurrent (one work-item
-/// per (sequence, head, head-dim column), its state row in private memory) and chunked (any Q ≥ 1: ssd_minimal.py's
-/// four steps, parallel over chunks except the state passing, sequential over the chunks of each (sequence, head)).
-/// Every option of the form is implemented: dt_bias, dt_softplus, D per head or per channel, z, groups,
-/// initial_state, cu_seqlens. quadratic is refused: it is quadratic in T on any device, its segment sums are taken
-/// in another order than the chunked kernels' (so the chunked kernels with one chunk would not be it term for term),
-/// and chunked with chunk_size ≥ T computes the same sums.
+/// (<see cref="SsdForm.Options"/>, <see cref="Ssd.Bind"/>), uploads, launches, downloads. All three variants:
+/// recurrent (one work-item per (sequence, head, head-dim column), its state row in private memory), chunked (any
+/// Q ≥ 1: ssd_minimal.py's four steps, parallel over chunks except the state passing, sequential over the chunks of
+/// each (sequence, head)) and quadratic (the segment-sum form over whole sequences, with its own kernels: its segment
+/// sums grow with t, not from l down as the chunked ones, so the chunked kernels with one chunk would not be it term
+/// for term; its weight buffer is quadratic in T, as the form is). Every option of the form is implemented: dt_bias,
+/// dt_softplus, D per head or per channel, z, groups, initial_state, cu_seqlens.
 /// </summary>
 internal static class SsdKernels
 {
@@ -23,9 +23,9 @@ internal static class SsdKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "chunked"))
+        if (variant is not ("recurrent" or "chunked" or "quadratic"))
         {
-            throw new InputException($"--backend opencl: ssd variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, chunked") { Unsupported = true };
+            throw new InputException($"--backend opencl: ssd variant '{variant}' has no OpenCL kernel; variants on opencl: chunked, quadratic, recurrent") { Unsupported = true };
         }
         foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
         {
@@ -73,6 +73,31 @@ internal static class SsdKernels
             kernel.Arg(0, xb).Arg(1, Δ).Arg(2, log).Arg(3, bb).Arg(4, cb).Arg(5, state).Arg(6, o).Arg(7, seqs)
                 .Arg(8, S).Arg(9, T).Arg(10, H).Arg(11, P).Arg(12, G).Arg(13, N);
             context.Run(kernel, (long)S * H * P, local: 64);
+        }
+        else if (variant == "quadratic")
+        {
+            int M = GatedLinearKernels.ChunkLength("parallel", chunkSize, slices); // the longest sequence
+            using DeviceBuffer W = context.Allocate(GatedLinearKernels.ScoreBufferLength("ssd", variant, B, T, H, M), precision),
+                E = context.Allocate(B * T * H, precision), wFinal = context.Allocate(B * T * H, precision),
+                wFinal0 = context.Allocate(S * H, precision), rowSeq = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T));
+            using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_quadratic_weights", precision))
+            {
+                kernel.Arg(0, Δ).Arg(1, log).Arg(2, bb).Arg(3, cb).Arg(4, W).Arg(5, E).Arg(6, wFinal).Arg(7, wFinal0).Arg(8, seqs)
+                    .Arg(9, S).Arg(10, T).Arg(11, H).Arg(12, G).Arg(13, N).Arg(14, M);
+                context.Run(kernel, (long)S * H * (M + 1), local: 64);
+            }
+            using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_quadratic_output", precision))
+            {
+                kernel.Arg(0, xb).Arg(1, cb).Arg(2, W).Arg(3, E).Arg(4, state).Arg(5, o).Arg(6, seqs).Arg(7, rowSeq)
+                    .Arg(8, B).Arg(9, T).Arg(10, H).Arg(11, P).Arg(12, G).Arg(13, N).Arg(14, M);
+                context.Run(kernel, (long)B * T * H * P, local: 64);
+            }
+            using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_quadratic_state", precision))
+            {
+                kernel.Arg(0, xb).Arg(1, bb).Arg(2, wFinal).Arg(3, wFinal0).Arg(4, state).Arg(5, seqs)
+                    .Arg(6, S).Arg(7, T).Arg(8, H).Arg(9, P).Arg(10, G).Arg(11, N);
+                context.Run(kernel, (long)S * H * P * N, local: 64);
+            }
         }
         else
         {

@@ -25,9 +25,18 @@
 //                           W_ls = (C_l·B_s) exp(segsum(l, s)) Δ_s   for s ≤ l.
 //   ssd_chunk_output     1.+4. one item per (row l, h, p): y_l[p] = Σ_{s=l..0} W_ls x_s[p]
 //                           + exp(cum_l) Σ_n h_{c−1}[p,n] C_l[n].
+//   quadratic (the segment-sum form), over whole sequences; rowSeq maps a row b·T + t to its sequence, M is the
+//   longest sequence, segsum(t, s) = Σ_{r=s+1..t} a_r grown with t (r upwards), as the reference grows it:
+//   ssd_quadratic_weights  one item per (sequence, h, s), s = −1 … len − 1, walking t from s up:
+//                           W_ts = (C_t·B_s) exp(segsum(t, s)) Δ_s,  E_t = exp(segsum(t, −1)) (s = −1),
+//                           and at the sequence's end the final-state weights exp(segsum(end, s)) Δ_s, exp(segsum(end, −1)).
+//   ssd_quadratic_output   one item per (row t, h, p): y_t[p] = Σ_{s=0..t} W_ts x_s[p] + E_t Σ_n h_{−1}[p,n] C_t[n].
+//   ssd_quadratic_state    one item per (sequence, h, p, n): h[p,n] = Σ_{s=−1..end} (final-state weight of s)·
+//                           (x_s[p] B_s[n], or h_{−1}[p,n] for s = −1).
+//   Quadratic in T in time and in W's memory (B·T·H·M), as the form is; refused where W exceeds one buffer.
 //   ssd_output           one item per (b, t, h, p): o = (y + D x) · silu(z).
-// Every exponent is a sum of log decays a ≤ 0 over steps inside one chunk, never a difference of cumulative sums:
-// strong decay only underflows to 0, as in the reference.
+// Every exponent is a sum of log decays a ≤ 0 over steps inside one chunk (or sequence, for quadratic), never a
+// difference of cumulative sums: strong decay only underflows to 0, as in the reference.
 
 #define SSD_TILE 32
 
@@ -177,6 +186,79 @@ __kernel void ssd_chunk_output(
     real sum = 0;
     for (int n = 0; n < N; n++) sum += entering[n] * Cp[(bt * G + g) * N + n];
     o[id] = y + exp(cum) * sum;
+}
+
+// W [(b·T + t)·H + h, s] (s from the sequence start), E and wFinal [B·T·H], wFinal0 [sequence, H].
+__kernel void ssd_quadratic_weights(
+    __global const real* Dt, __global const real* Log, __global const real* Bp, __global const real* Cp,
+    __global real* W, __global real* E, __global real* wFinal, __global real* wFinal0, __global const int* seqs,
+    const int nSeq, const int T, const int H, const int G, const int N, const int M)
+{
+    const long id = get_global_id(0);
+    if (id >= (long)nSeq * H * (M + 1)) return;
+    const int s = (int)(id % (M + 1)) - 1, h = (int)(id / (M + 1) % H), q = (int)(id / (M + 1) / H), g = h / (H / G);
+    const int b = seqs[6 * q], start = seqs[6 * q + 1], length = seqs[6 * q + 2];
+    if (s >= length) return;
+    const long first = (long)b * T + start;                          // row b·T + start: step 0 of the sequence
+    real segsum = 0;                                                  // Σ_{r=s+1..t} a_r, grown with t
+    if (s < 0) {
+        for (int t = 0; t < length; t++) {
+            segsum += Log[(first + t) * H + h];
+            E[(first + t) * H + h] = exp(segsum);
+        }
+        wFinal0[(long)q * H + h] = exp(segsum);
+        return;
+    }
+    const long bs = first + s;
+    for (int t = s; t < length; t++) {
+        const long bt = first + t;
+        if (t > s) segsum += Log[bt * H + h];
+        real dot = 0;
+        for (int n = 0; n < N; n++) dot += Cp[(bt * G + g) * N + n] * Bp[(bs * G + g) * N + n];
+        W[(bt * H + h) * M + s] = dot * exp(segsum) * Dt[bs * H + h];
+    }
+    wFinal[bs * H + h] = exp(segsum) * Dt[bs * H + h];
+}
+
+__kernel void ssd_quadratic_output(
+    __global const real* x, __global const real* Cp, __global const real* W, __global const real* E,
+    __global const real* S, __global real* o, __global const int* seqs, __global const int* rowSeq,
+    const int B, const int T, const int H, const int P, const int G, const int N, const int M)
+{
+    const long id = get_global_id(0);
+    if (id >= (long)B * T * H * P) return;
+    const int p = (int)(id % P), h = (int)(id / P % H);
+    const long bt = id / P / H;
+    const int q = rowSeq[bt];
+    if (q < 0) return;
+    const int t = (int)(bt % T) - seqs[6 * q + 1], stateIndex = seqs[6 * q + 3], g = h / (H / G);
+    const long row = bt * H + h;
+    real y = 0;
+    for (int s = 0; s <= t; s++) y += W[row * M + s] * x[((bt - (t - s)) * H + h) * P + p];
+    __global const real* h0 = S + (((long)stateIndex * H + h) * P + p) * N;
+    real sum = 0;
+    for (int n = 0; n < N; n++) sum += h0[n] * Cp[(bt * G + g) * N + n];
+    o[id] = y + E[row] * sum;
+}
+
+// S [S,H,P,N]: the initial state in, the final state out (run after ssd_quadratic_output, which reads h_{−1}).
+__kernel void ssd_quadratic_state(
+    __global const real* x, __global const real* Bp, __global const real* wFinal, __global const real* wFinal0,
+    __global real* S, __global const int* seqs, const int nSeq, const int T, const int H, const int P, const int G,
+    const int N)
+{
+    const long id = get_global_id(0);
+    if (id >= (long)nSeq * H * P * N) return;
+    const int n = (int)(id % N), p = (int)(id / N % P), h = (int)(id / N / P % H), q = (int)(id / N / P / H);
+    const int b = seqs[6 * q], start = seqs[6 * q + 1], length = seqs[6 * q + 2], stateIndex = seqs[6 * q + 3];
+    const int g = h / (H / G);
+    const long at = (((long)stateIndex * H + h) * P + p) * N + n;
+    real state = wFinal0[(long)q * H + h] * S[at];
+    for (int s = 0; s < length; s++) {
+        const long bs = (long)b * T + start + s;
+        state += wFinal[bs * H + h] * (x[(bs * H + h) * P + p] * Bp[(bs * G + g) * N + n]);
+    }
+    S[at] = state;
 }
 
 __kernel void ssd_output(
