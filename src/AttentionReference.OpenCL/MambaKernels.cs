@@ -29,7 +29,7 @@ internal static class MambaKernels
             throw new InputException($"--backend opencl: mamba parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
         }
         MambaOptions options = MambaForm.Options(inputs, parameters);
-        int blockSize = parameters.GetInt("block_size", 16);
+        int blockSize = variant == "scan" ? parameters.GetInt("block_size", 16) : int.MaxValue; // read only where the CPU form reads it
         if (variant == "scan" && blockSize < 1)
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'block_size': expected an integer ≥ 1, found {blockSize}"));
@@ -39,7 +39,7 @@ internal static class MambaKernels
         var (B, D, N, L) = (p.Batch, p.Channels, p.N, p.L);
         IReadOnlyList<SequenceSlice> slices = p.Slices;
         int S = slices.Count;
-        var (seqTable, blockTable) = Blocks(slices, variant == "scan" ? blockSize : Math.Max(1, L));
+        var (seqTable, blockTable) = Blocks(slices, Math.Min(blockSize, Math.Max(1, L)));
         int nBlocks = blockTable.Length / 3;
 
         using DeviceBuffer seqs = context.UploadInts(seqTable), blocks = context.UploadInts(blockTable),

@@ -32,7 +32,7 @@ internal static class SsdKernels
             throw new InputException($"--backend opencl: ssd parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
         }
         SsdOptions options = SsdForm.Options(inputs, parameters);
-        int chunkSize = parameters.GetInt("chunk_size", 64);
+        int chunkSize = variant == "chunked" ? parameters.GetInt("chunk_size", 64) : int.MaxValue; // read only where the CPU form reads it
         if (variant == "chunked" && chunkSize < 1)
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size': expected an integer ≥ 1, found {chunkSize}"));
@@ -76,7 +76,7 @@ internal static class SsdKernels
         }
         else if (variant == "quadratic")
         {
-            int M = GatedLinearKernels.ChunkLength("parallel", chunkSize, slices); // the longest sequence
+            int M = Q; // the longest sequence (one chunk per sequence)
             using DeviceBuffer W = context.Allocate(GatedLinearKernels.ScoreBufferLength("ssd", variant, B, T, H, M), precision),
                 E = context.Allocate(B * T * H, precision), wFinal = context.Allocate(B * T * H, precision),
                 wFinal0 = context.Allocate(S * H, precision), rowSeq = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T));
