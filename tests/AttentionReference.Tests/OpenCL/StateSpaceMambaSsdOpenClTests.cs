@@ -11,12 +11,13 @@ namespace AttentionReference.Tests.OpenCL;
 
 /// <summary>
 /// A random mamba problem for OpenCL: the variant, shapes that do not fill a work-group (odd D, L up to 40 and 0,
-/// N past the kernel's tile of 16 states), B and C time-invariant (kind 0), shared (1) or grouped (G | D), a block size
-/// that often does not divide L, a step regime down to Δ·A = −50 per step, D, z and delta_bias (with softplus in the
+/// N past the kernel's tile of 16 states), B time-invariant [D,N] (Groups = 0, the CPU's kind), shared [B,N,L] (−1)
+/// or grouped [B,G,N,L] (G | D, G = 1 included), C of the same kind or of another one, a block size that often does
+/// not divide L, a step regime down to Δ·A = −50 per step, D, z and delta_bias (with softplus in the
 /// mild regime), an initial state or none, batch or varlen.
 /// </summary>
-public sealed record MambaOpenClCase(string Variant, int B, int D, int L, int N, int Groups, int BlockSize, StepRegime Regime,
-    bool Extras, bool Softplus, bool Varlen, bool WithState, int Seed)
+public sealed record MambaOpenClCase(string Variant, int B, int D, int L, int N, int Groups, bool OtherC, int BlockSize,
+    StepRegime Regime, bool Extras, bool Softplus, bool Varlen, bool WithState, int Seed)
 {
     public static Gen<MambaOpenClCase> Generator { get; } =
         from variant in Gen.Elements("recurrent", "scan")
@@ -24,8 +25,9 @@ public sealed record MambaOpenClCase(string Variant, int B, int D, int L, int N,
         from d in Gen.Elements(1, 3, 5, 6)
         from l in Gen.Choose(0, 40)
         from n in Gen.Elements(1, 3, 5, 16, 19)
-        from kind in Gen.Elements(0, 1, 2)
-        from groups in kind < 2 ? Gen.Constant(kind) : Gen.Elements(Enumerable.Range(1, d).Where(g => d % g == 0).ToArray())
+        from kind in Gen.Elements(0, -1, 1)
+        from groups in kind < 1 ? Gen.Constant(kind) : Gen.Elements(Enumerable.Range(1, d).Where(g => d % g == 0).ToArray())
+        from otherC in Gen.Elements(false, false, true)
         from block in Gen.Choose(1, 45)
         from regime in Gen.Elements(StepRegime.Mild, StepRegime.Strong, StepRegime.Mixed)
         from extras in Gen.Elements(false, true)
@@ -33,7 +35,7 @@ public sealed record MambaOpenClCase(string Variant, int B, int D, int L, int N,
         from varlen in Gen.Elements(false, true)
         from withState in Gen.Elements(false, true)
         from seed in Gen.Choose(0, int.MaxValue)
-        select new MambaOpenClCase(variant, varlen ? 1 : b, d, l, n, groups, block, regime, extras,
+        select new MambaOpenClCase(variant, varlen ? 1 : b, d, l, n, groups, otherC, block, regime, extras,
             softplus && regime == StepRegime.Mild, varlen, withState, seed);
 
     public static Arbitrary<MambaOpenClCase> Arbitrary { get; } = Generator.ToArbitrary();
@@ -43,8 +45,18 @@ public sealed record MambaOpenClCase(string Variant, int B, int D, int L, int N,
     {
         var random = new Random(Seed);
         int[]? cuts = Varlen ? Enumerable.Range(0, 3).Select(_ => random.Next(L + 1)).Append(0).Append(L).Order().ToArray() : null;
-        var shape = new StateSpaceCases.MambaShape(B, D, L, N, Groups) { Extras = Extras, CuSeqlens = cuts };
+        var shape = new StateSpaceCases.MambaShape(B, D, L, N, Math.Abs(Groups)) { Extras = Extras, CuSeqlens = cuts };
         var inputs = StateSpaceCases.MambaInputs(Source(random), shape, Softplus);
+        if (Groups == 1)
+        {
+            // the recipe's G = 1 is the shared [B,N,L]; one group spelled [B,1,N,L]
+            inputs["B"] = inputs["B"].Reshape(B, 1, N, L);
+            inputs["C"] = inputs["C"].Reshape(B, 1, N, L);
+        }
+        if (OtherC)
+        {
+            inputs["C"] = Groups == 0 ? TestTensors.Normal(random, 1, B, N, L) : TestTensors.Normal(random, 1, D, N);
+        }
         Tensor a = inputs["A"];
         // Δ[b, d, l] multiplies A[d, :]; the smallest |A_dn| is n = 0's
         Steps(inputs["delta"], i => Math.Abs(a[i / Math.Max(1, L) % D, 0]), Regime, random);
@@ -205,7 +217,7 @@ public sealed class StateSpaceMambaSsdOpenClTests(OpenClFixture fixture) : IClas
     public void Bad_input_is_refused_as_on_the_cpu()
     {
         // a block or chunk size below one, and a group count not dividing the channels: the CPU form's messages
-        var mamba = new MambaOpenClCase("scan", 1, 4, 5, 2, 1, 0, StepRegime.Mild, false, false, false, false, 3);
+        var mamba = new MambaOpenClCase("scan", 1, 4, 5, 2, -1, false, 0, StepRegime.Mild, false, false, false, false, 3);
         var grouped = mamba.Inputs();
         grouped["B"] = Tensor.Zeros(1, 3, 2, 5);
         var ssd = new SsdOpenClCase("chunked", 1, 5, 2, 2, 1, 3, 0, StepRegime.Mild, false, false, false, false, 3);
