@@ -28,8 +28,8 @@
 //   quadratic (the segment-sum form), over whole sequences; rowSeq maps a row b·T + t to its sequence, M is the
 //   longest sequence, segsum(t, s) = Σ_{r=s+1..t} a_r grown with t (r upwards), as the reference grows it:
 //   ssd_quadratic_weights  one item per (sequence, h, s), s = −1 … len − 1, walking t from s up:
-//                           W_ts = (C_t·B_s) exp(segsum(t, s)) Δ_s,  E_t = exp(segsum(t, −1)) (s = −1),
-//                           and at the sequence's end the final-state weights exp(segsum(end, s)) Δ_s, exp(segsum(end, −1)).
+//                           W_ts = (C_t·B_s) exp(segsum(t, s)) Δ_s,  E_t = exp(segsum(t, −1)) (s = −1), and at
+//                           the sequence's end the final-state weights exp(segsum(end, s)) Δ_s and exp(segsum(end, −1)).
 //   ssd_quadratic_output   one item per (row t, h, p): y_t[p] = Σ_{s=0..t} W_ts x_s[p] + E_t Σ_n h_{−1}[p,n] C_t[n].
 //   ssd_quadratic_state    one item per (sequence, h, p, n): h[p,n] = Σ_{s=−1..end} (final-state weight of s)·
 //                           (x_s[p] B_s[n], or h_{−1}[p,n] for s = −1).
