@@ -53,6 +53,8 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "s4d" => S4dKernels.Run(_context, Precision, variant, inputs, parameters),
             "h3" => H3Kernels.Run(_context, Precision, variant, inputs, parameters),
             "nats_l" => NatsLKernels.Run(_context, Precision, variant, inputs, parameters),
+            "mamba" => MambaKernels.Run(_context, Precision, variant, inputs, parameters),
+            "ssd" => SsdKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu") { Unsupported = true },
         };
     }

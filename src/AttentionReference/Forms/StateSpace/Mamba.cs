@@ -139,7 +139,8 @@ public static class Mamba
         return x;
     }
 
-    private static Problem Bind(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, MambaOptions? options)
+    /// <summary>Every check of the form (shared with the OpenCL host), and the bound problem.</summary>
+    internal static Problem Bind(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, MambaOptions? options)
     {
         options ??= new MambaOptions();
         var dims = new Dims();
@@ -190,7 +191,7 @@ public static class Mamba
     }
 
     /// <summary>The bound inputs and the per-(b, d) driver.</summary>
-    private sealed record Problem(Tensor U, Tensor DeltaIn, Tensor BIn, Tensor CIn, int GroupsB, int GroupsC, MambaOptions Options, IReadOnlyList<SequenceSlice> Slices, int Batch, int Channels, int N, int L)
+    internal sealed record Problem(Tensor U, Tensor DeltaIn, Tensor BIn, Tensor CIn, int GroupsB, int GroupsC, MambaOptions Options, IReadOnlyList<SequenceSlice> Slices, int Batch, int Channels, int N, int L)
     {
         public double Delta(int b, int d, int t)
         {

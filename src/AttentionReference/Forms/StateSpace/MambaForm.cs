@@ -38,15 +38,7 @@ internal sealed class MambaForm : IForm
 
     public IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        var options = new MambaOptions
-        {
-            D = inputs.GetValueOrDefault("D"),
-            Z = inputs.GetValueOrDefault("z"),
-            DeltaBias = inputs.GetValueOrDefault("delta_bias"),
-            DeltaSoftplus = parameters.GetBool("delta_softplus", false),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
-        };
+        var options = Options(inputs, parameters);
         var (u, delta, a, b, c) = (inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"]);
         var result = variant switch
         {
@@ -56,4 +48,16 @@ internal sealed class MambaForm : IForm
         };
         return new Dictionary<string, Tensor> { ["o"] = result.O, ["final_state"] = result.FinalState };
     }
+
+    /// <summary>The form's options read from its inputs and parameters (shared with the OpenCL host).</summary>
+    internal static MambaOptions Options(IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) =>
+        new()
+        {
+            D = inputs.GetValueOrDefault("D"),
+            Z = inputs.GetValueOrDefault("z"),
+            DeltaBias = inputs.GetValueOrDefault("delta_bias"),
+            DeltaSoftplus = parameters.GetBool("delta_softplus", false),
+            InitialState = inputs.GetValueOrDefault("initial_state"),
+            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
+        };
 }

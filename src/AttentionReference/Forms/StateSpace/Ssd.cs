@@ -205,7 +205,8 @@ public static class Ssd
         return sum;
     }
 
-    private static Problem Bind(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, SsdOptions? options)
+    /// <summary>Every check of the form (shared with the OpenCL host), and the bound problem.</summary>
+    internal static Problem Bind(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, SsdOptions? options)
     {
         options ??= new SsdOptions();
         var dims = new Dims();
@@ -240,9 +241,9 @@ public static class Ssd
     }
 
     /// <summary>One (sequence, head): its steps' inputs gathered, Δ and a = Δ·A_h computed, and its initial state.</summary>
-    private sealed record Head(int T, int P, int N, double[] Dt, double[] Log, double[][] X, double[][] B, double[][] C, double[,] H0);
+    internal sealed record Head(int T, int P, int N, double[] Dt, double[] Log, double[][] X, double[][] B, double[][] C, double[,] H0);
 
-    private sealed record Problem(Tensor X, Tensor DtIn, Tensor A, Tensor BIn, Tensor CIn, SsdOptions Options,
+    internal sealed record Problem(Tensor X, Tensor DtIn, Tensor A, Tensor BIn, Tensor CIn, SsdOptions Options,
         IReadOnlyList<SequenceSlice> Slices, int Heads, int P, int N, int Groups)
     {
         /// <summary>Runs every (sequence, head), each by one thread start to end, then adds D x and the z gate.</summary>

@@ -38,15 +38,7 @@ internal sealed class SsdForm : IForm
 
     public IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        var options = new SsdOptions
-        {
-            D = inputs.GetValueOrDefault("D"),
-            Z = inputs.GetValueOrDefault("z"),
-            DtBias = inputs.GetValueOrDefault("dt_bias"),
-            DtSoftplus = parameters.GetBool("dt_softplus", false),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
-        };
+        var options = Options(inputs, parameters);
         var (x, dt, a, b, c) = (inputs["x"], inputs["dt"], inputs["A"], inputs["B"], inputs["C"]);
         var result = variant switch
         {
@@ -57,4 +49,16 @@ internal sealed class SsdForm : IForm
         };
         return new Dictionary<string, Tensor> { ["o"] = result.O, ["final_state"] = result.FinalState };
     }
+
+    /// <summary>The form's options read from its inputs and parameters (shared with the OpenCL host).</summary>
+    internal static SsdOptions Options(IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) =>
+        new()
+        {
+            D = inputs.GetValueOrDefault("D"),
+            Z = inputs.GetValueOrDefault("z"),
+            DtBias = inputs.GetValueOrDefault("dt_bias"),
+            DtSoftplus = parameters.GetBool("dt_softplus", false),
+            InitialState = inputs.GetValueOrDefault("initial_state"),
+            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
+        };
 }

@@ -1,0 +1,134 @@
+using System.Globalization;
+using AttentionReference.Forms;
+using AttentionReference.Forms.Common;
+using AttentionReference.Forms.StateSpace;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.OpenCL;
+
+/// <summary>
+/// Runs Kernels/Mamba.cl: reads the options and checks the inputs with the CPU form's own code
+/// (<see cref="MambaForm.Options"/>, <see cref="Mamba.Bind"/>), uploads, launches, downloads. Both variants of the
+/// form: recurrent (one work-item per (sequence, channel), the states in private memory) and scan (the blocked
+/// associative scan with the form's block_size: blocks, carries, fix-up). Every option of the form is implemented:
+/// delta_bias, delta_softplus, D, z, time-invariant, shared and grouped B and C, initial_state, cu_seqlens.
+/// </summary>
+internal static class MambaKernels
+{
+    private static readonly HashSet<string> s_parameters = new(["delta_softplus", "block_size"], StringComparer.Ordinal);
+
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
+    {
+        if (variant is not ("recurrent" or "scan"))
+        {
+            throw new InputException($"--backend opencl: mamba variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, scan") { Unsupported = true };
+        }
+        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
+        {
+            throw new InputException($"--backend opencl: mamba parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
+        }
+        MambaOptions options = MambaForm.Options(inputs, parameters);
+        int blockSize = variant == "scan" ? parameters.GetInt("block_size", 16) : int.MaxValue; // read only where the CPU form reads it
+        if (variant == "scan" && blockSize < 1)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'block_size': expected an integer ≥ 1, found {blockSize}"));
+        }
+        Tensor u = inputs["u"], delta = inputs["delta"], a = inputs["A"], bIn = inputs["B"], cIn = inputs["C"];
+        Mamba.Problem p = Mamba.Bind(u, delta, a, bIn, cIn, options);
+        var (B, D, N, L) = (p.Batch, p.Channels, p.N, p.L);
+        IReadOnlyList<SequenceSlice> slices = p.Slices;
+        int S = slices.Count;
+        var (seqTable, blockTable) = Blocks(slices, Math.Min(blockSize, Math.Max(1, L)));
+        int nBlocks = blockTable.Length / 3;
+
+        using DeviceBuffer seqs = context.UploadInts(seqTable), blocks = context.UploadInts(blockTable),
+            ub = context.Upload(u.Data, precision), deltaIn = context.Upload(delta.Data, precision),
+            bias = context.Upload(options.DeltaBias?.Data ?? new double[D], precision), Δ = context.Allocate(B * D * L, precision),
+            ab = context.Upload(a.Data, precision), bb = context.Upload(bIn.Data, precision), cb = context.Upload(cIn.Data, precision),
+            skip = context.Upload(options.D?.Data ?? new double[D], precision), zb = context.Upload(options.Z?.Data ?? [], precision),
+            state = context.Upload(options.InitialState?.Data ?? new double[S * D * N], precision),
+            o = context.Upload(new double[B * D * L], precision);
+        using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_delta", precision))
+        {
+            kernel.Arg(0, deltaIn).Arg(1, bias).Arg(2, Δ).Arg(3, options.DeltaSoftplus ? 1 : 0).Arg(4, B).Arg(5, D).Arg(6, L);
+            context.Run(kernel, (long)B * D * L, local: 64);
+        }
+        int groupsB = Groups(p.GroupsB), groupsC = Groups(p.GroupsC);
+        if (variant == "recurrent")
+        {
+            using OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_recurrent", precision);
+            kernel.Arg(0, ub).Arg(1, Δ).Arg(2, ab).Arg(3, bb).Arg(4, groupsB).Arg(5, cb).Arg(6, groupsC).Arg(7, state).Arg(8, o)
+                .Arg(9, seqs).Arg(10, S).Arg(11, D).Arg(12, N).Arg(13, L);
+            context.Run(kernel, (long)S * D, local: 64);
+        }
+        else
+        {
+            int pairs = BlockBufferLength(nBlocks, D, N);
+            using DeviceBuffer alphaEnd = context.Allocate(pairs, precision), betaEnd = context.Allocate(pairs, precision),
+                carry = context.Allocate(pairs, precision);
+            using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_scan_blocks", precision))
+            {
+                kernel.Arg(0, ub).Arg(1, Δ).Arg(2, ab).Arg(3, bb).Arg(4, groupsB).Arg(5, alphaEnd).Arg(6, betaEnd).Arg(7, seqs)
+                    .Arg(8, blocks).Arg(9, nBlocks).Arg(10, D).Arg(11, N).Arg(12, L);
+                context.Run(kernel, (long)nBlocks * D * N, local: 64);
+            }
+            using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_scan_carries", precision))
+            {
+                kernel.Arg(0, alphaEnd).Arg(1, betaEnd).Arg(2, carry).Arg(3, state).Arg(4, seqs).Arg(5, S).Arg(6, D).Arg(7, N);
+                context.Run(kernel, (long)S * D * N, local: 64);
+            }
+            using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_scan_fixup", precision))
+            {
+                kernel.Arg(0, ub).Arg(1, Δ).Arg(2, ab).Arg(3, bb).Arg(4, groupsB).Arg(5, cb).Arg(6, groupsC).Arg(7, carry).Arg(8, o)
+                    .Arg(9, seqs).Arg(10, blocks).Arg(11, nBlocks).Arg(12, D).Arg(13, N).Arg(14, L);
+                context.Run(kernel, (long)nBlocks * D, local: 64);
+            }
+        }
+        using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_output", precision))
+        {
+            kernel.Arg(0, ub).Arg(1, skip).Arg(2, zb).Arg(3, options.Z is null ? 0 : 1).Arg(4, o).Arg(5, B).Arg(6, D).Arg(7, L);
+            context.Run(kernel, (long)B * D * L, local: 64);
+        }
+        return new Dictionary<string, Tensor>
+        {
+            ["o"] = new Tensor([B, D, L], context.Download(o)),
+            ["final_state"] = new Tensor([S, D, N], context.Download(state)),
+        };
+    }
+
+    /// <summary>The kernels' G: 0 for time-invariant [D,N], 1 for shared [B,N,L] (one group), G for [B,G,N,L].</summary>
+    private static int Groups(int kind) => kind < 0 ? 1 : kind;
+
+    /// <summary>
+    /// The sequence table (batch, start, length, stateIndex, firstBlock, blockCount) and the block table
+    /// (sequence, first step, length): blocks of <paramref name="blockSize"/> steps from each sequence's start, the
+    /// last one possibly short, as the reference's BlockedScan cuts them.
+    /// </summary>
+    internal static (int[] Sequences, int[] Blocks) Blocks(IReadOnlyList<SequenceSlice> slices, int blockSize)
+    {
+        var sequences = new List<int>();
+        var blocks = new List<int>();
+        for (int s = 0; s < slices.Count; s++)
+        {
+            SequenceSlice slice = slices[s];
+            int first = blocks.Count / 3, count = (slice.Length + blockSize - 1) / blockSize;
+            sequences.AddRange([slice.Batch, slice.Start, slice.Length, slice.StateIndex, first, count]);
+            for (int j = 0; j < count; j++)
+            {
+                blocks.AddRange([s, j * blockSize, Math.Min(blockSize, slice.Length - (j * blockSize))]);
+            }
+        }
+        return (sequences.ToArray(), blocks.ToArray());
+    }
+
+    /// <summary>Blocks·D·N, the length of the scan's per-block buffers, refused where it exceeds one buffer.</summary>
+    private static int BlockBufferLength(int blocks, int channels, int states)
+    {
+        long length = (long)blocks * channels * states;
+        return length <= int.MaxValue
+            ? (int)length
+            : throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"--backend opencl: mamba scan needs per-block buffers of blocks·D·N = {length} elements, more than one buffer holds; use a larger block_size"));
+    }
+}
