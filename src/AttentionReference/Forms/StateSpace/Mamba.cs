@@ -108,7 +108,10 @@ public static class Mamba
     /// <summary>x_t = a_t x_{t−1} + b_t from x_{−1} = <paramref name="x0"/>, by the three steps of the doc comment.</summary>
     internal static double[] BlockedScan(double[] a, double[] b, double x0, int blockSize)
     {
-        int length = a.Length, blocks = (length + blockSize - 1) / blockSize;
+        int length = a.Length;
+        // A block longer than the sequence is one block: clamping keeps (j + 1)·blockSize from overflowing int.
+        blockSize = Math.Min(blockSize, Math.Max(length, 1));
+        int blocks = (length + blockSize - 1) / blockSize;
         var alpha = new double[length];
         var beta = new double[length];
         // 1. local inclusive scans, each block from the identity (1, 0)

@@ -73,6 +73,17 @@ public sealed class MambaTests
         }));
 
     [Fact]
+    public void Scan_with_a_block_size_near_int_max_equals_recurrent() =>
+        // (j + 1)·block_size overflowed int here once; a block longer than the sequence is the whole sequence.
+        PropertyRuns.Check(Prop.ForAll(MambaCase.Arbitrary, c =>
+        {
+            var x = c.Inputs();
+            var reference = Recurrent(c, x);
+            var scan = Mamba.Scan(x["u"], x["delta"], x["A"], x["B"], x["C"], int.MaxValue - c.Seed % 3, c.Options(x));
+            return TestTensors.Close(scan.O, reference.O, F64) && TestTensors.Close(scan.FinalState, reference.FinalState, F64);
+        }), 50);
+
+    [Fact]
     public void Running_in_two_parts_with_the_first_final_state_equals_one_run() =>
         PropertyRuns.Check(Prop.ForAll(MambaCase.Arbitrary, c =>
         {
