@@ -50,6 +50,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "gated_delta_rule" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "kda" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "rwkv7" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
+            "power" => PowerKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu") { Unsupported = true },
         };
     }
