@@ -204,3 +204,132 @@ void power_state(
     else z[head * D + alpha] = state;
 #undef ROW
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The chunked variant (Power.Chunked): chunks [s, e) of C steps, taken one after another by the host (one launch of
+// each kernel below per chunk index ci, for every sequence and head at once); inside a chunk everything is parallel.
+//   b_t = g_s + … + g_t                    (power_chunk_gates: one item per (sequence, head), the reference's sums)
+//   n_t = exp(b_t) φ(s q_t)ᵀ S + Σ_{s≤j≤t} (s q_t·k_j)^p exp(b_t − b_j) v_j,  d_t likewise with z and 1
+//                                          (power_chunk_output: one item per (sequence, head, row t of the chunk,
+//                                          column of [o | d]); S, z are the state entering the chunk; it forms the D
+//                                          entries of φ(s q_t) from the table as it reads S)
+//   S ← exp(b_{e−1}) S + Σ_{s≤j<e} exp(b_{e−1} − b_j) φ(k_j) v_jᵀ, z likewise
+//                                          (power_chunk_state: power_state's work-groups, over the chunk's steps)
+//   o_t = n_t / (d_t + eps) or n_t          (power_finish, once, after the last chunk)
+
+inline real feature_global(__global const int* idx, __global const real* coef, const int alpha, const int p, const real factor,
+                           __global const real* x)
+{
+    real product = coef[alpha];
+    for (int r = 0; r < p; r++) product *= factor * x[idx[alpha * p + r]];
+    return product;
+}
+
+__kernel void power_chunk_gates(__global const real* g, __global real* b, __global const int* seqs, const int nSeq,
+                                const int T, const int H, const int C, const int hasGate)
+{
+    const long id = get_global_id(0);
+    if (id >= (long)nSeq * H) return;
+    const int h = (int)(id % H), n = (int)(id / H);
+    const int batch = seqs[4 * n], start = seqs[4 * n + 1], length = seqs[4 * n + 2];
+    real sum = 0;
+    for (int t = 0; t < length; t++) {
+        const long row = ((long)batch * T + start + t) * H + h;
+        sum = (t % C == 0 ? 0 : sum) + (hasGate ? g[row] : 0);
+        b[row] = sum;
+    }
+}
+
+__kernel void power_chunk_output(
+    __global const real* q, __global const real* k, __global const real* v, __global const real* b,
+    __global const real* S, __global const real* z, __global real* o, __global real* den,
+    __global const int* idx, __global const real* coef, __global const int* seqs, const int nSeq, const int T, const int H,
+    const int K, const int V, const int D, const int p, const real scale, const int C, const int ci)
+{
+    const long id = get_global_id(0);
+    if (id >= (long)nSeq * H * C * (V + 1)) return;
+    const int col = (int)(id % (V + 1)), tt = (int)(id / (V + 1) % C), h = (int)(id / (V + 1) / C % H);
+    const int n = (int)(id / (V + 1) / C / H);
+    const int batch = seqs[4 * n], start = seqs[4 * n + 1], length = seqs[4 * n + 2], stateIndex = seqs[4 * n + 3];
+    const int s = ci * C, t = s + tt;
+    if (t >= length) return;
+#define ROW(x) (((long)batch * T + start + (x)) * H + h)
+    const long row = ROW(t), head = (long)stateIndex * H + h;
+    __global const real* qt = q + row * K;
+
+    // 1. inter-chunk part: the state entering the chunk, decayed by exp(b_t).
+    real from = 0;
+    for (int alpha = 0; alpha < D; alpha++) {
+        const real phi = feature_global(idx, coef, alpha, p, scale, qt);
+        from += phi * (col < V ? S[(head * D + alpha) * V + col] : z[head * D + alpha]);
+    }
+    real sum = from * exp(b[row]);
+    // 2. intra-chunk part: w_tj = (s q_t·k_j)^p exp(b_t − b_j) for s ≤ j ≤ t.
+    for (int j = s; j <= t; j++) {
+        const long rj = ROW(j);
+        real dot = 0;
+        for (int d = 0; d < K; d++) dot += qt[d] * k[rj * K + d];
+        const real w = power_of(scale * dot, p) * exp(b[row] - b[rj]);
+        sum += col < V ? w * v[rj * V + col] : w;
+    }
+    if (col < V) o[row * V + col] = sum;
+    else den[row] = sum;
+#undef ROW
+}
+
+__kernel __attribute__((reqd_work_group_size(SA * SC, 1, 1)))
+void power_chunk_state(
+    __global const real* k, __global const real* v, __global const real* b, __global real* S, __global real* z,
+    __global const int* idx, __global const real* coef, __global const int* seqs, const int nSeq, const int T, const int H,
+    const int K, const int V, const int D, const int p, const int C, const int ci,
+    __local real* Ks, __local real* Phi, __local real* Vt, __local real* Dt)
+{
+    const int alphaBlocks = (D + SA - 1) / SA, columnBlocks = (V + 1 + SC - 1) / SC;
+    const int group = get_group_id(0);
+    const int cb = group % columnBlocks, ab = group / columnBlocks % alphaBlocks, h = group / columnBlocks / alphaBlocks % H;
+    const int n = group / columnBlocks / alphaBlocks / H;
+    const int batch = seqs[4 * n], start = seqs[4 * n + 1], length = seqs[4 * n + 2], stateIndex = seqs[4 * n + 3];
+    const int s = ci * C;
+    if (s >= length) return;                            // the whole group: this sequence has no chunk ci
+    const int e = min(s + C, length);
+    const int t = get_local_id(0), al = t / SC, cl = t % SC;
+    const int alpha = ab * SA + al, col = cb * SC + cl;   // col = V: the normaliser z
+    const bool mine = alpha < D && col <= V;
+    const long head = (long)stateIndex * H + h;
+#define ROW(x) (((long)batch * T + start + (x)) * H + h)
+    const real last = b[ROW(e - 1)];
+
+    real state = 0;
+    if (mine) state = (col < V ? S[(head * D + alpha) * V + col] : z[head * D + alpha]) * exp(last);
+
+    for (int t0 = s; t0 < e; t0 += TT) {
+        const int steps = min(TT, e - t0);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int x = t; x < steps * K; x += SA * SC) Ks[x] = k[ROW(t0 + x / K) * K + x % K];
+        for (int x = t; x < steps * SC; x += SA * SC) {
+            const int tt = x / SC, cc = cb * SC + x % SC;
+            Vt[x] = cc < V ? v[ROW(t0 + tt) * V + cc] : 1;   // the normaliser's column
+        }
+        if (t < steps) Dt[t] = exp(last - b[ROW(t0 + t)]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int x = t; x < steps * SA; x += SA * SC) {
+            const int tt = x / SA, a = ab * SA + x % SA;
+            Phi[x] = a < D ? feature(idx, coef, a, p, 1, Ks + tt * K) : 0;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (mine) {
+            for (int tt = 0; tt < steps; tt++) state += (Dt[tt] * Phi[tt * SA + al]) * Vt[tt * SC + cl];
+        }
+    }
+    if (!mine) return;
+    if (col < V) S[(head * D + alpha) * V + col] = state;
+    else z[head * D + alpha] = state;
+#undef ROW
+}
+
+__kernel void power_finish(__global real* o, __global const real* den, const int rows, const int V, const int normalize, const real eps)
+{
+    const long id = get_global_id(0);
+    if (id >= (long)rows * V) return;
+    if (normalize) o[id] = o[id] / (den[id / V] + eps);
+}
