@@ -51,6 +51,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "kda" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "rwkv7" => DeltaKernels.Run(_context, Precision, form.Name, variant, inputs, parameters),
             "power" => PowerKernels.Run(_context, Precision, variant, inputs, parameters),
+            "based" => BasedKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu") { Unsupported = true },
         };
     }

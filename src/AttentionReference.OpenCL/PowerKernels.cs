@@ -109,7 +109,7 @@ internal static class PowerKernels
     {
         var (_, T, H, K, V, p, D) = shape;
         int size = OpenClContext.ElementSize(precision);
-        int[] blocks = Blocks(slices);
+        int[] blocks = Blocks(slices, TileRows);
         int blockCount = blocks.Length / 2, columnBlocks = Math.Max(1, (V + ColumnBlock - 1) / ColumnBlock);
         using DeviceBuffer blockBuffer = context.UploadInts(blocks);
         using OpenClKernel quadratic = context.Kernel("Power.cl", "power_quadratic", precision);
@@ -186,13 +186,13 @@ internal static class PowerKernels
         return (terms.SelectMany(term => term.Indices).ToArray(), terms.Select(term => term.Coefficient).ToArray());
     }
 
-    /// <summary>(sequence, first row) of every block of BR query rows.</summary>
-    private static int[] Blocks(IReadOnlyList<SequenceSlice> slices)
+    /// <summary>(sequence, first row) of every block of <paramref name="blockRows"/> query rows (also Based.cl's blocks).</summary>
+    internal static int[] Blocks(IReadOnlyList<SequenceSlice> slices, int blockRows)
     {
         var blocks = new List<int>();
         for (int n = 0; n < slices.Count; n++)
         {
-            for (int i0 = 0; i0 < slices[n].Length; i0 += TileRows)
+            for (int i0 = 0; i0 < slices[n].Length; i0 += blockRows)
             {
                 blocks.AddRange([n, i0]);
             }

@@ -86,6 +86,72 @@ public sealed record PowerOpenClCase(string Variant, int Degree, int Gates, bool
     }
 }
 
+/// <summary>
+/// A random Based problem for OpenCL: windows from 1 to past T, scale and linear scale, batch or varlen, an initial
+/// Taylor state or none, and T, K, V that fill neither a query block, a key tile nor a column block.
+/// </summary>
+public sealed record BasedOpenClCase(string Variant, int Window, int B, int T, int H, int K, int V, int ChunkSize, bool Varlen,
+    bool WithState, bool WithScales, int Seed)
+{
+    public static Arbitrary<BasedOpenClCase> Arbitrary(params string[] variants) =>
+        (from variant in Gen.Elements(variants)
+         from window in Gen.Elements(1, 2, 5, 17, 64)
+         from b in Gen.Choose(1, 2)
+         from t in Gen.Choose(0, 40)
+         from h in Gen.Choose(1, 2)
+         from k in Gen.Elements(1, 2, 3, 5)
+         from v in Gen.Elements(1, 3, 17)
+         from chunk in Gen.Choose(1, 20)
+         from varlen in Gen.Elements(false, true)
+         from withState in Gen.Elements(false, true)
+         from withScales in Gen.Elements(false, true)
+         from seed in Gen.Choose(0, int.MaxValue)
+         select new BasedOpenClCase(variant, window, varlen ? 1 : b, t, h, k, v, chunk, varlen, withState, withScales, seed)).ToArbitrary();
+
+    public Dictionary<string, Tensor> Inputs()
+    {
+        var random = new Random(Seed);
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, B, T, H, K),
+            ["k"] = TestTensors.Normal(random, 1, B, T, H, K),
+            ["v"] = TestTensors.Normal(random, 1, B, T, H, V),
+        };
+        int n = B;
+        if (Varlen)
+        {
+            var cuts = Enumerable.Range(0, 3).Select(_ => random.Next(T + 1)).Append(0).Append(T).Order().ToArray();
+            inputs["cu_seqlens"] = new Tensor([cuts.Length], cuts.Select(x => (double)x).ToArray(), DType.I64);
+            n = cuts.Length - 1;
+        }
+        if (WithState)
+        {
+            // The linear branch's state as a run over three earlier keys leaves it (z > 0: φ(q)·φ(k) ≥ 1/2).
+            var prefix = AttentionReference.Forms.Linear.Linear.Recurrent(TestTensors.Normal(random, 1, n, 3, H, K), TestTensors.Normal(random, 1, n, 3, H, K),
+                TestTensors.Normal(random, 1, n, 3, H, V), new AttentionReference.Forms.Linear.LinearOptions { FeatureMap = AttentionReference.Forms.Linear.LinearFeatureMap.Taylor2 });
+            inputs["initial_state"] = prefix.FinalState;
+            inputs["initial_normalizer"] = prefix.FinalNormalizer;
+        }
+        return inputs;
+    }
+
+    public FormParameters Parameters()
+    {
+        var values = new Dictionary<string, string>
+        {
+            ["window"] = Window.ToString(CultureInfo.InvariantCulture),
+            ["chunk_size"] = ChunkSize.ToString(CultureInfo.InvariantCulture),
+        };
+        if (WithScales)
+        {
+            values["scale"] = "0.37";
+            values["linear_scale"] = "0.5";
+            values["eps"] = "0.125";
+        }
+        return new FormParameters(values);
+    }
+}
+
 [Collection(OpenClSerial.Name)]
 public sealed class HybridPowerBasedOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
@@ -99,9 +165,23 @@ public sealed class HybridPowerBasedOpenClTests(OpenClFixture fixture) : IClassF
     // over ≤ 40 keys, the state's ≤ 40 steps and the D-term read of an initial state add ≈ 40u relative to the sum of
     // |terms|, which random signs cancel by a small factor; a normalised row divides two such sums. 1e-4.
     // Observed: at most 4.3e-6 over 200 cases of both variants; the bound keeps a margin of 20.
-    private const double PowerSinglePrecision = 1e-3;
+    private const double PowerSinglePrecision = 1e-4;
+
+    // based in f32 against the f64 reference, u = 6e-8: Taylor weights 1 + x + x²/2 ≥ 1/2 from K ≤ 5 term dot
+    // products, summed over ≤ 40 keys and divided by their own positive sum, ≈ (K + 40)·u ≈ 3e-6 in the worst case;
+    // the window branch is a softmax over ≤ 40 keys (≈ 2e-6, as softmax's f32 bound); the states are ≤ 43 step sums
+    // of φ(k) v, ≈ 43u relative to the sum of |terms|. 1e-5.
+    // Observed: at most 2.5e-7 over 200 cases of both variants.
+    private const double BasedSinglePrecision = 1e-5;
+
+    // based: the linear branch's weight is 1 + x + x²/2 from one K-term dot product where the reference sums the
+    // 1 + K + K² terms of φ(q)·φ(k); both are within a few ulps of the weight, which is ≥ 1/2, so no cancellation
+    // amplifies them. The window branch streams its keys with the online softmax, the reference materialises a row:
+    // rounding-order differences of a few ulps per term. Far below 1e-12.
+    private const double BasedSameMathInDouble = 1e-12;
 
     private static readonly IForm PowerForm = FormCatalog.Find("power");
+    private static readonly IForm BasedForm = FormCatalog.Find("based");
     private static readonly string[] Outputs = ["o", "final_state", "final_normalizer"];
 
     [Fact]
@@ -141,6 +221,39 @@ public sealed class HybridPowerBasedOpenClTests(OpenClFixture fixture) : IClassF
         var inputs = c.Inputs();
         var cpu = Assert.Throws<InputException>(() => CpuBackend.Instance.Run(PowerForm, "quadratic", inputs, c.Parameters()));
         var gpu = Assert.Throws<InputException>(() => fixture.F64.Run(PowerForm, "quadratic", inputs, c.Parameters()));
+        Assert.Equal(cpu.Message, gpu.Message);
+    }
+
+    [Fact]
+    public void OpenCL_f64_based_equals_the_cpu_reference_in_parallel_and_chunked_form() => PropertyRuns.Check(Prop.ForAll(BasedOpenClCase.Arbitrary("parallel", "chunked"), c =>
+    {
+        var (cpu, gpu) = Both(BasedForm, c.Variant, c.Inputs(), c.Parameters(), fixture.F64);
+        return Outputs.All(name => TestTensors.Close(gpu[name], cpu[name], BasedSameMathInDouble));
+    }), cases: 100);
+
+    [Fact]
+    public void OpenCL_f32_based_is_within_the_f32_bound_of_the_cpu_reference() => PropertyRuns.Check(Prop.ForAll(BasedOpenClCase.Arbitrary("parallel", "chunked"), c =>
+    {
+        var (cpu, gpu) = Both(BasedForm, c.Variant, c.Inputs(), c.Parameters(), fixture.F32);
+        return Outputs.All(name => TestTensors.Close(gpu[name], cpu[name], BasedSinglePrecision));
+    }), cases: 60);
+
+    [Fact]
+    public void Based_recurrent_is_refused_as_unsupported_with_its_reason()
+    {
+        var c = new BasedOpenClCase("recurrent", 2, 1, 4, 1, 2, 2, 2, false, false, false, 1);
+        var error = Assert.Throws<InputException>(() => fixture.F64.Run(BasedForm, "recurrent", c.Inputs(), c.Parameters()));
+        Assert.True(error.Unsupported);
+        Assert.Contains("no OpenCL kernel", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Based_bad_input_gets_the_cpu_forms_message()
+    {
+        var c = new BasedOpenClCase("parallel", 0, 1, 4, 1, 2, 2, 2, false, false, false, 1);
+        var inputs = c.Inputs();
+        var cpu = Assert.Throws<InputException>(() => CpuBackend.Instance.Run(BasedForm, "parallel", inputs, c.Parameters()));
+        var gpu = Assert.Throws<InputException>(() => fixture.F64.Run(BasedForm, "parallel", inputs, c.Parameters()));
         Assert.Equal(cpu.Message, gpu.Message);
     }
 
