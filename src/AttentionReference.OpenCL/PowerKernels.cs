@@ -114,13 +114,13 @@ internal static class PowerKernels
         using DeviceBuffer blockBuffer = context.UploadInts(blocks);
         using OpenClKernel quadratic = context.Kernel("Power.cl", "power_quadratic", precision);
         quadratic.Arg(0, q).Arg(1, k).Arg(2, v).Arg(3, g).Arg(4, S0).Arg(5, z0).Arg(6, o)
-            .Arg(7, idx).Arg(8, coef).Arg(9, seqs).Arg(10, blockBuffer).Arg(11, blockCount).Arg(12, columnBlocks)
-            .Arg(13, T).Arg(14, H).Arg(15, K).Arg(16, V).Arg(17, D).Arg(18, p).Arg(19, options.Scale ?? 1 / Math.Sqrt(K), precision)
-            .Arg(20, options.Normalize ? 1 : 0).Arg(21, options.Eps, precision).Arg(22, flags.Gate ? 1 : 0)
-            .Arg(23, flags.S0 ? 1 : 0).Arg(24, flags.Z0 ? 1 : 0)
-            .LocalArg(25, (long)size * TileRows * (K + 1)).LocalArg(26, (long)size * TileKeys * (K + 1))
-            .LocalArg(27, (long)size * TileKeys * ColumnBlock).LocalArg(28, (long)size * TileRows * TileKeys)
-            .LocalArg(29, (long)size * TileKeys);
+            .Arg(7, idx).Arg(8, coef).Arg(9, seqs).Arg(10, blockBuffer).Arg(11, blockCount)
+            .Arg(12, T).Arg(13, H).Arg(14, K).Arg(15, V).Arg(16, D).Arg(17, p).Arg(18, options.Scale ?? 1 / Math.Sqrt(K), precision)
+            .Arg(19, options.Normalize ? 1 : 0).Arg(20, options.Eps, precision).Arg(21, flags.Gate ? 1 : 0)
+            .Arg(22, flags.S0 ? 1 : 0).Arg(23, flags.Z0 ? 1 : 0)
+            .LocalArg(24, (long)size * TileRows * (K + 1)).LocalArg(25, (long)size * TileKeys * (K + 1))
+            .LocalArg(26, (long)size * TileKeys * ColumnBlock).LocalArg(27, (long)size * TileRows * TileKeys)
+            .LocalArg(28, (long)size * TileKeys);
         context.Run(quadratic, (long)blockCount * H * columnBlocks * TileRows * TileKeys, local: TileRows * TileKeys);
     }
 

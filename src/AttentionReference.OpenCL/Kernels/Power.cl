@@ -24,8 +24,9 @@
 //                    of [S | z]: column V is the normaliser), streaming over t in tiles of TT steps: the tile's
 //                    φ_α(k_t), v_t and exp(g_t) are formed once into local memory, then each item runs the
 //                    reference's step S_αc ← exp(g_t) S_αc + φ_α(k_t) v_tc (z_α ← exp(g_t) z_α + φ_α(k_t)).
-//   Both are linear in the state (D·V per head) or quadratic in T as the quadratic form is; nothing of size D is
-//   held per work-item.
+//   chunked          three kernels taken chunk by chunk, described above power_chunk_gates below.
+//   The state kernels are linear in T and in the state's D·V entries per head, power_quadratic quadratic in T as the
+//   form is; nothing of size D is held per work-item.
 
 #define BR 16
 #define BC 8
@@ -58,7 +59,7 @@ void power_quadratic(
     __global const real* q, __global const real* k, __global const real* v, __global const real* g,
     __global const real* S0, __global const real* z0, __global real* o,
     __global const int* idx, __global const real* coef, __global const int* seqs, __global const int* blocks,
-    const int blockCount, const int columnBlocks, const int T, const int H, const int K, const int V, const int D,
+    const int blockCount, const int T, const int H, const int K, const int V, const int D,
     const int p, const real scale, const int normalize, const real eps, const int hasGate, const int hasS0, const int hasZ0,
     __local real* Qs, __local real* Ks, __local real* Vs, __local real* W, __local real* Gs)
 {
