@@ -11,9 +11,9 @@ namespace AttentionReference.OpenCL;
 /// Runs Kernels/Based.cl. The options are read by <see cref="BasedForm.Options"/> and checked by the CPU form's own
 /// <see cref="Based.Bind"/> (same errors). parallel is one tiled kernel for both branches plus the state kernel;
 /// chunked is the window branch by the tiled kernel, then the linear branch chunk by chunk (two launches per chunk
-/// index, every sequence and head at once), the state advanced in place. recurrent is refused: it reads the
-/// (1 + K + K²) × V Taylor state at every step (16513 × 128 per head at K = V = 128), T launches or one work-item per
-/// column streaming T·(1 + K + K²); chunked does the same per chunk.
+/// index, every sequence and head at once), the state advanced in place. recurrent is refused: it updates and reads
+/// the (1 + K + K²) × V Taylor state at every step (16513 × 128 per head at K = V = 128), which on a device is T pairs
+/// of launches each touching the whole state; parallel and chunked compute the same function.
 /// </summary>
 internal static class BasedKernels
 {

@@ -12,9 +12,10 @@ namespace AttentionReference.OpenCL;
 /// <see cref="PowerProblem"/> (same errors); the symmetric power terms are the reference's table
 /// (<see cref="Power.SymmetricTerms"/>), so φ is the same function entry by entry. quadratic is the tiled kernel plus
 /// the state kernel (final_state, final_normalizer); chunked takes the chunks one after another (two launches per
-/// chunk index, every sequence and head at once), the state advanced in place. recurrent is refused: it updates a
-/// D×V state (D = C(K+p−1, p), 8256×128 per head at K = V = 128, p = 2) and reads it through φ(q) at every step,
-/// T launches or one work-item per column streaming T·D; chunked does the same per chunk.
+/// chunk index, every sequence and head at once), the state advanced in place. recurrent is refused: it updates the
+/// D×V state (D = C(K+p−1, p): 8256×128 per head at K = V = 128, p = 2) and reads it through φ(q_t) at every step,
+/// which on a device is T pairs of launches each touching the whole state; chunked computes the same function with
+/// one pair per chunk.
 /// </summary>
 internal static class PowerKernels
 {
