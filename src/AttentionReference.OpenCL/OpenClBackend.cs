@@ -55,6 +55,8 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "nats_l" => NatsLKernels.Run(_context, Precision, variant, inputs, parameters),
             "mamba" => MambaKernels.Run(_context, Precision, variant, inputs, parameters),
             "ssd" => SsdKernels.Run(_context, Precision, variant, inputs, parameters),
+            "power" => PowerKernels.Run(_context, Precision, variant, inputs, parameters),
+            "based" => BasedKernels.Run(_context, Precision, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu") { Unsupported = true },
         };
     }

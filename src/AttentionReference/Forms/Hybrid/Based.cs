@@ -176,7 +176,8 @@ public static class Based
         return new LinearResult(o, linear.FinalState, linear.FinalNormalizer);
     }
 
-    private static IReadOnlyList<SequenceSlice> Bind(Tensor q, Tensor k, Tensor v, BasedOptions options)
+    /// <summary>Checks shapes, dtypes and options (the OpenCL host checks through this too); the sequences of the call.</summary>
+    internal static IReadOnlyList<SequenceSlice> Bind(Tensor q, Tensor k, Tensor v, BasedOptions options)
     {
         if (options.Window < 1)
         {

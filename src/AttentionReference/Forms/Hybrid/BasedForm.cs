@@ -40,16 +40,7 @@ internal sealed class BasedForm : IForm
 
     public IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        var options = new BasedOptions
-        {
-            Window = parameters.GetInt("window", 64),
-            Scale = parameters.GetOptionalDouble("scale"),
-            LinearScale = parameters.GetDouble("linear_scale", 1),
-            Eps = parameters.GetDouble("eps", 1e-12),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            InitialNormalizer = inputs.GetValueOrDefault("initial_normalizer"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
-        };
+        BasedOptions options = Options(inputs, parameters);
         var (q, k, v) = (inputs["q"], inputs["k"], inputs["v"]);
         LinearResult result = variant switch
         {
@@ -65,4 +56,16 @@ internal sealed class BasedForm : IForm
             ["final_normalizer"] = result.FinalNormalizer,
         };
     }
+
+    /// <summary>The options a call's inputs and parameters give (the OpenCL host reads them through this too).</summary>
+    internal static BasedOptions Options(IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) => new()
+    {
+        Window = parameters.GetInt("window", 64),
+        Scale = parameters.GetOptionalDouble("scale"),
+        LinearScale = parameters.GetDouble("linear_scale", 1),
+        Eps = parameters.GetDouble("eps", 1e-12),
+        InitialState = inputs.GetValueOrDefault("initial_state"),
+        InitialNormalizer = inputs.GetValueOrDefault("initial_normalizer"),
+        CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
+    };
 }

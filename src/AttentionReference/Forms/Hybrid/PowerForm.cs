@@ -40,16 +40,7 @@ internal sealed class PowerForm : IForm
 
     public IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        var options = new PowerOptions
-        {
-            Degree = parameters.GetInt("deg", 2),
-            Normalize = parameters.GetBool("normalize", true),
-            Eps = parameters.GetDouble("eps", 0),
-            Scale = parameters.GetOptionalDouble("scale"),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            InitialNormalizer = inputs.GetValueOrDefault("initial_normalizer"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
-        };
+        PowerOptions options = Options(inputs, parameters);
         var (q, k, v, g) = (inputs["q"], inputs["k"], inputs["v"], inputs.GetValueOrDefault("g"));
         PowerResult result = variant switch
         {
@@ -65,4 +56,16 @@ internal sealed class PowerForm : IForm
             ["final_normalizer"] = result.FinalNormalizer,
         };
     }
+
+    /// <summary>The options a call's inputs and parameters give (the OpenCL host reads them through this too).</summary>
+    internal static PowerOptions Options(IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) => new()
+    {
+        Degree = parameters.GetInt("deg", 2),
+        Normalize = parameters.GetBool("normalize", true),
+        Eps = parameters.GetDouble("eps", 0),
+        Scale = parameters.GetOptionalDouble("scale"),
+        InitialState = inputs.GetValueOrDefault("initial_state"),
+        InitialNormalizer = inputs.GetValueOrDefault("initial_normalizer"),
+        CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
+    };
 }
