@@ -32,7 +32,7 @@ internal static class H3Kernels
         int B = dims["B"], T = dims["T"], H = dims["H"], d = dims["d"], M = dims["M"], N = dims["N"];
         long rows = (long)B * T * H * d;
 
-        using var diagonal = DiagonalSsmBuffers.Upload(context, precision, ssm, H, N, "H3.cl", "h3");
+        using var diagonal = DiagonalSsmBuffers.Upload(context, precision, ssm, H, N);
         using DeviceBuffer qb = context.Upload(q.Data, precision), kb = context.Upload(k.Data, precision), vb = context.Upload(v.Data, precision),
             taps = context.Upload(shift.Kernel.Data, precision), shiftD = context.Upload(shift.D?.Data ?? new double[H * d], precision),
             kTilde = context.Allocate((int)rows, precision), o = context.Upload(new double[rows], precision);
@@ -51,12 +51,7 @@ internal static class H3Kernels
         }
         else
         {
-            using DeviceBuffer K = context.Allocate(T * H, precision);
-            using (OpenClKernel kernel = context.Kernel("H3.cl", "h3_kernel", precision))
-            {
-                kernel.Arg(0, diagonal.Disc).Arg(1, K).Arg(2, H).Arg(3, N).Arg(4, T).Arg(5, ssm.PairFactor, precision);
-                context.Run(kernel, (long)T * H, local: 64);
-            }
+            using DeviceBuffer K = diagonal.ConvolutionKernel(context, precision, T, ssm.PairFactor);
             using OpenClKernel convolve = context.Kernel("H3.cl", "h3_convolve", precision);
             convolve.Arg(0, qb).Arg(1, kTilde).Arg(2, vb).Arg(3, K).Arg(4, diagonal.D).Arg(5, o).Arg(6, B).Arg(7, T).Arg(8, H).Arg(9, d);
             context.Run(convolve, rows, local: 64);

@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 using AttentionReference.OpenCL.Native;
 
 namespace AttentionReference.OpenCL;
@@ -103,7 +105,7 @@ public sealed unsafe class OpenClContext : IDisposable
     {
         Require(precision);
         // Every program starts from the same precision preamble (real, fp64, no fused contraction).
-        string source = KernelSource("Precision.cl") + "#line 1\n" + text;
+        string source = KernelSource("Precision.cl") + "#line 1\n" + ExpandIncludes(text);
         byte[] sourceBytes = Encoding.UTF8.GetBytes(source);
         // -cl-fp32-correctly-rounded-divide-sqrt and no fast-math: the kernels must agree with the reference.
         byte[] options = Encoding.ASCII.GetBytes((precision == Precision.F64 ? "-DUSE_F64" : "") + "\0");
@@ -144,6 +146,36 @@ public sealed unsafe class OpenClContext : IDisposable
         }
         return Encoding.UTF8.GetString(bytes).TrimEnd('\0');
     }
+
+    /// <summary>
+    /// Kernel files share code through lines <c>#include "Complex.cl"</c>, expanded here from the embedded files (an
+    /// OpenCL compiler's own #include wants a path on disk; ours are resources), each file once per program.
+    /// </summary>
+    internal static string ExpandIncludes(string text, HashSet<string>? included = null)
+    {
+        included ??= new HashSet<string>(StringComparer.Ordinal);
+        string[] lines = text.Split('\n');
+        var expanded = new StringBuilder();
+        for (int line = 0; line < lines.Length; line++)
+        {
+            Match include = s_include.Match(lines[line]);
+            if (!include.Success)
+            {
+                expanded.Append(lines[line]).Append('\n');
+                continue;
+            }
+            string file = include.Groups[1].Value;
+            if (included.Add(file))
+            {
+                expanded.Append("#line 1\n").Append(ExpandIncludes(KernelSource(file), included));
+            }
+            // Back to this file's numbering, so build logs point at the right line.
+            expanded.Append(CultureInfo.InvariantCulture, $"#line {line + 2}\n");
+        }
+        return expanded.ToString();
+    }
+
+    private static readonly Regex s_include = new(@"^\s*#include\s+""([A-Za-z0-9_]+\.cl)""\s*$", RegexOptions.CultureInvariant);
 
     /// <summary>The text of an embedded kernel file ("Softmax.cl").</summary>
     public static string KernelSource(string file)

@@ -5,7 +5,7 @@ using AttentionReference.Tensors;
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/S4d.cl: reads the inputs with the CPU form's own wiring (<see cref="DiagonalSsmWiring"/>), checks them
+/// Runs Kernels/S4d.cl (and DiagonalSsm.cl, through <see cref="DiagonalSsmBuffers"/>): reads the inputs with the CPU form's own wiring (<see cref="DiagonalSsmWiring"/>), checks them
 /// with <see cref="S4d"/>'s own binding, uploads, discretises per (channel, mode), then runs the recurrence or the
 /// direct causal convolution, and downloads. recurrent and convolution, with complex or real (real_a) modes and D.
 /// fft is refused as unsupported: it has no kernel (the convolution variant computes the same o directly); s4d has no
@@ -42,62 +42,11 @@ internal static class S4dKernels
         }
         else
         {
-            using DeviceBuffer K = context.Allocate(T * H, precision);
-            using (OpenClKernel kernel = context.Kernel("S4d.cl", "s4d_kernel", precision))
-            {
-                kernel.Arg(0, diagonal.Disc).Arg(1, K).Arg(2, H).Arg(3, N).Arg(4, T).Arg(5, ssm.PairFactor, precision);
-                context.Run(kernel, (long)T * H, local: 64);
-            }
+            using DeviceBuffer K = diagonal.ConvolutionKernel(context, precision, T, ssm.PairFactor);
             using OpenClKernel convolve = context.Kernel("S4d.cl", "s4d_convolve", precision);
             convolve.Arg(0, ub).Arg(1, K).Arg(2, diagonal.D).Arg(3, o).Arg(4, B).Arg(5, T).Arg(6, H);
             context.Run(convolve, (long)B * T * H, local: 64);
         }
         return new Dictionary<string, Tensor> { ["o"] = new Tensor([B, T, H], context.Download(o)) };
-    }
-}
-
-/// <summary>
-/// The diagonal SSM on the device: its parameters (A_imag, C_imag as zeros with real_a, D as zeros if absent: the
-/// reference's arithmetic with those zeros is the real arithmetic exactly) and the discretisation disc [H,N,8]
-/// (dtA, Ā, B̄, C·B̄) computed there by <c>{prefix}_discretise</c> of the form's kernel file.
-/// </summary>
-internal sealed class DiagonalSsmBuffers : IDisposable
-{
-    private DiagonalSsmBuffers(DeviceBuffer cReal, DeviceBuffer cImag, DeviceBuffer d, DeviceBuffer disc) =>
-        (CReal, CImag, D, Disc) = (cReal, cImag, d, disc);
-
-    public DeviceBuffer CReal { get; }
-    public DeviceBuffer CImag { get; }
-    public DeviceBuffer D { get; }
-    public DeviceBuffer Disc { get; }
-
-    /// <summary>Uploads <paramref name="ssm"/> (already bound to H channels of N modes) and discretises it.</summary>
-    public static DiagonalSsmBuffers Upload(OpenClContext context, Precision precision, DiagonalSsm ssm, int H, int N, string file = "S4d.cl", string prefix = "s4d")
-    {
-        var zeros = new double[H * N];
-        using DeviceBuffer logDt = context.Upload(ssm.LogDt.Data, precision), aReal = context.Upload(ssm.AReal.Data, precision),
-            aImag = context.Upload(ssm.AImag?.Data ?? zeros, precision);
-        var buffers = new DiagonalSsmBuffers(context.Upload(ssm.CReal.Data, precision), context.Upload(ssm.CImag?.Data ?? zeros, precision),
-            context.Upload(ssm.D?.Data ?? new double[H], precision), context.Allocate(H * N * 8, precision));
-        try
-        {
-            using OpenClKernel kernel = context.Kernel(file, prefix + "_discretise", precision);
-            kernel.Arg(0, logDt).Arg(1, aReal).Arg(2, aImag).Arg(3, buffers.CReal).Arg(4, buffers.CImag).Arg(5, buffers.Disc).Arg(6, H).Arg(7, N);
-            context.Run(kernel, (long)H * N, local: 64);
-            return buffers;
-        }
-        catch
-        {
-            buffers.Dispose();
-            throw;
-        }
-    }
-
-    public void Dispose()
-    {
-        CReal.Dispose();
-        CImag.Dispose();
-        D.Dispose();
-        Disc.Dispose();
     }
 }

@@ -6,75 +6,20 @@
 // f = 2 for conjugate pairs, 1 with real_a (the host passes A_imag = C_imag = 0 then: every complex operation
 // below gives the real arithmetic of the reference exactly, as .NET's Complex does with zero imaginary parts).
 //
-// Complex arithmetic is written as System.Numerics.Complex does it (the reference's type): a·b = (ac − bd, bc + ad),
-// a/b by Smith's formula, exp(z) = (e^re cos im, e^re sin im); e^z − 1 as StateSpaceMath.ExpM1 (Kahan's real expm1,
-// Re = expm1(re)·cos im − 2 sin²(im/2), Im = e^re sin im), so tiny dt loses no digits here either.
+// Complex arithmetic: Kernels/Complex.cl (System.Numerics.Complex's formulas); the discretisation: Kernels/DiagonalSsm.cl.
 //
 // Parallel decomposition.
-//   s4d_discretise  one item per (h, n): dtA, Ā, B̄ and C·B̄ into disc[(h·N + n)·8 ..].
+//   diagonal_ssm_discretise (DiagonalSsm.cl)  one item per (h, n): dtA, Ā, B̄ and C·B̄ into disc[(h·N + n)·8 ..].
 //   s4d_recurrent   one item per (b, h), streaming over t once per block of ≤ S4D_MODE_BLOCK modes held in private
 //                   memory: for each t, y_t += f·Re(C_n x_{t,n}) for the block's n in order (o is y's buffer), so
 //                   every o_t is summed over n = 0..N−1 in the reference's order; then o_t = y_t + D u_t.
-//   s4d_kernel      one item per (l, h): K_l, summed over n in the reference's order; K is stored [L,H] so that
-//                   neighbouring items (channels) read neighbouring addresses.
+//   diagonal_ssm_convolution_kernel (DiagonalSsm.cl)  one item per (l, h): K_l, stored [L,H].
 //   s4d_convolve    one item per (b, t, h): the causal sum over l = 0..t in the reference's order, + D u_t.
 // The convolution variant is quadratic in T by its definition; the recurrent one is linear.
 
 #define S4D_MODE_BLOCK 8
 
-typedef struct { real re, im; } cplx;
-
-inline cplx c_make(real re, real im) { cplx z; z.re = re; z.im = im; return z; }
-inline cplx c_add(cplx a, cplx b) { return c_make(a.re + b.re, a.im + b.im); }
-inline cplx c_mul(cplx a, cplx b) { return c_make(a.re * b.re - a.im * b.im, a.im * b.re + a.re * b.im); }
-inline cplx c_scale(real s, cplx a) { return c_make(s * a.re, s * a.im); }
-inline cplx c_exp(cplx z) { const real e = exp(z.re); return c_make(e * cos(z.im), e * sin(z.im)); }
-
-// Smith's division, as System.Numerics.Complex's operator /.
-inline cplx c_div(cplx a, cplx b)
-{
-    if (fabs(b.im) < fabs(b.re)) {
-        const real doc = b.im / b.re, den = b.re + b.im * doc;
-        return c_make((a.re + a.im * doc) / den, (a.im - a.re * doc) / den);
-    }
-    const real cod = b.re / b.im, den = b.im + b.re * cod;
-    return c_make((a.im + a.re * cod) / den, (-a.re + a.im * cod) / den);
-}
-
-// e^x − 1, Kahan's trick (StateSpaceMath.ExpM1).
-inline real expm1_kahan(real x)
-{
-    const real w = exp(x);
-    if (w == (real)1) return x;
-    const real wm1 = w - (real)1;
-    if (wm1 == (real)-1) return (real)-1;
-    if (isinf(w)) return w;
-    return wm1 * x / log(w);
-}
-
-// e^z − 1 without cancellation near 0 (StateSpaceMath.ExpM1(Complex)).
-inline cplx c_expm1(cplx z)
-{
-    const real sinHalf = sin(z.im / (real)2);
-    return c_make(expm1_kahan(z.re) * cos(z.im) - (real)2 * sinHalf * sinHalf, exp(z.re) * sin(z.im));
-}
-
-// disc[(h·N + n)·8 + ..] = dtA (0, 1), Ā (2, 3), B̄ (4, 5), C·B̄ (6, 7).
-__kernel void s4d_discretise(
-    __global const real* logDt, __global const real* aReal, __global const real* aImag,
-    __global const real* cReal, __global const real* cImag, __global real* disc, const int H, const int N)
-{
-    const long id = get_global_id(0);
-    if (id >= (long)H * N) return;
-    const int h = (int)(id / N);
-    const real dt = exp(logDt[h]);
-    const cplx dtA = c_scale(dt, c_make(aReal[id], aImag[id]));
-    const cplx aBar = c_exp(dtA);
-    const cplx bBar = dtA.re == (real)0 && dtA.im == (real)0 ? c_make(dt, 0) : c_div(c_scale(dt, c_expm1(dtA)), dtA);
-    const cplx cb = c_mul(c_make(cReal[id], cImag[id]), bBar);
-    __global real* m = disc + id * 8;
-    m[0] = dtA.re; m[1] = dtA.im; m[2] = aBar.re; m[3] = aBar.im; m[4] = bBar.re; m[5] = bBar.im; m[6] = cb.re; m[7] = cb.im;
-}
+#include "Complex.cl"
 
 // o holds zeros on entry.
 __kernel void s4d_recurrent(
@@ -109,21 +54,6 @@ __kernel void s4d_recurrent(
     for (int t = 0; t < T; t++) {
         ob[(long)t * H] = ob[(long)t * H] + D[h] * ub[(long)t * H];
     }
-}
-
-// K[l·H + h] = Σ_n f·Re(C_n B̄_n exp(l·dtA_n)), l < L.
-__kernel void s4d_kernel(__global const real* disc, __global real* K, const int H, const int N, const int L, const real f)
-{
-    const long id = get_global_id(0);
-    if (id >= (long)L * H) return;
-    const int h = (int)(id % H), l = (int)(id / H);
-    real k = 0;
-    for (int n = 0; n < N; n++) {
-        __global const real* m = disc + ((long)h * N + n) * 8;
-        const cplx dtA = c_make(m[0], m[1]), cb = c_make(m[6], m[7]);
-        k += f * c_mul(cb, c_exp(c_scale((real)l, dtA))).re;
-    }
-    K[id] = k;
 }
 
 __kernel void s4d_convolve(
