@@ -105,7 +105,7 @@ __kernel void softmax_rows(
 // last row (causal: no tile above the diagonal is ever loaded). Per tile:
 //   1. S = Q Kᵀ in chunks of DK = 8 head dims: the chunk of Q (64 × 8) and of K (64 × 8) goes through local memory,
 //      coalesced (8 items read one 64-byte piece of a row), the next chunk is read into registers while this one is
-//      multiplied; each item accumulates its 16 scores with 2 real2 loads per 16 fmas per pair of dims.
+//      multiplied; each item accumulates its 16 scores with 4 + 4 real2 loads per 32 fmas per pair of dims.
 //   2. scale, softcap, ALiBi, mask bias, the window/part/padding test (−∞ and a clear "allowed" bit outside A_i);
 //      each item's max over its 4 keys per row goes to local memory, and every item of a row takes the row's max
 //      m_new over the 16 partials (NaN wins, as in the reference); α = exp(m − m_new), p = exp(s − m_new) written to
@@ -146,6 +146,14 @@ typedef float2 real2;
 #define P_STRIDE (BC + 2)
 #define RED_STRIDE (GRID + 1)
 #define STAGE_REALS (2 * BR * QK_STRIDE) // ≥ VK·VP and BR·RED_STRIDE: the chunks, the V sub-tile and the row partials share it
+#define V_LOADS (VK * VP / (GRID * GRID)) // reals of a V sub-tile each item copies
+
+// v_j[column] of key j of the sequence (0 past the tile's last key or past V).
+inline real value_at(__global const real* v, __global const int* rowsOfKeys, const long j, const long hi, const int Hkv, const int hk,
+                     const int V, const int column)
+{
+    return j < hi && column < V ? v[((long)rowsOfKeys[j] * Hkv + hk) * V + column] : 0;
+}
 
 __kernel __attribute__((reqd_work_group_size(GRID * GRID, 1, 1)))
 void softmax_tiled(
@@ -166,7 +174,7 @@ void softmax_tiled(
     __local real* Vs = (__local real*)stage;                    // step 3: V sub-tile [VK][VP]
     __local real* red = (__local real*)stage;                   // step 2 and the end: row partials [BR][RED_STRIDE]
 
-    // Which (block, head, part, pass): heads vary fastest, so the groups running together share a block's keys.
+    // Which (block, head, part, pass): heads vary fastest, so the heaviest block of every head is launched first.
     const int passes = (V + VP - 1) / VP;
     int g = get_group_id(0);
     const int h = g % Hq; g /= Hq;
@@ -323,26 +331,25 @@ void softmax_tiled(
         }
 
         // ---- 3. O += P V over sub-tiles of VK keys.
-        real vNext[VK * VP / (GRID * GRID)];
-        #define LOAD_V(sub) \
-            _Pragma("unroll") for (int u = 0; u < VK * VP / (GRID * GRID); u++) { \
-                const long j = j0 + (sub) * VK + vKey + 2 * u; \
-                vNext[u] = j < hi && col0 + vColumn < V ? v[((long)rowsOfKeys[j] * Hkv + hk) * V + col0 + vColumn] : 0; \
-            }
-        LOAD_V(0)
+        real vNext[V_LOADS];
+        #pragma unroll
+        for (int u = 0; u < V_LOADS; u++) vNext[u] = value_at(v, rowsOfKeys, j0 + vKey + 2 * u, hi, Hkv, hk, V, col0 + vColumn);
         const int subTiles = (int)min((long)(BC / VK), (hi - j0 + VK - 1) / VK);
         for (int sub = 0; sub < subTiles; sub++) {
             subTileId++;
             barrier(CLK_LOCAL_MEM_FENCE);               // the stage is no longer read; P is written
             bool bad = false;
             #pragma unroll
-            for (int u = 0; u < VK * VP / (GRID * GRID); u++) {
+            for (int u = 0; u < V_LOADS; u++) {
                 Vs[(vKey + 2 * u) * VP + vColumn] = vNext[u];
                 bad |= !isfinite(vNext[u]);
             }
             if (bad) atomic_xchg(&badSubTile, subTileId);
             barrier(CLK_LOCAL_MEM_FENCE);
-            if (sub + 1 < subTiles) { LOAD_V(sub + 1) }
+            if (sub + 1 < subTiles) {
+                #pragma unroll
+                for (int u = 0; u < V_LOADS; u++) vNext[u] = value_at(v, rowsOfKeys, j0 + (sub + 1) * VK + vKey + 2 * u, hi, Hkv, hk, V, col0 + vColumn);
+            }
             __local const real* Psub = P + sub * VK;
             if (badSubTile != subTileId) {
                 #pragma unroll
@@ -373,7 +380,6 @@ void softmax_tiled(
                 }
             }
         }
-        #undef LOAD_V
     }
 
     // l from the 16 partial sums of each row, then o = O / l and lse = m + ln l.
