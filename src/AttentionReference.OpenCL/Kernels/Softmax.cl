@@ -119,11 +119,14 @@ __kernel void softmax_rows(
 //
 // Why it should be fast. Per (64-row block, 64-key tile) a group does 64·64·(K + V) fmas (2 MFLOP at K = V = 128)
 // for 3·64·128 reals read from global memory (Q's chunks again per tile, K, V: 196 KB in f64, ~11 FLOP/byte, and
-// K, V are shared through L2 by the 128 query blocks of a head). In local memory, a warp's load of 4 rows or 8
-// consecutive keys/columns is a broadcast or one 128-byte wavefront (strides of DK + 2 and BC + 2 reals keep the
-// rows in different banks), so the loads per fma are 1/4 in S and 3/16 in P V: the fma pipes, not local memory, set
-// the pace. Per item: 16 + 32 accumulators, 4 + 4 running values, ~24 operand registers (< 128 reals); local
-// memory 5504 reals (43 KB in f64). The exps (16 per item per tile) are 1 per 256 fmas at K + V = 256.
+// K, V are shared through L2 by the 128 query blocks of a head). Local memory is the tighter limit: an H100 SM
+// retires 64 f64 fmas per cycle but local memory returns 32 registers (16 doubles) per cycle, so each double loaded
+// must feed ≥ 4 fmas. Per item and pair of dims S takes 8 real2 loads (16 doubles) for 32 fmas, and per pair of keys
+// P V takes 12 (24 doubles) for 64 fmas; the warp layout below makes every one of those loads pair-uniform, which
+// the hardware returns in half the cycles: ≈ 4 and 5.3 fmas per double returned, so the fma pipes can stay busy.
+// Strides of DK + 2 and BC + 2 reals keep the 4 (8) rows a warp reads in different banks. Per item: 16 + 32
+// accumulators, 4 + 4 running values, ~24 operand registers (< 128 reals); local memory 5504 reals (43 KB in f64).
+// The exps (16 per item per tile) are 1 per 256 fmas at K + V = 256.
 //
 // Precision. The dot products q·k and Σ p v use fma(): a sum of n products has a rounding error of about
 // n·ε·Σ|a_i b_i| whether or not each product is rounded first, so fusing them moves results by rounding only (the
@@ -191,9 +194,12 @@ void softmax_tiled(
     const real slope = hasSlopes ? slopes[slopesPerBatch ? b * Hq + h : h] : 0;
     const int col0 = pass * VP;
 
-    // A warp (32 items) is 4 rows × 8 columns of the grid, so its local loads are broadcasts or 128-byte lines.
+    // A warp (32 items) is 4 rows × 8 columns of the grid: its loads of Q, P rows and K, V rows touch 4 and 8
+    // addresses, in different banks. Lane bits: 0 and 4 pick the row, 1-3 the column, so lanes n and n^1 share a column
+    // (K, V loads) and lanes n and n^2 a row (Q, P loads): NVIDIA GPUs return such pair-uniform loads in half the
+    // cycles, and local memory returns only 32 registers per cycle per SM, so this halves the loads' cost.
     const int t = get_local_id(0), warp = t / 32, lane = t % 32;
-    const int ty = (warp / 2) * 4 + lane / 8, tx = (warp % 2) * 8 + lane % 8;
+    const int ty = (warp / 2) * 4 + ((lane >> 4) << 1 | (lane & 1)), tx = (warp % 2) * 8 + ((lane >> 1) & 7);
     if (t == 0) badSubTile = 0;
 
     // The keys each of this item's rows may see (rows past the sequence: none), and the block's union of them.
