@@ -204,13 +204,11 @@ void softmax_tiled(
 
     // The keys each of this item's rows may see (rows past the sequence: none), and the block's union of them.
     int first[TR], end[TR];
-    long diagonal[TR];
     #pragma unroll
     for (int a = 0; a < TR; a++) {
         const int i = i0 + ty + GRID * a;
         long f = 0, e = 0;
-        diagonal[a] = (long)i + offset;
-        if (i < tq) key_range(diagonal[a], tk, windowLeft, windowRight, part, parts, &f, &e);
+        if (i < tq) key_range((long)i + offset, tk, windowLeft, windowRight, part, parts, &f, &e);
         first[a] = (int)f; end[a] = (int)max(f, e);
     }
     const int lastRow = min(tq, i0 + BR) - 1;
@@ -302,7 +300,7 @@ void softmax_tiled(
                         allowed |= 1u << (a * TC + c);
                         x = s[a][c] * scale;
                         if (softcap > 0) x = softcap * tanh(x / softcap);
-                        if (hasSlopes) x -= slope * fabs((real)(diagonal[a] - j));
+                        if (hasSlopes) x -= slope * fabs((real)((long)i0 + ty + GRID * a + offset - j));
                         x += mb;
                     }
                 }
@@ -325,9 +323,9 @@ void softmax_tiled(
             real rowSum = 0;
             #pragma unroll
             for (int c = 0; c < TC; c++) {
-                const bool in = (allowed >> (a * TC + c)) & 1u;
-                const real p = in ? exp(s[a][c] - mNew) : -(real)0;
-                if (in) rowSum += p;
+                const bool kept = (allowed >> (a * TC + c)) & 1u;
+                const real p = kept ? exp(s[a][c] - mNew) : -(real)0;
+                if (kept) rowSum += p;
                 P[(ty + GRID * a) * P_STRIDE + tx + GRID * c] = p;
             }
             lPart[a] = lPart[a] * alpha + rowSum;
