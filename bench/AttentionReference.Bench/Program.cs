@@ -97,8 +97,8 @@ static int Quick(Options options, CaseFilter filter)
         {
             output.WriteLine($"device f32 FMA rate: {OpenClPeak.Measure(backend.Device, Precision.F32).ToString("F0", CultureInfo.InvariantCulture)} GFLOP/s");
         }
-        output.WriteLine($"size: {size}, {precision}, median of up to {repeats} runs rotating {sets} input sets, wall time around OpenClBackend.Run (upload + kernels + download)\n");
-        var runner = new QuickRunner(repeats, sets, maxSeconds, peak, output);
+        output.WriteLine($"size: {size}, {precision}, median of up to {repeats} runs rotating {sets} input sets, wall time around OpenClBackend.Run (upload + kernels + download); kernel columns: the kernels' own device time (OpenCL profiling events)\n");
+        var runner = new QuickRunner(repeats, sets, maxSeconds, peak, output, () => backend.LastRunKernelSeconds);
         // A form without a kernel says so on tiny inputs; only the rest are made at full size.
         results = runner.Run(cases, (c, inputs) => backend.Run(c.Form, c.Variant, inputs, c.Parameters), c =>
         {

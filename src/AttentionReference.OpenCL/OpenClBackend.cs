@@ -29,8 +29,22 @@ public sealed class OpenClBackend : IBackend, IDisposable
     /// <summary>The device in use.</summary>
     public OpenClDevice Device => _context.Device;
 
+    /// <summary>
+    /// Seconds the device spent in kernels during the last <see cref="Run"/> (event profiling: no uploads, downloads
+    /// or host work); NaN before the first run.
+    /// </summary>
+    public double LastRunKernelSeconds { get; private set; } = double.NaN;
+
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
+    {
+        double before = _context.KernelSeconds;
+        IReadOnlyDictionary<string, Tensor> outputs = Dispatch(form, variant, inputs, parameters);
+        LastRunKernelSeconds = _context.KernelSeconds - before;
+        return outputs;
+    }
+
+    private IReadOnlyDictionary<string, Tensor> Dispatch(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(form);
         return form.Name switch

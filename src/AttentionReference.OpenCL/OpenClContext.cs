@@ -16,13 +16,15 @@ public enum Precision
 }
 
 /// <summary>
-/// A context and in-order queue on one device, with its built programs cached by (kernel file, precision): each
-/// kernel file is compiled once per device and precision for the life of the context.
+/// A context and in-order, profiling-enabled queue on one device, with its built programs cached by (kernel file,
+/// precision): each kernel file is compiled once per device and precision for the life of the context. Every kernel
+/// run adds its device time (the event's start to end) to <see cref="KernelSeconds"/>.
 /// </summary>
 public sealed unsafe class OpenClContext : IDisposable
 {
     private readonly nint _context, _queue;
     private readonly ConcurrentDictionary<(string File, Precision Precision), nint> _programs = new();
+    private long _kernelNanoseconds;
     private bool _disposed;
 
     /// <summary>Opens a context on <paramref name="device"/>.</summary>
@@ -34,12 +36,22 @@ public sealed unsafe class OpenClContext : IDisposable
         int status;
         _context = Cl.CreateContext(null, 1, &id, 0, 0, &status);
         ClError.Check(status, "clCreateContext");
-        _queue = Cl.CreateCommandQueueWithProperties(_context, id, null, &status);
+        ulong* properties = stackalloc ulong[] { Cl.QueueProperties, Cl.QueueProfilingEnable, 0 };
+        _queue = Cl.CreateCommandQueueWithProperties(_context, id, properties, &status);
         ClError.Check(status, "clCreateCommandQueueWithProperties");
     }
 
     /// <summary>The device.</summary>
     public OpenClDevice Device { get; }
+
+    /// <summary>
+    /// Seconds the device spent in kernels run through <see cref="Run"/> since the context opened or the last
+    /// <see cref="ResetKernelSeconds"/>: the sum of each kernel's profiling interval, without transfers or host work.
+    /// </summary>
+    public double KernelSeconds => Interlocked.Read(ref _kernelNanoseconds) / 1e9;
+
+    /// <summary>Sets <see cref="KernelSeconds"/> back to zero.</summary>
+    public void ResetKernelSeconds() => Interlocked.Exchange(ref _kernelNanoseconds, 0);
 
     /// <summary>Checks that the device can compute in <paramref name="precision"/>; f64 needs cl_khr_fp64.</summary>
     public void Require(Precision precision) => Device.Require(precision);
@@ -79,7 +91,10 @@ public sealed unsafe class OpenClContext : IDisposable
     /// <summary>Bytes per element in <paramref name="precision"/>.</summary>
     public static int ElementSize(Precision precision) => precision == Precision.F64 ? sizeof(double) : sizeof(float);
 
-    /// <summary>Runs <paramref name="kernel"/> over <paramref name="global"/> work-items (rounded up to <paramref name="local"/>) and waits.</summary>
+    /// <summary>
+    /// Runs <paramref name="kernel"/> over <paramref name="global"/> work-items (rounded up to <paramref name="local"/>),
+    /// waits, and adds its device time to <see cref="KernelSeconds"/>.
+    /// </summary>
     public void Run(OpenClKernel kernel, long global, int local = 0)
     {
         ArgumentNullException.ThrowIfNull(kernel);
@@ -89,9 +104,21 @@ public sealed unsafe class OpenClContext : IDisposable
         }
         nuint localSize = (nuint)local;
         nuint globalSize = local > 0 ? (nuint)((global + local - 1) / local * local) : (nuint)global;
-        ClError.Check(Cl.EnqueueNDRangeKernel(_queue, kernel.Handle, 1, null, &globalSize, local > 0 ? &localSize : null, 0, null, null),
+        nint done;
+        ClError.Check(Cl.EnqueueNDRangeKernel(_queue, kernel.Handle, 1, null, &globalSize, local > 0 ? &localSize : null, 0, null, &done),
             $"clEnqueueNDRangeKernel({kernel.Name})");
-        ClError.Check(Cl.Finish(_queue), "clFinish");
+        try
+        {
+            ClError.Check(Cl.Finish(_queue), "clFinish");
+            ulong start, end;
+            ClError.Check(Cl.GetEventProfilingInfo(done, Cl.ProfilingCommandStart, sizeof(ulong), &start, null), "clGetEventProfilingInfo(START)");
+            ClError.Check(Cl.GetEventProfilingInfo(done, Cl.ProfilingCommandEnd, sizeof(ulong), &end, null), "clGetEventProfilingInfo(END)");
+            Interlocked.Add(ref _kernelNanoseconds, (long)(end - start));
+        }
+        finally
+        {
+            ClError.Check(Cl.ReleaseEvent(done), "clReleaseEvent");
+        }
     }
 
     /// <summary>Reads a buffer back as doubles.</summary>

@@ -19,6 +19,8 @@ internal static unsafe partial class Cl
     public const ulong DeviceTypeGpu = 1 << 2;
     public const uint ProgramBuildLog = 0x1183;
     public const ulong MemReadWrite = 1 << 0, MemReadOnly = 1 << 2, MemCopyHostPtr = 1 << 5;
+    public const ulong QueueProperties = 0x1093, QueueProfilingEnable = 1 << 1;
+    public const uint ProfilingCommandStart = 0x1282, ProfilingCommandEnd = 0x1283;
 
     [LibraryImport(Library, EntryPoint = "clGetPlatformIDs")]
     public static partial int GetPlatformIDs(uint count, nint* platforms, uint* found);
@@ -63,6 +65,12 @@ internal static unsafe partial class Cl
     [LibraryImport(Library, EntryPoint = "clEnqueueNDRangeKernel")]
     public static partial int EnqueueNDRangeKernel(nint queue, nint kernel, uint dimensions, nuint* offset, nuint* global, nuint* local,
         uint waitCount, nint* waitList, nint* evt);
+
+    [LibraryImport(Library, EntryPoint = "clGetEventProfilingInfo")]
+    public static partial int GetEventProfilingInfo(nint evt, uint name, nuint size, void* value, nuint* sizeOut);
+
+    [LibraryImport(Library, EntryPoint = "clReleaseEvent")]
+    public static partial int ReleaseEvent(nint evt);
 
     [LibraryImport(Library, EntryPoint = "clFinish")]
     public static partial int Finish(nint queue);

@@ -25,6 +25,9 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
 
     private static readonly string[] s_keyedVariants = ["naive", "tiled", "split"];
 
+    // The variants that run softmax_tiled (split with P parts of the keys).
+    private static readonly string[] s_tiledKernelVariants = ["tiled", "split"];
+
     [Fact]
     public void OpenCL_f64_equals_the_cpu_reference() => PropertyRuns.Check(Prop.ForAll(SoftmaxCase.Arbitrary, c =>
     {
@@ -32,9 +35,8 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         return TestTensors.Close(gpu["o"], cpu["o"], SameMathInDouble) && TestTensors.Close(gpu["lse"], cpu["lse"], SameMathInDouble);
     }), cases: 100);
 
-    /// <summary>Long enough for several query blocks (16 rows) and key tiles (8 keys), partial ones included, with
-    /// windows that empty some rows, softcap, ALiBi and both alignments; head dims up to 130 (past the tiled kernel's
-    /// V ≤ 128, where it hands over to the row kernel).</summary>
+    /// <summary>Windows that empty some rows, softcap, ALiBi and both alignments on one query block and key tile of
+    /// the tiled kernel (64 rows, 64 keys), partial ones; head dims up to 130 (two passes of 128 value columns).</summary>
     private static readonly FsCheck.Arbitrary<(SoftmaxCase Case, Dictionary<string, string> Parameters, bool Alibi)> LongCases =
         (from c in SoftmaxCase.Arbitrary.Generator
          from tq in Gen.Choose(1, 40)
@@ -106,8 +108,8 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
     }
 
     /// <summary>Every option at once (masks of every broadcast shape with emptied rows, windows, softcap, ALiBi, GQA,
-    /// Tq ≠ Tk, K ≠ V) on shapes long enough for several query blocks and key tiles, partial ones included, and head
-    /// dims up to 130 (past the tiled kernel's V ≤ 128).</summary>
+    /// Tq ≠ Tk, K ≠ V) on partial query blocks and key tiles, and head dims up to 130 (two passes of 128 value columns
+    /// in the tiled kernel).</summary>
     private static readonly FsCheck.Arbitrary<SoftmaxOptionsCase> OptionCases =
         (from c in SoftmaxOptionsCase.Generator
          from tq in Gen.Choose(1, 40)
@@ -151,6 +153,98 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         }
         return true.ToProperty();
     }), cases: 40);
+
+    /// <summary>
+    /// Every option on sequences of up to 150 queries and keys: several query blocks of the tiled kernel (64 rows) and
+    /// key tiles (64 keys, in sub-tiles of 8 for V), partial ones, tiles skipped left of a window and above the
+    /// diagonal; K around its chunk of 8 dims (7, 8, 9, 20), V around its column pairs and passes (1, 3, 40, 129).
+    /// </summary>
+    private static readonly FsCheck.Arbitrary<SoftmaxOptionsCase> ManyTileCases =
+        (from c in SoftmaxOptionsCase.Generator
+         from tq in Gen.Choose(1, 150)
+         from tk in Gen.Choose(1, 150)
+         from dk in Gen.Elements(1, 7, 8, 9, 20)
+         from dv in Gen.Elements(1, 3, 40, 129)
+         from wl in Gen.Elements(-1, -1, 0, 5, 70)
+         from wr in Gen.Elements(-1, -1, 0, 9, 65)
+         select c with { B = 1, Group = Math.Min(c.Group, 2), Tq = tq, Tk = tk, K = dk, V = dv, WindowLeft = wl, WindowRight = wr }).ToArbitrary();
+
+    [Fact]
+    public void OpenCL_tiled_and_split_f64_equal_the_cpu_reference_over_many_query_blocks_and_key_tiles() =>
+        PropertyRuns.Check(Prop.ForAll(ManyTileCases, c =>
+    {
+        var x = c.Inputs();
+        var cpu = Sm.Naive(x.Q, x.K, x.V, x.Options);
+        foreach (string name in s_tiledKernelVariants)
+        {
+            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, c.BlockQ, c.BlockK, c.NumSplits), cpu, x.V))
+            {
+                return false.Label(name);
+            }
+        }
+        return true.ToProperty();
+    }), cases: 30);
+
+    /// <summary>Head dims up to 256 (32 chunks of K, two passes of V) and several tiles.</summary>
+    private static readonly FsCheck.Arbitrary<SoftmaxOptionsCase> WideHeadCases =
+        (from c in SoftmaxOptionsCase.Generator
+         from tq in Gen.Choose(1, 80)
+         from tk in Gen.Choose(1, 80)
+         from dk in Gen.Elements(64, 128, 200, 256)
+         from dv in Gen.Elements(64, 128, 200, 256)
+         select c with { B = 1, Hkv = 1, Group = 1, Tq = tq, Tk = tk, K = dk, V = dv }).ToArbitrary();
+
+    [Fact]
+    public void OpenCL_tiled_f64_equals_the_cpu_reference_with_head_dims_up_to_256() => PropertyRuns.Check(Prop.ForAll(WideHeadCases, c =>
+    {
+        var x = c.Inputs();
+        return Agreement.Close(RunOpenCl(fixture.F64, "tiled", x, c.BlockQ, c.BlockK, c.NumSplits), Sm.Naive(x.Q, x.K, x.V, x.Options), x.V);
+    }), cases: 12);
+
+    /// <summary>
+    /// A NaN, +∞ or −∞ in a few values of v, over several tiles, with masks and windows: the tiled kernel switches
+    /// such a V sub-tile to its careful loop; every output must be what the reference gives: the same non-finite values
+    /// at the same places (v_j[d] reaches o_i[d] exactly when j ∈ A_i), the finite ones within 1e-12.
+    /// </summary>
+    [Fact]
+    public void A_NaN_or_infinity_in_v_reaches_the_same_outputs_as_in_the_reference_on_opencl() =>
+        PropertyRuns.Check(Prop.ForAll(ManyTileCases, c =>
+    {
+        var x = c.Inputs();
+        var random = new Random(c.Seed);
+        double[] specials = [double.NaN, double.PositiveInfinity, double.NegativeInfinity];
+        for (int n = 0; n < 3; n++)
+        {
+            x.V.Data[random.Next(x.V.Length)] = specials[random.Next(specials.Length)];
+        }
+        var cpu = Sm.Naive(x.Q, x.K, x.V, x.Options);
+        foreach (string name in s_tiledKernelVariants)
+        {
+            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, c.BlockQ, c.BlockK, c.NumSplits), cpu, x.V))
+            {
+                return false.Label(name);
+            }
+        }
+        return true.ToProperty();
+    }), cases: 30);
+
+    [Fact]
+    public void A_NaN_in_v_reaches_o_even_where_its_weight_underflows_to_zero_on_opencl()
+    {
+        // 100 queries and keys (two query blocks, two key tiles), K = V = 1, causal: key 70 scores −2000 below the
+        // others, so exp(s − m) = 0 for every row that sees it, yet its NaN reaches those rows (0·NaN), as in the
+        // reference; rows before 70 never see it and stay finite.
+        var q = new Tensor([1, 100, 1, 1], Enumerable.Repeat(1.0, 100).ToArray());
+        var k = new Tensor([1, 100, 1, 1], Enumerable.Range(0, 100).Select(j => j == 70 ? -2000.0 : 0.01 * j).ToArray());
+        var v = new Tensor([1, 100, 1, 1], Enumerable.Range(0, 100).Select(j => j == 70 ? double.NaN : Math.Sin(j)).ToArray());
+        var x = new SoftmaxInputs(q, k, v, new SoftmaxOptions { Causal = true });
+        var cpu = Sm.Naive(q, k, v, x.Options);
+        Assert.True(double.IsNaN(cpu.O.Data[70]) && double.IsFinite(cpu.O.Data[69])); // the law's premise
+        foreach (string name in s_keyedVariants)
+        {
+            Assert.True(Agreement.Close(RunOpenCl(fixture.F64, name, x, 64, 64, 3), cpu, v), name);
+        }
+    }
 
     [Fact]
     public void OpenCL_varlen_equals_the_cpu_reference_in_every_variant() =>
