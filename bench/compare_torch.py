@@ -327,7 +327,11 @@ def main():
     p.add_argument("--size", default="layer", help="tiny, small, layer, gpu or B,T,H,K,V")
     p.add_argument("--attnref", default=os.environ.get("ATTNREF", "attnref"), help="the attnref executable")
     p.add_argument("--backend", default="cpu", help="attnref's backend: cpu or opencl")
-    p.add_argument("--ours", help="a JSON file of AttentionReference.Bench --json (instead of running attnref)")
+    p.add_argument("--ours", action="append", help="a JSON file of AttentionReference.Bench --json (instead of running "
+                   "attnref); may be given several times")
+    p.add_argument("--ours-time", choices=("wall", "kernel"), default="wall",
+                   help="with --ours: the time the ratios use: wall (upload, kernels, download) or kernel (the OpenCL "
+                        "kernels alone, as torch's tensors already live on the device); both are printed")
     p.add_argument("--forms", help="comma-separated forms (default: all above)")
     p.add_argument("--devices", default="cuda,cpu")
     p.add_argument("--repeats", type=int, default=3)
@@ -336,14 +340,17 @@ def main():
     B, T, H, K, V = SIZES.get(a.size) or tuple(int(n) for n in a.size.split(","))
     devices = [d for d in a.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     ours = {}
-    if a.ours:
-        ours = {(r["form"], r["variant"]): r["median_s"] for r in json.load(open(a.ours))}
+    for path in a.ours or []:
+        for r in json.load(open(path)):
+            ours[(r["form"], r["variant"])] = (r["median_s"], r.get("kernel_s") or float("nan"))
     torch.set_num_threads(os.cpu_count())
-    label = f"ours ({'bench json' if a.ours else 'attnref ' + a.backend})"
+    label = "ours wall (bench json)" if a.ours else f"ours (attnref {a.backend})"
     print(f"size B={B} T={T} H={H} K={K} V={V}, f64; torch {torch.__version__} on {', '.join(devices)}; "
-          f"{torch.cuda.get_device_name() if 'cuda' in devices else ''}")
-    print(f"| form | variant | {label} s | " + " | ".join(f"torch {d} s | torch {d} / ours" for d in devices) + " | max abs Δo |")
-    print("|---|---|---:|" + "---:|---:|" * len(devices) + "---:|")
+          f"{torch.cuda.get_device_name() if 'cuda' in devices else ''}"
+          + (f"; torch / ours uses our {a.ours_time} time" if a.ours else ""))
+    extra = " ours kernel s |" if a.ours else ""
+    print(f"| form | variant | {label} s |{extra} " + " | ".join(f"torch {d} s | torch {d} / ours" for d in devices) + " | max abs Δo |")
+    print("|---|---|---:|" + ("---:|" if a.ours else "") + "---:|---:|" * len(devices) + "---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for form, variant, fn in CASES:
             if a.forms and form not in a.forms.split(","):
@@ -352,7 +359,8 @@ def main():
             flags = {"retention": True} if form == "retention" else {}
             o_ours = None
             if a.ours:
-                t_ours = ours.get((form, variant), float("nan"))
+                wall, kernel = ours.get((form, variant), (float("nan"), float("nan")))
+                t_ours = kernel if a.ours_time == "kernel" else wall
             else:
                 path = os.path.join(tmp, f"{form}.safetensors")
                 save_file({n: t.contiguous() for n, t in x.items()}, path, metadata={"form": form, "causal": "true"} if form == "softmax" else {"form": form})
@@ -370,7 +378,8 @@ def main():
                     diff = max(diff, (o - o_ours).abs().max().item())
                 if d == "cuda":
                     torch.cuda.empty_cache()
-            print(f"| {form} | {variant} | {t_ours:.4g} | " + " | ".join(cells) + f" | {diff:.2e} |", flush=True)
+            first = f"{wall:.4g} | {kernel:.4g}" if a.ours else f"{t_ours:.4g}"
+            print(f"| {form} | {variant} | {first} | " + " | ".join(cells) + f" | {diff:.2e} |", flush=True)
 
 
 if __name__ == "__main__":

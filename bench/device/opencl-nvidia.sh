@@ -5,13 +5,15 @@
 #           and every CPU property on this machine's AVX-512 (the Vector512 path),
 #   golden  verify every golden on the CPU and on OpenCL, and check the shipped example with the OpenCL backend,
 #   bench   time each OpenCL form at B=1, T=8192, H=32, K=V=128 in f64 with the bench's runner, and the CPU's peak,
-#   torch   bench/compare_torch.py: PyTorch f64 (SDPA math, plain loops) next to attnref, on CUDA and the CPU,
-# (all four when no step is named: opencl-nvidia.sh [tests] [golden] [bench] [torch]) and print a short table last.
-# Results also go to $OUT when set.
+#   torch-gpu  bench/compare_torch.py: PyTorch f64 on CUDA (SDPA math, plain loops) against the bench's OpenCL times,
+#   torch-cpu  the same on this CPU against attnref's CPU reference at the layer size,
+# (all when no step is named: opencl-nvidia.sh [tests] [golden] [bench] [torch-gpu] [torch-cpu]) and print a short
+# table last.
+# Results go to /tmp/attnref-out, and as one results.tar.gz to $OUT when set (the device tool brings back few files).
 set -uo pipefail
-steps=${*:-tests golden bench torch}
+steps=${*:-tests golden bench torch-gpu torch-cpu}
 has() { [[ " $steps " == *" $1 "* ]]; }
-out=${OUT:-/tmp/attnref-out}; mkdir -p "$out"
+out=/tmp/attnref-out; mkdir -p "$out"     # kept across calls on a warm machine: torch-gpu reads earlier bench JSON
 # Unpacked inside the repository: the tests find goldens and examples by walking up to Reference.sln.
 work=$PWD/.device/run && rm -rf "$work" && mkdir -p "$work"
 tar -C "$work" -xJf .device/attnref.tar.xz
@@ -48,22 +50,30 @@ fi
 # download, median of repeats), with the device's measured FMA rate; then the CPU's peak (AVX-512, 16 cores).
 bench="$work/attnref/AttentionReference.Bench"
 if has bench; then
-  "$bench" --peak --out "$out/peak-cpu.md" > "$out/peak-cpu.log" 2>&1; rows+=("bench --peak (cpu)|exit $?|$out/peak-cpu.md")
-  "$bench" --opencl --size gpu --precision f64 --repeats 3 --sets 2 --max-seconds 40 \
-    --out "$out/opencl-gpu.md" --json "$out/opencl-gpu.json" > "$out/opencl-gpu.log" 2>&1
-  rows+=("bench --opencl --size gpu (f64)|exit $?|$out/opencl-gpu.md")
-  cat "$out/opencl-gpu.md" 2>/dev/null
+  [ -s "$out/peak-cpu.md" ] || { "$bench" --peak --out "$out/peak-cpu.md" > "$out/peak-cpu.log" 2>&1; rows+=("bench --peak (cpu)|exit $?|$out/peak-cpu.md"); }
+  # One family per process, each under a time limit, so that one slow case cannot take the rest down with it.
+  for family in ${BENCH_FAMILIES:-softmax linear gated_linear delta_rule state_space hybrid}; do
+    timeout 300 "$bench" --opencl --size gpu --precision f64 --family "$family" --repeats 2 --sets 1 --max-seconds 10 \
+      --out "$out/opencl-gpu-$family.md" --json "$out/opencl-gpu-$family.json" > "$out/opencl-gpu-$family.log" 2>&1
+    rows+=("bench --opencl --size gpu f64 $family|exit $?|$out/opencl-gpu-$family.md")
+    cat "$out/opencl-gpu-$family.md" 2>/dev/null
+  done
 fi
 
-# PyTorch side by side, in the same run: attnref's OpenCL at the GPU size against torch on CUDA (and the CPU), and
-# attnref's CPU at the layer size against torch on the CPU.
-if has torch; then
-  python3 bench/compare_torch.py --attnref "$attnref" --backend opencl --size gpu --devices cuda,cpu --repeats 3 --max-seconds 60 \
-    > "$out/torch-opencl-gpu.md" 2> "$out/torch-opencl-gpu.log"; rows+=("compare_torch opencl gpu|exit $?|$out/torch-opencl-gpu.md")
-  python3 bench/compare_torch.py --attnref "$attnref" --backend cpu --size layer --devices cpu --repeats 3 --max-seconds 60 \
-    > "$out/torch-cpu-layer.md" 2> "$out/torch-cpu-layer.log"; rows+=("compare_torch cpu layer|exit $?|$out/torch-cpu-layer.md")
-  cat "$out/torch-opencl-gpu.md" "$out/torch-cpu-layer.md"; tail -5 "$out/torch-opencl-gpu.log" "$out/torch-cpu-layer.log"
+# PyTorch side by side, in the same run. torch-gpu: torch on CUDA against the bench's OpenCL times just measured
+# (ratios of kernel time: torch's tensors live on the device); torch-cpu: attnref's CPU against torch on this CPU.
+if has torch-gpu; then
+  ours=(); for f in "$out"/opencl-gpu-*.json; do [ -s "$f" ] && ours+=(--ours "$f"); done
+  python3 bench/compare_torch.py "${ours[@]}" --ours-time kernel --size gpu --devices cuda --repeats 3 --max-seconds 30 \
+    > "$out/torch-gpu.md" 2> "$out/torch-gpu.log"; rows+=("compare_torch cuda vs opencl (gpu size)|exit $?|$out/torch-gpu.md")
+  cat "$out/torch-gpu.md"; tail -5 "$out/torch-gpu.log"
+fi
+if has torch-cpu; then
+  python3 bench/compare_torch.py --attnref "$attnref" --backend cpu --size layer --devices cpu --repeats 2 --max-seconds 30 \
+    > "$out/torch-cpu.md" 2> "$out/torch-cpu.log"; rows+=("compare_torch cpu (layer size)|exit $?|$out/torch-cpu.md")
+  cat "$out/torch-cpu.md"; tail -5 "$out/torch-cpu.log"
 fi
 
 echo
 printf '%s\n' "${rows[@]}" | awk -F'|' '{ printf "%-40s %-12s %s\n", $1, $2, $3 }' | tee "$out/table.txt"
+[ -n "${OUT:-}" ] && tar -C "$out" -czf "$OUT/results.tar.gz" .
