@@ -112,8 +112,14 @@ public static class Softmax
     {
         RequirePositive("block_q", blockQ);
         RequirePositive("block_k", blockK);
-        var problem = SoftmaxProblem.Bind(q, k, v, options ?? new SoftmaxOptions());
+        options ??= new SoftmaxOptions();
+        var problem = SoftmaxProblem.Bind(q, k, v, options);
         var result = problem.NewResult();
+        // Plain scores (no softcap, ALiBi or mask): s_ij = scale · q_i · k_j over each row's window, read from
+        // contiguous tiles; otherwise every score goes through the problem's full definition.
+        bool plainScores = !(options.Softcap > 0) && options.AlibiSlopes is null && options.Mask is null;
+        double scale = options.Scale ?? 1 / Math.Sqrt(problem.Dk); // SoftmaxProblem's default, K^(-1/2)
+        int dk = problem.Dk, dv = problem.Dv;
 
         // One task per (sequence, head, query block): its rows are computed start to end by one thread.
         var tasks = (from sequence in problem.Sequences
@@ -130,24 +136,55 @@ public static class Softmax
             var acc = new double[br][];
             for (int r = 0; r < br; r++)
             {
-                acc[r] = new double[problem.Dv];
+                acc[r] = new double[dv];
             }
 
+            // The query block and, per key block, the K and V tiles as contiguous row-major copies.
+            var qBlock = new double[br * dk];
+            for (int r = 0; r < br; r++)
+            {
+                problem.Query(rows[r]).CopyTo(qBlock.AsSpan(r * dk, dk));
+            }
+            int tile = Math.Min(blockK, sequence.Tk);
+            var kTile = new double[tile * dk];
+            var vTile = new double[tile * dv];
+
             // The key blocks some row's window reaches (FA2's n_block_min .. n_block_max); the others are skipped.
-            var windows = rows.Select(problem.Window).Where(w => w.First < w.End).ToArray();
+            var rowWindows = rows.Select(problem.Window).ToArray();
+            var windows = rowWindows.Where(w => w.First < w.End).ToArray();
             int firstBlock = windows.Length == 0 ? 0 : windows.Min(w => w.First) / blockK;
             int endBlock = windows.Length == 0 ? 0 : CeilingDivide(windows.Max(w => w.End), blockK);
 
-            var s = new double[Math.Min(blockK, sequence.Tk)];
+            var s = new double[tile];
             for (int block = firstBlock; block < endBlock; block++)
             {
                 int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
+                for (int j = j0; j < j0 + bc; j++)
+                {
+                    problem.KeyRow(rows[0], j).CopyTo(kTile.AsSpan((j - j0) * dk, dk));
+                    problem.ValueRow(rows[0], j).CopyTo(vTile.AsSpan((j - j0) * dv, dv));
+                }
                 for (int r = 0; r < br; r++)
                 {
                     QueryRow row = rows[r];
-                    for (int j = j0; j < j0 + bc; j++)
+                    if (plainScores)
                     {
-                        s[j - j0] = problem.IsAllowed(row, j) ? problem.Score(row, j) : double.NegativeInfinity;
+                        // S tile row: s_j = scale · q_r · k_j for the keys of the window, −∞ for the others.
+                        var (first, end) = rowWindows[r];
+                        int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc);
+                        s.AsSpan(0, bc).Fill(double.NegativeInfinity);
+                        ReadOnlySpan<double> qRow = qBlock.AsSpan(r * dk, dk);
+                        for (int j = lo; j < hi; j++)
+                        {
+                            s[j - j0] = scale * VectorKernels.Dot(qRow, kTile.AsSpan((j - j0) * dk, dk));
+                        }
+                    }
+                    else
+                    {
+                        for (int j = j0; j < j0 + bc; j++)
+                        {
+                            s[j - j0] = problem.IsAllowed(row, j) ? problem.Score(row, j) : double.NegativeInfinity;
+                        }
                     }
                     double mNew = Math.Max(m[r], VectorKernels.Max(s.AsSpan(0, bc)));
                     if (double.IsNegativeInfinity(mNew))
@@ -163,7 +200,7 @@ public static class Softmax
                         {
                             double p = Math.Exp(s[j - j0] - mNew);
                             rowSum += p;
-                            VectorKernels.Axpy(p, problem.ValueRow(row, j), acc[r]); // only allowed keys' v are read
+                            VectorKernels.Axpy(p, vTile.AsSpan((j - j0) * dv, dv), acc[r]); // only allowed keys' v are read
                         }
                     }
                     l[r] = alpha * l[r] + rowSum;
