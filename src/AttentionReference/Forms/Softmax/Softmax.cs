@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -126,7 +127,7 @@ public static class Softmax
                      from h in Enumerable.Range(0, problem.Hq)
                      from start in Enumerable.Range(0, CeilingDivide(sequence.Tq, blockQ))
                      select (sequence, h, start * blockQ)).ToArray();
-        Parallel.ForEach(tasks, task =>
+        Parallel.ForEach(tasks, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (task) =>
         {
             var (sequence, h, i0) = task;
             int br = Math.Min(blockQ, sequence.Tq - i0);
@@ -156,6 +157,7 @@ public static class Softmax
             int endBlock = windows.Length == 0 ? 0 : CeilingDivide(windows.Max(w => w.End), blockK);
 
             var s = new double[tile];
+            var pTile = new double[tile]; // P row, plain scores
             for (int block = firstBlock; block < endBlock; block++)
             {
                 int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
@@ -166,25 +168,14 @@ public static class Softmax
                 }
                 for (int r = 0; r < br; r++)
                 {
-                    QueryRow row = rows[r];
-                    if (plainScores)
+                    if (plainScores && OnlineStepPlain(r))
                     {
-                        // S tile row: s_j = scale · q_r · k_j for the keys of the window, −∞ for the others.
-                        var (first, end) = rowWindows[r];
-                        int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc);
-                        s.AsSpan(0, bc).Fill(double.NegativeInfinity);
-                        ReadOnlySpan<double> qRow = qBlock.AsSpan(r * dk, dk);
-                        for (int j = lo; j < hi; j++)
-                        {
-                            s[j - j0] = scale * VectorKernels.Dot(qRow, kTile.AsSpan((j - j0) * dk, dk));
-                        }
+                        continue;
                     }
-                    else
+                    QueryRow row = rows[r];
+                    for (int j = j0; j < j0 + bc; j++)
                     {
-                        for (int j = j0; j < j0 + bc; j++)
-                        {
-                            s[j - j0] = problem.IsAllowed(row, j) ? problem.Score(row, j) : double.NegativeInfinity;
-                        }
+                        s[j - j0] = problem.IsAllowed(row, j) ? problem.Score(row, j) : double.NegativeInfinity;
                     }
                     double mNew = Math.Max(m[r], VectorKernels.Max(s.AsSpan(0, bc)));
                     if (double.IsNegativeInfinity(mNew))
@@ -205,6 +196,37 @@ public static class Softmax
                     }
                     l[r] = alpha * l[r] + rowSum;
                     m[r] = mNew;
+                }
+
+                // The same online step for plain scores, on the keys [lo, hi) of row r's window in this block:
+                // S tile row s = scale · q_r K_tileᵀ, P row p = exp(s − m_new), acc_r ← α acc_r + p V_tile, as
+                // matrix-row products over the contiguous tiles. False (nothing done) when a score is −∞ (an
+                // overflowing dot product): the general step above then skips that key as it skips a masked one.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                bool OnlineStepPlain(int r)
+                {
+                    var (first, end) = rowWindows[r];
+                    int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc);
+                    Span<double> sRow = s.AsSpan(lo - j0, hi - lo), pRow = pTile.AsSpan(lo - j0, hi - lo);
+                    DenseMatrix.TimesTransposed(qBlock.AsSpan(r * dk, dk), kTile.AsSpan((lo - j0) * dk, (hi - lo) * dk), sRow);
+                    VectorKernels.Scale(scale, sRow);
+                    if (sRow.Contains(double.NegativeInfinity))
+                    {
+                        return false;
+                    }
+                    double mNew = Math.Max(m[r], VectorKernels.Max(sRow));
+                    if (double.IsNegativeInfinity(mNew))
+                    {
+                        return true; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
+                    }
+                    double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
+                    sRow.CopyTo(pRow);
+                    double rowSum = VectorKernels.ExpShiftedInPlace(pRow, mNew);
+                    VectorKernels.Scale(alpha, acc[r]);
+                    DenseMatrix.AddWeightedRows(pRow, vTile.AsSpan((lo - j0) * dv, (hi - lo) * dv), acc[r]);
+                    l[r] = alpha * l[r] + rowSum;
+                    m[r] = mNew;
+                    return true;
                 }
             }
 
