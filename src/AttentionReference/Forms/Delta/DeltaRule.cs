@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -63,6 +64,7 @@ public static class DeltaRule
         return problem.Run(ParallelHead);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static (double[] O, double[] S) RecurrentHead(DeltaHead x)
     {
         int dk = x.Dk, dv = x.Dv;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -59,6 +60,7 @@ public static class GatedDeltaRule
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double[] O, double[] S) RecurrentHead(DeltaHead x)
     {
         int dk = x.Dk, dv = x.Dv;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -51,6 +52,7 @@ public static class Kda
         return problem.Run(head => WyChunkwise.Run(head, head.Gk, chunkSize));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double[] O, double[] S) RecurrentHead(DeltaHead x)
     {
         int dk = x.Dk, dv = x.Dv;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 
 namespace AttentionReference.Forms.Delta;
@@ -95,6 +96,7 @@ internal static class WyChunkwise
     /// row-major and every product is written as sums of contiguous rows weighted by scalars (Axpy) or as dot
     /// products of contiguous rows, each in a fixed order.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RunColumns(int length, int dk, int dv, double[] q, double[] k, double[] v, double[] beta,
         double[]? logDecay, double[] s, double[] o, double scale, int chunkSize)
     {

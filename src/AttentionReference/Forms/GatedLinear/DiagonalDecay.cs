@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
@@ -52,7 +53,7 @@ namespace AttentionReference.Forms.GatedLinear;
 internal static class DiagonalDecay
 {
     /// <summary>The recurrence, token by token: the definition the other two variants are held to.</summary>
-    public static StateResult Recurrent(DecayInputs x) => PerHead.Run(Bind(x), (head, S) =>
+    public static StateResult Recurrent(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
     {
         var o = new double[head.T][];
         var αt = new double[head.K];                        // exp(gk_t)
@@ -80,7 +81,7 @@ internal static class DiagonalDecay
     });
 
     /// <summary>The quadratic form with the decay matrix, every exponent a difference j ≤ i.</summary>
-    public static StateResult Parallel(DecayInputs x) => PerHead.Run(Bind(x), (head, S0) =>
+    public static StateResult Parallel(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S0) =>
     {
         // The parallel form is one chunk spanning the whole sequence: G, Λ are Γ, Ψ summed from step 0.
         double[][] G = CumulativeSum(head.Gk, 0, head.T);
@@ -99,7 +100,7 @@ internal static class DiagonalDecay
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
         }
-        return PerHead.Run(Bind(x), (head, S) =>
+        return PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
             for (int s = 0; s < head.T; s += chunkSize)
@@ -124,6 +125,7 @@ internal static class DiagonalDecay
     /// with Γ, Ψ summed from step s and indexed t − s (Ψ null: no value-side decay, every exp(Ψ…) = 1).
     /// Each output row is a sum of contiguous rows (of S, then of v) weighted by scalars, in a fixed order.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ChunkOutputs(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][]? Ψ, double[][] o)
     {
         var qDecayed = new double[head.K];            // q_t ⊙ exp(Γ_t)
@@ -169,6 +171,7 @@ internal static class DiagonalDecay
     /// S[a, :] ← exp(Γ_{e−1,a}) S[a, :] ⊙ exp(Ψ_{e−1}), then S[a, :] += k̃_ja ṽ_j for j = s..e−1 in order, with
     /// k̃_j = k_j ⊙ exp(Γ_{e−1} − Γ_j) and ṽ_j = v_j ⊙ exp(Ψ_{e−1} − Ψ_j).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AdvanceState(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][]? Ψ)
     {
         if (e == s)
@@ -211,6 +214,7 @@ internal static class DiagonalDecay
     }
 
     /// <summary>o_t = scale · S_tᵀ q_t, as the sum of S's rows weighted by scale · q_ta.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double[] Readout(DecayHead head, int t, double[][] S)
     {
         var o = new double[head.V];

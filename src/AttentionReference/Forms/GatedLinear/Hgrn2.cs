@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -27,7 +28,7 @@ public static class Hgrn2
 {
     /// <summary>The recurrence, token by token: the definition.</summary>
     public static StateResult Recurrent(Tensor q, Tensor gk, Tensor v, GatedLinearOptions? options = null) =>
-        PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), (head, S) =>
+        PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
             for (int t = 0; t < head.T; t++)

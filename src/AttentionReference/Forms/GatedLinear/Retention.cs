@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -31,7 +32,7 @@ public static class Retention
         options ??= new RetentionOptions();
         double[] γ = Gammas(q, options.Gamma);
         var inputs = Inputs(q, k, v, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), (head, S) =>
+        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
             for (int t = 0; t < head.T; t++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -26,7 +27,7 @@ public static class SimpleGla
     public static StateResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, GatedLinearOptions? options = null)
     {
         var inputs = Inputs(q, k, v, g, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), (head, S) =>
+        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             double[] gate = PerHead.Scalars(g, head.Slice, head.Head);
             var o = new double[head.T][];
