@@ -134,11 +134,8 @@ public static class Softmax
             QueryRow[] rows = Enumerable.Range(i0, br).Select(i => problem.Row(sequence, i, h)).ToArray();
             var m = Enumerable.Repeat(double.NegativeInfinity, br).ToArray();
             var l = new double[br];
-            var acc = new double[br][];
-            for (int r = 0; r < br; r++)
-            {
-                acc[r] = new double[dv];
-            }
+            var accBlock = new double[br * dv]; // the accumulators of the block's rows, [br x V] row-major
+            Span<double> Acc(int r) => accBlock.AsSpan(r * dv, dv);
 
             // The query block and, per key block, the K and V tiles as contiguous row-major copies.
             var qBlock = new double[br * dk];
@@ -157,7 +154,8 @@ public static class Softmax
             int endBlock = windows.Length == 0 ? 0 : CeilingDivide(windows.Max(w => w.End), blockK);
 
             var s = new double[tile];
-            var pTile = new double[tile]; // P row, plain scores
+            var pTile = new double[tile];     // P row, plain scores
+            var sTile4 = new double[4 * tile]; // S rows, then P rows, of four query rows, plain scores
             for (int block = firstBlock; block < endBlock; block++)
             {
                 int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
@@ -166,12 +164,24 @@ public static class Softmax
                     problem.KeyRow(rows[0], j).CopyTo(kTile.AsSpan((j - j0) * dk, dk));
                     problem.ValueRow(rows[0], j).CopyTo(vTile.AsSpan((j - j0) * dv, dv));
                 }
-                for (int r = 0; r < br; r++)
+                for (int r = 0; r < br;)
                 {
-                    if (plainScores && OnlineStepPlain(r))
+                    if (plainScores && r + 4 <= br && OnlineStepPlain4(r))
                     {
+                        r += 4;
                         continue;
                     }
+                    if (!(plainScores && OnlineStepPlain(r)))
+                    {
+                        OnlineStep(r);
+                    }
+                    r++;
+                }
+
+                // The online step of row r on this key block, every score through the problem's full definition.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                void OnlineStep(int r)
+                {
                     QueryRow row = rows[r];
                     for (int j = j0; j < j0 + bc; j++)
                     {
@@ -180,18 +190,18 @@ public static class Softmax
                     double mNew = Math.Max(m[r], VectorKernels.Max(s.AsSpan(0, bc)));
                     if (double.IsNegativeInfinity(mNew))
                     {
-                        continue; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
+                        return; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
                     }
                     double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
                     double rowSum = 0;
-                    VectorKernels.Scale(alpha, acc[r]);
+                    VectorKernels.Scale(alpha, Acc(r));
                     for (int j = j0; j < j0 + bc; j++)
                     {
                         if (!double.IsNegativeInfinity(s[j - j0]))
                         {
                             double p = Math.Exp(s[j - j0] - mNew);
                             rowSum += p;
-                            VectorKernels.Axpy(p, vTile.AsSpan((j - j0) * dv, dv), acc[r]); // only allowed keys' v are read
+                            VectorKernels.Axpy(p, vTile.AsSpan((j - j0) * dv, dv), Acc(r)); // only allowed keys' v are read
                         }
                     }
                     l[r] = alpha * l[r] + rowSum;
@@ -222,17 +232,60 @@ public static class Softmax
                     double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
                     sRow.CopyTo(pRow);
                     double rowSum = VectorKernels.ExpShiftedInPlace(pRow, mNew);
-                    VectorKernels.Scale(alpha, acc[r]);
-                    DenseMatrix.AddWeightedRows(pRow, vTile.AsSpan((lo - j0) * dv, (hi - lo) * dv), acc[r]);
+                    VectorKernels.Scale(alpha, Acc(r));
+                    DenseMatrix.AddWeightedRows(pRow, vTile.AsSpan((lo - j0) * dv, (hi - lo) * dv), Acc(r));
                     l[r] = alpha * l[r] + rowSum;
                     m[r] = mNew;
+                    return true;
+                }
+
+                // The plain step of four rows r..r+3 whose windows cover the same keys [lo, hi) of this block (every
+                // block off the diagonal): S = scale · Q_rows K_tileᵀ [4 x n], P = exp(S − m_new) row by row, and
+                // Acc_rows ← diag(α) Acc_rows + P V_tile, as two matrix products. False (nothing done) when the
+                // windows differ, are empty here, or a score is −∞; the rows then take their own steps.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                bool OnlineStepPlain4(int r)
+                {
+                    var (first, end) = rowWindows[r];
+                    int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc), n = hi - lo;
+                    for (int g = 1; g < 4; g++)
+                    {
+                        var (firstG, endG) = rowWindows[r + g];
+                        int loG = Math.Clamp(firstG, j0, j0 + bc);
+                        if (loG != lo || Math.Clamp(endG, loG, j0 + bc) != hi)
+                        {
+                            return false;
+                        }
+                    }
+                    Span<double> s4 = sTile4.AsSpan(0, 4 * n);
+                    if (n == 0)
+                    {
+                        return false;
+                    }
+                    DenseMatrix.MultiplyTransposed(qBlock.AsSpan(r * dk, 4 * dk), 4, kTile.AsSpan((lo - j0) * dk, n * dk), n, dk, s4);
+                    VectorKernels.Scale(scale, s4);
+                    if (s4.Contains(double.NegativeInfinity))
+                    {
+                        return false;
+                    }
+                    for (int g = 0; g < 4; g++)
+                    {
+                        Span<double> sRow = s4.Slice(g * n, n); // S row, then P row
+                        double mNew = Math.Max(m[r + g], VectorKernels.Max(sRow));
+                        double alpha = Math.Exp(m[r + g] - mNew); // exp(−∞) = 0 on the first block with an allowed key
+                        double rowSum = VectorKernels.ExpShiftedInPlace(sRow, mNew);
+                        VectorKernels.Scale(alpha, Acc(r + g));
+                        l[r + g] = alpha * l[r + g] + rowSum;
+                        m[r + g] = mNew;
+                    }
+                    DenseMatrix.AddProduct(s4, 4, vTile.AsSpan((lo - j0) * dv, n * dv), n, accBlock.AsSpan(r * dv, 4 * dv));
                     return true;
                 }
             }
 
             for (int r = 0; r < br; r++)
             {
-                Finish(result, rows[r].Index, acc[r], m[r], l[r]);
+                Finish(result, rows[r].Index, Acc(r), m[r], l[r]);
             }
         });
         return result;
@@ -344,7 +397,7 @@ public static class Softmax
     }
 
     /// <summary>o = acc / l and lse = m + ln l; a row with nothing allowed (l = 0) gets o = 0 and lse = −∞.</summary>
-    private static void Finish(SoftmaxResult result, int index, double[] acc, double m, double l)
+    private static void Finish(SoftmaxResult result, int index, ReadOnlySpan<double> acc, double m, double l)
     {
         Span<double> o = result.O.Data.AsSpan(index * acc.Length, acc.Length);
         if (l == 0)
