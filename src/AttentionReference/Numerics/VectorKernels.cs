@@ -19,6 +19,36 @@ public static class VectorKernels
     /// <summary>y ← a·y.</summary>
     public static void Scale(double a, Span<double> y) => TensorPrimitives.Multiply(y, a, y);
 
+    /// <summary>result ← x ⊙ y, elementwise (result may be x or y).</summary>
+    public static void Multiply(ReadOnlySpan<double> x, ReadOnlySpan<double> y, Span<double> result) => TensorPrimitives.Multiply(x, y, result);
+
+    /// <summary>result ← exp(x), elementwise.</summary>
+    public static void Exp(ReadOnlySpan<double> x, Span<double> result) => TensorPrimitives.Exp(x, result);
+
+    /// <summary>
+    /// result ← exp(x − y), elementwise: one exp of the difference, never exp(x)·exp(−y), so a decay between two
+    /// cumulative log gates (x − y ≤ 0) lands in [0, 1] however far both sums have run (exp(−y) alone overflows once
+    /// y &lt; −709). result may be x or y.
+    /// </summary>
+    public static void ExpDifference(ReadOnlySpan<double> x, ReadOnlySpan<double> y, Span<double> result)
+    {
+        TensorPrimitives.Subtract(x, y, result);
+        TensorPrimitives.Exp(result, result);
+    }
+
+    /// <summary>
+    /// Σ_d x_d y_d exp(gx_d − gy_d): the dot product of x and y under a per-channel decay between two cumulative log
+    /// gates (each exponent one difference, as <see cref="ExpDifference"/>). <paramref name="scratch"/> holds at least
+    /// x.Length values and is overwritten. The decayed score of the gated linear and gated delta families.
+    /// </summary>
+    public static double DecayedDot(ReadOnlySpan<double> x, ReadOnlySpan<double> y, ReadOnlySpan<double> gx, ReadOnlySpan<double> gy, Span<double> scratch)
+    {
+        Span<double> decay = scratch[..x.Length];
+        ExpDifference(gx, gy, decay);
+        TensorPrimitives.Multiply(decay, y, decay);
+        return TensorPrimitives.Dot(x, decay);
+    }
+
     /// <summary>The largest value; −∞ for an empty span (the identity of max, so an empty row stays empty).</summary>
     public static double Max(ReadOnlySpan<double> x) => x.IsEmpty ? double.NegativeInfinity : TensorPrimitives.Max(x);
 

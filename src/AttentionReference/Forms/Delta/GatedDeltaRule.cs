@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Delta;
@@ -58,49 +60,42 @@ public static class GatedDeltaRule
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double[] O, double[] S) RecurrentHead(DeltaHead x)
     {
         int dk = x.Dk, dv = x.Dv;
         double[] s = (double[])x.InitialState.Clone();
         var o = new double[x.Length * dv];
         var u = new double[dv];
+        var sk = new double[dv]; // S'ᵀ k_t
         for (int t = 0; t < x.Length; t++)
         {
             ReadOnlySpan<double> qt = DeltaHead.Row(x.Q, t, dk), kt = DeltaHead.Row(x.K, t, dk), vt = DeltaHead.Row(x.V, t, dv);
             // S' = exp(g_t) S_{t−1}
             double decay = Math.Exp(x.G![t]);
-            for (int i = 0; i < s.Length; i++)
+            VectorKernels.Scale(decay, s);
+            // u_t = β_t ⊙ (v_t − S'ᵀ k_t), with S'ᵀ k_t = Σ_d k_td S'[d, :]
+            Array.Clear(sk);
+            for (int d = 0; d < dk; d++)
             {
-                s[i] *= decay;
+                VectorKernels.Axpy(kt[d], DeltaHead.Row(s, d, dv), sk);
             }
-            // u_t = β_t ⊙ (v_t − S'ᵀ k_t)
             for (int c = 0; c < dv; c++)
             {
-                double sk = 0;
-                for (int d = 0; d < dk; d++)
-                {
-                    sk += s[d * dv + c] * kt[d];
-                }
-                u[c] = x.BetaAt(t, c) * (vt[c] - sk);
+                u[c] = x.BetaAt(t, c) * (vt[c] - sk[c]);
             }
             // S_t = S' + k_t u_tᵀ
             for (int d = 0; d < dk; d++)
             {
-                for (int c = 0; c < dv; c++)
-                {
-                    s[d * dv + c] += kt[d] * u[c];
-                }
+                VectorKernels.Axpy(kt[d], u, DeltaHead.Row(s, d, dv));
             }
-            // o_t = scale · S_tᵀ q_t
-            for (int c = 0; c < dv; c++)
+            // o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :]
+            Span<double> ot = DeltaHead.Row(o, t, dv);
+            for (int d = 0; d < dk; d++)
             {
-                double sq = 0;
-                for (int d = 0; d < dk; d++)
-                {
-                    sq += s[d * dv + c] * qt[d];
-                }
-                o[t * dv + c] = x.Scale * sq;
+                VectorKernels.Axpy(qt[d], DeltaHead.Row(s, d, dv), ot);
             }
+            VectorKernels.Scale(x.Scale, ot);
         }
         return (o, s);
     }

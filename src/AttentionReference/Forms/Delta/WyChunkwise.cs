@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using AttentionReference.Numerics;
+
 namespace AttentionReference.Forms.Delta;
 
 /// <summary>
@@ -89,8 +92,11 @@ internal static class WyChunkwise
 
     /// <summary>
     /// The numbered steps on value columns sharing one β per step: q, k [L x K], v [L x V], β [L], γ [L x K] or null;
-    /// s [K x V] is the initial state in and the final state out; o [L x V] receives the outputs.
+    /// s [K x V] is the initial state in and the final state out; o [L x V] receives the outputs. Every matrix is
+    /// row-major and every product is written as sums of contiguous rows weighted by scalars (Axpy) or as dot
+    /// products of contiguous rows, each in a fixed order.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RunColumns(int length, int dk, int dv, double[] q, double[] k, double[] v, double[] beta,
         double[]? logDecay, double[] s, double[] o, double scale, int chunkSize)
     {
@@ -99,76 +105,79 @@ internal static class WyChunkwise
         var tMatrix = new double[chunkSize * chunkSize]; // T
         var w = new double[chunkSize * dk];         // W
         var u = new double[chunkSize * dv];         // U, then u
-        var kDecayed = new double[dk];              // K̃_j (one row at a time)
+        var kDecayed = new double[dk];              // K̃_j or q_r ⊙ exp(Γ_r) (one row at a time)
+        var scratch = new double[dk];
 
         for (int start = 0; start < length; start += chunkSize)
         {
             int n = Math.Min(chunkSize, length - start);
+            Span<double> Q(int r) => q.AsSpan((start + r) * dk, dk);   // rows of this chunk, r = 0..n−1
+            Span<double> K(int r) => k.AsSpan((start + r) * dk, dk);
+            Span<double> Vr(int r) => v.AsSpan((start + r) * dv, dv);
+            Span<double> Γ(int r) => gamma.AsSpan(r * dk, dk);
+            Span<double> S(int d) => s.AsSpan(d * dv, dv);
+            Span<double> Wr(int r) => w.AsSpan(r * dk, dk);
+            Span<double> Ur(int r) => u.AsSpan(r * dv, dv);
+            Span<double> Tr(int r) => tMatrix.AsSpan(r * chunkSize, n);
 
             // 1. Γ_r = γ_0 + … + γ_r, relative to the chunk start.
             for (int r = 0; r < n; r++)
             {
-                for (int d = 0; d < dk; d++)
+                if (logDecay is null)
                 {
-                    double step = logDecay is null ? 0 : logDecay[(start + r) * dk + d];
-                    gamma[r * dk + d] = (r == 0 ? 0 : gamma[(r - 1) * dk + d]) + step;
+                    Γ(r).Clear();
+                }
+                else
+                {
+                    logDecay.AsSpan((start + r) * dk, dk).CopyTo(Γ(r));
+                    if (r > 0)
+                    {
+                        VectorKernels.Axpy(1, Γ(r - 1), Γ(r));
+                    }
                 }
             }
 
-            // 2. A_rj = β_r Σ_d k_r[d] k_j[d] exp(Γ_r[d] − Γ_j[d]) for j < r; T = (I + A)⁻¹ diag(β) row by row.
+            // 2. A_rj = β_r Σ_d k_r[d] k_j[d] exp(Γ_r[d] − Γ_j[d]) for j < r; T = (I + A)⁻¹ diag(β) row by row:
+            //    T_r = β_r e_r − Σ_{j<r} A_rj T_j (rows of T, j in increasing order).
             for (int r = 0; r < n; r++)
             {
                 for (int j = 0; j < r; j++)
                 {
-                    a[r * chunkSize + j] = beta[start + r] * DecayedDot(k, start + r, k, start + j, gamma, r, j, dk);
+                    a[r * chunkSize + j] = beta[start + r] * DecayedDot(K(r), K(j), Γ(r), Γ(j), logDecay is null, scratch);
                 }
             }
             for (int r = 0; r < n; r++)
             {
-                for (int c = 0; c < n; c++)
+                Span<double> tr = Tr(r);
+                tr.Clear();
+                tr[r] = beta[start + r];
+                for (int j = 0; j < r; j++)
                 {
-                    double sum = c == r ? beta[start + r] : 0;
-                    for (int j = c; j < r; j++)
-                    {
-                        sum -= a[r * chunkSize + j] * tMatrix[j * chunkSize + c];
-                    }
-                    tMatrix[r * chunkSize + c] = c <= r ? sum : 0;
+                    VectorKernels.Axpy(-a[r * chunkSize + j], Tr(j), tr);
                 }
             }
 
-            // 3. W = T K̃ with K̃_j = exp(Γ_j) ⊙ k_j, and U = T V.
+            // 3. W = T K̃ with K̃_j = exp(Γ_j) ⊙ k_j, and U = T V: W_r = Σ_{j≤r} T_rj K̃_j, U_r = Σ_{j≤r} T_rj v_j.
             Array.Clear(w);
             Array.Clear(u);
             for (int j = 0; j < n; j++)
             {
-                for (int d = 0; d < dk; d++)
-                {
-                    kDecayed[d] = Math.Exp(gamma[j * dk + d]) * k[(start + j) * dk + d];
-                }
+                VectorKernels.Exp(Γ(j), kDecayed);
+                VectorKernels.Multiply(kDecayed, K(j), kDecayed);
                 for (int r = j; r < n; r++)
                 {
                     double trj = tMatrix[r * chunkSize + j];
-                    for (int d = 0; d < dk; d++)
-                    {
-                        w[r * dk + d] += trj * kDecayed[d];
-                    }
-                    for (int c = 0; c < dv; c++)
-                    {
-                        u[r * dv + c] += trj * v[(start + j) * dv + c];
-                    }
+                    VectorKernels.Axpy(trj, kDecayed, Wr(r));
+                    VectorKernels.Axpy(trj, Vr(j), Ur(r));
                 }
             }
 
-            // 4. u = U − W S.
+            // 4. u = U − W S: u_r −= Σ_d W_rd S_d (rows of S).
             for (int r = 0; r < n; r++)
             {
                 for (int d = 0; d < dk; d++)
                 {
-                    double wrd = w[r * dk + d];
-                    for (int c = 0; c < dv; c++)
-                    {
-                        u[r * dv + c] -= wrd * s[d * dv + c];
-                    }
+                    VectorKernels.Axpy(-w[r * dk + d], S(d), Ur(r));
                 }
             }
 
@@ -177,57 +186,41 @@ internal static class WyChunkwise
             {
                 Span<double> oRow = o.AsSpan((start + r) * dv, dv);
                 oRow.Clear();
+                VectorKernels.Exp(Γ(r), kDecayed);
+                VectorKernels.Multiply(kDecayed, Q(r), kDecayed);
                 for (int d = 0; d < dk; d++)
                 {
-                    double qd = q[(start + r) * dk + d] * Math.Exp(gamma[r * dk + d]);
-                    for (int c = 0; c < dv; c++)
-                    {
-                        oRow[c] += qd * s[d * dv + c];
-                    }
+                    VectorKernels.Axpy(kDecayed[d], S(d), oRow);
                 }
                 for (int j = 0; j <= r; j++)
                 {
-                    double score = DecayedDot(q, start + r, k, start + j, gamma, r, j, dk);
-                    for (int c = 0; c < dv; c++)
-                    {
-                        oRow[c] += score * u[j * dv + c];
-                    }
+                    double score = DecayedDot(Q(r), K(j), Γ(r), Γ(j), logDecay is null, scratch);
+                    VectorKernels.Axpy(score, Ur(j), oRow);
                 }
-                for (int c = 0; c < dv; c++)
-                {
-                    oRow[c] *= scale;
-                }
+                VectorKernels.Scale(scale, oRow);
             }
 
-            // 6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) k_j u_jᵀ.
-            int last = n - 1;
+            // 6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) k_j u_jᵀ: rows S_d scaled, then
+            //    S_d += (exp(Γ_{n−1}[d] − Γ_j[d]) k_j[d]) u_j for j = 0..n−1 in order.
+            Span<double> Γlast = Γ(n - 1);
+            VectorKernels.Exp(Γlast, kDecayed);
             for (int d = 0; d < dk; d++)
             {
-                double decay = Math.Exp(gamma[last * dk + d]);
-                for (int c = 0; c < dv; c++)
+                VectorKernels.Scale(kDecayed[d], S(d));
+            }
+            for (int j = 0; j < n; j++)
+            {
+                VectorKernels.ExpDifference(Γlast, Γ(j), kDecayed);
+                VectorKernels.Multiply(kDecayed, K(j), kDecayed);
+                for (int d = 0; d < dk; d++)
                 {
-                    s[d * dv + c] *= decay;
-                }
-                for (int j = 0; j < n; j++)
-                {
-                    double kj = Math.Exp(gamma[last * dk + d] - gamma[j * dk + d]) * k[(start + j) * dk + d];
-                    for (int c = 0; c < dv; c++)
-                    {
-                        s[d * dv + c] += kj * u[j * dv + c];
-                    }
+                    VectorKernels.Axpy(kDecayed[d], Ur(j), S(d));
                 }
             }
         }
     }
 
-    /// <summary>Σ_d x_r[d] y_j[d] exp(Γ_r[d] − Γ_j[d]) for rows r (of x) and j (of y) at chunk positions pr, pj.</summary>
-    private static double DecayedDot(double[] x, int r, double[] y, int j, double[] gamma, int pr, int pj, int dk)
-    {
-        double sum = 0;
-        for (int d = 0; d < dk; d++)
-        {
-            sum += x[r * dk + d] * y[j * dk + d] * Math.Exp(gamma[pr * dk + d] - gamma[pj * dk + d]);
-        }
-        return sum;
-    }
+    /// <summary>Σ_d x[d] y[d] exp(Γ_r[d] − Γ_j[d]) for rows x, y at chunk positions with cumulative decays Γ_r, Γ_j.</summary>
+    private static double DecayedDot(Span<double> x, Span<double> y, Span<double> Γr, Span<double> Γj, bool noDecay, double[] scratch) =>
+        noDecay ? VectorKernels.Dot(x, y) : VectorKernels.DecayedDot(x, y, Γr, Γj, scratch);
 }

@@ -1,5 +1,7 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using AttentionReference.Forms.Common;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.GatedLinear;
@@ -39,6 +41,11 @@ namespace AttentionReference.Forms.GatedLinear;
 /// head.Gv = gv (GLA's log β), S[a][c] = S_ac, G/Λ = cumulative gates over the sequence (GLA's log b), Γ/Ψ = the
 /// same summed from the chunk start, A = the decay-weighted score matrix (GLA's P).
 ///
+/// Arithmetic: every product is a sum of contiguous rows weighted by scalars (S's rows K x V, v's rows) or a dot
+/// product of contiguous rows, through Numerics/VectorKernels.cs; each decay exp(Γ_t − Γ_j) is one vectorised exp of
+/// the difference (VectorKernels.DecayedDot), and every sum runs in a fixed order, so the result does not depend on
+/// the thread count.
+///
 /// Sources: fla's fla/ops/gla/naive.py (the recurrence, scale applied to q, state [K,V] per head) and
 /// fla/ops/gla/fused_recurrent.py (gv multiplies the state on the value side after gk on the key side).
 /// </code>
@@ -46,17 +53,27 @@ namespace AttentionReference.Forms.GatedLinear;
 internal static class DiagonalDecay
 {
     /// <summary>The recurrence, token by token: the definition the other two variants are held to.</summary>
-    public static StateResult Recurrent(DecayInputs x) => PerHead.Run(Bind(x), (head, S) =>
+    public static StateResult Recurrent(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
     {
         var o = new double[head.T][];
+        var αt = new double[head.K];                        // exp(gk_t)
+        var βt = head.Gv is null ? null : new double[head.V]; // exp(gv_t)
         for (int t = 0; t < head.T; t++)
         {
+            VectorKernels.Exp(head.Gk[t], αt);
+            if (βt is not null)
+            {
+                VectorKernels.Exp(head.Gv![t], βt);
+            }
+            // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta v_t
             for (int a = 0; a < head.K; a++)
             {
-                for (int c = 0; c < head.V; c++)
+                VectorKernels.Scale(αt[a], S[a]);
+                if (βt is not null)
                 {
-                    S[a][c] = Math.Exp(head.Gk[t][a]) * S[a][c] * Math.Exp(head.GvAt(t, c)) + head.Key[t][a] * head.Value[t][c];
+                    VectorKernels.Multiply(S[a], βt, S[a]);
                 }
+                VectorKernels.Axpy(head.Key[t][a], head.Value[t], S[a]);
             }
             o[t] = Readout(head, t, S);
         }
@@ -64,40 +81,13 @@ internal static class DiagonalDecay
     });
 
     /// <summary>The quadratic form with the decay matrix, every exponent a difference j ≤ i.</summary>
-    public static StateResult Parallel(DecayInputs x) => PerHead.Run(Bind(x), (head, S0) =>
+    public static StateResult Parallel(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S0) =>
     {
+        // The parallel form is one chunk spanning the whole sequence: G, Λ are Γ, Ψ summed from step 0.
         double[][] G = CumulativeSum(head.Gk, 0, head.T);
-        double[][] Λ = head.Gv is null ? Zeros(head.T, head.V) : CumulativeSum(head.Gv, 0, head.T);
+        double[][]? Λ = head.Gv is null ? null : CumulativeSum(head.Gv, 0, head.T);
         var o = new double[head.T][];
-        for (int i = 0; i < head.T; i++)
-        {
-            o[i] = new double[head.V];
-            for (int c = 0; c < head.V; c++)
-            {
-                double fromState = 0;
-                for (int a = 0; a < head.K; a++)
-                {
-                    fromState += head.Query[i][a] * Math.Exp(G[i][a]) * S0[a][c];
-                }
-                o[i][c] = fromState * Math.Exp(Λ[i][c]);
-            }
-            for (int j = 0; j <= i; j++)
-            {
-                double A = 0;
-                for (int a = 0; a < head.K; a++)
-                {
-                    A += head.Query[i][a] * head.Key[j][a] * Math.Exp(G[i][a] - G[j][a]);
-                }
-                for (int c = 0; c < head.V; c++)
-                {
-                    o[i][c] += A * Math.Exp(Λ[i][c] - Λ[j][c]) * head.Value[j][c];
-                }
-            }
-            for (int c = 0; c < head.V; c++)
-            {
-                o[i][c] *= head.Scale;
-            }
-        }
+        ChunkOutputs(head, S0, 0, head.T, G, Λ, o);
         // final_state: the state update of one chunk spanning the whole sequence.
         AdvanceState(head, S0, 0, head.T, G, Λ);
         return o;
@@ -110,46 +100,17 @@ internal static class DiagonalDecay
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
         }
-        return PerHead.Run(Bind(x), (head, S) =>
+        return PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
             for (int s = 0; s < head.T; s += chunkSize)
             {
                 int e = Math.Min(s + chunkSize, head.T);
-                // Γ, Ψ: log gates summed from the chunk start (indexed t − s).
+                // Γ, Ψ: log gates summed from the chunk start (indexed t − s); Ψ = null: no value-side decay.
                 double[][] Γ = CumulativeSum(head.Gk, s, e);
-                double[][] Ψ = head.Gv is null ? Zeros(e - s, head.V) : CumulativeSum(head.Gv, s, e);
-                for (int t = s; t < e; t++)
-                {
-                    o[t] = new double[head.V];
-                    // 1. inter-chunk part: the state entering the chunk, decayed to step t.
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        double fromState = 0;
-                        for (int a = 0; a < head.K; a++)
-                        {
-                            fromState += head.Query[t][a] * Math.Exp(Γ[t - s][a]) * S[a][c];
-                        }
-                        o[t][c] = fromState * Math.Exp(Ψ[t - s][c]);
-                    }
-                    // 2. intra-chunk part: the keys of this chunk up to t.
-                    for (int j = s; j <= t; j++)
-                    {
-                        double A = 0;
-                        for (int a = 0; a < head.K; a++)
-                        {
-                            A += head.Query[t][a] * head.Key[j][a] * Math.Exp(Γ[t - s][a] - Γ[j - s][a]);
-                        }
-                        for (int c = 0; c < head.V; c++)
-                        {
-                            o[t][c] += A * Math.Exp(Ψ[t - s][c] - Ψ[j - s][c]) * head.Value[j][c];
-                        }
-                    }
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        o[t][c] *= head.Scale;
-                    }
-                }
+                double[][]? Ψ = head.Gv is null ? null : CumulativeSum(head.Gv, s, e);
+                // 1.–2. the chunk's outputs from the state entering it and its own keys.
+                ChunkOutputs(head, S, s, e, Γ, Ψ, o);
                 // 3. the state handed to the next chunk.
                 AdvanceState(head, S, s, e, Γ, Ψ);
             }
@@ -158,41 +119,108 @@ internal static class DiagonalDecay
     }
 
     /// <summary>
-    /// S_ac ← exp(Γ_{e−1,a}) S_ac exp(Ψ_{e−1,c}) + Σ_{s≤j&lt;e} k_ja exp(Γ_{e−1,a} − Γ_ja) v_jc exp(Ψ_{e−1,c} − Ψ_jc),
-    /// with Γ, Ψ summed from step <paramref name="s"/> and indexed t − s.
+    /// Steps 1 and 2 of the chunked form for the chunk [s, e) entering with state S, into rows o[s..e):
+    ///   o_t = scale · ( (Sᵀ (q_t ⊙ exp(Γ_t))) ⊙ exp(Ψ_t) + Σ_{s≤j≤t} A_tj (exp(Ψ_t − Ψ_j) ⊙ v_j) ),
+    ///   A_tj = Σ_a q_ta k_ja exp(Γ_ta − Γ_ja),
+    /// with Γ, Ψ summed from step s and indexed t − s (Ψ null: no value-side decay, every exp(Ψ…) = 1).
+    /// Each output row is a sum of contiguous rows (of S, then of v) weighted by scalars, in a fixed order.
     /// </summary>
-    private static void AdvanceState(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][] Ψ)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ChunkOutputs(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][]? Ψ, double[][] o)
+    {
+        var qDecayed = new double[head.K];            // q_t ⊙ exp(Γ_t)
+        var scratch = new double[Math.Max(head.K, head.V)];
+        for (int t = s; t < e; t++)
+        {
+            double[] ot = o[t] = new double[head.V];
+            // 1. inter-chunk part: the state entering the chunk, decayed to step t.
+            VectorKernels.Exp(Γ[t - s], qDecayed);
+            VectorKernels.Multiply(head.Query[t], qDecayed, qDecayed);
+            for (int a = 0; a < head.K; a++)
+            {
+                VectorKernels.Axpy(qDecayed[a], S[a], ot);
+            }
+            if (Ψ is not null)
+            {
+                VectorKernels.Exp(Ψ[t - s], scratch.AsSpan(0, head.V));
+                VectorKernels.Multiply(ot, scratch.AsSpan(0, head.V), ot);
+            }
+            // 2. intra-chunk part: the keys of this chunk up to t.
+            for (int j = s; j <= t; j++)
+            {
+                double A = VectorKernels.DecayedDot(head.Query[t], head.Key[j], Γ[t - s], Γ[j - s], scratch);
+                if (Ψ is null)
+                {
+                    VectorKernels.Axpy(A, head.Value[j], ot);
+                }
+                else
+                {
+                    Span<double> vDecayed = scratch.AsSpan(0, head.V); // exp(Ψ_t − Ψ_j) ⊙ v_j
+                    VectorKernels.ExpDifference(Ψ[t - s], Ψ[j - s], vDecayed);
+                    VectorKernels.Multiply(vDecayed, head.Value[j], vDecayed);
+                    VectorKernels.Axpy(A, vDecayed, ot);
+                }
+            }
+            VectorKernels.Scale(head.Scale, ot);
+        }
+    }
+
+    /// <summary>
+    /// S_ac ← exp(Γ_{e−1,a}) S_ac exp(Ψ_{e−1,c}) + Σ_{s≤j&lt;e} k_ja exp(Γ_{e−1,a} − Γ_ja) v_jc exp(Ψ_{e−1,c} − Ψ_jc),
+    /// with Γ, Ψ summed from step <paramref name="s"/> and indexed t − s (Ψ null: no value-side decay). As rows:
+    /// S[a, :] ← exp(Γ_{e−1,a}) S[a, :] ⊙ exp(Ψ_{e−1}), then S[a, :] += k̃_ja ṽ_j for j = s..e−1 in order, with
+    /// k̃_j = k_j ⊙ exp(Γ_{e−1} − Γ_j) and ṽ_j = v_j ⊙ exp(Ψ_{e−1} − Ψ_j).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AdvanceState(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][]? Ψ)
     {
         if (e == s)
         {
             return; // an empty sequence leaves its initial state as it was
         }
-        double[] Γend = Γ[e - 1 - s], Ψend = Ψ[e - 1 - s];
+        double[] Γend = Γ[e - 1 - s];
+        double[]? Ψend = Ψ?[e - 1 - s];
+        var kDecayed = new double[head.K];
+        var vDecayed = new double[head.V];
+        VectorKernels.Exp(Γend, kDecayed);
+        if (Ψend is not null)
+        {
+            VectorKernels.Exp(Ψend, vDecayed);
+        }
         for (int a = 0; a < head.K; a++)
         {
-            for (int c = 0; c < head.V; c++)
+            VectorKernels.Scale(kDecayed[a], S[a]);
+            if (Ψend is not null)
             {
-                double sum = Math.Exp(Γend[a]) * S[a][c] * Math.Exp(Ψend[c]);
-                for (int j = s; j < e; j++)
-                {
-                    sum += head.Key[j][a] * Math.Exp(Γend[a] - Γ[j - s][a]) * head.Value[j][c] * Math.Exp(Ψend[c] - Ψ[j - s][c]);
-                }
-                S[a][c] = sum;
+                VectorKernels.Multiply(S[a], vDecayed, S[a]);
+            }
+        }
+        for (int j = s; j < e; j++)
+        {
+            VectorKernels.ExpDifference(Γend, Γ[j - s], kDecayed);
+            VectorKernels.Multiply(kDecayed, head.Key[j], kDecayed);
+            double[] vj = head.Value[j];
+            if (Ψend is not null)
+            {
+                VectorKernels.ExpDifference(Ψend, Ψ![j - s], vDecayed);
+                VectorKernels.Multiply(vDecayed, head.Value[j], vDecayed);
+                vj = vDecayed;
+            }
+            for (int a = 0; a < head.K; a++)
+            {
+                VectorKernels.Axpy(kDecayed[a], vj, S[a]);
             }
         }
     }
 
-    /// <summary>o_t = scale · S_tᵀ q_t.</summary>
+    /// <summary>o_t = scale · S_tᵀ q_t, as the sum of S's rows weighted by scale · q_ta.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double[] Readout(DecayHead head, int t, double[][] S)
     {
         var o = new double[head.V];
         for (int a = 0; a < head.K; a++)
         {
-            double qa = head.Scale * head.Query[t][a];
-            for (int c = 0; c < head.V; c++)
-            {
-                o[c] += qa * S[a][c];
-            }
+            VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o);
         }
         return o;
     }
@@ -214,9 +242,6 @@ internal static class DiagonalDecay
         }
         return sum;
     }
-
-    private static double[][] Zeros(int rows, int columns) =>
-        Enumerable.Range(0, rows).Select(_ => new double[columns]).ToArray();
 
     /// <summary>Checks the shapes of the engine's tensors; the forms check their own inputs first, by their names.</summary>
     public static PerHead.Problem Bind(DecayInputs x)
@@ -260,9 +285,6 @@ internal sealed record DecayHead(double[][] Query, double[][] Key, double[][] Va
     public int T => Query.Length;
     public int K => Key.Length == 0 ? 0 : Key[0].Length;
     public int V => Value.Length == 0 ? 0 : Value[0].Length;
-
-    /// <summary>gv_tc, or 0 (no value-side decay) when gv is absent.</summary>
-    public double GvAt(int t, int c) => Gv is null ? 0 : Gv[t][c];
 }
 
 /// <summary>Outputs of a form with a K×V state per head: o [B,T,H,V] and final_state [N,H,K,V].</summary>

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.GatedLinear;
@@ -26,26 +28,19 @@ public static class Hgrn2
 {
     /// <summary>The recurrence, token by token: the definition.</summary>
     public static StateResult Recurrent(Tensor q, Tensor gk, Tensor v, GatedLinearOptions? options = null) =>
-        PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), (head, S) =>
+        PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
             for (int t = 0; t < head.T; t++)
             {
-                for (int a = 0; a < head.K; a++)
-                {
-                    double forget = Math.Exp(head.Gk[t][a]);
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        S[a][c] = forget * S[a][c] + (1 - forget) * head.Value[t][c];
-                    }
-                }
+                // S_t[a, :] = f_ta S_{t−1}[a, :] + (1 − f_ta) v_t with f = exp(gk);   o_t = Σ_a scale · q_ta S_t[a, :]
                 o[t] = new double[head.V];
                 for (int a = 0; a < head.K; a++)
                 {
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        o[t][c] += head.Scale * head.Query[t][a] * S[a][c];
-                    }
+                    double forget = Math.Exp(head.Gk[t][a]);
+                    VectorKernels.Scale(forget, S[a]);
+                    VectorKernels.Axpy(1 - forget, head.Value[t], S[a]);
+                    VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o[t]);
                 }
             }
             return o;

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.GatedLinear;
@@ -30,25 +32,18 @@ public static class Retention
         options ??= new RetentionOptions();
         double[] γ = Gammas(q, options.Gamma);
         var inputs = Inputs(q, k, v, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), (head, S) =>
+        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
             for (int t = 0; t < head.T; t++)
             {
-                for (int a = 0; a < head.K; a++)
-                {
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        S[a][c] = γ[head.Head] * S[a][c] + head.Key[t][a] * head.Value[t][c];
-                    }
-                }
+                // S_t[a, :] = γ_h S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
                 o[t] = new double[head.V];
                 for (int a = 0; a < head.K; a++)
                 {
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        o[t][c] += head.Scale * head.Query[t][a] * S[a][c];
-                    }
+                    VectorKernels.Scale(γ[head.Head], S[a]);
+                    VectorKernels.Axpy(head.Key[t][a], head.Value[t], S[a]);
+                    VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o[t]);
                 }
             }
             return o;

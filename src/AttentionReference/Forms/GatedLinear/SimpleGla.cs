@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.GatedLinear;
@@ -25,27 +27,20 @@ public static class SimpleGla
     public static StateResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, GatedLinearOptions? options = null)
     {
         var inputs = Inputs(q, k, v, g, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), (head, S) =>
+        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             double[] gate = PerHead.Scalars(g, head.Slice, head.Head);
             var o = new double[head.T][];
             for (int t = 0; t < head.T; t++)
             {
                 double decay = Math.Exp(gate[t]);
-                for (int a = 0; a < head.K; a++)
-                {
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        S[a][c] = decay * S[a][c] + head.Key[t][a] * head.Value[t][c];
-                    }
-                }
+                // S_t[a, :] = exp(g_t) S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
                 o[t] = new double[head.V];
                 for (int a = 0; a < head.K; a++)
                 {
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        o[t][c] += head.Scale * head.Query[t][a] * S[a][c];
-                    }
+                    VectorKernels.Scale(decay, S[a]);
+                    VectorKernels.Axpy(head.Key[t][a], head.Value[t], S[a]);
+                    VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o[t]);
                 }
             }
             return o;

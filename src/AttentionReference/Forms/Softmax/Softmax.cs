@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -112,37 +113,74 @@ public static class Softmax
     {
         RequirePositive("block_q", blockQ);
         RequirePositive("block_k", blockK);
-        var problem = SoftmaxProblem.Bind(q, k, v, options ?? new SoftmaxOptions());
+        options ??= new SoftmaxOptions();
+        var problem = SoftmaxProblem.Bind(q, k, v, options);
         var result = problem.NewResult();
+        // Plain scores (no softcap, ALiBi or mask): s_ij = scale · q_i · k_j over each row's window, read from
+        // contiguous tiles; otherwise every score goes through the problem's full definition.
+        bool plainScores = !(options.Softcap > 0) && options.AlibiSlopes is null && options.Mask is null;
+        double scale = options.Scale ?? 1 / Math.Sqrt(problem.Dk); // SoftmaxProblem's default, K^(-1/2)
+        int dk = problem.Dk, dv = problem.Dv;
 
         // One task per (sequence, head, query block): its rows are computed start to end by one thread.
         var tasks = (from sequence in problem.Sequences
                      from h in Enumerable.Range(0, problem.Hq)
                      from start in Enumerable.Range(0, CeilingDivide(sequence.Tq, blockQ))
                      select (sequence, h, start * blockQ)).ToArray();
-        Parallel.ForEach(tasks, task =>
+        Parallel.ForEach(tasks, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (task) =>
         {
             var (sequence, h, i0) = task;
             int br = Math.Min(blockQ, sequence.Tq - i0);
             QueryRow[] rows = Enumerable.Range(i0, br).Select(i => problem.Row(sequence, i, h)).ToArray();
             var m = Enumerable.Repeat(double.NegativeInfinity, br).ToArray();
             var l = new double[br];
-            var acc = new double[br][];
+            var accBlock = new double[br * dv]; // the accumulators of the block's rows, [br x V] row-major
+            Span<double> Acc(int r) => accBlock.AsSpan(r * dv, dv);
+
+            // The query block and, per key block, the K and V tiles as contiguous row-major copies.
+            var qBlock = new double[br * dk];
             for (int r = 0; r < br; r++)
             {
-                acc[r] = new double[problem.Dv];
+                problem.Query(rows[r]).CopyTo(qBlock.AsSpan(r * dk, dk));
             }
+            int tile = Math.Min(blockK, sequence.Tk);
+            var kTile = new double[tile * dk];
+            var vTile = new double[tile * dv];
 
             // The key blocks some row's window reaches (FA2's n_block_min .. n_block_max); the others are skipped.
-            var windows = rows.Select(problem.Window).Where(w => w.First < w.End).ToArray();
+            var rowWindows = rows.Select(problem.Window).ToArray();
+            var windows = rowWindows.Where(w => w.First < w.End).ToArray();
             int firstBlock = windows.Length == 0 ? 0 : windows.Min(w => w.First) / blockK;
             int endBlock = windows.Length == 0 ? 0 : CeilingDivide(windows.Max(w => w.End), blockK);
 
-            var s = new double[Math.Min(blockK, sequence.Tk)];
+            var s = new double[tile];
+            var pTile = new double[tile];     // P row, plain scores
+            var sTile4 = new double[4 * tile]; // S rows, then P rows, of four query rows, plain scores
             for (int block = firstBlock; block < endBlock; block++)
             {
                 int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
-                for (int r = 0; r < br; r++)
+                for (int j = j0; j < j0 + bc; j++)
+                {
+                    problem.KeyRow(rows[0], j).CopyTo(kTile.AsSpan((j - j0) * dk, dk));
+                    problem.ValueRow(rows[0], j).CopyTo(vTile.AsSpan((j - j0) * dv, dv));
+                }
+                for (int r = 0; r < br;)
+                {
+                    if (plainScores && r + 4 <= br && OnlineStepPlain4(r))
+                    {
+                        r += 4;
+                        continue;
+                    }
+                    if (!(plainScores && OnlineStepPlain(r)))
+                    {
+                        OnlineStep(r);
+                    }
+                    r++;
+                }
+
+                // The online step of row r on this key block, every score through the problem's full definition.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                void OnlineStep(int r)
                 {
                     QueryRow row = rows[r];
                     for (int j = j0; j < j0 + bc; j++)
@@ -152,28 +190,102 @@ public static class Softmax
                     double mNew = Math.Max(m[r], VectorKernels.Max(s.AsSpan(0, bc)));
                     if (double.IsNegativeInfinity(mNew))
                     {
-                        continue; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
+                        return; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
                     }
                     double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
                     double rowSum = 0;
-                    VectorKernels.Scale(alpha, acc[r]);
+                    VectorKernels.Scale(alpha, Acc(r));
                     for (int j = j0; j < j0 + bc; j++)
                     {
                         if (!double.IsNegativeInfinity(s[j - j0]))
                         {
                             double p = Math.Exp(s[j - j0] - mNew);
                             rowSum += p;
-                            VectorKernels.Axpy(p, problem.ValueRow(row, j), acc[r]); // only allowed keys' v are read
+                            VectorKernels.Axpy(p, vTile.AsSpan((j - j0) * dv, dv), Acc(r)); // only allowed keys' v are read
                         }
                     }
                     l[r] = alpha * l[r] + rowSum;
                     m[r] = mNew;
                 }
+
+                // The same online step for plain scores, on the keys [lo, hi) of row r's window in this block:
+                // S tile row s = scale · q_r K_tileᵀ, P row p = exp(s − m_new), acc_r ← α acc_r + p V_tile, as
+                // matrix-row products over the contiguous tiles. False (nothing done) when a score is −∞ (an
+                // overflowing dot product): the general step above then skips that key as it skips a masked one.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                bool OnlineStepPlain(int r)
+                {
+                    var (first, end) = rowWindows[r];
+                    int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc);
+                    Span<double> sRow = s.AsSpan(lo - j0, hi - lo), pRow = pTile.AsSpan(lo - j0, hi - lo);
+                    DenseMatrix.TimesTransposed(qBlock.AsSpan(r * dk, dk), kTile.AsSpan((lo - j0) * dk, (hi - lo) * dk), sRow);
+                    VectorKernels.Scale(scale, sRow);
+                    if (sRow.Contains(double.NegativeInfinity))
+                    {
+                        return false;
+                    }
+                    double mNew = Math.Max(m[r], VectorKernels.Max(sRow));
+                    if (double.IsNegativeInfinity(mNew))
+                    {
+                        return true; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
+                    }
+                    double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
+                    sRow.CopyTo(pRow);
+                    double rowSum = VectorKernels.ExpShiftedInPlace(pRow, mNew);
+                    VectorKernels.Scale(alpha, Acc(r));
+                    DenseMatrix.AddWeightedRows(pRow, vTile.AsSpan((lo - j0) * dv, (hi - lo) * dv), Acc(r));
+                    l[r] = alpha * l[r] + rowSum;
+                    m[r] = mNew;
+                    return true;
+                }
+
+                // The plain step of four rows r..r+3 whose windows cover the same keys [lo, hi) of this block (every
+                // block off the diagonal): S = scale · Q_rows K_tileᵀ [4 x n], P = exp(S − m_new) row by row, and
+                // Acc_rows ← diag(α) Acc_rows + P V_tile, as two matrix products. False (nothing done) when the
+                // windows differ, are empty here, or a score is −∞; the rows then take their own steps.
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+                bool OnlineStepPlain4(int r)
+                {
+                    var (first, end) = rowWindows[r];
+                    int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc), n = hi - lo;
+                    for (int g = 1; g < 4; g++)
+                    {
+                        var (firstG, endG) = rowWindows[r + g];
+                        int loG = Math.Clamp(firstG, j0, j0 + bc);
+                        if (loG != lo || Math.Clamp(endG, loG, j0 + bc) != hi)
+                        {
+                            return false;
+                        }
+                    }
+                    Span<double> s4 = sTile4.AsSpan(0, 4 * n);
+                    if (n == 0)
+                    {
+                        return false;
+                    }
+                    DenseMatrix.MultiplyTransposed(qBlock.AsSpan(r * dk, 4 * dk), 4, kTile.AsSpan((lo - j0) * dk, n * dk), n, dk, s4);
+                    VectorKernels.Scale(scale, s4);
+                    if (s4.Contains(double.NegativeInfinity))
+                    {
+                        return false;
+                    }
+                    for (int g = 0; g < 4; g++)
+                    {
+                        Span<double> sRow = s4.Slice(g * n, n); // S row, then P row
+                        double mNew = Math.Max(m[r + g], VectorKernels.Max(sRow));
+                        double alpha = Math.Exp(m[r + g] - mNew); // exp(−∞) = 0 on the first block with an allowed key
+                        double rowSum = VectorKernels.ExpShiftedInPlace(sRow, mNew);
+                        VectorKernels.Scale(alpha, Acc(r + g));
+                        l[r + g] = alpha * l[r + g] + rowSum;
+                        m[r + g] = mNew;
+                    }
+                    DenseMatrix.AddProduct(s4, 4, vTile.AsSpan((lo - j0) * dv, n * dv), n, accBlock.AsSpan(r * dv, 4 * dv));
+                    return true;
+                }
             }
 
             for (int r = 0; r < br; r++)
             {
-                Finish(result, rows[r].Index, acc[r], m[r], l[r]);
+                Finish(result, rows[r].Index, Acc(r), m[r], l[r]);
             }
         });
         return result;
@@ -285,7 +397,7 @@ public static class Softmax
     }
 
     /// <summary>o = acc / l and lse = m + ln l; a row with nothing allowed (l = 0) gets o = 0 and lse = −∞.</summary>
-    private static void Finish(SoftmaxResult result, int index, double[] acc, double m, double l)
+    private static void Finish(SoftmaxResult result, int index, ReadOnlySpan<double> acc, double m, double l)
     {
         Span<double> o = result.O.Data.AsSpan(index * acc.Length, acc.Length);
         if (l == 0)
