@@ -3,6 +3,7 @@ using System.Globalization;
 using AttentionReference.Compare;
 using AttentionReference.Forms;
 using AttentionReference.Golden;
+using AttentionReference.Numerics;
 using Spectre.Console;
 
 namespace AttentionReference.Cli.Commands;
@@ -49,6 +50,7 @@ internal static class GoldenCommand
                 }
             }
             Terminal.For(context.Out).Write(table);
+            context.Out.WriteLine($"cpu simd: {VectorKernels.SimdWidth}");
             int failed = results.Count(r => r.Failed), skipped = results.Count(r => r.Skipped is not null);
             context.Out.WriteLine($"{results.Count(r => r.Passed)} of {results.Count} golden cases pass"
                 + (skipped > 0 ? $", {skipped} skipped (no implementation on this backend), {failed} failed" : ""));

@@ -10,6 +10,17 @@ namespace AttentionReference.Numerics;
 /// </summary>
 public static class VectorKernels
 {
+    /// <summary>
+    /// The widest SIMD width this process computes with: "Vector512", "Vector256", "Vector128" or "scalar" (what
+    /// DOTNET_EnableAVX512=0, DOTNET_EnableAVX2=0 or DOTNET_EnableHWIntrinsic=0 narrow it to). It decides the
+    /// summation order of every reduction, so `golden verify` reports it.
+    /// </summary>
+    public static string SimdWidth =>
+        System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector512"
+        : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256"
+        : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? "Vector128"
+        : "scalar";
+
     /// <summary>x · y.</summary>
     public static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y) => TensorPrimitives.Dot(x, y);
 
