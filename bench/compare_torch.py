@@ -22,7 +22,7 @@ and heads only, as a plain PyTorch user would write them (mamba and ssd: as stat
 selective_scan_ref and ssd_minimal, compute them). Shapes follow the bench (InputFactory.cs): mamba D = H*V channels,
 N = 16; ssd P = V, N = K, one group. Needs python3 with torch and safetensors; no network.
 
-  python3 bench/compare_torch.py --attnref /tmp/attnref/attnref/attnref --size gpu --backend opencl
+  python3 bench/compare_torch.py --attnref .device/run/attnref/attnref --size gpu --backend opencl
   python3 bench/compare_torch.py --ours results.json     # times from `AttentionReference.Bench --cpu --json results.json`
 """
 import argparse
