@@ -26,14 +26,8 @@ internal static class BasedKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant == "recurrent")
-        {
-            throw new InputException("--backend opencl: based variant 'recurrent' has no OpenCL kernel: it reads the (1 + K + K²) × V Taylor state at every step (16513 × 128 per head at K = V = 128); parallel and chunked compute the same function") { Unsupported = true };
-        }
-        if (variant is not ("parallel" or "chunked"))
-        {
-            throw new InputException($"--backend opencl: based variant '{variant}' has no OpenCL kernel; variants on opencl: parallel, chunked") { Unsupported = true };
-        }
+        KernelSupport.Require("based", variant, ["parallel", "chunked"], parameters, implemented: null,
+            new Dictionary<string, string>(StringComparer.Ordinal) { ["recurrent"] = "it reads the (1 + K + K²) × V Taylor state at every step, 16513 × 128 per head at K = V = 128; parallel and chunked compute the same function" });
         BasedOptions options = BasedForm.Options(inputs, parameters);
         Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"];
         IReadOnlyList<SequenceSlice> slices = Based.Bind(q, k, v, options); // every check of the CPU form, with its messages

@@ -14,6 +14,12 @@ internal static class DeltaKernels
 {
     /// <summary>Options the kernels implement; anything else is refused rather than silently ignored.</summary>
     private static readonly HashSet<string> s_supported = new(["scale", "use_qk_l2norm_in_kernel", "chunk_size"], StringComparer.Ordinal);
+    private static readonly HashSet<string> s_supportedRwkv7 = new(["scale", "chunk_size"], StringComparer.Ordinal);
+
+    private static readonly Dictionary<string, string> s_noKernelBecause = new(StringComparer.Ordinal)
+    {
+        ["parallel"] = "its single triangular solve over the whole sequence needs T x T scratch; the chunked kernel computes the same function: --variant chunked",
+    };
 
     // Work-items per group of the chunked kernels: value columns, key channels and Gram entries are shared out.
     private const int GroupSize = 64;
@@ -22,17 +28,8 @@ internal static class DeltaKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "chunked"))
-        {
-            string why = form == "delta_rule" && variant == "parallel"
-                ? " (its single triangular solve over the whole sequence needs T x T scratch; the chunked kernel computes the same function: --variant chunked)"
-                : "";
-            throw new InputException($"--backend opencl: {form} variant '{variant}' has no OpenCL kernel{why}; variants on opencl: recurrent, chunked") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_supported.Contains(key) || (form == "rwkv7" && key == "use_qk_l2norm_in_kernel")))
-        {
-            throw new InputException($"--backend opencl: {form} parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require(form, variant, ["recurrent", "chunked"], parameters,
+            form == "rwkv7" ? s_supportedRwkv7 : s_supported, s_noKernelBecause);
         // chunk_size is read by the chunked variant only, as on the CPU.
         int chunkSize = variant == "chunked" ? DeltaFormSpecs.ChunkSize(parameters) : 1;
         DeltaProblem.RequireChunkSize(chunkSize);

@@ -21,14 +21,7 @@ internal static class GatedLinearKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "chunked" or "parallel"))
-        {
-            throw new InputException($"--backend opencl: {form} variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: {form} parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require(form, variant, ["recurrent", "parallel", "chunked"], parameters, s_parameters);
         var options = new GatedLinearOptions
         {
             Scale = parameters.GetOptionalDouble("scale"),

@@ -17,14 +17,7 @@ internal static class H3Kernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "convolution"))
-        {
-            throw new InputException($"--backend opencl: h3 variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, convolution") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: h3 parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("h3", variant, ["recurrent", "convolution"], parameters, s_parameters);
         DiagonalSsm ssm = DiagonalSsmWiring.Read(inputs, parameters);
         var shift = new H3Shift(inputs["shift_kernel"], inputs.GetValueOrDefault("shift_D"));
         Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"];

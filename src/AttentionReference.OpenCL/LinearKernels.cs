@@ -21,14 +21,7 @@ internal static class LinearKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "chunked" or "parallel"))
-        {
-            throw new InputException($"--backend opencl: linear variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: linear parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("linear", variant, ["recurrent", "parallel", "chunked"], parameters, s_parameters);
         var options = new LinearOptions
         {
             FeatureMap = parameters.GetChoice("feature_map", "identity", "identity", "elu1", "relu", "taylor2", "performer") switch

@@ -20,14 +20,7 @@ internal static class MambaKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "scan"))
-        {
-            throw new InputException($"--backend opencl: mamba variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, scan") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: mamba parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("mamba", variant, ["recurrent", "scan"], parameters, s_parameters);
         MambaOptions options = MambaForm.Options(inputs, parameters);
         int blockSize = variant == "scan" ? parameters.GetInt("block_size", 16) : int.MaxValue; // read only where the CPU form reads it
         if (variant == "scan" && blockSize < 1)

@@ -18,14 +18,7 @@ internal static class MlstmKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "chunked" or "parallel"))
-        {
-            throw new InputException($"--backend opencl: mlstm variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, parallel, chunked") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: mlstm parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("mlstm", variant, ["recurrent", "parallel", "chunked"], parameters, s_parameters);
         var options = new MlstmOptions
         {
             Scale = parameters.GetOptionalDouble("scale"),

@@ -28,10 +28,7 @@ internal static class NatsLKernels
         {
             throw GatedLinearWiring.UnknownVariant("nats_l", variant);
         }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_supported.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: nats_l parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("nats_l", variant, ["recurrent", "chunked"], parameters, s_supported);
         NatsLOptions options = NatsLForm.Options(inputs, parameters);
         int chunkSize = GatedLinearWiring.ChunkSize(parameters);
         Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], g = inputs["g"], beta = inputs["beta"], route = inputs["route"];

@@ -28,14 +28,8 @@ internal static class PowerKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant == "recurrent")
-        {
-            throw new InputException("--backend opencl: power variant 'recurrent' has no OpenCL kernel: it updates and reads a C(K+deg−1, deg) × V state at every step (8256 × 128 per head at K = V = 128, deg = 2); quadratic and chunked compute the same function") { Unsupported = true };
-        }
-        if (variant is not ("quadratic" or "chunked"))
-        {
-            throw new InputException($"--backend opencl: power variant '{variant}' has no OpenCL kernel; variants on opencl: quadratic, chunked") { Unsupported = true };
-        }
+        KernelSupport.Require("power", variant, ["quadratic", "chunked"], parameters, implemented: null,
+            new Dictionary<string, string>(StringComparer.Ordinal) { ["recurrent"] = "it updates and reads a C(K+deg−1, deg) × V state at every step, 8256 × 128 per head at K = V = 128, deg = 2; quadratic and chunked compute the same function" });
         int chunkSize = GatedLinearWiring.ChunkSize(parameters);
         if (variant == "chunked" && chunkSize < 1)
         {

@@ -17,14 +17,7 @@ internal static class Rwkv6Kernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "chunked"))
-        {
-            throw new InputException($"--backend opencl: rwkv6 variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, chunked") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: rwkv6 parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("rwkv6", variant, ["recurrent", "chunked"], parameters, s_parameters);
         var options = new Rwkv6Options
         {
             Scale = parameters.GetOptionalDouble("scale"),

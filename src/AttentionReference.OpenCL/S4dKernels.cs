@@ -18,14 +18,7 @@ internal static class S4dKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "convolution"))
-        {
-            throw new InputException($"--backend opencl: s4d variant '{variant}' has no OpenCL kernel; variants on opencl: recurrent, convolution") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: s4d parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("s4d", variant, ["recurrent", "convolution"], parameters, s_parameters);
         DiagonalSsm ssm = DiagonalSsmWiring.Read(inputs, parameters);
         Tensor u = inputs["u"];
         Dims dims = S4d.Bind(u, ssm);

@@ -23,14 +23,7 @@ internal static class SsdKernels
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        if (variant is not ("recurrent" or "chunked" or "quadratic"))
-        {
-            throw new InputException($"--backend opencl: ssd variant '{variant}' has no OpenCL kernel; variants on opencl: chunked, quadratic, recurrent") { Unsupported = true };
-        }
-        foreach (string key in parameters.Values.Keys.Where(key => !s_parameters.Contains(key)))
-        {
-            throw new InputException($"--backend opencl: ssd parameter '{key}' is not supported by the OpenCL kernel") { Unsupported = true };
-        }
+        KernelSupport.Require("ssd", variant, ["chunked", "quadratic", "recurrent"], parameters, s_parameters);
         SsdOptions options = SsdForm.Options(inputs, parameters);
         int chunkSize = variant == "chunked" ? parameters.GetInt("chunk_size", 64) : int.MaxValue; // read only where the CPU form reads it
         if (variant == "chunked" && chunkSize < 1)
