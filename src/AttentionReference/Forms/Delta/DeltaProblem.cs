@@ -140,51 +140,34 @@ internal sealed class DeltaProblem
         return new DeltaProblem(q, k, v, beta, g, gk, dims, options, slices);
     }
 
-    /// <summary>The inputs of value head <paramref name="hv"/> of one sequence.</summary>
-    public DeltaHead Head(SequenceSlice slice, int hv)
+    /// <summary>The inputs of one (sequence, value head) pair, starting from its state row S0 (K x V, row-major).</summary>
+    public DeltaHead Head(SequenceHead pair, double[] s0)
     {
-        int h = hv / (HV / H), length = slice.Length;
-        double[] q = Gather(_q, slice, H, h, Dk), k = Gather(_k, slice, H, h, Dk);
+        ArgumentNullException.ThrowIfNull(pair);
+        int h = pair.H / (HV / H);
+        double[] q = pair.Gather(_q, h), k = pair.Gather(_k, h);
         if (_l2Norm)
         {
-            for (int t = 0; t < length; t++)
+            for (int t = 0; t < pair.Length; t++)
             {
                 L2Normalise(DeltaHead.Row(q, t, Dk));
                 L2Normalise(DeltaHead.Row(k, t, Dk));
             }
         }
-        double[] s0 = _initialState is null
-            ? new double[Dk * Dv]
-            : _initialState.Data.AsSpan((slice.StateIndex * HV + hv) * Dk * Dv, Dk * Dv).ToArray();
-        return new DeltaHead(length, Dk, Dv, Scale, q, k,
-            Gather(_v, slice, HV, hv, Dv),
-            Gather(_beta, slice, HV, hv, BetaPerValue ? Dv : 1),
-            BetaPerValue,
-            _g is null ? null : Gather(_g, slice, HV, hv, 1),
-            _gk is null ? null : Gather(_gk, slice, HV, hv, Dk),
-            s0);
+        return new DeltaHead(pair.Length, Dk, Dv, Scale, q, k, pair.Gather(_v), pair.Gather(_beta), BetaPerValue,
+            _g is null ? null : pair.Gather(_g), _gk is null ? null : pair.Gather(_gk), s0);
     }
 
-    /// <summary>
-    /// Runs <paramref name="perHead"/> on every (sequence, value head) pair and assembles o and final_state. Each pair
-    /// is computed start to end by one thread, so the result does not depend on the number of threads.
-    /// </summary>
+    /// <summary>Runs <paramref name="perHead"/> on every (sequence, value head) pair; it returns o's rows and the final S.</summary>
     public DeltaResult Run(Func<DeltaHead, (double[] O, double[] S)> perHead)
     {
-        var o = Tensor.Zeros(Batch, Time, HV, Dv);
-        var finalState = Tensor.Zeros(Slices.Count, HV, Dk, Dv);
-        Parallel.For(0, Slices.Count * HV, pair =>
+        var result = SequenceHeads.Run(Slices, Batch, Time, HV, Dv, [new StateTensor(_initialState, Dk, Dv)], pair =>
         {
-            SequenceSlice slice = Slices[pair / HV];
-            int hv = pair % HV;
-            var (oHead, s) = perHead(Head(slice, hv));
-            for (int t = 0; t < slice.Length; t++)
-            {
-                oHead.AsSpan(t * Dv, Dv).CopyTo(o.Data.AsSpan(((slice.Batch * Time + slice.Start + t) * HV + hv) * Dv, Dv));
-            }
-            s.CopyTo(finalState.Data.AsSpan((slice.StateIndex * HV + hv) * Dk * Dv, Dk * Dv));
+            var (o, s) = perHead(Head(pair, pair.State()));
+            pair.WriteO(o);
+            s.CopyTo(pair.State(), 0);
         });
-        return new DeltaResult(o, finalState);
+        return new DeltaResult(result.O, result.FinalStates[0]);
     }
 
     /// <summary>x ← x / √(Σx² + ε), fla's l2norm.</summary>
@@ -200,19 +183,6 @@ internal sealed class DeltaProblem
         {
             x[i] *= inverseNorm;
         }
-    }
-
-    /// <summary>Rows [start, start + length) of head <paramref name="head"/> of a [B,T,heads,width] (or [B,T,heads]) tensor.</summary>
-    public static double[] Gather(Tensor x, SequenceSlice slice, int heads, int head, int width)
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        int time = x.Dim(1);
-        var rows = new double[slice.Length * width];
-        for (int t = 0; t < slice.Length; t++)
-        {
-            x.Data.AsSpan(((slice.Batch * time + slice.Start + t) * heads + head) * width, width).CopyTo(rows.AsSpan(t * width, width));
-        }
-        return rows;
     }
 
     /// <summary>The chunk size check every chunked variant shares.</summary>

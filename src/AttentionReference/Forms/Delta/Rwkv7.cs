@@ -327,30 +327,16 @@ internal sealed class Rwkv7Problem
         return new Rwkv7Problem(q, k, v, a, b, gk, dims, options, slices);
     }
 
-    /// <summary>Runs every (sequence, head) pair, one thread each from start to end, and assembles the outputs.</summary>
+    /// <summary>Runs <paramref name="perHead"/> on every (sequence, head) pair; it returns o's rows and the final S.</summary>
     public DeltaResult Run(Func<Rwkv7Head, (double[] O, double[] S)> perHead)
     {
-        var o = Tensor.Zeros(_batch, _time, _heads, _dv);
-        var finalState = Tensor.Zeros(_slices.Count, _heads, _dk, _dv);
-        int stateSize = _dk * _dv;
-        Parallel.For(0, _slices.Count * _heads, pair =>
+        var result = SequenceHeads.Run(_slices, _batch, _time, _heads, _dv, [new StateTensor(_initialState, _dk, _dv)], pair =>
         {
-            SequenceSlice slice = _slices[pair / _heads];
-            int h = pair % _heads;
-            double[] s0 = _initialState is null
-                ? new double[stateSize]
-                : _initialState.Data.AsSpan((slice.StateIndex * _heads + h) * stateSize, stateSize).ToArray();
-            var head = new Rwkv7Head(slice.Length, _dk, _dv, _scale,
-                DeltaProblem.Gather(_q, slice, _heads, h, _dk), DeltaProblem.Gather(_k, slice, _heads, h, _dk),
-                DeltaProblem.Gather(_v, slice, _heads, h, _dv), DeltaProblem.Gather(_a, slice, _heads, h, _dk),
-                DeltaProblem.Gather(_b, slice, _heads, h, _dk), DeltaProblem.Gather(_gk, slice, _heads, h, _dk), s0);
-            var (oHead, s) = perHead(head);
-            for (int t = 0; t < slice.Length; t++)
-            {
-                oHead.AsSpan(t * _dv, _dv).CopyTo(o.Data.AsSpan(((slice.Batch * _time + slice.Start + t) * _heads + h) * _dv, _dv));
-            }
-            s.CopyTo(finalState.Data.AsSpan((slice.StateIndex * _heads + h) * stateSize, stateSize));
+            var (o, s) = perHead(new Rwkv7Head(pair.Length, _dk, _dv, _scale, pair.Gather(_q), pair.Gather(_k), pair.Gather(_v),
+                pair.Gather(_a), pair.Gather(_b), pair.Gather(_gk), pair.State()));
+            pair.WriteO(o);
+            s.CopyTo(pair.State(), 0);
         });
-        return new DeltaResult(o, finalState);
+        return new DeltaResult(result.O, result.FinalStates[0]);
     }
 }

@@ -292,9 +292,8 @@ public sealed record StateResult(Tensor O, Tensor FinalState);
 
 /// <summary>
 /// The batch/varlen/head loop shared by the linear family: slices the call into sequences (<see cref="Sequences"/>),
-/// gathers the rows of each (sequence, head) pair, runs one head function on them with the state S [K][V] starting at
-/// initial_state, and scatters o and the final state back. One task per pair, each computed start to end by one
-/// thread, so results do not depend on the thread count.
+/// gathers the rows of each (sequence, head) pair and runs one head function on them with the state S [K][V] starting
+/// at initial_state; the loop itself, and with it the independence of the thread count, is <see cref="SequenceHeads"/>.
 /// </summary>
 internal static class PerHead
 {
@@ -321,19 +320,14 @@ internal static class PerHead
     {
         ArgumentNullException.ThrowIfNull(problem);
         ArgumentNullException.ThrowIfNull(head);
-        var (H, K, V) = (problem.Heads, problem.K, problem.V);
-        var o = Tensor.Zeros(problem.Batch, problem.Time, H, V);
-        var finalState = Tensor.Zeros(problem.Slices.Count, H, K, V);
-        System.Threading.Tasks.Parallel.For(0, problem.Slices.Count * H, pair =>
-        {
-            SequenceSlice slice = problem.Slices[pair / H];
-            int h = pair % H;
-            double[][] S = InitialState(problem.InitialState, slice.StateIndex, h, K, V);
-            double[][] rows = head(problem.Head(slice, h), S);
-            WriteRows(o, rows, slice, h);
-            WriteState(finalState, S, slice.StateIndex, h);
-        });
-        return new StateResult(o, finalState);
+        var result = SequenceHeads.Run(problem.Slices, problem.Batch, problem.Time, problem.Heads, problem.V,
+            [new StateTensor(problem.InitialState, problem.K, problem.V)], pair =>
+            {
+                double[][] S = pair.StateRows(0, problem.K);
+                pair.WriteO(head(problem.Head(pair.Sequence, pair.H), S));
+                pair.SetStateRows(0, S);
+            });
+        return new StateResult(result.O, result.FinalStates[0]);
     }
 
     /// <summary>Rows x[b, start + t, h, :] for t in [0, length) of a [B,T,H,D] tensor.</summary>

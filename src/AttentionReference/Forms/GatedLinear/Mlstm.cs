@@ -76,8 +76,9 @@ public static class Mlstm
     public static MlstmResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, MlstmOptions? options = null)
     {
         var p = MlstmProblem.Bind(q, k, v, i, f, options ?? new MlstmOptions());
-        return p.RunPerSequenceAndHead((sequence, h, state, o) =>
+        return p.Run((pair, state) =>
         {
+            var (sequence, h) = (pair.Sequence, pair.H);
             int b = sequence.Batch;
             var qs = new double[p.Dk];
             for (int t = sequence.Start; t < sequence.Start + sequence.Length; t++)
@@ -100,7 +101,7 @@ public static class Mlstm
                 // o_t = (scale·q_t)ᵀ C̃_t / (max(|(scale·q_t)ᵀ ñ_t|, exp(−m_t)) + eps)
                 p.Q(b, t, h).CopyTo(qs);
                 VectorKernels.Scale(p.Scale, qs);
-                Span<double> ot = p.O(o, b, t, h);
+                Span<double> ot = pair.O(t - sequence.Start);
                 for (int c = 0; c < p.Dk; c++)
                 {
                     VectorKernels.Axpy(qs[c], p.StateRow(state.C, c), ot);
@@ -114,8 +115,9 @@ public static class Mlstm
     public static MlstmResult Parallel(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, MlstmOptions? options = null)
     {
         var p = MlstmProblem.Bind(q, k, v, i, f, options ?? new MlstmOptions());
-        return p.RunPerSequenceAndHead((sequence, h, state, o) =>
+        return p.Run((pair, state) =>
         {
+            var (sequence, h) = (pair.Sequence, pair.H);
             int b = sequence.Batch, start = sequence.Start, length = sequence.Length;
             if (length == 0)
             {
@@ -146,7 +148,7 @@ public static class Mlstm
             {
                 p.Q(b, start + t, h).CopyTo(qs);
                 VectorKernels.Scale(p.Scale, qs);
-                Span<double> ot = p.O(o, b, start + t, h);
+                Span<double> ot = pair.O(t);
                 double initial = Math.Exp(logD[t, length] - rowMax[t]);
                 double normaliser = initial * VectorKernels.Dot(qs, state.N);
                 for (int c = 0; c < p.Dk; c++)
@@ -189,8 +191,9 @@ public static class Mlstm
             throw new InputException($"chunk_size must be ≥ 1, found {chunkSize}");
         }
         var p = MlstmProblem.Bind(q, k, v, i, f, options ?? new MlstmOptions());
-        return p.RunPerSequenceAndHead((sequence, h, state, o) =>
+        return p.Run((pair, state) =>
         {
+            var (sequence, h) = (pair.Sequence, pair.H);
             int b = sequence.Batch, end = sequence.Start + sequence.Length;
             var local = new double[chunkSize]; // b_i = Σ_{r=s}^{s+i} log f_r
             var logGate = new double[chunkSize]; // ℓ_ij of the current row i
@@ -219,7 +222,7 @@ public static class Mlstm
                     // 2. inter-chunk (the carried state) and intra-chunk (j ≤ r) terms of o_r
                     p.Q(b, cs + r, h).CopyTo(qs);
                     VectorKernels.Scale(p.Scale, qs);
-                    Span<double> oRow = p.O(o, b, cs + r, h);
+                    Span<double> oRow = pair.O(cs + r - sequence.Start);
                     double normaliser = carried * VectorKernels.Dot(qs, state.N);
                     for (int c = 0; c < p.Dk; c++)
                     {
@@ -342,39 +345,23 @@ internal sealed class MlstmProblem
         return new MlstmProblem(q, k, v, i, f, dims, options, sequences);
     }
 
-    /// <summary>The stabilised state of one (sequence, head): C̃ (K x V, row-major), ñ (K), m.</summary>
-    public sealed class State(double[] c, double[] n, double m)
+    /// <summary>The stabilised state of one (sequence, head): C̃ (K x V, row-major), ñ (K), m; its three state rows.</summary>
+    public sealed class State(SequenceHead pair)
     {
-        public double[] C { get; } = c;
-        public double[] N { get; } = n;
-        public double M { get; set; } = m;
+        private readonly double[] _m = pair.State(2);
+
+        public double[] C { get; } = pair.State(0);
+        public double[] N { get; } = pair.State(1);
+        public double M { get => _m[0]; set => _m[0] = value; }
     }
 
-    /// <summary>The body of a variant for one sequence and head: the state in and out, and o.</summary>
-    public delegate void HeadBody(SequenceSlice sequence, int h, State state, Tensor o);
-
-    /// <summary>
-    /// Runs <paramref name="body"/> once per (sequence, head), each start to end on one thread (so the result does not
-    /// depend on the thread count), with the state loaded from the initial tensors and stored into the final ones.
-    /// </summary>
-    public MlstmResult RunPerSequenceAndHead(HeadBody body)
+    /// <summary>Runs <paramref name="body"/> once per (sequence, head), the state (C̃, ñ, m) in and out.</summary>
+    public MlstmResult Run(Action<SequenceHead, State> body)
     {
-        var o = Tensor.Zeros(Batch, Time, Heads, Dv);
-        int count = _sequences.Count;
-        var (finalC, finalN, finalM) = (Tensor.Zeros(count, Heads, Dk, Dv), Tensor.Zeros(count, Heads, Dk), Tensor.Zeros(count, Heads));
-        System.Threading.Tasks.Parallel.For(0, count * Heads, task =>
-        {
-            SequenceSlice sequence = _sequences[task / Heads];
-            int h = task % Heads, row = sequence.StateIndex * Heads + h;
-            var state = new State(new double[Dk * Dv], new double[Dk], _options.InitialMax?.Data[row] ?? 0);
-            _options.InitialState?.Data.AsSpan(row * Dk * Dv, Dk * Dv).CopyTo(state.C);
-            _options.InitialNormalizer?.Data.AsSpan(row * Dk, Dk).CopyTo(state.N);
-            body(sequence, h, state, o);
-            state.C.CopyTo(finalC.Data, row * Dk * Dv);
-            state.N.CopyTo(finalN.Data, row * Dk);
-            finalM.Data[row] = state.M;
-        });
-        return new MlstmResult(o, finalC, finalN, finalM);
+        var result = SequenceHeads.Run(_sequences, Batch, Time, Heads, Dv,
+            [new StateTensor(_options.InitialState, Dk, Dv), new StateTensor(_options.InitialNormalizer, Dk), new StateTensor(_options.InitialMax)],
+            pair => body(pair, new State(pair)));
+        return new MlstmResult(result.O, result.FinalStates[0], result.FinalStates[1], result.FinalStates[2]);
     }
 
     /// <summary>max(|(scale·q)ᵀ ñ|, exp(−m)) + eps: the stabilised form of max(|(scale·q)ᵀ n|, 1).</summary>
@@ -398,8 +385,6 @@ internal sealed class MlstmProblem
     public ReadOnlySpan<double> K(int b, int t, int h) => _k.Data.AsSpan(((b * Time + t) * Heads + h) * Dk, Dk);
 
     public ReadOnlySpan<double> V(int b, int t, int h) => _v.Data.AsSpan(((b * Time + t) * Heads + h) * Dv, Dv);
-
-    public Span<double> O(Tensor o, int b, int t, int h) => o.Data.AsSpan(((b * Time + t) * Heads + h) * Dv, Dv);
 
     /// <summary>Row c (key channel) of a K x V state.</summary>
     public Span<double> StateRow(double[] state, int c) => state.AsSpan(c * Dv, Dv);

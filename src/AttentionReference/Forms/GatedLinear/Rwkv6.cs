@@ -61,14 +61,15 @@ public static class Rwkv6
     public static Rwkv6Result Recurrent(Tensor q, Tensor k, Tensor v, Tensor w, Tensor u, Rwkv6Options? options = null)
     {
         var p = Rwkv6Problem.Bind(q, k, v, w, u, options ?? new Rwkv6Options());
-        return p.RunPerSequenceAndHead((sequence, h, s, o) =>
+        return p.Run(pair =>
         {
+            var (sequence, h, s) = (pair.Sequence, pair.H, pair.State());
             int b = sequence.Batch;
             ReadOnlySpan<double> uh = p.U(h);
             for (int t = sequence.Start; t < sequence.Start + sequence.Length; t++)
             {
                 ReadOnlySpan<double> qt = p.Q(b, t, h), kt = p.K(b, t, h), vt = p.V(b, t, h), wt = p.W(b, t, h);
-                Span<double> ot = p.O(o, b, t, h);
+                Span<double> ot = pair.O(t - sequence.Start);
                 // o_t = scale · q_tᵀ (S_{t−1} + Diag(u) k_t v_tᵀ)
                 for (int c = 0; c < p.Dk; c++)
                 {
@@ -90,8 +91,9 @@ public static class Rwkv6
     public static Rwkv6Result Parallel(Tensor q, Tensor k, Tensor v, Tensor w, Tensor u, Rwkv6Options? options = null)
     {
         var p = Rwkv6Problem.Bind(q, k, v, w, u, options ?? new Rwkv6Options());
-        return p.RunPerSequenceAndHead((sequence, h, s, o) =>
+        return p.Run(pair =>
         {
+            var (sequence, h, s) = (pair.Sequence, pair.H, pair.State());
             int b = sequence.Batch, start = sequence.Start, end = sequence.Start + sequence.Length;
             ReadOnlySpan<double> uh = p.U(h);
             double[] s0 = (double[])s.Clone();
@@ -100,7 +102,7 @@ public static class Rwkv6
             for (int t = start; t < end; t++)
             {
                 ReadOnlySpan<double> qt = p.Q(b, t, h), kt = p.K(b, t, h);
-                Span<double> ot = p.O(o, b, t, h);
+                Span<double> ot = pair.O(t - start);
                 double bonus = 0;
                 for (int c = 0; c < p.Dk; c++)
                 {
@@ -154,8 +156,9 @@ public static class Rwkv6
             throw new InputException($"chunk_size must be ≥ 1, found {chunkSize}");
         }
         var p = Rwkv6Problem.Bind(q, k, v, w, u, options ?? new Rwkv6Options());
-        return p.RunPerSequenceAndHead((sequence, h, s, o) =>
+        return p.Run(pair =>
         {
+            var (sequence, h, s) = (pair.Sequence, pair.H, pair.State());
             int b = sequence.Batch, end = sequence.Start + sequence.Length;
             ReadOnlySpan<double> uh = p.U(h);
             var bCum = new double[chunkSize * p.Dk]; // b_i, the local inclusive log decay, row i
@@ -180,7 +183,7 @@ public static class Rwkv6
                 for (int i = 0; i < n; i++)
                 {
                     ReadOnlySpan<double> qi = p.Q(b, cs + i, h), ki = p.K(b, cs + i, h);
-                    Span<double> oi = p.O(o, b, cs + i, h);
+                    Span<double> oi = pair.O(cs + i - sequence.Start);
                     // 1. inter-chunk: scale · (q_i ⊙ exp(b_{i−1}))ᵀ S_start
                     for (int c = 0; c < p.Dk; c++)
                     {
@@ -282,28 +285,11 @@ internal sealed class Rwkv6Problem
         return new Rwkv6Problem(q, k, v, w, u, dims, options, sequences);
     }
 
-    /// <summary>The body of a variant for one sequence and head: the state (K x V, row-major) in and out, and o.</summary>
-    public delegate void HeadBody(SequenceSlice sequence, int h, double[] state, Tensor o);
-
-    /// <summary>
-    /// Runs <paramref name="body"/> once per (sequence, head), each start to end on one thread (so the result does not
-    /// depend on the thread count), with the state loaded from initial_state and stored into final_state.
-    /// </summary>
-    public Rwkv6Result RunPerSequenceAndHead(HeadBody body)
+    /// <summary>Runs <paramref name="body"/> once per (sequence, head); its state is S (K x V, row-major), in and out.</summary>
+    public Rwkv6Result Run(Action<SequenceHead> body)
     {
-        var o = Tensor.Zeros(Batch, Time, Heads, Dv);
-        var final = Tensor.Zeros(_sequences.Count, Heads, Dk, Dv);
-        int size = Dk * Dv;
-        System.Threading.Tasks.Parallel.For(0, _sequences.Count * Heads, task =>
-        {
-            SequenceSlice sequence = _sequences[task / Heads];
-            int h = task % Heads, row = (sequence.StateIndex * Heads + h) * size;
-            var state = new double[size];
-            _initialState?.Data.AsSpan(row, size).CopyTo(state);
-            body(sequence, h, state, o);
-            state.CopyTo(final.Data, row);
-        });
-        return new Rwkv6Result(o, final);
+        var result = SequenceHeads.Run(_sequences, Batch, Time, Heads, Dv, [new StateTensor(_initialState, Dk, Dv)], body);
+        return new Rwkv6Result(result.O, result.FinalStates[0]);
     }
 
     public ReadOnlySpan<double> Q(int b, int t, int h) => _q.Data.AsSpan(((b * Time + t) * Heads + h) * Dk, Dk);
@@ -315,8 +301,6 @@ internal sealed class Rwkv6Problem
     public ReadOnlySpan<double> W(int b, int t, int h) => _w.Data.AsSpan(((b * Time + t) * Heads + h) * Dk, Dk);
 
     public ReadOnlySpan<double> U(int h) => _u.Data.AsSpan(h * Dk, Dk);
-
-    public Span<double> O(Tensor o, int b, int t, int h) => o.Data.AsSpan(((b * Time + t) * Heads + h) * Dv, Dv);
 
     /// <summary>Row c (key channel) of a K x V state.</summary>
     public Span<double> StateRow(double[] state, int c) => state.AsSpan(c * Dv, Dv);

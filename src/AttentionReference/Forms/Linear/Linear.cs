@@ -424,25 +424,19 @@ internal sealed class LinearProblem
     /// </summary>
     public LinearResult Run(Func<LinearHead, double[][], double[], double[][]> head)
     {
-        int H = _heads, F = _featureDim, V = _valueDim;
-        var o = Tensor.Zeros(_batch, _time, H, V);
-        var finalState = Tensor.Zeros(_slices.Count, H, F, V);
-        var finalNormalizer = Tensor.Zeros(_slices.Count, H, F);
-        System.Threading.Tasks.Parallel.For(0, _slices.Count * H, pair =>
-        {
-            SequenceSlice slice = _slices[pair / H];
-            int h = pair % H, n = slice.StateIndex;
-            double[][] S = PerHead.InitialState(_options.InitialState, n, h, F, V);
-            double[] z = _options.InitialNormalizer is null ? new double[F] : _options.InitialNormalizer.Data.AsSpan((n * H + h) * F, F).ToArray();
-            var rows = new LinearHead(Features(_q, slice, h), Features(_k, slice, h), PerHead.Rows(_v, slice, h), F, _scale,
-                _options.Normalize, _options.Eps, _options.Causal) { V = V };
-            PerHead.WriteRows(o, head(rows, S, z), slice, h);
-            PerHead.WriteState(finalState, S, n, h);
-            z.CopyTo(finalNormalizer.Data.AsSpan((n * H + h) * F, F));
-        });
-        return new LinearResult(o, finalState, finalNormalizer);
+        int F = _featureDim, V = _valueDim;
+        var result = SequenceHeads.Run(_slices, _batch, _time, _heads, V,
+            [new StateTensor(_options.InitialState, F, V), new StateTensor(_options.InitialNormalizer, F)], pair =>
+            {
+                double[][] S = pair.StateRows(0, F);
+                var rows = new LinearHead(Features(_q, pair), Features(_k, pair), PerHead.Rows(_v, pair.Sequence, pair.H), F, _scale,
+                    _options.Normalize, _options.Eps, _options.Causal) { V = V };
+                pair.WriteO(head(rows, S, pair.State(1)));
+                pair.SetStateRows(0, S);
+            });
+        return new LinearResult(result.O, result.FinalStates[0], result.FinalStates[1]);
     }
 
-    private double[][] Features(Tensor x, SequenceSlice slice, int h) =>
-        PerHead.Rows(x, slice, h).Select(row => Linear.FeatureMap(_options.FeatureMap, row, _options.Proj)).ToArray();
+    private double[][] Features(Tensor x, SequenceHead pair) =>
+        PerHead.Rows(x, pair.Sequence, pair.H).Select(row => Linear.FeatureMap(_options.FeatureMap, row, _options.Proj)).ToArray();
 }
