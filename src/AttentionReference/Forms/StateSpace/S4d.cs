@@ -84,15 +84,16 @@ public static class S4d
         Parallel.For(0, batch * channels, index =>
         {
             int b = index / channels, h = index % channels;
-            var series = new double[time];
+            var series = new double[time]; // u[b, :, h]
             for (int t = 0; t < time; t++)
             {
-                series[t] = u[b, t, h];
+                series[t] = u.Data[(((b * time) + t) * channels) + h];
             }
             double[] y = channel(h, series);
+            double skip = ssm.Skip(h);
             for (int t = 0; t < time; t++)
             {
-                o.Data[o.Offset(b, t, h)] = y[t] + ssm.Skip(h) * series[t];
+                o.Data[(((b * time) + t) * channels) + h] = y[t] + skip * series[t];
             }
         });
         return o;

@@ -1,4 +1,5 @@
 using System.Numerics;
+using AttentionReference.Numerics;
 
 namespace AttentionReference.Forms.StateSpace;
 
@@ -47,17 +48,38 @@ internal static class StateSpaceMath
     }
 
     /// <summary>
-    /// In-place radix-2 complex FFT (iterative Cooley–Tukey, bit reversal first) of a power-of-two length; the
-    /// inverse (<paramref name="inverse"/>) conjugates the twiddles and divides by the length. Twiddles are taken from
-    /// cos/sin of the exact angle at every use rather than by repeated multiplication, so the roundoff of the whole
-    /// transform stays about log2(n)·ε relative to ‖x‖₂.
+    /// The twiddles of an n-point transform, w_j = exp(∓2πi·j/n) for j &lt; n/2 (− forward, + inverse), each from
+    /// cos/sin of its exact angle. Stage <c>length</c> of the transform uses w_{m·n/length} = exp(∓2πi·m/length):
+    /// n/length is a power of two, so the angle ∓2π·(m·n/length)/n is bit for bit the angle ∓2π·m/length.
     /// </summary>
-    public static void Fft(Complex[] x, bool inverse)
+    public static Complex[] Twiddles(int n, bool inverse)
+    {
+        double sign = inverse ? 1 : -1;
+        var w = new Complex[n / 2];
+        for (int j = 0; j < w.Length; j++)
+        {
+            double angle = sign * 2 * Math.PI * j / n;
+            w[j] = new Complex(Math.Cos(angle), Math.Sin(angle));
+        }
+        return w;
+    }
+
+    /// <summary>
+    /// In-place radix-2 complex FFT (iterative Cooley–Tukey, bit reversal first) of a power-of-two length, with the
+    /// <paramref name="twiddles"/> of <see cref="Twiddles"/> for that length and direction; the inverse
+    /// (<paramref name="inverse"/>) divides by the length. Twiddles are cos/sin of the exact angle rather than
+    /// repeated products, so the roundoff of the whole transform stays about log2(n)·ε relative to ‖x‖₂.
+    /// </summary>
+    public static void Fft(Complex[] x, Complex[] twiddles, bool inverse)
     {
         int n = x.Length;
         if (n == 0 || (n & (n - 1)) != 0)
         {
             throw new ArgumentException("FFT length must be a power of two", nameof(x));
+        }
+        if (twiddles.Length != n / 2)
+        {
+            throw new ArgumentException("the twiddles must be those of the FFT length", nameof(twiddles));
         }
         for (int i = 1, j = 0; i < n; i++)
         {
@@ -72,15 +94,14 @@ internal static class StateSpaceMath
                 (x[i], x[j]) = (x[j], x[i]);
             }
         }
-        double sign = inverse ? 1 : -1;
         for (int length = 2; length <= n; length <<= 1)
         {
+            int stride = n / length; // w_{m·stride} = exp(∓2πi·m/length)
             for (int start = 0; start < n; start += length)
             {
                 for (int m = 0; m < length / 2; m++)
                 {
-                    double angle = sign * 2 * Math.PI * m / length;
-                    Complex w = new(Math.Cos(angle), Math.Sin(angle));
+                    Complex w = twiddles[m * stride];
                     Complex even = x[start + m], odd = w * x[start + m + length / 2];
                     x[start + m] = even + odd;
                     x[start + m + length / 2] = even - odd;
@@ -121,26 +142,27 @@ internal static class StateSpaceMath
             uf[t] = u[t];
             kf[t] = kernel[t];
         }
-        Fft(uf, inverse: false);
-        Fft(kf, inverse: false);
+        Complex[] forward = Twiddles(n, inverse: false);
+        Fft(uf, forward, inverse: false);
+        Fft(kf, forward, inverse: false);
         for (int i = 0; i < n; i++)
         {
             uf[i] *= kf[i];
         }
-        Fft(uf, inverse: true);
+        Fft(uf, Twiddles(n, inverse: true), inverse: true);
         return uf.Take(u.Length).Select(c => c.Real).ToArray();
     }
 
-    /// <summary>Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l}, summed directly.</summary>
+    /// <summary>
+    /// Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l}, summed directly: for l = 0, 1, … in turn, y[l..] += K_l·u[..T−l],
+    /// so every y_t still adds its terms in the order l = 0, 1, …, t.
+    /// </summary>
     public static double[] DirectConvolve(double[] kernel, double[] u)
     {
         var y = new double[u.Length];
-        for (int t = 0; t < u.Length; t++)
+        for (int l = 0; l < u.Length; l++)
         {
-            for (int l = 0; l <= t; l++)
-            {
-                y[t] += kernel[l] * u[t - l];
-            }
+            VectorKernels.Axpy(kernel[l], u.AsSpan(0, u.Length - l), y.AsSpan(l));
         }
         return y;
     }
