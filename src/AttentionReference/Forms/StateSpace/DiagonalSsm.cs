@@ -63,14 +63,15 @@ public sealed record DiagonalSsm(Tensor LogDt, Tensor AReal, Tensor? AImag, Tens
 
     /// <summary>
     /// The convolution kernel of channel h over L steps: K_l = f·Re(Σ_n C_n B̄_n exp(l·dtA_n)), f = 2 (pairs) or 1,
-    /// with exp(l·dtA) taken directly at each l, as s4d.py does (no repeated products): e^{l·Re dtA} for all l at
-    /// once, times cos and sin of l·Im dtA.
+    /// with exp(l·dtA) taken directly at each l, as s4d.py does (no running product):
+    /// exp(l·dtA) = e^{l·Re dtA}·(cos(l·Im dtA) + i sin(l·Im dtA)), the magnitudes for all l at once, the phases from
+    /// <see cref="StateSpaceMath.CosSinOfMultiples"/>.
     /// </summary>
     internal double[] Kernel(int h, int length)
     {
         int modes = AReal.Dim(1);
         var kernel = new double[length];
-        var magnitude = new double[length]; // |exp(l·dtA_n)| = e^{l·Re dtA_n}
+        double[] magnitude = new double[length], cos = new double[length], sin = new double[length];
         for (int n = 0; n < modes; n++)
         {
             Complex cb = C(h, n, modes) * BBar(h, n, modes), dtA = DtA(h, n, modes);
@@ -79,11 +80,11 @@ public sealed record DiagonalSsm(Tensor LogDt, Tensor AReal, Tensor? AImag, Tens
                 magnitude[l] = l * dtA.Real;
             }
             VectorKernels.Exp(magnitude, magnitude);
+            StateSpaceMath.CosSinOfMultiples(dtA.Imaginary, cos, sin);
             for (int l = 0; l < length; l++)
             {
-                // Re(C_n B̄_n exp(l·dtA_n)), exp(l·dtA_n) = e^{l·Re dtA}(cos(l·Im dtA) + i sin(l·Im dtA))
-                var (sin, cos) = dtA.Imaginary == 0 ? (0.0, 1.0) : Math.SinCos(l * dtA.Imaginary);
-                kernel[l] += PairFactor * ((cb.Real * (magnitude[l] * cos)) - (cb.Imaginary * (magnitude[l] * sin)));
+                // Re(C_n B̄_n exp(l·dtA_n))
+                kernel[l] += PairFactor * ((cb.Real * (magnitude[l] * cos[l])) - (cb.Imaginary * (magnitude[l] * sin[l])));
             }
         }
         return kernel;

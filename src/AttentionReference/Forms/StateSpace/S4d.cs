@@ -22,6 +22,9 @@ namespace AttentionReference.Forms.StateSpace;
 /// Variants:
 ///   recurrent    the recurrence above, step by step (complex state per channel and mode)
 ///   convolution  K_l for l &lt; T (Ā^l as exp(l·dt·A), as s4d.py), then the causal sum, directly
+///                (exp(l·dtA) = e^{l·Re dtA}·(cos + i sin)(l·Im dtA): the magnitudes for all l at once, the phase
+///                of l = mS + j, S = ⌈√T⌉, from the directly-taken phases of mS and j by the angle-addition formulas:
+///                a few ε per value whatever l, never a running product; see StateSpaceMath.CosSinOfMultiples)
 ///   fft          the same convolution through a radix-2 complex FFT of size n = the power of two ≥ 2T (zero
 ///                padding, so no wrap-around): o = IFFT(FFT(u)·FFT(K))[0,T). The FFT is written here in a few
 ///                readable lines (StateSpaceMath.Fft, in double, twiddles from cos/sin of the exact angle) rather
