@@ -51,8 +51,11 @@ public static class S4d
         PerChannel(u, ssm, (h, series) => StateSpaceMath.DirectConvolve(ssm.Kernel(h, series.Length), series));
 
     /// <summary>The same convolution through a radix-2 FFT of size ≥ 2T.</summary>
-    public static Tensor Fft(Tensor u, DiagonalSsm ssm) =>
-        PerChannel(u, ssm, (h, series) => StateSpaceMath.FftConvolve(ssm.Kernel(h, series.Length), series));
+    public static Tensor Fft(Tensor u, DiagonalSsm ssm)
+    {
+        var fft = new FftConvolution(Bind(u, ssm)["T"]);
+        return PerChannel(u, ssm, (h, series) => fft.Convolve(ssm.Kernel(h, series.Length), series));
+    }
 
     /// <summary>The convolution kernel K [H, L] (K_l = 2·Re(Σ_n C_n B̄_n Ā_n^l), or Σ_n C_n B̄_n Ā_n^l with real_a).</summary>
     public static Tensor Kernel(DiagonalSsm ssm, int length)

@@ -163,31 +163,6 @@ internal static class StateSpaceMath
     }
 
     /// <summary>
-    /// Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l} of one channel through an FFT of size n ≥ 2T (no wrap-around):
-    /// y = IFFT(FFT(u ⊕ 0) · FFT(K ⊕ 0))[0, T).
-    /// </summary>
-    public static double[] FftConvolve(double[] kernel, double[] u)
-    {
-        int n = PowerOfTwo(2 * Math.Max(u.Length, 1));
-        var uf = new Complex[n];
-        var kf = new Complex[n];
-        for (int t = 0; t < u.Length; t++)
-        {
-            uf[t] = u[t];
-            kf[t] = kernel[t];
-        }
-        Complex[] forward = Twiddles(n, inverse: false);
-        Fft(uf, forward, inverse: false);
-        Fft(kf, forward, inverse: false);
-        for (int i = 0; i < n; i++)
-        {
-            uf[i] *= kf[i];
-        }
-        Fft(uf, Twiddles(n, inverse: true), inverse: true);
-        return uf.Take(u.Length).Select(c => c.Real).ToArray();
-    }
-
-    /// <summary>
     /// Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l}, summed directly: for l = 0, 1, … in turn, y[l..] += K_l·u[..T−l],
     /// so every y_t still adds its terms in the order l = 0, 1, …, t.
     /// </summary>
@@ -199,5 +174,41 @@ internal static class StateSpaceMath
             VectorKernels.Axpy(kernel[l], u.AsSpan(0, u.Length - l), y.AsSpan(l));
         }
         return y;
+    }
+}
+
+/// <summary>
+/// Causal convolutions y_t = Σ_{l=0..t} K_l u_{t−l} of series of <c>length</c> T steps through an FFT of size n ≥ 2T
+/// (no wrap-around): y = IFFT(FFT(u ⊕ 0) · FFT(K ⊕ 0))[0, T), the twiddles of both directions taken once for all.
+/// </summary>
+internal sealed class FftConvolution
+{
+    private readonly int _n;
+    private readonly Complex[] _forward, _inverse;
+
+    public FftConvolution(int length)
+    {
+        _n = StateSpaceMath.PowerOfTwo(2 * Math.Max(length, 1));
+        (_forward, _inverse) = (StateSpaceMath.Twiddles(_n, inverse: false), StateSpaceMath.Twiddles(_n, inverse: true));
+    }
+
+    /// <summary>The convolution of one channel's <paramref name="u"/> (T steps) with its <paramref name="kernel"/>.</summary>
+    public double[] Convolve(double[] kernel, double[] u)
+    {
+        var uf = new Complex[_n];
+        var kf = new Complex[_n];
+        for (int t = 0; t < u.Length; t++)
+        {
+            uf[t] = u[t];
+            kf[t] = kernel[t];
+        }
+        StateSpaceMath.Fft(uf, _forward, inverse: false);
+        StateSpaceMath.Fft(kf, _forward, inverse: false);
+        for (int i = 0; i < _n; i++)
+        {
+            uf[i] *= kf[i];
+        }
+        StateSpaceMath.Fft(uf, _inverse, inverse: true);
+        return uf.Take(u.Length).Select(c => c.Real).ToArray();
     }
 }
