@@ -1,4 +1,5 @@
 using System.Numerics;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.StateSpace;
@@ -62,18 +63,28 @@ public sealed record DiagonalSsm(Tensor LogDt, Tensor AReal, Tensor? AImag, Tens
 
     /// <summary>
     /// The convolution kernel of channel h over L steps: K_l = f·Re(Σ_n C_n B̄_n exp(l·dtA_n)), f = 2 (pairs) or 1,
-    /// with exp(l·dtA) taken directly at each l, as s4d.py does (no repeated products).
+    /// with exp(l·dtA) taken directly at each l, as s4d.py does (no running product):
+    /// exp(l·dtA) = e^{l·Re dtA}·(cos(l·Im dtA) + i sin(l·Im dtA)), the magnitudes for all l at once, the phases from
+    /// <see cref="StateSpaceMath.CosSinOfMultiples"/>.
     /// </summary>
     internal double[] Kernel(int h, int length)
     {
         int modes = AReal.Dim(1);
         var kernel = new double[length];
+        double[] magnitude = new double[length], cos = new double[length], sin = new double[length];
         for (int n = 0; n < modes; n++)
         {
             Complex cb = C(h, n, modes) * BBar(h, n, modes), dtA = DtA(h, n, modes);
             for (int l = 0; l < length; l++)
             {
-                kernel[l] += PairFactor * (cb * Complex.Exp(l * dtA)).Real;
+                magnitude[l] = l * dtA.Real;
+            }
+            VectorKernels.Exp(magnitude, magnitude);
+            StateSpaceMath.CosSinOfMultiples(dtA.Imaginary, cos, sin);
+            for (int l = 0; l < length; l++)
+            {
+                // Re(C_n B̄_n exp(l·dtA_n))
+                kernel[l] += PairFactor * ((cb.Real * (magnitude[l] * cos[l])) - (cb.Imaginary * (magnitude[l] * sin[l])));
             }
         }
         return kernel;

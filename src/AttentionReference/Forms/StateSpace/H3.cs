@@ -50,34 +50,56 @@ public static class H3
         Parallel.For(0, batch * heads, index =>
         {
             int b = index / heads, h = index % heads;
-            double[] Series(Tensor x, int i) => Enumerable.Range(0, time).Select(t => x[b, t, h, i]).ToArray();
+            // x[b, :, h, i] for every i, as d contiguous series of T steps
+            double[][] Series(Tensor x)
+            {
+                var series = new double[d][];
+                for (int i = 0; i < d; i++)
+                {
+                    series[i] = new double[time];
+                    for (int t = 0; t < time; t++)
+                    {
+                        series[i][t] = x.Data[(((((b * time) + t) * heads) + h) * d) + i];
+                    }
+                }
+                return series;
+            }
+            double[][] qh = Series(q), kh = Series(k), vh = Series(v);
 
             // 1. k̃ = SSM_shift(k), per channel i
             var kShifted = new double[d][];
             for (int i = 0; i < d; i++)
             {
-                double[] taps_i = Enumerable.Range(0, taps).Select(m => shift.Kernel[h, i, m]).ToArray();
-                double[] ki = Series(k, i);
-                kShifted[i] = recurrent ? ShiftRegister(taps_i, ki) : StateSpaceMath.DirectConvolve(Padded(taps_i, time), ki);
-                double skip = shift.D is null ? 0 : shift.D[h, i];
+                double[] taps_i = shift.Kernel.Data.AsSpan(((h * d) + i) * taps, taps).ToArray();
+                kShifted[i] = recurrent ? ShiftRegister(taps_i, kh[i]) : StateSpaceMath.DirectConvolve(Padded(taps_i, time), kh[i]);
+                double skip = shift.D is null ? 0 : shift.D.Data[(h * d) + i];
                 for (int t = 0; t < time; t++)
                 {
-                    kShifted[i][t] += skip * ki[t];
+                    kShifted[i][t] += skip * kh[i][t];
                 }
             }
             double[]? kernel = recurrent ? null : ssm.Kernel(h, time);
+            var kv = new double[time];
+            var oh = new double[time]; // o[b, :, h, j] for the current j
             for (int j = 0; j < d; j++)
             {
-                double[] vj = Series(v, j);
+                Array.Clear(oh);
                 for (int i = 0; i < d; i++)
                 {
                     // 2. kv[i,j], 3. the diagonal SSM on it, 4. summed against q[i]
-                    double[] kv = Enumerable.Range(0, time).Select(t => kShifted[i][t] * vj[t]).ToArray();
+                    for (int t = 0; t < time; t++)
+                    {
+                        kv[t] = kShifted[i][t] * vh[j][t];
+                    }
                     double[] y = kernel is null ? ssm.Recur(h, kv) : StateSpaceMath.DirectConvolve(kernel, kv);
                     for (int t = 0; t < time; t++)
                     {
-                        o.Data[o.Offset(b, t, h, j)] += q[b, t, h, i] * (y[t] + ssm.Skip(h) * kv[t]);
+                        oh[t] += qh[i][t] * (y[t] + ssm.Skip(h) * kv[t]);
                     }
+                }
+                for (int t = 0; t < time; t++)
+                {
+                    o.Data[(((((b * time) + t) * heads) + h) * d) + j] = oh[t];
                 }
             }
         });

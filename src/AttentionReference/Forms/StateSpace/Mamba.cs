@@ -1,5 +1,6 @@
 using AttentionReference.Forms.Common;
 using AttentionReference.Forms.GatedLinear;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.StateSpace;
@@ -33,6 +34,12 @@ namespace AttentionReference.Forms.StateSpace;
 ///              2. the block carries combine in order: c_0 = x_{−1}, c_{j+1} = α_last(j) c_j + β_last(j)
 ///              3. every step is fixed up with its block's carry: x_t = α_t c_j + β_t   (independent steps)
 ///              α is a product of exp(Δ A) factors, never divided by, so strong decay only underflows to 0.
+///
+/// Arithmetic: each (sequence, channel) is one unit of work, computed start to end by one thread in a fixed order,
+/// so results do not depend on the thread count. Its Δ, u and A_d are contiguous rows; the recurrence updates the
+/// state vector x [N] per step through Numerics/VectorKernels.cs (exp(Δ_t A_d) for all n at once, B_t and C_t read
+/// as contiguous rows: a selective B or C is transposed once to [B,G,L,N] for all channels); the scan runs each n
+/// along contiguous series of steps (a selective B or C is already [.., N, L]).
 /// </code>
 /// Sources: state-spaces/mamba mamba_ssm/ops/selective_scan_interface.py, <c>selective_scan_ref(u, delta, A, B, C,
 /// D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False)</c>: delta + delta_bias[..., None],
@@ -52,22 +59,27 @@ public static class Mamba
     public static StateResult Recurrent(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, MambaOptions? options = null)
     {
         var p = Bind(u, delta, A, B, C, options);
-        return p.Run((s, d) =>
+        Projection bRows = p.StepRows(p.BIn, p.GroupsB), cRows = p.StepRows(p.CIn, p.GroupsC);
+        return p.Run(channel =>
         {
-            var x = p.InitialState(s.StateIndex, d);
-            var y = new double[s.Length];
-            int b = s.Batch;
-            for (int i = 0; i < s.Length; i++)
+            ReadOnlySpan<double> Δ = channel.Δ, u_d = channel.U, A_d = channel.A;
+            Span<double> x = channel.X, y = channel.Y;
+            var decay = new double[p.N]; // exp(Δ_t A_dn) for all n
+            var ΔB = new double[p.N];    // Δ_t B_t[n] for all n
+            for (int i = 0; i < channel.Length; i++)
             {
-                int t = s.Start + i;
-                double dt = p.Delta(b, d, t);
-                for (int n = 0; n < p.N; n++)
-                {
-                    x[n] = Math.Exp(dt * A[d, n]) * x[n] + dt * p.B(b, d, n, t) * u[b, d, t];
-                    y[i] += p.C(b, d, n, t) * x[n];
-                }
+                int t = channel.Start + i;
+                // x_t[n] = exp(Δ_t A_dn) x_{t−1}[n] + Δ_t B_t[n] u_t
+                A_d.CopyTo(decay);
+                VectorKernels.Scale(Δ[i], decay);
+                VectorKernels.Exp(decay, decay);
+                VectorKernels.Multiply(decay, x, x);
+                bRows.Row(channel.Batch, channel.D, t).CopyTo(ΔB);
+                VectorKernels.Scale(Δ[i], ΔB);
+                VectorKernels.Axpy(u_d[i], ΔB, x);
+                // y_t = Σ_n C_t[n] x_t[n]
+                y[i] = VectorKernels.Dot(cRows.Row(channel.Batch, channel.D, t), x);
             }
-            return (y, x);
         });
     }
 
@@ -79,29 +91,31 @@ public static class Mamba
             throw new InputException($"parameter 'block_size': expected an integer ≥ 1, found {blockSize}");
         }
         var p = Bind(u, delta, A, B, C, options);
-        return p.Run((s, d) =>
+        Projection bSeries = p.StepSeries(p.BIn, p.GroupsB), cSeries = p.StepSeries(p.CIn, p.GroupsC);
+        return p.Run(channel =>
         {
-            double[] x0 = p.InitialState(s.StateIndex, d), last = new double[p.N], y = new double[s.Length];
-            var a = new double[s.Length];
-            var bu = new double[s.Length];
-            int b = s.Batch;
+            int length = channel.Length;
+            ReadOnlySpan<double> Δ = channel.Δ, u_d = channel.U, A_d = channel.A;
+            Span<double> state = channel.X, y = channel.Y; // x_{−1}[n] in, x_{L−1}[n] out
+            // per state index n: a_t = exp(Δ_t A_dn), b_t = Δ_t B_t[n] u_t, and the scan's scratch
+            double[] a = new double[length], bu = new double[length], x = new double[length], c = new double[length];
+            double[] alpha = new double[length], beta = new double[length], carry = new double[length];
             for (int n = 0; n < p.N; n++)
             {
-                for (int i = 0; i < s.Length; i++)
+                Δ.CopyTo(a);
+                VectorKernels.Scale(A_d[n], a);
+                VectorKernels.Exp(a, a);
+                VectorKernels.Multiply(Δ, bSeries.Series(channel.Batch, channel.D, n, channel.Start, bu), bu);
+                VectorKernels.Multiply(bu, u_d, bu);
+                BlockedScan(a, bu, state[n], blockSize, alpha, beta, carry, x);
+                // y_t += C_t[n] x_t[n]
+                VectorKernels.Multiply(cSeries.Series(channel.Batch, channel.D, n, channel.Start, c), x, c);
+                VectorKernels.Axpy(1, c, y);
+                if (length > 0)
                 {
-                    int t = s.Start + i;
-                    double dt = p.Delta(b, d, t);
-                    a[i] = Math.Exp(dt * A[d, n]);
-                    bu[i] = dt * p.B(b, d, n, t) * u[b, d, t];
+                    state[n] = x[length - 1];
                 }
-                double[] x = BlockedScan(a, bu, x0[n], blockSize);
-                for (int i = 0; i < s.Length; i++)
-                {
-                    y[i] += p.C(b, d, n, s.Start + i) * x[i];
-                }
-                last[n] = s.Length == 0 ? x0[n] : x[s.Length - 1];
             }
-            return (y, last);
         });
     }
 
@@ -109,11 +123,22 @@ public static class Mamba
     internal static double[] BlockedScan(double[] a, double[] b, double x0, int blockSize)
     {
         int length = a.Length;
+        var x = new double[length];
+        BlockedScan(a, b, x0, blockSize, new double[length], new double[length], new double[length], x);
+        return x;
+    }
+
+    /// <summary>
+    /// <see cref="BlockedScan(double[], double[], double, int)"/> into <paramref name="x"/>, with the local scans α, β and
+    /// the block carries in caller-owned scratch (each at least as long as a).
+    /// </summary>
+    internal static void BlockedScan(ReadOnlySpan<double> a, ReadOnlySpan<double> b, double x0, int blockSize,
+        Span<double> alpha, Span<double> beta, Span<double> carry, Span<double> x)
+    {
+        int length = a.Length;
         // A block longer than the sequence is one block: clamping keeps (j + 1)·blockSize from overflowing int.
         blockSize = Math.Min(blockSize, Math.Max(length, 1));
         int blocks = (length + blockSize - 1) / blockSize;
-        var alpha = new double[length];
-        var beta = new double[length];
         // 1. local inclusive scans, each block from the identity (1, 0)
         for (int j = 0; j < blocks; j++)
         {
@@ -125,7 +150,6 @@ public static class Mamba
             }
         }
         // 2. block carries, in order
-        var carry = new double[blocks];
         double c = x0;
         for (int j = 0; j < blocks; j++)
         {
@@ -134,12 +158,10 @@ public static class Mamba
             c = (alpha[lastStep] * c) + beta[lastStep];
         }
         // 3. fix-up
-        var x = new double[length];
         for (int t = 0; t < length; t++)
         {
             x[t] = (alpha[t] * carry[t / blockSize]) + beta[t];
         }
-        return x;
     }
 
     /// <summary>Every check of the form (shared with the OpenCL host), and the bound problem.</summary>
@@ -169,7 +191,7 @@ public static class Mamba
             dims.Set("S", slices.Count);
             dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "S,D,N");
         }
-        return new Problem(u, delta, B, C, groupsB, groupsC, options, slices, dims["B"], dims["D"], dims["N"], dims["L"]);
+        return new Problem(u, delta, A, B, C, groupsB, groupsC, options, slices, dims["B"], dims["D"], dims["N"], dims["L"]);
     }
 
     /// <summary>Binds B or C and returns its kind: 0 for [D,N], −1 for [B,N,L], the group count G for [B,G,N,L].</summary>
@@ -193,47 +215,139 @@ public static class Mamba
         }
     }
 
-    /// <summary>The bound inputs and the per-(b, d) driver.</summary>
-    internal sealed record Problem(Tensor U, Tensor DeltaIn, Tensor BIn, Tensor CIn, int GroupsB, int GroupsC, MambaOptions Options, IReadOnlyList<SequenceSlice> Slices, int Batch, int Channels, int N, int L)
+    /// <summary>
+    /// B or C read the way a variant walks it. Time-invariant ([D,N]): row d at every step, or B_dn repeated along
+    /// the steps. Selective ([B,N,L] or [B,G,N,L], kind −1 or G): the steps of (b, group, n) are contiguous as given,
+    /// and for step rows the tensor is transposed once to [B,G,L,N] (G = 1 for [B,N,L]), shared by every channel.
+    /// </summary>
+    internal sealed class Projection
     {
-        public double Delta(int b, int d, int t)
+        private readonly double[] _data;
+        private readonly int _kind, _channels, _n, _l, _groups;
+        private readonly bool _stepRows;
+
+        public Projection(Tensor x, int kind, int channels, int n, int l, bool stepRows)
         {
-            double dt = DeltaIn[b, d, t] + (Options.DeltaBias?.Data[d] ?? 0);
-            return Options.DeltaSoftplus ? StateSpaceMath.Softplus(dt) : dt;
+            (_kind, _channels, _n, _l, _stepRows) = (kind, channels, n, l, stepRows);
+            _groups = kind > 0 ? kind : 1;
+            _data = x.Data;
+            if (kind != 0 && stepRows)
+            {
+                // [B,G,N,L] → [B,G,L,N]
+                int batchGroups = x.Length / (n * l == 0 ? 1 : n * l);
+                _data = new double[x.Length];
+                for (int bg = 0; bg < batchGroups; bg++)
+                {
+                    for (int k = 0; k < n; k++)
+                    {
+                        for (int t = 0; t < l; t++)
+                        {
+                            _data[(((bg * l) + t) * n) + k] = x.Data[(((bg * n) + k) * l) + t];
+                        }
+                    }
+                }
+            }
         }
 
-        public double B(int b, int d, int n, int t) => Projection(BIn, GroupsB, b, d, n, t);
+        private int Group(int b, int d) => (b * _groups) + (d / (_channels / _groups));
 
-        public double C(int b, int d, int n, int t) => Projection(CIn, GroupsC, b, d, n, t);
+        /// <summary>(B_t[0], …, B_t[N−1]) for channel d (a view, step rows only).</summary>
+        public ReadOnlySpan<double> Row(int b, int d, int t) => _kind == 0
+            ? _data.AsSpan(d * _n, _n)
+            : _data.AsSpan(((Group(b, d) * _l) + t) * _n, _n);
 
-        private double Projection(Tensor x, int groups, int b, int d, int n, int t) => groups switch
+        /// <summary>
+        /// (B_t[n] for t = start, start + 1, …, start + scratch.Length − 1) for channel d: a view of the tensor when
+        /// selective, <paramref name="scratch"/> filled with B_dn when time-invariant.
+        /// </summary>
+        public ReadOnlySpan<double> Series(int b, int d, int n, int start, Span<double> scratch)
         {
-            0 => x[d, n],
-            -1 => x[b, n, t],
-            _ => x[b, d / (Channels / groups), n, t],
-        };
+            if (_kind != 0)
+            {
+                return _data.AsSpan((((Group(b, d) * _n) + n) * _l) + start, scratch.Length);
+            }
+            scratch.Fill(_data[(d * _n) + n]);
+            return scratch;
+        }
+    }
+
+    /// <summary>
+    /// One (sequence, channel d) as a variant sees it: Δ for its steps, its u and the row A_d (views), the state x
+    /// (x_{−1} on entry; the variant leaves x_{L−1} in it) and y (zeros on entry; the variant writes Σ_n C_t[n] x_t[n]).
+    /// </summary>
+    internal sealed class Channel
+    {
+        private readonly Problem _p;
+        private readonly SequenceSlice _slice;
+
+        public Channel(Problem p, SequenceSlice slice, int d)
+        {
+            (_p, _slice, D) = (p, slice, d);
+            Δ = p.DeltaSeries(slice, d);
+            X = p.InitialState(slice.StateIndex, d);
+            Y = new double[slice.Length];
+        }
+
+        public int Batch => _slice.Batch;
+        public int D { get; }
+        public int Start => _slice.Start;
+        public int Length => _slice.Length;
+        public double[] Δ { get; }
+        public ReadOnlySpan<double> U => _p.U.Data.AsSpan(_p.Offset(Batch, D, Start), Length);
+        public ReadOnlySpan<double> A => _p.AIn.Data.AsSpan(D * _p.N, _p.N);
+        public double[] X { get; }
+        public double[] Y { get; }
+    }
+
+    /// <summary>The bound inputs and the per-(b, d) driver.</summary>
+    internal sealed record Problem(Tensor U, Tensor DeltaIn, Tensor AIn, Tensor BIn, Tensor CIn, int GroupsB, int GroupsC, MambaOptions Options, IReadOnlyList<SequenceSlice> Slices, int Batch, int Channels, int N, int L)
+    {
+        /// <summary>The offset of [b, d, t] in a [B,D,L] tensor.</summary>
+        public int Offset(int b, int d, int t) => (((b * Channels) + d) * L) + t;
+
+        /// <summary>Δ_t = delta_t + delta_bias_d (softplus'd if asked) for the steps of one sequence and channel.</summary>
+        public double[] DeltaSeries(SequenceSlice s, int d)
+        {
+            var Δ = new double[s.Length];
+            double bias = Options.DeltaBias?.Data[d] ?? 0;
+            int offset = Offset(s.Batch, d, s.Start);
+            for (int i = 0; i < s.Length; i++)
+            {
+                double dt = DeltaIn.Data[offset + i] + bias;
+                Δ[i] = Options.DeltaSoftplus ? StateSpaceMath.Softplus(dt) : dt;
+            }
+            return Δ;
+        }
+
+        /// <summary>B or C as rows per step (the recurrence).</summary>
+        public Projection StepRows(Tensor x, int kind) => new(x, kind, Channels, N, L, stepRows: true);
+
+        /// <summary>B or C as series along the steps per state index (the scan).</summary>
+        public Projection StepSeries(Tensor x, int kind) => new(x, kind, Channels, N, L, stepRows: false);
 
         public double[] InitialState(int row, int d) => Options.InitialState is null
             ? new double[N]
-            : Enumerable.Range(0, N).Select(n => Options.InitialState[row, d, n]).ToArray();
+            : Options.InitialState.Data.AsSpan(((row * Channels) + d) * N, N).ToArray();
 
         /// <summary>Runs every (sequence, channel) pair (each by one thread, start to end) and adds D u and the z gate.</summary>
-        public StateResult Run(Func<SequenceSlice, int, (double[] Y, double[] Last)> channel)
+        public StateResult Run(Action<Channel> variant)
         {
             var o = Tensor.Zeros(Batch, Channels, L);
             var last = Tensor.Zeros(Slices.Count, Channels, N);
             System.Threading.Tasks.Parallel.For(0, Slices.Count * Channels, index =>
             {
                 var s = Slices[index / Channels];
-                int b = s.Batch, d = index % Channels;
-                var (y, x) = channel(s, d);
+                int d = index % Channels;
+                var channel = new Channel(this, s, d);
+                variant(channel);
+                double skip = Options.D?.Data[d] ?? 0;
+                int offset = Offset(s.Batch, d, s.Start);
                 for (int i = 0; i < s.Length; i++)
                 {
-                    int t = s.Start + i;
-                    double value = y[i] + ((Options.D?.Data[d] ?? 0) * U[b, d, t]);
-                    o.Data[o.Offset(b, d, t)] = Options.Z is null ? value : value * StateSpaceMath.Silu(Options.Z[b, d, t]);
+                    double value = channel.Y[i] + (skip * U.Data[offset + i]);
+                    o.Data[offset + i] = Options.Z is null ? value : value * StateSpaceMath.Silu(Options.Z.Data[offset + i]);
                 }
-                x.CopyTo(last.Data, last.Offset(s.StateIndex, d, 0));
+                channel.X.CopyTo(last.Data, ((s.StateIndex * Channels) + d) * N);
             });
             return new StateResult(o, last);
         }

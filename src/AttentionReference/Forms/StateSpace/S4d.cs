@@ -22,6 +22,9 @@ namespace AttentionReference.Forms.StateSpace;
 /// Variants:
 ///   recurrent    the recurrence above, step by step (complex state per channel and mode)
 ///   convolution  K_l for l &lt; T (Ā^l as exp(l·dt·A), as s4d.py), then the causal sum, directly
+///                (exp(l·dtA) = e^{l·Re dtA}·(cos + i sin)(l·Im dtA): the magnitudes for all l at once, the phase
+///                of l = mS + j, S = ⌈√T⌉, from the directly-taken phases of mS and j by the angle-addition formulas:
+///                a few ε per value whatever l, never a running product; see StateSpaceMath.CosSinOfMultiples)
 ///   fft          the same convolution through a radix-2 complex FFT of size n = the power of two ≥ 2T (zero
 ///                padding, so no wrap-around): o = IFFT(FFT(u)·FFT(K))[0,T). The FFT is written here in a few
 ///                readable lines (StateSpaceMath.Fft, in double, twiddles from cos/sin of the exact angle) rather
@@ -48,8 +51,11 @@ public static class S4d
         PerChannel(u, ssm, (h, series) => StateSpaceMath.DirectConvolve(ssm.Kernel(h, series.Length), series));
 
     /// <summary>The same convolution through a radix-2 FFT of size ≥ 2T.</summary>
-    public static Tensor Fft(Tensor u, DiagonalSsm ssm) =>
-        PerChannel(u, ssm, (h, series) => StateSpaceMath.FftConvolve(ssm.Kernel(h, series.Length), series));
+    public static Tensor Fft(Tensor u, DiagonalSsm ssm)
+    {
+        var fft = new FftConvolution(Bind(u, ssm)["T"]);
+        return PerChannel(u, ssm, (h, series) => fft.Convolve(ssm.Kernel(h, series.Length), series));
+    }
 
     /// <summary>The convolution kernel K [H, L] (K_l = 2·Re(Σ_n C_n B̄_n Ā_n^l), or Σ_n C_n B̄_n Ā_n^l with real_a).</summary>
     public static Tensor Kernel(DiagonalSsm ssm, int length)
@@ -84,15 +90,16 @@ public static class S4d
         Parallel.For(0, batch * channels, index =>
         {
             int b = index / channels, h = index % channels;
-            var series = new double[time];
+            var series = new double[time]; // u[b, :, h]
             for (int t = 0; t < time; t++)
             {
-                series[t] = u[b, t, h];
+                series[t] = u.Data[(((b * time) + t) * channels) + h];
             }
             double[] y = channel(h, series);
+            double skip = ssm.Skip(h);
             for (int t = 0; t < time; t++)
             {
-                o.Data[o.Offset(b, t, h)] = y[t] + ssm.Skip(h) * series[t];
+                o.Data[(((b * time) + t) * channels) + h] = y[t] + skip * series[t];
             }
         });
         return o;

@@ -1,5 +1,6 @@
 using AttentionReference.Forms.Common;
 using AttentionReference.Forms.GatedLinear;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.StateSpace;
@@ -32,6 +33,11 @@ namespace AttentionReference.Forms.StateSpace;
 ///              4. state to output (C terms): Y_off_l = exp(cum_l) h_{c−1} C_l
 ///              The suffix sums of step 2 are summed directly too (ssd_minimal.py subtracts cumulative sums there;
 ///              same value, less roundoff when decays are strong).
+///
+/// Arithmetic: each (sequence, head) is one unit of work, computed start to end by one thread in a fixed order, so
+/// results do not depend on the thread count. Its steps' x, B and C are gathered once as contiguous [T,P], [T,N],
+/// [T,N] blocks and the state is P x N row-major; every row update, dot product and weighted sum of rows goes
+/// through Numerics/VectorKernels.cs and DenseMatrix.cs, and the exps of a row of segment sums are taken at once.
 /// </code>
 /// Sources: Dao and Gu 2024, "Transformers are SSMs" (SSD, Mamba-2); state-spaces/mamba
 /// mamba_ssm/modules/ssd_minimal.py (segsum, ssd_minimal_discrete(X·dt, A·dt, B, C, block_len, initial_states):
@@ -53,30 +59,31 @@ public static class Ssd
     public static StateResult Recurrent(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, SsdOptions? options = null) =>
         Bind(x, dt, A, B, C, options).Run(head =>
         {
-            double[,] h = head.H0;
-            var y = new double[head.T][];
+            double[] h = head.H0; // P x N, row p = h[p, :]
             for (int t = 0; t < head.T; t++)
             {
                 double decay = Math.Exp(head.Log[t]);
-                y[t] = new double[head.P];
                 for (int p = 0; p < head.P; p++)
                 {
-                    for (int n = 0; n < head.N; n++)
-                    {
-                        h[p, n] = (decay * h[p, n]) + (head.Dt[t] * head.X[t][p] * head.B[t][n]);
-                        y[t][p] += h[p, n] * head.C[t][n];
-                    }
+                    // h_t[p, :] = exp(a_t) h_{t−1}[p, :] + Δ_t x_t[p] B_t
+                    Span<double> row = h.AsSpan(p * head.N, head.N);
+                    VectorKernels.Scale(decay, row);
+                    VectorKernels.Axpy(head.Dt[t] * head.X(t)[p], head.B(t), row);
                 }
+                // y_t = h_t C_t
+                DenseMatrix.TimesTransposed(head.C(t), h, head.Y(t));
             }
-            return (y, h);
+            return h;
         });
 
     /// <summary>The segment-sum (quadratic) form.</summary>
     public static StateResult Quadratic(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, SsdOptions? options = null) =>
         Bind(x, dt, A, B, C, options).Run(head =>
         {
-            var y = new double[head.T][];
             var segsum = new double[head.T + 1]; // segsum[s + 1] = Σ_{r=s+1..t} a_r for the current t, s = −1..t
+            var decay = new double[head.T + 1];  // exp(segsum)
+            var weight = new double[head.T];     // (C_t·B_s) exp(segsum(t, s)) Δ_s for s = 0..t
+            var hC = new double[head.P];
             for (int t = 0; t < head.T; t++)
             {
                 for (int s = -1; s < t; s++)
@@ -84,31 +91,28 @@ public static class Ssd
                     segsum[s + 1] += head.Log[t];
                 }
                 segsum[t + 1] = 0;
-                y[t] = new double[head.P];
-                for (int s = 0; s <= t; s++)
-                {
-                    double weight = Dot(head.C[t], head.B[s]) * Math.Exp(segsum[s + 1]) * head.Dt[s];
-                    for (int p = 0; p < head.P; p++)
-                    {
-                        y[t][p] += weight * head.X[s][p];
-                    }
-                }
-                AddStateOutput(y[t], head.H0, head.C[t], Math.Exp(segsum[0]));
+                Span<double> w = weight.AsSpan(0, t + 1), e = decay.AsSpan(0, t + 2);
+                VectorKernels.Exp(segsum.AsSpan(0, t + 2), e);
+                DenseMatrix.TimesTransposed(head.C(t), head.BRows(0, t + 1), w);
+                VectorKernels.Multiply(w, e[1..], w);
+                VectorKernels.Multiply(w, head.Dt.AsSpan(0, t + 1), w);
+                // y_t = Σ_{s≤t} w_s x_s + exp(segsum(t, −1)) h_{−1} C_t
+                DenseMatrix.AddWeightedRows(w, head.XRows(0, t + 1), head.Y(t));
+                AddStateOutput(head.Y(t), head.H0, head.C(t), e[0], hC);
             }
             // the final state is the same sum read at t = T − 1 against B instead of C
-            var h = new double[head.P, head.N];
-            for (int s = -1; s < head.T; s++)
+            var h = new double[head.P * head.N];
+            VectorKernels.Exp(segsum, decay);
+            VectorKernels.Axpy(decay[0], head.H0, h);
+            for (int s = 0; s < head.T; s++)
             {
-                double w = s < 0 ? Math.Exp(segsum[0]) : Math.Exp(segsum[s + 1]) * head.Dt[s];
+                double w = decay[s + 1] * head.Dt[s];
                 for (int p = 0; p < head.P; p++)
                 {
-                    for (int n = 0; n < head.N; n++)
-                    {
-                        h[p, n] += w * (s < 0 ? head.H0[p, n] : head.X[s][p] * head.B[s][n]);
-                    }
+                    VectorKernels.Axpy(w * head.X(s)[p], head.B(s), h.AsSpan(p * head.N, head.N));
                 }
             }
-            return (y, h);
+            return h;
         });
 
     /// <summary>ssd_minimal.py's chunked algorithm with chunks of <paramref name="chunkSize"/> steps.</summary>
@@ -120,12 +124,13 @@ public static class Ssd
         }
         return Bind(x, dt, A, B, C, options).Run(head =>
         {
-            var y = new double[head.T][];
-            double[,] h = head.H0; // h_{c−1}: the state entering the chunk
+            double[] h = head.H0; // h_{c−1}: the state entering the chunk, P x N
+            int Q = Math.Min(chunkSize, head.T);
+            double[] cum = new double[Q], segsum = new double[Q], weight = new double[Q];
+            double[] chunkState = new double[head.P * head.N], hC = new double[head.P];
             for (int start = 0; start < head.T; start += chunkSize)
             {
                 int length = Math.Min(chunkSize, head.T - start);
-                var cum = new double[length];
                 for (int l = 0; l < length; l++)
                 {
                     cum[l] = (l == 0 ? 0 : cum[l - 1]) + head.Log[start + l];
@@ -133,76 +138,49 @@ public static class Ssd
                 // 1. intra-chunk outputs (diagonal blocks), with the stable segsum within the chunk
                 for (int l = 0; l < length; l++)
                 {
-                    y[start + l] = new double[head.P];
-                    double segsum = 0; // Σ_{r=s+1..l} a_r, grown as s goes down from l
+                    double sum = 0; // segsum(l, s) = Σ_{r=s+1..l} a_r, grown as s goes down from l
                     for (int s = l; s >= 0; s--)
                     {
-                        double weight = Dot(head.C[start + l], head.B[start + s]) * Math.Exp(segsum) * head.Dt[start + s];
-                        for (int p = 0; p < head.P; p++)
-                        {
-                            y[start + l][p] += weight * head.X[start + s][p];
-                        }
-                        segsum += head.Log[start + s];
+                        segsum[s] = sum;
+                        sum += head.Log[start + s];
                     }
+                    Span<double> w = weight.AsSpan(0, l + 1), e = segsum.AsSpan(0, l + 1);
+                    VectorKernels.Exp(e, e);
+                    DenseMatrix.TimesTransposed(head.C(start + l), head.BRows(start, l + 1), w);
+                    VectorKernels.Multiply(w, e, w);
+                    VectorKernels.Multiply(w, head.Dt.AsSpan(start, l + 1), w);
+                    DenseMatrix.AddWeightedRows(w, head.XRows(start, l + 1), head.Y(start + l));
                 }
                 // 4. state to output (C terms), from the state entering the chunk
                 for (int l = 0; l < length; l++)
                 {
-                    AddStateOutput(y[start + l], h, head.C[start + l], Math.Exp(cum[l]));
+                    AddStateOutput(head.Y(start + l), h, head.C(start + l), Math.Exp(cum[l]), hC);
                 }
                 // 2. the chunk's own state (B terms), decays to the chunk's end summed directly
-                var chunkState = new double[head.P, head.N];
+                Array.Clear(chunkState);
                 double toEnd = 0; // Σ_{r=s+1..end} a_r
                 for (int s = length - 1; s >= 0; s--)
                 {
                     double w = Math.Exp(toEnd) * head.Dt[start + s];
                     for (int p = 0; p < head.P; p++)
                     {
-                        for (int n = 0; n < head.N; n++)
-                        {
-                            chunkState[p, n] += w * head.X[start + s][p] * head.B[start + s][n];
-                        }
+                        VectorKernels.Axpy(w * head.X(start + s)[p], head.B(start + s), chunkState.AsSpan(p * head.N, head.N));
                     }
                     toEnd += head.Log[start + s];
                 }
                 // 3. inter-chunk recurrence (A terms): toEnd now is the chunk's whole log decay
-                double chunkDecay = Math.Exp(toEnd);
-                var next = new double[head.P, head.N];
-                for (int p = 0; p < head.P; p++)
-                {
-                    for (int n = 0; n < head.N; n++)
-                    {
-                        next[p, n] = (chunkDecay * h[p, n]) + chunkState[p, n];
-                    }
-                }
-                h = next;
+                VectorKernels.Scale(Math.Exp(toEnd), h);
+                VectorKernels.Axpy(1, chunkState, h);
             }
-            return (y, h);
+            return h;
         });
     }
 
-    /// <summary>y += w · h C.</summary>
-    private static void AddStateOutput(double[] y, double[,] h, double[] c, double w)
+    /// <summary>y += w · h C for h [P,N] row-major; <paramref name="hC"/> (P values) is scratch.</summary>
+    private static void AddStateOutput(Span<double> y, ReadOnlySpan<double> h, ReadOnlySpan<double> c, double w, Span<double> hC)
     {
-        for (int p = 0; p < y.Length; p++)
-        {
-            double sum = 0;
-            for (int n = 0; n < c.Length; n++)
-            {
-                sum += h[p, n] * c[n];
-            }
-            y[p] += w * sum;
-        }
-    }
-
-    private static double Dot(double[] a, double[] b)
-    {
-        double sum = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            sum += a[i] * b[i];
-        }
-        return sum;
+        DenseMatrix.TimesTransposed(c, h, hC);
+        VectorKernels.Axpy(w, hC, y);
     }
 
     /// <summary>Every check of the form (shared with the OpenCL host), and the bound problem.</summary>
@@ -237,80 +215,90 @@ public static class Ssd
             dims.Set("S", slices.Count);
             dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "S,H,P,N");
         }
-        return new Problem(x, dt, A, B, C, options, slices, dims["H"], dims["P"], dims["N"], dims["G"]);
+        return new Problem(x, dt, A, B, C, options, slices, dims["T"], dims["H"], dims["P"], dims["N"], dims["G"]);
     }
 
-    /// <summary>One (sequence, head): its steps' inputs gathered, Δ and a = Δ·A_h computed, and its initial state.</summary>
-    internal sealed record Head(int T, int P, int N, double[] Dt, double[] Log, double[][] X, double[][] B, double[][] C, double[,] H0);
+    /// <summary>
+    /// One (sequence, head): Δ and a = Δ·A_h per step, its steps' x, B and C gathered as contiguous rows ([T,P], [T,N],
+    /// [T,N]), its initial state h_{−1} [P,N] row-major (a copy the variant may update), and y [T,P] for the variant to
+    /// write (zeros on entry).
+    /// </summary>
+    internal sealed class Head(int t, int p, int n, double[] dt, double[] log, double[] x, double[] b, double[] c, double[] h0)
+    {
+        private readonly double[] _x = x, _b = b, _c = c, _y = new double[t * p];
+
+        public int T { get; } = t;
+        public int P { get; } = p;
+        public int N { get; } = n;
+        public double[] Dt { get; } = dt;
+        public double[] Log { get; } = log;
+        public double[] H0 { get; } = h0;
+
+        public ReadOnlySpan<double> X(int s) => _x.AsSpan(s * P, P);
+        public ReadOnlySpan<double> XRows(int from, int count) => _x.AsSpan(from * P, count * P);
+        public ReadOnlySpan<double> B(int s) => _b.AsSpan(s * N, N);
+        public ReadOnlySpan<double> BRows(int from, int count) => _b.AsSpan(from * N, count * N);
+        public ReadOnlySpan<double> C(int s) => _c.AsSpan(s * N, N);
+        public Span<double> Y(int s) => _y.AsSpan(s * P, P);
+        public ReadOnlySpan<double> YRows => _y;
+    }
 
     internal sealed record Problem(Tensor X, Tensor DtIn, Tensor A, Tensor BIn, Tensor CIn, SsdOptions Options,
-        IReadOnlyList<SequenceSlice> Slices, int Heads, int P, int N, int Groups)
+        IReadOnlyList<SequenceSlice> Slices, int Steps, int Heads, int P, int N, int Groups)
     {
         /// <summary>Runs every (sequence, head), each by one thread start to end, then adds D x and the z gate.</summary>
-        public StateResult Run(Func<Head, (double[][] Y, double[,] Final)> variant)
+        public StateResult Run(Func<Head, double[]> variant)
         {
             var y = Tensor.Zeros(X.ShapeArray());
             var final = Tensor.Zeros(Slices.Count, Heads, P, N);
             System.Threading.Tasks.Parallel.For(0, Slices.Count * Heads, index =>
             {
                 var slice = Slices[index / Heads];
-                int h = index % Heads, g = h / (Heads / Groups), b = slice.Batch;
-                int[] steps = Enumerable.Range(slice.Start, slice.Length).ToArray();
-                double[] dt = steps.Select(t => Delta(b, t, h)).ToArray();
-                var head = new Head(slice.Length, P, N, dt,
-                    dt.Select(d => d * A.Data[h]).ToArray(),
-                    steps.Select(t => Row(X, b, t, h, P)).ToArray(),
-                    steps.Select(t => Row(BIn, b, t, g, N)).ToArray(),
-                    steps.Select(t => Row(CIn, b, t, g, N)).ToArray(),
-                    InitialState(slice.StateIndex, h));
-                var (rows, state) = variant(head);
-                for (int i = 0; i < steps.Length; i++)
+                int h = index % Heads, g = h / (Heads / Groups), b = slice.Batch, length = slice.Length;
+                var dt = new double[length];
+                var log = new double[length];
+                for (int i = 0; i < length; i++)
                 {
+                    dt[i] = Delta(b, slice.Start + i, h);
+                    log[i] = dt[i] * A.Data[h];
+                }
+                double[] h0 = Options.InitialState is null
+                    ? new double[P * N]
+                    : Options.InitialState.Data.AsSpan(((slice.StateIndex * Heads) + h) * P * N, P * N).ToArray();
+                var head = new Head(length, P, N, dt, log,
+                    Gather(X, b, slice, Heads, h, P), Gather(BIn, b, slice, Groups, g, N), Gather(CIn, b, slice, Groups, g, N), h0);
+                double[] state = variant(head);
+                ReadOnlySpan<double> rows = head.YRows;
+                for (int i = 0; i < length; i++)
+                {
+                    int offset = (((b * Steps) + slice.Start + i) * Heads + h) * P;
                     for (int p = 0; p < P; p++)
                     {
-                        double skip = Options.D is null ? 0 : Options.D.Rank == 1 ? Options.D.Data[h] : Options.D[h, p];
-                        double value = rows[i][p] + (skip * head.X[i][p]);
-                        y.Data[y.Offset(b, steps[i], h, p)] = Options.Z is null ? value : value * StateSpaceMath.Silu(Options.Z[b, steps[i], h, p]);
+                        double skip = Options.D is null ? 0 : Options.D.Rank == 1 ? Options.D.Data[h] : Options.D.Data[(h * P) + p];
+                        double value = rows[(i * P) + p] + (skip * head.X(i)[p]);
+                        y.Data[offset + p] = Options.Z is null ? value : value * StateSpaceMath.Silu(Options.Z.Data[offset + p]);
                     }
                 }
-                for (int p = 0; p < P; p++)
-                {
-                    for (int n = 0; n < N; n++)
-                    {
-                        final.Data[final.Offset(slice.StateIndex, h, p, n)] = state[p, n];
-                    }
-                }
+                state.CopyTo(final.Data, ((slice.StateIndex * Heads) + h) * P * N);
             });
             return new StateResult(y, final);
         }
 
         private double Delta(int b, int t, int h)
         {
-            double dt = DtIn[b, t, h] + (Options.DtBias?.Data[h] ?? 0);
+            double dt = DtIn.Data[(((b * Steps) + t) * Heads) + h] + (Options.DtBias?.Data[h] ?? 0);
             return Options.DtSoftplus ? StateSpaceMath.Softplus(dt) : dt;
         }
 
-        private static double[] Row(Tensor x, int b, int t, int h, int width)
+        /// <summary>The rows x[b, t, j, :] (each <paramref name="width"/> wide) of one sequence's steps, as one [T, width] block.</summary>
+        private double[] Gather(Tensor x, int b, SequenceSlice slice, int count, int j, int width)
         {
-            var row = new double[width];
-            Array.Copy(x.Data, x.Offset(b, t, h, 0), row, 0, width);
-            return row;
-        }
-
-        private double[,] InitialState(int row, int h)
-        {
-            var state = new double[P, N];
-            if (Options.InitialState is not null)
+            var rows = new double[slice.Length * width];
+            for (int i = 0; i < slice.Length; i++)
             {
-                for (int p = 0; p < P; p++)
-                {
-                    for (int n = 0; n < N; n++)
-                    {
-                        state[p, n] = Options.InitialState[row, h, p, n];
-                    }
-                }
+                Array.Copy(x.Data, ((((b * Steps) + slice.Start + i) * count) + j) * width, rows, i * width, width);
             }
-            return state;
+            return rows;
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics;
+using AttentionReference.Numerics;
 
 namespace AttentionReference.Forms.StateSpace;
 
@@ -47,17 +48,72 @@ internal static class StateSpaceMath
     }
 
     /// <summary>
-    /// In-place radix-2 complex FFT (iterative Cooley–Tukey, bit reversal first) of a power-of-two length; the
-    /// inverse (<paramref name="inverse"/>) conjugates the twiddles and divides by the length. Twiddles are taken from
-    /// cos/sin of the exact angle at every use rather than by repeated multiplication, so the roundoff of the whole
-    /// transform stays about log2(n)·ε relative to ‖x‖₂.
+    /// cos(l·θ) and sin(l·θ) for l = 0 … L−1 (L = cos.Length), each from two directly-taken angles rather than a
+    /// running product: with S = ⌈√L⌉ and l = mS + j (j &lt; S), the angle-addition formulas on cos/sin(mS·θ) and
+    /// cos/sin(j·θ), about 2√L evaluations instead of L. Each value is off by a few ε (the two angles round separately
+    /// as l·θ rounds once, and one product of unit values rounds once more), whatever l: the error does not grow.
+    /// θ = 0 gives cos = 1, sin = 0 exactly.
     /// </summary>
-    public static void Fft(Complex[] x, bool inverse)
+    public static void CosSinOfMultiples(double θ, Span<double> cos, Span<double> sin)
+    {
+        int length = cos.Length;
+        if (θ == 0)
+        {
+            cos.Fill(1);
+            sin.Clear();
+            return;
+        }
+        int S = Math.Max(1, (int)Math.Ceiling(Math.Sqrt(length)));
+        var (cosJ, sinJ) = (new double[S], new double[S]);
+        for (int j = 0; j < S; j++)
+        {
+            (sinJ[j], cosJ[j]) = Math.SinCos(j * θ);
+        }
+        for (int m = 0; m * S < length; m++)
+        {
+            var (sinM, cosM) = Math.SinCos((double)(m * S) * θ);
+            for (int j = 0, l = m * S; j < S && l < length; j++, l++)
+            {
+                // cos(a + b) = cos a cos b − sin a sin b,  sin(a + b) = sin a cos b + cos a sin b
+                cos[l] = (cosM * cosJ[j]) - (sinM * sinJ[j]);
+                sin[l] = (sinM * cosJ[j]) + (cosM * sinJ[j]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The twiddles of an n-point transform, w_j = exp(∓2πi·j/n) for j &lt; n/2 (− forward, + inverse), each from
+    /// cos/sin of its exact angle. Stage <c>length</c> of the transform uses w_{m·n/length} = exp(∓2πi·m/length):
+    /// n/length is a power of two, so the angle ∓2π·(m·n/length)/n is bit for bit the angle ∓2π·m/length.
+    /// </summary>
+    public static Complex[] Twiddles(int n, bool inverse)
+    {
+        double sign = inverse ? 1 : -1;
+        var w = new Complex[n / 2];
+        for (int j = 0; j < w.Length; j++)
+        {
+            double angle = sign * 2 * Math.PI * j / n;
+            w[j] = new Complex(Math.Cos(angle), Math.Sin(angle));
+        }
+        return w;
+    }
+
+    /// <summary>
+    /// In-place radix-2 complex FFT (iterative Cooley–Tukey, bit reversal first) of a power-of-two length, with the
+    /// <paramref name="twiddles"/> of <see cref="Twiddles"/> for that length and direction; the inverse
+    /// (<paramref name="inverse"/>) divides by the length. Twiddles are cos/sin of the exact angle rather than
+    /// repeated products, so the roundoff of the whole transform stays about log2(n)·ε relative to ‖x‖₂.
+    /// </summary>
+    public static void Fft(Complex[] x, Complex[] twiddles, bool inverse)
     {
         int n = x.Length;
         if (n == 0 || (n & (n - 1)) != 0)
         {
             throw new ArgumentException("FFT length must be a power of two", nameof(x));
+        }
+        if (twiddles.Length != n / 2)
+        {
+            throw new ArgumentException("the twiddles must be those of the FFT length", nameof(twiddles));
         }
         for (int i = 1, j = 0; i < n; i++)
         {
@@ -72,15 +128,14 @@ internal static class StateSpaceMath
                 (x[i], x[j]) = (x[j], x[i]);
             }
         }
-        double sign = inverse ? 1 : -1;
         for (int length = 2; length <= n; length <<= 1)
         {
+            int stride = n / length; // w_{m·stride} = exp(∓2πi·m/length)
             for (int start = 0; start < n; start += length)
             {
                 for (int m = 0; m < length / 2; m++)
                 {
-                    double angle = sign * 2 * Math.PI * m / length;
-                    Complex w = new(Math.Cos(angle), Math.Sin(angle));
+                    Complex w = twiddles[m * stride];
                     Complex even = x[start + m], odd = w * x[start + m + length / 2];
                     x[start + m] = even + odd;
                     x[start + m + length / 2] = even - odd;
@@ -108,40 +163,52 @@ internal static class StateSpaceMath
     }
 
     /// <summary>
-    /// Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l} of one channel through an FFT of size n ≥ 2T (no wrap-around):
-    /// y = IFFT(FFT(u ⊕ 0) · FFT(K ⊕ 0))[0, T).
+    /// Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l}, summed directly: for l = 0, 1, … in turn, y[l..] += K_l·u[..T−l],
+    /// so every y_t still adds its terms in the order l = 0, 1, …, t.
     /// </summary>
-    public static double[] FftConvolve(double[] kernel, double[] u)
+    public static double[] DirectConvolve(double[] kernel, double[] u)
     {
-        int n = PowerOfTwo(2 * Math.Max(u.Length, 1));
-        var uf = new Complex[n];
-        var kf = new Complex[n];
+        var y = new double[u.Length];
+        for (int l = 0; l < u.Length; l++)
+        {
+            VectorKernels.Axpy(kernel[l], u.AsSpan(0, u.Length - l), y.AsSpan(l));
+        }
+        return y;
+    }
+}
+
+/// <summary>
+/// Causal convolutions y_t = Σ_{l=0..t} K_l u_{t−l} of series of <c>length</c> T steps through an FFT of size n ≥ 2T
+/// (no wrap-around): y = IFFT(FFT(u ⊕ 0) · FFT(K ⊕ 0))[0, T), the twiddles of both directions taken once for all.
+/// </summary>
+internal sealed class FftConvolution
+{
+    private readonly int _n;
+    private readonly Complex[] _forward, _inverse;
+
+    public FftConvolution(int length)
+    {
+        _n = StateSpaceMath.PowerOfTwo(2 * Math.Max(length, 1));
+        (_forward, _inverse) = (StateSpaceMath.Twiddles(_n, inverse: false), StateSpaceMath.Twiddles(_n, inverse: true));
+    }
+
+    /// <summary>The convolution of one channel's <paramref name="u"/> (T steps) with its <paramref name="kernel"/>.</summary>
+    public double[] Convolve(double[] kernel, double[] u)
+    {
+        var uf = new Complex[_n];
+        var kf = new Complex[_n];
         for (int t = 0; t < u.Length; t++)
         {
             uf[t] = u[t];
             kf[t] = kernel[t];
         }
-        Fft(uf, inverse: false);
-        Fft(kf, inverse: false);
-        for (int i = 0; i < n; i++)
+        StateSpaceMath.Fft(uf, _forward, inverse: false);
+        StateSpaceMath.Fft(kf, _forward, inverse: false);
+        for (int i = 0; i < _n; i++)
         {
             uf[i] *= kf[i];
         }
-        Fft(uf, inverse: true);
+        StateSpaceMath.Fft(uf, _inverse, inverse: true);
         return uf.Take(u.Length).Select(c => c.Real).ToArray();
-    }
-
-    /// <summary>Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l}, summed directly.</summary>
-    public static double[] DirectConvolve(double[] kernel, double[] u)
-    {
-        var y = new double[u.Length];
-        for (int t = 0; t < u.Length; t++)
-        {
-            for (int l = 0; l <= t; l++)
-            {
-                y[t] += kernel[l] * u[t - l];
-            }
-        }
-        return y;
     }
 }
