@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
@@ -215,7 +216,10 @@ public static class Softmax
                 {
                     int lo = Math.Clamp(windows[r].First, j0, j0 + bc), hi = Math.Clamp(windows[r].End, lo, j0 + bc);
                     Span<double> sRow = s.Slice(r * bc + lo - j0, hi - lo); // S row over the window, then P row
-                    bool full = plainScores && hi - lo == bc && !sRow.Contains(double.NegativeInfinity);
+                    // A score of −∞ (an overflowing dot product) sends the row to the general step, which skips that key
+                    // as it skips a masked one. Min is NaN when the row holds a NaN: the row is NaN either way.
+                    bool plainRow = plainScores && lo < hi && TensorPrimitives.Min<double>(sRow) != double.NegativeInfinity;
+                    bool full = plainRow && hi - lo == bc;
                     if (!full && fullRows > 0)
                     {
                         AddFullRows(r);
@@ -224,9 +228,9 @@ public static class Softmax
                     {
                         continue; // no key of this block in the row's window: m, l, acc stay as they were
                     }
-                    if (!plainScores || sRow.Contains(double.NegativeInfinity))
+                    if (!plainRow)
                     {
-                        OnlineStep(r, j0, bc, vTile); // an overflowing dot product is skipped as a masked key is
+                        OnlineStep(r, j0, bc, vTile);
                         continue;
                     }
                     double mNew = Math.Max(m[r], VectorKernels.Max(sRow));
