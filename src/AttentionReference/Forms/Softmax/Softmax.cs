@@ -211,16 +211,14 @@ public static class Softmax
                     DenseMatrix.AddProduct(w.Q.AsSpan(0, br * dk), br, kTiles.AsSpan(j0 * dk, bc * dk), dk, s);
                     VectorKernels.Scale(scale, s);
                 }
-                // A score of −∞ (an overflowing dot product) sends its row to the general step, which skips that key as
-                // it skips a masked one. The tile's Min rules it out for every row at once; when it is −∞ or NaN, each
-                // row checks its own window (Min is NaN when the row holds a NaN: that row is NaN either way).
-                bool checkRows = plainScores && !(TensorPrimitives.Min<double>(s) > double.NegativeInfinity);
                 int fullRows = 0; // rows r − fullRows .. r cover the whole block: their P V waits for one matrix product
                 for (int r = 0; r < br; r++)
                 {
                     int lo = Math.Clamp(windows[r].First, j0, j0 + bc), hi = Math.Clamp(windows[r].End, lo, j0 + bc);
                     Span<double> sRow = s.Slice(r * bc + lo - j0, hi - lo); // S row over the window, then P row
-                    bool plainRow = plainScores && lo < hi && !(checkRows && TensorPrimitives.Min<double>(sRow) == double.NegativeInfinity);
+                    // A score of −∞ (an overflowing dot product) sends the row to the general step, which skips that key
+                    // as it skips a masked one. Min is NaN when the row holds a NaN: the row is NaN either way.
+                    bool plainRow = plainScores && lo < hi && TensorPrimitives.Min<double>(sRow) != double.NegativeInfinity;
                     bool full = plainRow && hi - lo == bc;
                     if (!full && fullRows > 0)
                     {
@@ -239,10 +237,7 @@ public static class Softmax
                     double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
                     double rowSum = VectorKernels.ExpShiftedInPlace(sRow, mNew); // P_ij = exp(S_ij − m_new)
                     l[r] = alpha * l[r] + rowSum;
-                    if (alpha != 1)
-                    {
-                        VectorKernels.Scale(alpha, Acc(r)); // α = 1 when the max stays: nothing to rescale
-                    }
+                    VectorKernels.Scale(alpha, Acc(r));
                     m[r] = mNew;
                     if (full)
                     {
