@@ -6,12 +6,12 @@ using System.Runtime.Intrinsics;
 namespace AttentionReference.Numerics;
 
 /// <summary>
-/// Products of a row with a row-major matrix held in a span (rows of <c>width</c> values, one after the other): the
-/// two halves of an attention tile, S_i = q_i Kᵀ and o_i += Σ_j p_ij v_j. Where Vector512 is accelerated, four rows of
-/// the matrix are taken per pass so that each load of the shared row (or of the accumulator) serves four products;
-/// elsewhere, and for the remaining rows, each row goes through <see cref="TensorPrimitives"/>. Like
-/// <see cref="VectorKernels"/>: deterministic on one machine for any thread count, equal across machines to rounding
-/// (a multiply-add may be fused where the hardware fuses it, as in <see cref="TensorPrimitives.Dot{T}"/>).
+/// Products with a row-major matrix held in a span (rows of <c>width</c> values, one after the other): Y += W B, the
+/// shape of both halves of an attention tile, S = Q Kᵀ (with Kᵀ stored as rows of keys) and acc += P V. Blocks of
+/// four rows of Y by 32 columns (Vector512) or 16 columns (Vector256) stay in registers over the whole inner
+/// dimension, so that each load of B serves four rows; the remaining rows and columns go through
+/// <see cref="TensorPrimitives"/>. Like <see cref="VectorKernels"/>: deterministic on one machine for any thread
+/// count, equal across machines to rounding (a multiply-add may be fused where the hardware fuses it).
 /// </summary>
 public static class DenseMatrix
 {
@@ -52,57 +52,40 @@ public static class DenseMatrix
     }
 
     /// <summary>
-    /// C = A Bᵀ: C[i, j] = A_i · B_j for A [rowsA x width] and B [rowsB x width], both row-major; C [rowsA x rowsB].
-    /// On Vector512, blocks of 4 x 4 products share their loads (four rows of A against four of B).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void MultiplyTransposed(ReadOnlySpan<double> a, int rowsA, ReadOnlySpan<double> b, int rowsB, int width, Span<double> c)
-    {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated && width >= Vector512<double>.Count)
-        {
-            for (; i + 4 <= rowsA; i += 4)
-            {
-                int j = 0;
-                for (; j + 4 <= rowsB; j += 4)
-                {
-                    Dot4x4(a.Slice(i * width, 4 * width), b.Slice(j * width, 4 * width), c[(i * rowsB + j)..], rowsB);
-                }
-                for (int r = i; r < i + 4 && j < rowsB; r++)
-                {
-                    TimesTransposed(a.Slice(r * width, width), b[(j * width)..(rowsB * width)], c.Slice(r * rowsB + j, rowsB - j));
-                }
-            }
-        }
-        for (; i < rowsA; i++)
-        {
-            TimesTransposed(a.Slice(i * width, width), b[..(rowsB * width)], c.Slice(i * rowsB, rowsB));
-        }
-    }
-
-    /// <summary>
     /// Y ← Y + W B: Y[i, :] += Σ_k W[i, k] B_k, k = 0, 1, … in order, for W [rows x inner], B [inner x width] and
-    /// Y [rows x width], all row-major. On Vector512, four rows of Y by 32 columns stay in registers over all k.
+    /// Y [rows x width], all row-major. Four rows of Y by 32 columns (Vector512) or 16 (Vector256) stay in registers
+    /// over all k.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddProduct(ReadOnlySpan<double> w, int rows, ReadOnlySpan<double> b, int inner, Span<double> y)
     {
         int width = rows == 0 ? 0 : y.Length / rows, i = 0;
-        if (Vector512.IsHardwareAccelerated && width >= 4 * Vector512<double>.Count)
+        int block = Vector512.IsHardwareAccelerated ? 4 * Vector512<double>.Count
+            : Vector256.IsHardwareAccelerated ? 4 * Vector256<double>.Count : 0;
+        if (block > 0 && width >= block)
         {
-            int blocked = width / (4 * Vector512<double>.Count) * (4 * Vector512<double>.Count);
+            int blocked = width / block * block;
             for (; i + 4 <= rows; i += 4)
             {
-                for (int c0 = 0; c0 < blocked; c0 += 4 * Vector512<double>.Count)
+                ReadOnlySpan<double> w4 = w.Slice(i * inner, 4 * inner);
+                Span<double> y4 = y[(i * width)..((i + 4) * width)];
+                for (int c0 = 0; c0 < blocked; c0 += block)
                 {
-                    Axpy4x32(w.Slice(i * inner, 4 * inner), inner, b[..(inner * width)], width, y[(i * width)..((i + 4) * width)], c0);
+                    if (Vector512.IsHardwareAccelerated)
+                    {
+                        Axpy4x32(w4, inner, b[..(inner * width)], width, y4, c0);
+                    }
+                    else
+                    {
+                        Axpy4x16(w4, inner, b[..(inner * width)], width, y4, c0);
+                    }
                 }
-                for (int r = i; r < i + 4 && blocked < width; r++)
+                for (int r = 0; r < 4 && blocked < width; r++)
                 {
+                    Span<double> tail = y4.Slice(r * width + blocked, width - blocked);
                     for (int k = 0; k < inner; k++)
                     {
-                        Span<double> tail = y.Slice(r * width + blocked, width - blocked);
-                        TensorPrimitives.MultiplyAdd(b.Slice(k * width + blocked, width - blocked), w[r * inner + k], tail, tail);
+                        TensorPrimitives.MultiplyAdd(b.Slice(k * width + blocked, width - blocked), w4[r * inner + k], tail, tail);
                     }
                 }
             }
@@ -110,47 +93,6 @@ public static class DenseMatrix
         for (; i < rows; i++)
         {
             AddWeightedRows(w.Slice(i * inner, inner), b[..(inner * width)], y.Slice(i * width, width));
-        }
-    }
-
-    /// <summary>C[m, n] (row stride ldc) = A_m · B_n for the four rows of a4 and of b4.</summary>
-    private static void Dot4x4(ReadOnlySpan<double> a4, ReadOnlySpan<double> b4, Span<double> c, int ldc)
-    {
-        int width = a4.Length / 4, d = 0;
-        ref double ar = ref MemoryMarshal.GetReference(a4);
-        ref double br = ref MemoryMarshal.GetReference(b4);
-        Vector512<double> z = Vector512<double>.Zero;
-        Vector512<double> c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
-        Vector512<double> c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
-        for (; d + Vector512<double>.Count <= width; d += Vector512<double>.Count)
-        {
-            Vector512<double> b0 = Vector512.LoadUnsafe(ref br, (nuint)d), b1 = Vector512.LoadUnsafe(ref br, (nuint)(width + d));
-            Vector512<double> b2 = Vector512.LoadUnsafe(ref br, (nuint)(2 * width + d)), b3 = Vector512.LoadUnsafe(ref br, (nuint)(3 * width + d));
-            Vector512<double> a = Vector512.LoadUnsafe(ref ar, (nuint)d);
-            (c00, c01, c02, c03) = (Vector512.MultiplyAddEstimate(a, b0, c00), Vector512.MultiplyAddEstimate(a, b1, c01), Vector512.MultiplyAddEstimate(a, b2, c02), Vector512.MultiplyAddEstimate(a, b3, c03));
-            a = Vector512.LoadUnsafe(ref ar, (nuint)(width + d));
-            (c10, c11, c12, c13) = (Vector512.MultiplyAddEstimate(a, b0, c10), Vector512.MultiplyAddEstimate(a, b1, c11), Vector512.MultiplyAddEstimate(a, b2, c12), Vector512.MultiplyAddEstimate(a, b3, c13));
-            a = Vector512.LoadUnsafe(ref ar, (nuint)(2 * width + d));
-            (c20, c21, c22, c23) = (Vector512.MultiplyAddEstimate(a, b0, c20), Vector512.MultiplyAddEstimate(a, b1, c21), Vector512.MultiplyAddEstimate(a, b2, c22), Vector512.MultiplyAddEstimate(a, b3, c23));
-            a = Vector512.LoadUnsafe(ref ar, (nuint)(3 * width + d));
-            (c30, c31, c32, c33) = (Vector512.MultiplyAddEstimate(a, b0, c30), Vector512.MultiplyAddEstimate(a, b1, c31), Vector512.MultiplyAddEstimate(a, b2, c32), Vector512.MultiplyAddEstimate(a, b3, c33));
-        }
-        Span<double> sums = stackalloc double[16];
-        (sums[0], sums[1], sums[2], sums[3]) = (Vector512.Sum(c00), Vector512.Sum(c01), Vector512.Sum(c02), Vector512.Sum(c03));
-        (sums[4], sums[5], sums[6], sums[7]) = (Vector512.Sum(c10), Vector512.Sum(c11), Vector512.Sum(c12), Vector512.Sum(c13));
-        (sums[8], sums[9], sums[10], sums[11]) = (Vector512.Sum(c20), Vector512.Sum(c21), Vector512.Sum(c22), Vector512.Sum(c23));
-        (sums[12], sums[13], sums[14], sums[15]) = (Vector512.Sum(c30), Vector512.Sum(c31), Vector512.Sum(c32), Vector512.Sum(c33));
-        for (int m = 0; m < 4; m++)
-        {
-            for (int n = 0; n < 4; n++)
-            {
-                double sum = sums[m * 4 + n];
-                for (int e = d; e < width; e++)
-                {
-                    sum += a4[m * width + e] * b4[n * width + e];
-                }
-                c[m * ldc + n] = sum;
-            }
         }
     }
 
@@ -178,6 +120,37 @@ public static class DenseMatrix
             (y20, y21, y22, y23) = (Vector512.MultiplyAddEstimate(b0, wv, y20), Vector512.MultiplyAddEstimate(b1, wv, y21), Vector512.MultiplyAddEstimate(b2, wv, y22), Vector512.MultiplyAddEstimate(b3, wv, y23));
             wv = Vector512.Create(w4[3 * inner + k]);
             (y30, y31, y32, y33) = (Vector512.MultiplyAddEstimate(b0, wv, y30), Vector512.MultiplyAddEstimate(b1, wv, y31), Vector512.MultiplyAddEstimate(b2, wv, y32), Vector512.MultiplyAddEstimate(b3, wv, y33));
+        }
+        y00.StoreUnsafe(ref yr, o0); y01.StoreUnsafe(ref yr, o0 + N); y02.StoreUnsafe(ref yr, o0 + 2 * N); y03.StoreUnsafe(ref yr, o0 + 3 * N);
+        y10.StoreUnsafe(ref yr, o1); y11.StoreUnsafe(ref yr, o1 + N); y12.StoreUnsafe(ref yr, o1 + 2 * N); y13.StoreUnsafe(ref yr, o1 + 3 * N);
+        y20.StoreUnsafe(ref yr, o2); y21.StoreUnsafe(ref yr, o2 + N); y22.StoreUnsafe(ref yr, o2 + 2 * N); y23.StoreUnsafe(ref yr, o2 + 3 * N);
+        y30.StoreUnsafe(ref yr, o3); y31.StoreUnsafe(ref yr, o3 + N); y32.StoreUnsafe(ref yr, o3 + 2 * N); y33.StoreUnsafe(ref yr, o3 + 3 * N);
+    }
+
+    /// <summary>Y[m, c0..c0+16) += Σ_k W[m, k] B[k, c0..c0+16) for the four rows m of y4 (row-major, width wide), k in order: <see cref="Axpy4x32"/> on Vector256.</summary>
+    private static void Axpy4x16(ReadOnlySpan<double> w4, int inner, ReadOnlySpan<double> b, int width, Span<double> y4, int c0)
+    {
+        const int N = 4; // Vector256<double>.Count
+        ref double yr = ref MemoryMarshal.GetReference(y4);
+        ref double br = ref MemoryMarshal.GetReference(b); // b.Length == inner·width, y4.Length == 4·width (sliced by the caller)
+        nuint o0 = (nuint)c0, o1 = (nuint)(width + c0), o2 = (nuint)(2 * width + c0), o3 = (nuint)(3 * width + c0);
+        Vector256<double> y00 = Vector256.LoadUnsafe(ref yr, o0), y01 = Vector256.LoadUnsafe(ref yr, o0 + N), y02 = Vector256.LoadUnsafe(ref yr, o0 + 2 * N), y03 = Vector256.LoadUnsafe(ref yr, o0 + 3 * N);
+        Vector256<double> y10 = Vector256.LoadUnsafe(ref yr, o1), y11 = Vector256.LoadUnsafe(ref yr, o1 + N), y12 = Vector256.LoadUnsafe(ref yr, o1 + 2 * N), y13 = Vector256.LoadUnsafe(ref yr, o1 + 3 * N);
+        Vector256<double> y20 = Vector256.LoadUnsafe(ref yr, o2), y21 = Vector256.LoadUnsafe(ref yr, o2 + N), y22 = Vector256.LoadUnsafe(ref yr, o2 + 2 * N), y23 = Vector256.LoadUnsafe(ref yr, o2 + 3 * N);
+        Vector256<double> y30 = Vector256.LoadUnsafe(ref yr, o3), y31 = Vector256.LoadUnsafe(ref yr, o3 + N), y32 = Vector256.LoadUnsafe(ref yr, o3 + 2 * N), y33 = Vector256.LoadUnsafe(ref yr, o3 + 3 * N);
+        for (int k = 0; k < inner; k++)
+        {
+            nuint bk = (nuint)(k * width + c0);
+            Vector256<double> b0 = Vector256.LoadUnsafe(ref br, bk), b1 = Vector256.LoadUnsafe(ref br, bk + N);
+            Vector256<double> b2 = Vector256.LoadUnsafe(ref br, bk + 2 * N), b3 = Vector256.LoadUnsafe(ref br, bk + 3 * N);
+            Vector256<double> wv = Vector256.Create(w4[k]);
+            (y00, y01, y02, y03) = (Vector256.MultiplyAddEstimate(b0, wv, y00), Vector256.MultiplyAddEstimate(b1, wv, y01), Vector256.MultiplyAddEstimate(b2, wv, y02), Vector256.MultiplyAddEstimate(b3, wv, y03));
+            wv = Vector256.Create(w4[inner + k]);
+            (y10, y11, y12, y13) = (Vector256.MultiplyAddEstimate(b0, wv, y10), Vector256.MultiplyAddEstimate(b1, wv, y11), Vector256.MultiplyAddEstimate(b2, wv, y12), Vector256.MultiplyAddEstimate(b3, wv, y13));
+            wv = Vector256.Create(w4[2 * inner + k]);
+            (y20, y21, y22, y23) = (Vector256.MultiplyAddEstimate(b0, wv, y20), Vector256.MultiplyAddEstimate(b1, wv, y21), Vector256.MultiplyAddEstimate(b2, wv, y22), Vector256.MultiplyAddEstimate(b3, wv, y23));
+            wv = Vector256.Create(w4[3 * inner + k]);
+            (y30, y31, y32, y33) = (Vector256.MultiplyAddEstimate(b0, wv, y30), Vector256.MultiplyAddEstimate(b1, wv, y31), Vector256.MultiplyAddEstimate(b2, wv, y32), Vector256.MultiplyAddEstimate(b3, wv, y33));
         }
         y00.StoreUnsafe(ref yr, o0); y01.StoreUnsafe(ref yr, o0 + N); y02.StoreUnsafe(ref yr, o0 + 2 * N); y03.StoreUnsafe(ref yr, o0 + 3 * N);
         y10.StoreUnsafe(ref yr, o1); y11.StoreUnsafe(ref yr, o1 + N); y12.StoreUnsafe(ref yr, o1 + 2 * N); y13.StoreUnsafe(ref yr, o1 + 3 * N);

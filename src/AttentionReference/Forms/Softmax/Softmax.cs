@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Globalization;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
@@ -116,179 +118,198 @@ public static class Softmax
         options ??= new SoftmaxOptions();
         var problem = SoftmaxProblem.Bind(q, k, v, options);
         var result = problem.NewResult();
-        // Plain scores (no softcap, ALiBi or mask): s_ij = scale · q_i · k_j over each row's window, read from
-        // contiguous tiles; otherwise every score goes through the problem's full definition.
+        // Plain scores (no softcap, ALiBi or mask): S = scale · Q Kᵀ as one matrix product per tile pair;
+        // otherwise every score goes through the problem's full definition.
         bool plainScores = !(options.Softcap > 0) && options.AlibiSlopes is null && options.Mask is null;
         double scale = options.Scale ?? 1 / Math.Sqrt(problem.Dk); // SoftmaxProblem's default, K^(-1/2)
-        int dk = problem.Dk, dv = problem.Dv;
+        int dk = problem.Dk, dv = problem.Dv, groupSize = problem.Hq / problem.Hkv;
+        int maxTq = problem.Sequences.Select(s => s.Tq).DefaultIfEmpty(0).Max();
+        int maxTk = problem.Sequences.Select(s => s.Tk).DefaultIfEmpty(0).Max();
+        int rowsPerBlock = Math.Max(1, Math.Min(blockQ, maxTq)), keysPerBlock = Math.Max(1, Math.Min(blockK, maxTk));
 
-        // One task per (sequence, head, query block): its rows are computed start to end by one thread.
-        var tasks = (from sequence in problem.Sequences
-                     from h in Enumerable.Range(0, problem.Hq)
-                     from start in Enumerable.Range(0, CeilingDivide(sequence.Tq, blockQ))
-                     select (sequence, h, start * blockQ)).ToArray();
-        Parallel.ForEach(tasks, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (task) =>
+        // K and V of one (sequence, key head), packed once and then read by every query block of the heads that
+        // share them: V row-major [Tk x V], and K as one transposed tile Kᵀ [K x Bc] per key block (at offset
+        // j0·K), so that S = Q Kᵀ runs along contiguous rows of keys.
+        var kTiles = new double[plainScores ? (long)maxTk * dk : 0];
+        var vRows = new double[(long)maxTk * dv];
+        var workspaces = new ConcurrentBag<TiledWorkspace>(); // per-thread buffers, reused from task to task
+
+        foreach (SoftmaxSequence sequence in problem.Sequences.Where(s => s.Tq > 0))
         {
-            var (sequence, h, i0) = task;
-            int br = Math.Min(blockQ, sequence.Tq - i0);
-            QueryRow[] rows = Enumerable.Range(i0, br).Select(i => problem.Row(sequence, i, h)).ToArray();
-            var m = Enumerable.Repeat(double.NegativeInfinity, br).ToArray();
-            var l = new double[br];
-            var accBlock = new double[br * dv]; // the accumulators of the block's rows, [br x V] row-major
-            Span<double> Acc(int r) => accBlock.AsSpan(r * dv, dv);
+            int queryBlocks = CeilingDivide(sequence.Tq, blockQ), keyBlocks = CeilingDivide(sequence.Tk, blockK);
+            for (int kvHead = 0; kvHead < problem.Hkv; kvHead++)
+            {
+                QueryRow reader = problem.Row(sequence, 0, kvHead * groupSize); // a query head that reads this key head
+                Parallel.For(0, keyBlocks, block =>
+                {
+                    int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
+                    for (int j = j0; j < j0 + bc; j++)
+                    {
+                        problem.ValueRow(reader, j).CopyTo(vRows.AsSpan(j * dv, dv));
+                        if (plainScores)
+                        {
+                            ReadOnlySpan<double> kj = problem.KeyRow(reader, j);
+                            Span<double> kT = kTiles.AsSpan(j0 * dk, bc * dk);
+                            for (int d = 0; d < dk; d++)
+                            {
+                                kT[d * bc + j - j0] = kj[d];
+                            }
+                        }
+                    }
+                });
+                // One task per (query head, query block), the last (longest under causal) blocks first; each task's
+                // rows are computed start to end by one thread, so the result does not depend on the thread count.
+                Parallel.For(0, groupSize * queryBlocks,
+                    () => workspaces.TryTake(out var workspace) ? workspace : new TiledWorkspace(rowsPerBlock, keysPerBlock, dk, dv),
+                    (task, _, workspace) =>
+                    {
+                        int h = kvHead * groupSize + task % groupSize, i0 = (int)((long)(queryBlocks - 1 - task / groupSize) * blockQ);
+                        QueryBlock(sequence, h, i0, workspace);
+                        return workspace;
+                    },
+                    workspaces.Add);
+            }
+        }
+        return result;
 
-            // The query block and, per key block, the K and V tiles as contiguous row-major copies.
-            var qBlock = new double[br * dk];
+        // Rows i0 .. i0 + Br of head h against the key blocks their windows reach.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        void QueryBlock(SoftmaxSequence sequence, int h, int i0, TiledWorkspace w)
+        {
+            int br = Math.Min(blockQ, sequence.Tq - i0);
             for (int r = 0; r < br; r++)
             {
-                problem.Query(rows[r]).CopyTo(qBlock.AsSpan(r * dk, dk));
+                w.Rows[r] = problem.Row(sequence, i0 + r, h);
+                w.Windows[r] = problem.Window(w.Rows[r]);
+                problem.Query(w.Rows[r]).CopyTo(w.Q.AsSpan(r * dk, dk));
             }
-            int tile = Math.Min(blockK, sequence.Tk);
-            var kTile = new double[tile * dk];
-            var vTile = new double[tile * dv];
+            double[] m = w.M, l = w.L; // the rows' running max and sum
+            m.AsSpan(0, br).Fill(double.NegativeInfinity);
+            l.AsSpan(0, br).Clear();
+            w.Acc.AsSpan(0, br * dv).Clear();
+            Span<double> Acc(int r) => w.Acc.AsSpan(r * dv, dv);
 
             // The key blocks some row's window reaches (FA2's n_block_min .. n_block_max); the others are skipped.
-            var rowWindows = rows.Select(problem.Window).ToArray();
-            var windows = rowWindows.Where(w => w.First < w.End).ToArray();
-            int firstBlock = windows.Length == 0 ? 0 : windows.Min(w => w.First) / blockK;
-            int endBlock = windows.Length == 0 ? 0 : CeilingDivide(windows.Max(w => w.End), blockK);
-
-            var s = new double[tile];
-            var pTile = new double[tile];     // P row, plain scores
-            var sTile4 = new double[4 * tile]; // S rows, then P rows, of four query rows, plain scores
-            for (int block = firstBlock; block < endBlock; block++)
+            var windows = w.Windows.AsSpan(0, br);
+            int first = int.MaxValue, end = 0;
+            foreach (var (firstR, endR) in windows)
+            {
+                if (firstR < endR)
+                {
+                    (first, end) = (Math.Min(first, firstR), Math.Max(end, endR));
+                }
+            }
+            for (int block = first == int.MaxValue ? 0 : first / blockK; block < CeilingDivide(end, blockK); block++)
             {
                 int j0 = (int)((long)block * blockK), bc = Math.Min(blockK, sequence.Tk - j0);
-                for (int j = j0; j < j0 + bc; j++)
+                ReadOnlySpan<double> vTile = vRows.AsSpan(j0 * dv, bc * dv);
+                Span<double> s = w.S.AsSpan(0, br * bc); // S [Br x Bc], then P
+                if (plainScores)
                 {
-                    problem.KeyRow(rows[0], j).CopyTo(kTile.AsSpan((j - j0) * dk, dk));
-                    problem.ValueRow(rows[0], j).CopyTo(vTile.AsSpan((j - j0) * dv, dv));
+                    // S = scale · Q Kᵀ over the whole tile; each row then reads only the keys of its window.
+                    s.Clear();
+                    DenseMatrix.AddProduct(w.Q.AsSpan(0, br * dk), br, kTiles.AsSpan(j0 * dk, bc * dk), dk, s);
+                    VectorKernels.Scale(scale, s);
                 }
-                for (int r = 0; r < br;)
+                int fullRows = 0; // rows r − fullRows .. r cover the whole block: their P V waits for one matrix product
+                for (int r = 0; r < br; r++)
                 {
-                    if (plainScores && r + 4 <= br && OnlineStepPlain4(r))
+                    int lo = Math.Clamp(windows[r].First, j0, j0 + bc), hi = Math.Clamp(windows[r].End, lo, j0 + bc);
+                    Span<double> sRow = s.Slice(r * bc + lo - j0, hi - lo); // S row over the window, then P row
+                    // A score of −∞ (an overflowing dot product) sends the row to the general step, which skips that key
+                    // as it skips a masked one. Min is NaN when the row holds a NaN: the row is NaN either way.
+                    bool plainRow = plainScores && lo < hi && TensorPrimitives.Min<double>(sRow) != double.NegativeInfinity;
+                    bool full = plainRow && hi - lo == bc;
+                    if (!full && fullRows > 0)
                     {
-                        r += 4;
+                        AddFullRows(r);
+                    }
+                    if (lo == hi)
+                    {
+                        continue; // no key of this block in the row's window: m, l, acc stay as they were
+                    }
+                    if (!plainRow)
+                    {
+                        OnlineStep(r, j0, bc, vTile);
                         continue;
                     }
-                    if (!(plainScores && OnlineStepPlain(r)))
-                    {
-                        OnlineStep(r);
-                    }
-                    r++;
-                }
-
-                // The online step of row r on this key block, every score through the problem's full definition.
-                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                void OnlineStep(int r)
-                {
-                    QueryRow row = rows[r];
-                    for (int j = j0; j < j0 + bc; j++)
-                    {
-                        s[j - j0] = problem.IsAllowed(row, j) ? problem.Score(row, j) : double.NegativeInfinity;
-                    }
-                    double mNew = Math.Max(m[r], VectorKernels.Max(s.AsSpan(0, bc)));
-                    if (double.IsNegativeInfinity(mNew))
-                    {
-                        return; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
-                    }
-                    double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
-                    double rowSum = 0;
-                    VectorKernels.Scale(alpha, Acc(r));
-                    for (int j = j0; j < j0 + bc; j++)
-                    {
-                        if (!double.IsNegativeInfinity(s[j - j0]))
-                        {
-                            double p = Math.Exp(s[j - j0] - mNew);
-                            rowSum += p;
-                            VectorKernels.Axpy(p, vTile.AsSpan((j - j0) * dv, dv), Acc(r)); // only allowed keys' v are read
-                        }
-                    }
-                    l[r] = alpha * l[r] + rowSum;
-                    m[r] = mNew;
-                }
-
-                // The same online step for plain scores, on the keys [lo, hi) of row r's window in this block:
-                // S tile row s = scale · q_r K_tileᵀ, P row p = exp(s − m_new), acc_r ← α acc_r + p V_tile, as
-                // matrix-row products over the contiguous tiles. False (nothing done) when a score is −∞ (an
-                // overflowing dot product): the general step above then skips that key as it skips a masked one.
-                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                bool OnlineStepPlain(int r)
-                {
-                    var (first, end) = rowWindows[r];
-                    int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc);
-                    Span<double> sRow = s.AsSpan(lo - j0, hi - lo), pRow = pTile.AsSpan(lo - j0, hi - lo);
-                    DenseMatrix.TimesTransposed(qBlock.AsSpan(r * dk, dk), kTile.AsSpan((lo - j0) * dk, (hi - lo) * dk), sRow);
-                    VectorKernels.Scale(scale, sRow);
-                    if (sRow.Contains(double.NegativeInfinity))
-                    {
-                        return false;
-                    }
                     double mNew = Math.Max(m[r], VectorKernels.Max(sRow));
-                    if (double.IsNegativeInfinity(mNew))
-                    {
-                        return true; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
-                    }
                     double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
-                    sRow.CopyTo(pRow);
-                    double rowSum = VectorKernels.ExpShiftedInPlace(pRow, mNew);
-                    VectorKernels.Scale(alpha, Acc(r));
-                    DenseMatrix.AddWeightedRows(pRow, vTile.AsSpan((lo - j0) * dv, (hi - lo) * dv), Acc(r));
+                    double rowSum = VectorKernels.ExpShiftedInPlace(sRow, mNew); // P_ij = exp(S_ij − m_new)
                     l[r] = alpha * l[r] + rowSum;
+                    VectorKernels.Scale(alpha, Acc(r));
                     m[r] = mNew;
-                    return true;
+                    if (full)
+                    {
+                        fullRows++;
+                    }
+                    else
+                    {
+                        DenseMatrix.AddWeightedRows(sRow, vTile.Slice((lo - j0) * dv, (hi - lo) * dv), Acc(r)); // acc += Σ_{j∈A_i} P_ij v_j
+                    }
+                }
+                if (fullRows > 0)
+                {
+                    AddFullRows(br);
                 }
 
-                // The plain step of four rows r..r+3 whose windows cover the same keys [lo, hi) of this block (every
-                // block off the diagonal): S = scale · Q_rows K_tileᵀ [4 x n], P = exp(S − m_new) row by row, and
-                // Acc_rows ← diag(α) Acc_rows + P V_tile, as two matrix products. False (nothing done) when the
-                // windows differ, are empty here, or a score is −∞; the rows then take their own steps.
-                [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-                bool OnlineStepPlain4(int r)
+                // acc += P V for the rows end − fullRows .. end, whose windows cover the whole block.
+                void AddFullRows(int end)
                 {
-                    var (first, end) = rowWindows[r];
-                    int lo = Math.Clamp(first, j0, j0 + bc), hi = Math.Clamp(end, lo, j0 + bc), n = hi - lo;
-                    for (int g = 1; g < 4; g++)
-                    {
-                        var (firstG, endG) = rowWindows[r + g];
-                        int loG = Math.Clamp(firstG, j0, j0 + bc);
-                        if (loG != lo || Math.Clamp(endG, loG, j0 + bc) != hi)
-                        {
-                            return false;
-                        }
-                    }
-                    Span<double> s4 = sTile4.AsSpan(0, 4 * n);
-                    if (n == 0)
-                    {
-                        return false;
-                    }
-                    DenseMatrix.MultiplyTransposed(qBlock.AsSpan(r * dk, 4 * dk), 4, kTile.AsSpan((lo - j0) * dk, n * dk), n, dk, s4);
-                    VectorKernels.Scale(scale, s4);
-                    if (s4.Contains(double.NegativeInfinity))
-                    {
-                        return false;
-                    }
-                    for (int g = 0; g < 4; g++)
-                    {
-                        Span<double> sRow = s4.Slice(g * n, n); // S row, then P row
-                        double mNew = Math.Max(m[r + g], VectorKernels.Max(sRow));
-                        double alpha = Math.Exp(m[r + g] - mNew); // exp(−∞) = 0 on the first block with an allowed key
-                        double rowSum = VectorKernels.ExpShiftedInPlace(sRow, mNew);
-                        VectorKernels.Scale(alpha, Acc(r + g));
-                        l[r + g] = alpha * l[r + g] + rowSum;
-                        m[r + g] = mNew;
-                    }
-                    DenseMatrix.AddProduct(s4, 4, vTile.AsSpan((lo - j0) * dv, n * dv), n, accBlock.AsSpan(r * dv, 4 * dv));
-                    return true;
+                    int start = end - fullRows;
+                    DenseMatrix.AddProduct(w.S.AsSpan(start * bc, fullRows * bc), fullRows, vRows.AsSpan(j0 * dv, bc * dv), bc, w.Acc.AsSpan(start * dv, fullRows * dv));
+                    fullRows = 0;
                 }
             }
 
             for (int r = 0; r < br; r++)
             {
-                Finish(result, rows[r].Index, Acc(r), m[r], l[r]);
+                Finish(result, w.Rows[r].Index, Acc(r), m[r], l[r]);
             }
-        });
-        return result;
+
+            // The online step of row r on the key block j0 .. j0 + bc, every score through the problem's full definition.
+            void OnlineStep(int r, int j0, int bc, ReadOnlySpan<double> vTile)
+            {
+                QueryRow row = w.Rows[r];
+                Span<double> s = w.Scores.AsSpan(0, bc);
+                for (int j = j0; j < j0 + bc; j++)
+                {
+                    s[j - j0] = problem.IsAllowed(row, j) ? problem.Score(row, j) : double.NegativeInfinity;
+                }
+                double mNew = Math.Max(m[r], VectorKernels.Max(s));
+                if (double.IsNegativeInfinity(mNew))
+                {
+                    return; // nothing allowed yet: nothing to rescale (FA2's Check_inf)
+                }
+                double alpha = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first block with an allowed key
+                double rowSum = 0;
+                VectorKernels.Scale(alpha, Acc(r));
+                for (int j = j0; j < j0 + bc; j++)
+                {
+                    if (!double.IsNegativeInfinity(s[j - j0]))
+                    {
+                        double p = Math.Exp(s[j - j0] - mNew);
+                        rowSum += p;
+                        VectorKernels.Axpy(p, vTile.Slice((j - j0) * dv, dv), Acc(r)); // only allowed keys' v are read
+                    }
+                }
+                l[r] = alpha * l[r] + rowSum;
+                m[r] = mNew;
+            }
+        }
+    }
+
+    /// <summary>The buffers of one thread's query block in <see cref="Tiled"/>, sized for the largest block.</summary>
+    private sealed class TiledWorkspace(int rows, int keys, int dk, int dv)
+    {
+        public QueryRow[] Rows { get; } = new QueryRow[rows];
+        public (int First, int End)[] Windows { get; } = new (int, int)[rows];
+        public double[] Q { get; } = new double[rows * dk];      // the query block [Br x K]
+        public double[] S { get; } = new double[rows * keys];    // S, then P, of one key block [Br x Bc]
+        public double[] Acc { get; } = new double[rows * dv];    // the rows' accumulators [Br x V]
+        public double[] M { get; } = new double[rows];
+        public double[] L { get; } = new double[rows];
+        public double[] Scores { get; } = new double[keys];      // one row's scores, general path
     }
 
     /// <summary>
