@@ -142,12 +142,12 @@ public sealed class QuickRunner(int repeats, int sets, double maxSeconds, double
         return JsonSerializer.Serialize(rows, s_json);
     }
 
-    /// <summary>"machine: … cores, Vector512 …" for the head of a results file.</summary>
+    /// <summary>"machine: … cores, SIMD Vector512, …" for the head of a results file (the width the reference computes with).</summary>
     public static string MachineLine()
     {
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"{Environment.ProcessorCount} cores, ");
-        text.Append(System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector512 accelerated" : "Vector256 (no Vector512)");
+        text.Append(CultureInfo.InvariantCulture, $"SIMD {AttentionReference.Numerics.VectorKernels.SimdWidth}");
         text.Append(CultureInfo.InvariantCulture, $", {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
         return text.ToString();
     }
