@@ -17,6 +17,9 @@ out=/tmp/attnref-out; mkdir -p "$out"     # kept across calls on a warm machine:
 # Unpacked inside the repository: the tests find goldens and examples by walking up to Reference.sln.
 work=$PWD/.device/run && rm -rf "$work" && mkdir -p "$work"
 tar -C "$work" -xJf .device/attnref.tar.xz
+# OVERLAY=DIR: files copied over the unpacked programs, e.g. an AttentionReference.OpenCL.dll built from a branch
+# whose kernel is on trial (the same assembly version, so the published .deps.json still holds).
+[ -n "${OVERLAY:-}" ] && cp -v "$OVERLAY"/* "$work/attnref/"
 attnref="$work/attnref/attnref"
 
 # The ICD loader reads /etc/OpenCL/vendors/*.icd; NVIDIA's driver library may be present but unregistered.
@@ -35,7 +38,9 @@ lscpu | grep -o 'avx512[a-z_]*' | sort -u | tr '\n' ' ' | tee "$out/cpu-avx512.t
 export REF_OPENCL_DEVICE=${REF_OPENCL_DEVICE:-NVIDIA}
 rows=()
 if has tests; then
-  "$work/attnref/attnref-tests" > "$out/tests.txt" 2>&1; rows+=("attnref-tests (opencl = $REF_OPENCL_DEVICE)|exit $?|$(tail -1 "$out/tests.txt")")
+  # TEST_FILTER="PREFIX ...": only the tests whose full names start with one of them (e.g. AttentionReference.Tests.OpenCL).
+  filters=(); for f in ${TEST_FILTER:-}; do filters+=(--filter "$f"); done
+  "$work/attnref/attnref-tests" "${filters[@]}" > "$out/tests.txt" 2>&1; rows+=("attnref-tests ${TEST_FILTER:-all} (opencl = $REF_OPENCL_DEVICE)|exit $?|$(tail -1 "$out/tests.txt")")
   grep -A40 '^Failed:' "$out/tests.txt"
 fi
 if has golden; then
@@ -52,11 +57,13 @@ bench="$work/attnref/AttentionReference.Bench"
 if has bench; then
   [ -s "$out/peak-cpu.md" ] || { "$bench" --peak --out "$out/peak-cpu.md" > "$out/peak-cpu.log" 2>&1; rows+=("bench --peak (cpu)|exit $?|$out/peak-cpu.md"); }
   # One family per process, each under a time limit, so that one slow case cannot take the rest down with it.
+  # BENCH_ARGS: more bench options (e.g. --variant tiled); BENCH_TAG names the files (e.g. a kernel on trial).
   for family in ${BENCH_FAMILIES:-softmax linear gated_linear delta_rule state_space hybrid}; do
+    name=opencl-gpu-$family; [ -n "${BENCH_TAG:-}" ] && name=trial-$BENCH_TAG-$family   # torch-gpu reads opencl-gpu-*
     timeout 300 "$bench" --opencl --size gpu --precision f64 --family "$family" --repeats 2 --sets 1 --max-seconds 10 \
-      --out "$out/opencl-gpu-$family.md" --json "$out/opencl-gpu-$family.json" > "$out/opencl-gpu-$family.log" 2>&1
-    rows+=("bench --opencl --size gpu f64 $family|exit $?|$out/opencl-gpu-$family.md")
-    cat "$out/opencl-gpu-$family.md" 2>/dev/null
+      ${BENCH_ARGS:-} --out "$out/$name.md" --json "$out/$name.json" > "$out/$name.log" 2>&1
+    rows+=("bench --opencl --size gpu f64 $family${BENCH_TAG:+ ($BENCH_TAG)}|exit $?|$out/$name.md")
+    cat "$out/$name.md" 2>/dev/null
   done
 fi
 

@@ -71,6 +71,8 @@ public sealed class GatedLinearMlstmOpenClTests(OpenClFixture fixture) : IClassF
     // normaliser max(|qᵀñ|, exp(−m)), whose terms reach e^4·|q·k| and may cancel down to the clamp, amplifies the
     // relative rounding of the sums by up to e^4 ≈ 55: ≈ 55·(T + K)·u ≈ 2e-4 at worst; 1e-3.
     // Observed: every case of 180 within 1e-4, some past 1e-5; the bound keeps a margin of 10.
+    // Held at unit scale (TestTensors.CloseAtUnitScale): an output that random signs cancel to far below the sum of
+    // |terms| is compared at the scale of its terms, not at its own tiny norm.
     private const double SinglePrecision = 1e-3;
 
     private static readonly IForm Mlstm = FormCatalog.Find("mlstm");
@@ -87,7 +89,7 @@ public sealed class GatedLinearMlstmOpenClTests(OpenClFixture fixture) : IClassF
     public void OpenCL_f32_is_within_the_f32_bound_of_the_cpu_reference() => PropertyRuns.Check(Prop.ForAll(MlstmOpenClCase.Arbitrary, c =>
     {
         var (cpu, gpu) = Both(c, fixture.F32);
-        return Outputs.All(name => TestTensors.Close(gpu[name], cpu[name], SinglePrecision));
+        return Outputs.All(name => TestTensors.CloseAtUnitScale(gpu[name], cpu[name], SinglePrecision));
     }), cases: 60);
 
     private static (IReadOnlyDictionary<string, Tensor> Cpu, IReadOnlyDictionary<string, Tensor> Gpu) Both(MlstmOpenClCase c, IBackend gpu)

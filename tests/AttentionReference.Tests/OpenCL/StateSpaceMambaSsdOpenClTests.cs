@@ -164,6 +164,8 @@ public sealed class StateSpaceMambaSsdOpenClTests(OpenClFixture fixture) : IClas
     // Δ·A is rounded too: a relative error u of a log decay of 50 is 3e-6 in the decay itself.
     // Observed over 1,900 random cases: typically 2e-7 to 1e-6, the worst 7e-6 (mamba recurrent, strong decay, one
     // channel); the bound keeps a margin of over 10.
+    // Held at unit scale (TestTensors.CloseAtUnitScale): an output that random signs cancel to far below the sum of
+    // |terms| is compared at the scale of its terms, not at its own tiny norm.
     private const double SinglePrecision = 1e-4;
 
     private static readonly IForm Mamba = FormCatalog.Find("mamba");
@@ -175,7 +177,7 @@ public sealed class StateSpaceMambaSsdOpenClTests(OpenClFixture fixture) : IClas
 
     [Fact]
     public void Mamba_on_OpenCL_f32_is_within_the_f32_bound_of_the_cpu_reference() =>
-        PropertyRuns.Check(Prop.ForAll(MambaOpenClCase.Arbitrary, c => Agree(Both(Mamba, c.Variant, c.Inputs(), c.Parameters(), fixture.F32), SinglePrecision)), cases: 60);
+        PropertyRuns.Check(Prop.ForAll(MambaOpenClCase.Arbitrary, c => AgreeInF32(Both(Mamba, c.Variant, c.Inputs(), c.Parameters(), fixture.F32), SinglePrecision)), cases: 60);
 
     [Fact]
     public void Ssd_on_OpenCL_f64_equals_the_cpu_reference_for_every_variant_and_option() =>
@@ -183,7 +185,7 @@ public sealed class StateSpaceMambaSsdOpenClTests(OpenClFixture fixture) : IClas
 
     [Fact]
     public void Ssd_on_OpenCL_f32_is_within_the_f32_bound_of_the_cpu_reference() =>
-        PropertyRuns.Check(Prop.ForAll(SsdOpenClCase.Arbitrary, c => Agree(Both(Ssd, c.Variant, c.Inputs(), c.Parameters(), fixture.F32), SinglePrecision)), cases: 60);
+        PropertyRuns.Check(Prop.ForAll(SsdOpenClCase.Arbitrary, c => AgreeInF32(Both(Ssd, c.Variant, c.Inputs(), c.Parameters(), fixture.F32), SinglePrecision)), cases: 60);
 
     /// <summary>Long sequences of strong and tiny steps (Δ·A down to −50, Δ = 1e-8) in both forms and all variants.</summary>
     private static readonly Arbitrary<(MambaOpenClCase Mamba, SsdOpenClCase Ssd)> StrongCases =
@@ -240,6 +242,12 @@ public sealed class StateSpaceMambaSsdOpenClTests(OpenClFixture fixture) : IClas
         run.Gpu.Keys.Order().SequenceEqual(run.Cpu.Keys.Order())
         && TestTensors.Close(run.Gpu["o"], run.Cpu["o"], tolerance)
         && TestTensors.Close(run.Gpu["final_state"], run.Cpu["final_state"], tolerance);
+
+    /// <summary><see cref="Agree"/> for an f32 run: each output within the bound at unit scale.</summary>
+    private static bool AgreeInF32((IReadOnlyDictionary<string, Tensor> Cpu, IReadOnlyDictionary<string, Tensor> Gpu) run, double tolerance) =>
+        run.Gpu.Keys.Order().SequenceEqual(run.Cpu.Keys.Order())
+        && TestTensors.CloseAtUnitScale(run.Gpu["o"], run.Cpu["o"], tolerance)
+        && TestTensors.CloseAtUnitScale(run.Gpu["final_state"], run.Cpu["final_state"], tolerance);
 
     private static (IReadOnlyDictionary<string, Tensor> Cpu, IReadOnlyDictionary<string, Tensor> Gpu) Both(IForm form, string variant,
         Dictionary<string, Tensor> inputs, FormParameters parameters, IBackend gpu) =>
