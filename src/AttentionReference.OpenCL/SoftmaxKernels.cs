@@ -12,8 +12,9 @@ namespace AttentionReference.OpenCL;
 /// </summary>
 internal static class SoftmaxKernels
 {
-    // Softmax.cl's softmax_tiled: BR query rows × BC keys per work-group, ≤ 16 output columns per work-item.
-    private const int TileRows = 16, TileKeys = 8, MaxTiledV = TileKeys * 16;
+    // Softmax.cl's softmax_tiled: blocks of BR = 64 query rows, 256 work-items per group, and its local memory in
+    // reals (P: BR × (BC + 2); the stage: 2 × BR × (DK + 2)), as the kernel declares them.
+    private const int TileRows = 64, TiledGroup = 256, TiledLocalReals = 64 * 66 + 2 * 64 * 10;
 
     // Decode splits each cache into parts of at most this many keys (at least num_splits parts), so that a few query
     // rows still occupy many work-items; the split count changes only the summation order.
@@ -69,6 +70,7 @@ internal static class SoftmaxKernels
         int batch = problem.Batch, tq = problem.Tq, hq = problem.Hq, dk = problem.Dk, dv = problem.Dv;
         int rows = problem.RowCount;
         var (sequences, keyRows, rowSequence, blocks) = Tables(problem, TileRows);
+        int passes = Math.Max(1, (dv + 127) / 128); // the tiled kernel's passes of 128 value columns
         var (bias, strides) = MaskBias(options);
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
@@ -80,11 +82,10 @@ internal static class SoftmaxKernels
             lseParts = context.Allocate(parts > 1 ? checked(parts * rows) : 0, precision);
         DeviceBuffer oOut = parts > 1 ? oParts : oBuffer, lseOut = parts > 1 ? lseParts : lseBuffer;
 
-        int size = OpenClContext.ElementSize(precision);
-        long localBytes = (long)size * (TileRows * (dk + 1) + TileKeys * (dk + 1) + TileKeys * dv + TileRows * TileKeys);
-        // The tiled kernel keeps a row's output columns in registers (V ≤ 128) and a Q block plus one K and V tile
-        // in local memory; where either does not fit, the streaming row kernel computes the same function.
-        tiled = tiled && dv <= MaxTiledV && localBytes <= context.Device.LocalMemoryBytes;
+        // The tiled kernel's local memory is fixed (any K and V); a device with less falls back to the streaming row
+        // kernel, which computes the same function.
+        long localBytes = (long)OpenClContext.ElementSize(precision) * TiledLocalReals + sizeof(int);
+        tiled = tiled && localBytes <= context.Device.LocalMemoryBytes;
         using OpenClKernel kernel = context.Kernel("Softmax.cl", tiled ? "softmax_tiled" : "softmax_rows", precision);
         using DeviceBuffer tableBuffer = context.UploadInts(tiled ? blocks : rowSequence);
         int blockCount = blocks.Length / 2;
@@ -104,9 +105,7 @@ internal static class SoftmaxKernels
             .Arg(next++, parts);
         if (tiled)
         {
-            kernel.LocalArg(next++, (long)size * TileRows * (dk + 1)).LocalArg(next++, (long)size * TileKeys * (dk + 1))
-                .LocalArg(next++, (long)size * Math.Max(1, TileKeys * dv)).LocalArg(next, (long)size * TileRows * TileKeys);
-            context.Run(kernel, (long)blockCount * hq * parts * TileRows * TileKeys, local: TileRows * TileKeys);
+            context.Run(kernel, (long)blockCount * hq * parts * passes * TiledGroup, local: TiledGroup);
         }
         else
         {
@@ -125,13 +124,15 @@ internal static class SoftmaxKernels
     /// <summary>
     /// The kernels' tables: per sequence (batch, query start, Tq, key start, Tk, diagonal offset, offset in the key
     /// rows); the key rows of all sequences one after the other; the sequence of each (b, t) of q (−1: none); and
-    /// the (sequence, first query) of each block of <paramref name="blockRows"/> queries.
+    /// the (sequence, first query) of each block of <paramref name="blockRows"/> queries, the blocks that reach the
+    /// most keys first (a causal block near the end sees all keys before it): launched in that order, the long
+    /// blocks start early and the short ones fill the tail.
     /// </summary>
     private static (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables(SoftmaxProblem problem, int blockRows)
     {
         var sequences = new List<int>();
         var keyRows = new List<int>();
-        var blocks = new List<int>();
+        var blocks = new List<(int Sequence, int I0, int Keys)>();
         var rowSequence = Enumerable.Repeat(-1, problem.Batch * problem.Tq).ToArray();
         for (int n = 0; n < problem.Sequences.Count; n++)
         {
@@ -144,10 +145,14 @@ internal static class SoftmaxKernels
             }
             for (int i0 = 0; i0 < s.Tq; i0 += blockRows)
             {
-                blocks.AddRange([n, i0]);
+                var windows = Enumerable.Range(i0, Math.Min(blockRows, s.Tq - i0))
+                    .Select(i => problem.Window(problem.Row(s, i, 0))).Where(w => w.First < w.End).ToArray();
+                int keys = windows.Length == 0 ? 0 : windows.Max(w => w.End) - windows.Min(w => w.First);
+                blocks.Add((n, i0, keys));
             }
         }
-        return (sequences.ToArray(), keyRows.ToArray(), rowSequence, blocks.ToArray());
+        int[] blockTable = blocks.OrderByDescending(x => x.Keys).SelectMany(x => new[] { x.Sequence, x.I0 }).ToArray();
+        return (sequences.ToArray(), keyRows.ToArray(), rowSequence, blockTable);
     }
 
     /// <summary>
