@@ -85,16 +85,11 @@ public static class DeltaRule
             {
                 u[c] = x.BetaAt(t, c) * (vt[c] - sk[c]);
             }
-            // S_t = S_{t−1} + k_t u_tᵀ
-            for (int d = 0; d < dk; d++)
-            {
-                VectorKernels.Axpy(kt[d], u, DeltaHead.Row(s, d, dv));
-            }
-            // o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :]
+            // S_t = S_{t−1} + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], one row of S at a time
             Span<double> ot = DeltaHead.Row(o, t, dv);
             for (int d = 0; d < dk; d++)
             {
-                VectorKernels.Axpy(qt[d], DeltaHead.Row(s, d, dv), ot);
+                StateRow.DecayWriteAndRead(1, DeltaHead.Row(s, d, dv), kt[d], u, qt[d], ot);
             }
             VectorKernels.Scale(x.Scale, ot);
         }

@@ -65,31 +65,22 @@ public static class Kda
             ReadOnlySpan<double> qt = DeltaHead.Row(x.Q, t, dk), kt = DeltaHead.Row(x.K, t, dk), vt = DeltaHead.Row(x.V, t, dv);
             ReadOnlySpan<double> gkt = DeltaHead.Row(x.Gk!, t, dk);
             double beta = x.Beta[t];
-            // S' = Diag(exp(gk_t)) S_{t−1}
-            for (int d = 0; d < dk; d++)
-            {
-                VectorKernels.Scale(Math.Exp(gkt[d]), DeltaHead.Row(s, d, dv));
-            }
-            // u_t = β_t (v_t − S'ᵀ k_t), with S'ᵀ k_t = Σ_d k_td S'[d, :]
+            // S' = Diag(exp(gk_t)) S_{t−1}  and  S'ᵀ k_t = Σ_d k_td S'[d, :], one row of S at a time
             Array.Clear(sk);
             for (int d = 0; d < dk; d++)
             {
-                VectorKernels.Axpy(kt[d], DeltaHead.Row(s, d, dv), sk);
+                StateRow.DecayAndRead(Math.Exp(gkt[d]), DeltaHead.Row(s, d, dv), kt[d], sk);
             }
+            // u_t = β_t (v_t − S'ᵀ k_t)
             for (int c = 0; c < dv; c++)
             {
                 u[c] = beta * (vt[c] - sk[c]);
             }
-            // S_t = S' + k_t u_tᵀ
-            for (int d = 0; d < dk; d++)
-            {
-                VectorKernels.Axpy(kt[d], u, DeltaHead.Row(s, d, dv));
-            }
-            // o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :]
+            // S_t = S' + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], one row of S at a time
             Span<double> ot = DeltaHead.Row(o, t, dv);
             for (int d = 0; d < dk; d++)
             {
-                VectorKernels.Axpy(qt[d], DeltaHead.Row(s, d, dv), ot);
+                StateRow.DecayWriteAndRead(1, DeltaHead.Row(s, d, dv), kt[d], u, qt[d], ot);
             }
             VectorKernels.Scale(x.Scale, ot);
         }

@@ -42,7 +42,8 @@ namespace AttentionReference.Forms.GatedLinear;
 /// same summed from the chunk start, A = the decay-weighted score matrix (GLA's P).
 ///
 /// Arithmetic: every product is a sum of contiguous rows weighted by scalars (S's rows K x V, v's rows) or a dot
-/// product of contiguous rows, through Numerics/VectorKernels.cs; each decay exp(Γ_t − Γ_j) is one vectorised exp of
+/// product of contiguous rows, through Numerics/VectorKernels.cs (the recurrence updates and reads each row of S in
+/// one pass, Numerics/StateRow.cs); each decay exp(Γ_t − Γ_j) is one vectorised exp of
 /// the difference (VectorKernels.DecayedDot), and every sum runs in a fixed order, so the result does not depend on
 /// the thread count.
 ///
@@ -65,17 +66,16 @@ internal static class DiagonalDecay
             {
                 VectorKernels.Exp(head.Gv![t], βt);
             }
-            // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta v_t
+            // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
+            o[t] = new double[head.V];
             for (int a = 0; a < head.K; a++)
             {
-                VectorKernels.Scale(αt[a], S[a]);
                 if (βt is not null)
                 {
                     VectorKernels.Multiply(S[a], βt, S[a]);
                 }
-                VectorKernels.Axpy(head.Key[t][a], head.Value[t], S[a]);
+                StateRow.DecayWriteAndRead(αt[a], S[a], head.Key[t][a], head.Value[t], head.Scale * head.Query[t][a], o[t]);
             }
-            o[t] = Readout(head, t, S);
         }
         return o;
     });
@@ -211,18 +211,6 @@ internal static class DiagonalDecay
                 VectorKernels.Axpy(kDecayed[a], vj, S[a]);
             }
         }
-    }
-
-    /// <summary>o_t = scale · S_tᵀ q_t, as the sum of S's rows weighted by scale · q_ta.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static double[] Readout(DecayHead head, int t, double[][] S)
-    {
-        var o = new double[head.V];
-        for (int a = 0; a < head.K; a++)
-        {
-            VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o);
-        }
-        return o;
     }
 
     /// <summary>Row t − s of the result is Σ_{r=s..t} g_r (inclusive), for t in [s, e).</summary>

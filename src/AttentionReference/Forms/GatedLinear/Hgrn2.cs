@@ -38,9 +38,7 @@ public static class Hgrn2
                 for (int a = 0; a < head.K; a++)
                 {
                     double forget = Math.Exp(head.Gk[t][a]);
-                    VectorKernels.Scale(forget, S[a]);
-                    VectorKernels.Axpy(1 - forget, head.Value[t], S[a]);
-                    VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o[t]);
+                    StateRow.DecayWriteAndRead(forget, S[a], 1 - forget, head.Value[t], head.Scale * head.Query[t][a], o[t]);
                 }
             }
             return o;

@@ -88,24 +88,19 @@ public static class Mlstm
                 // m_t = max(log f_t + m_{t−1}, i_t); the gates rescaled by exp(−m_t)
                 double m = Math.Max(logF + state.M, it);
                 double forget = Math.Exp(logF + state.M - m), input = Math.Exp(it - m);
-                // C̃_t = forget·C̃_{t−1} + input·k_t v_tᵀ;  ñ_t = forget·ñ_{t−1} + input·k_t
-                for (int c = 0; c < p.Dk; c++)
-                {
-                    Span<double> row = p.StateRow(state.C, c);
-                    VectorKernels.Scale(forget, row);
-                    VectorKernels.Axpy(input * kt[c], vt, row);
-                }
-                VectorKernels.Scale(forget, state.N);
-                VectorKernels.Axpy(input, kt, state.N);
-                state.M = m;
-                // o_t = (scale·q_t)ᵀ C̃_t / (max(|(scale·q_t)ᵀ ñ_t|, exp(−m_t)) + eps)
+                // C̃_t = forget·C̃_{t−1} + input·k_t v_tᵀ and its read-out (scale·q_t)ᵀ C̃_t, one row of C̃ at a time;
+                // ñ_t = forget·ñ_{t−1} + input·k_t
                 p.Q(b, t, h).CopyTo(qs);
                 VectorKernels.Scale(p.Scale, qs);
                 Span<double> ot = pair.O(t - sequence.Start);
                 for (int c = 0; c < p.Dk; c++)
                 {
-                    VectorKernels.Axpy(qs[c], p.StateRow(state.C, c), ot);
+                    StateRow.DecayWriteAndRead(forget, p.StateRow(state.C, c), input * kt[c], vt, qs[c], ot);
                 }
+                VectorKernels.Scale(forget, state.N);
+                VectorKernels.Axpy(input, kt, state.N);
+                state.M = m;
+                // o_t = (scale·q_t)ᵀ C̃_t / (max(|(scale·q_t)ᵀ ñ_t|, exp(−m_t)) + eps)
                 VectorKernels.Scale(1 / p.Denominator(VectorKernels.Dot(qs, state.N), m), ot);
             }
         });

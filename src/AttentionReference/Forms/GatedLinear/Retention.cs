@@ -41,9 +41,7 @@ public static class Retention
                 o[t] = new double[head.V];
                 for (int a = 0; a < head.K; a++)
                 {
-                    VectorKernels.Scale(γ[head.Head], S[a]);
-                    VectorKernels.Axpy(head.Key[t][a], head.Value[t], S[a]);
-                    VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o[t]);
+                    StateRow.DecayWriteAndRead(γ[head.Head], S[a], head.Key[t][a], head.Value[t], head.Scale * head.Query[t][a], o[t]);
                 }
             }
             return o;

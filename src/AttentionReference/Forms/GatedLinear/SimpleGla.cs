@@ -38,9 +38,7 @@ public static class SimpleGla
                 o[t] = new double[head.V];
                 for (int a = 0; a < head.K; a++)
                 {
-                    VectorKernels.Scale(decay, S[a]);
-                    VectorKernels.Axpy(head.Key[t][a], head.Value[t], S[a]);
-                    VectorKernels.Axpy(head.Scale * head.Query[t][a], S[a], o[t]);
+                    StateRow.DecayWriteAndRead(decay, S[a], head.Key[t][a], head.Value[t], head.Scale * head.Query[t][a], o[t]);
                 }
             }
             return o;
