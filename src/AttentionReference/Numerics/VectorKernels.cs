@@ -33,6 +33,9 @@ public static class VectorKernels
     /// <summary>result ← x ⊙ y, elementwise (result may be x or y).</summary>
     public static void Multiply(ReadOnlySpan<double> x, ReadOnlySpan<double> y, Span<double> result) => TensorPrimitives.Multiply(x, y, result);
 
+    /// <summary>result = a·x.</summary>
+    public static void Multiply(ReadOnlySpan<double> x, double a, Span<double> result) => TensorPrimitives.Multiply(x, a, result);
+
     /// <summary>result ← exp(x), elementwise.</summary>
     public static void Exp(ReadOnlySpan<double> x, Span<double> result) => TensorPrimitives.Exp(x, result);
 

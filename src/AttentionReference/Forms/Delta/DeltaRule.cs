@@ -72,25 +72,21 @@ public static class DeltaRule
         var o = new double[x.Length * dv];
         var u = new double[dv];
         var sk = new double[dv]; // S'ᵀ k_t
+        var ones = new double[dk]; // no decay: α = 1 in both passes
+        Array.Fill(ones, 1.0);
         for (int t = 0; t < x.Length; t++)
         {
             ReadOnlySpan<double> qt = DeltaHead.Row(x.Q, t, dk), kt = DeltaHead.Row(x.K, t, dk), vt = DeltaHead.Row(x.V, t, dv);
             // u_t = β_t ⊙ (v_t − S_{t−1}ᵀ k_t), with S_{t−1}ᵀ k_t = Σ_d k_td S_{t−1}[d, :]
             Array.Clear(sk);
-            for (int d = 0; d < dk; d++)
-            {
-                VectorKernels.Axpy(kt[d], DeltaHead.Row(s, d, dv), sk);
-            }
+            StateStep.DecayAndRead(new FlatRows(s, dk, dv), ones, kt, sk);
             for (int c = 0; c < dv; c++)
             {
                 u[c] = x.BetaAt(t, c) * (vt[c] - sk[c]);
             }
-            // S_t = S_{t−1} + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], one row of S at a time
+            // S_t = S_{t−1} + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], in one pass over S
             Span<double> ot = DeltaHead.Row(o, t, dv);
-            for (int d = 0; d < dk; d++)
-            {
-                StateRow.DecayWriteAndRead(1, DeltaHead.Row(s, d, dv), kt[d], u, qt[d], ot);
-            }
+            StateStep.DecayWriteAndRead(new FlatRows(s, dk, dv), ones, kt, u, qt, ot);
             VectorKernels.Scale(x.Scale, ot);
         }
         return (o, s);

@@ -60,28 +60,29 @@ public static class Kda
         var o = new double[x.Length * dv];
         var u = new double[dv];
         var sk = new double[dv]; // S'ᵀ k_t
+        var decay = new double[dk];
+        var ones = new double[dk]; // the write pass decays no further: α = 1
+        Array.Fill(ones, 1.0);
         for (int t = 0; t < x.Length; t++)
         {
             ReadOnlySpan<double> qt = DeltaHead.Row(x.Q, t, dk), kt = DeltaHead.Row(x.K, t, dk), vt = DeltaHead.Row(x.V, t, dv);
             ReadOnlySpan<double> gkt = DeltaHead.Row(x.Gk!, t, dk);
             double beta = x.Beta[t];
-            // S' = Diag(exp(gk_t)) S_{t−1}  and  S'ᵀ k_t = Σ_d k_td S'[d, :], one row of S at a time
-            Array.Clear(sk);
+            // S' = Diag(exp(gk_t)) S_{t−1}  and  S'ᵀ k_t = Σ_d k_td S'[d, :], in one pass over S
             for (int d = 0; d < dk; d++)
             {
-                StateRow.DecayAndRead(Math.Exp(gkt[d]), DeltaHead.Row(s, d, dv), kt[d], sk);
+                decay[d] = Math.Exp(gkt[d]);
             }
+            Array.Clear(sk);
+            StateStep.DecayAndRead(new FlatRows(s, dk, dv), decay, kt, sk);
             // u_t = β_t (v_t − S'ᵀ k_t)
             for (int c = 0; c < dv; c++)
             {
                 u[c] = beta * (vt[c] - sk[c]);
             }
-            // S_t = S' + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], one row of S at a time
+            // S_t = S' + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], in one pass over S
             Span<double> ot = DeltaHead.Row(o, t, dv);
-            for (int d = 0; d < dk; d++)
-            {
-                StateRow.DecayWriteAndRead(1, DeltaHead.Row(s, d, dv), kt[d], u, qt[d], ot);
-            }
+            StateStep.DecayWriteAndRead(new FlatRows(s, dk, dv), ones, kt, u, qt, ot);
             VectorKernels.Scale(x.Scale, ot);
         }
         return (o, s);

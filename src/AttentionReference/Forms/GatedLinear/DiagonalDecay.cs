@@ -42,9 +42,8 @@ namespace AttentionReference.Forms.GatedLinear;
 /// same summed from the chunk start, A = the decay-weighted score matrix (GLA's P).
 ///
 /// Arithmetic: every product is a sum of contiguous rows weighted by scalars (S's rows K x V, v's rows) or a dot
-/// product of contiguous rows, through Numerics/VectorKernels.cs (the recurrence updates and reads each row of S in
-/// one pass, Numerics/StateRow.cs); each decay exp(Γ_t − Γ_j) is one vectorised exp of
-/// the difference (VectorKernels.DecayedDot), and every sum runs in a fixed order, so the result does not depend on
+/// product of contiguous rows, through Numerics/VectorKernels.cs (the recurrence decays, writes and reads S in one
+/// pass, Numerics/StateStep.cs); each decay exp(Γ_t − Γ_j) is one vectorised exp of the difference (VectorKernels.DecayedDot), and every sum runs in a fixed order, so the result does not depend on
 /// the thread count.
 ///
 /// Sources: fla's fla/ops/gla/naive.py (the recurrence, scale applied to q, state [K,V] per head) and
@@ -59,23 +58,23 @@ internal static class DiagonalDecay
         var o = new double[head.T][];
         var αt = new double[head.K];                        // exp(gk_t)
         var βt = head.Gv is null ? null : new double[head.V]; // exp(gv_t)
+        var scaledQuery = new double[head.K];
         for (int t = 0; t < head.T; t++)
         {
             VectorKernels.Exp(head.Gk[t], αt);
             if (βt is not null)
             {
+                // the value-side decay first: S_{t−1}[a, :] ⊙ exp(gv_t)
                 VectorKernels.Exp(head.Gv![t], βt);
+                foreach (double[] row in S)
+                {
+                    VectorKernels.Multiply(row, βt, row);
+                }
             }
             // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
+            VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
             o[t] = new double[head.V];
-            for (int a = 0; a < head.K; a++)
-            {
-                if (βt is not null)
-                {
-                    VectorKernels.Multiply(S[a], βt, S[a]);
-                }
-                StateRow.DecayWriteAndRead(αt[a], S[a], head.Key[t][a], head.Value[t], head.Scale * head.Query[t][a], o[t]);
-            }
+            StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), αt, head.Key[t], head.Value[t], scaledQuery, o[t]);
         }
         return o;
     });

@@ -31,15 +31,18 @@ public static class Hgrn2
         PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
+            double[] forget = new double[head.K], input = new double[head.K], scaledQuery = new double[head.K];
             for (int t = 0; t < head.T; t++)
             {
                 // S_t[a, :] = f_ta S_{t−1}[a, :] + (1 − f_ta) v_t with f = exp(gk);   o_t = Σ_a scale · q_ta S_t[a, :]
-                o[t] = new double[head.V];
                 for (int a = 0; a < head.K; a++)
                 {
-                    double forget = Math.Exp(head.Gk[t][a]);
-                    StateRow.DecayWriteAndRead(forget, S[a], 1 - forget, head.Value[t], head.Scale * head.Query[t][a], o[t]);
+                    forget[a] = Math.Exp(head.Gk[t][a]);
+                    input[a] = 1 - forget[a];
                 }
+                VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
+                o[t] = new double[head.V];
+                StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), forget, input, head.Value[t], scaledQuery, o[t]);
             }
             return o;
         });

@@ -81,6 +81,7 @@ public static class Mlstm
             var (sequence, h) = (pair.Sequence, pair.H);
             int b = sequence.Batch;
             var qs = new double[p.Dk];
+            double[] forgets = new double[p.Dk], inputKey = new double[p.Dk];
             for (int t = sequence.Start; t < sequence.Start + sequence.Length; t++)
             {
                 ReadOnlySpan<double> kt = p.K(b, t, h), vt = p.V(b, t, h);
@@ -88,15 +89,14 @@ public static class Mlstm
                 // m_t = max(log f_t + m_{t−1}, i_t); the gates rescaled by exp(−m_t)
                 double m = Math.Max(logF + state.M, it);
                 double forget = Math.Exp(logF + state.M - m), input = Math.Exp(it - m);
-                // C̃_t = forget·C̃_{t−1} + input·k_t v_tᵀ and its read-out (scale·q_t)ᵀ C̃_t, one row of C̃ at a time;
+                // C̃_t = forget·C̃_{t−1} + input·k_t v_tᵀ and its read-out (scale·q_t)ᵀ C̃_t, in one pass over C̃;
                 // ñ_t = forget·ñ_{t−1} + input·k_t
                 p.Q(b, t, h).CopyTo(qs);
                 VectorKernels.Scale(p.Scale, qs);
+                Array.Fill(forgets, forget);
+                VectorKernels.Multiply(kt, input, inputKey);
                 Span<double> ot = pair.O(t - sequence.Start);
-                for (int c = 0; c < p.Dk; c++)
-                {
-                    StateRow.DecayWriteAndRead(forget, p.StateRow(state.C, c), input * kt[c], vt, qs[c], ot);
-                }
+                StateStep.DecayWriteAndRead(new FlatRows(state.C, p.Dk, p.Dv), forgets, inputKey, vt, qs, ot);
                 VectorKernels.Scale(forget, state.N);
                 VectorKernels.Axpy(input, kt, state.N);
                 state.M = m;

@@ -35,14 +35,14 @@ public static class Retention
         return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
         {
             var o = new double[head.T][];
+            double[] decay = new double[head.K], scaledQuery = new double[head.K];
+            Array.Fill(decay, γ[head.Head]);
             for (int t = 0; t < head.T; t++)
             {
                 // S_t[a, :] = γ_h S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
+                VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
                 o[t] = new double[head.V];
-                for (int a = 0; a < head.K; a++)
-                {
-                    StateRow.DecayWriteAndRead(γ[head.Head], S[a], head.Key[t][a], head.Value[t], head.Scale * head.Query[t][a], o[t]);
-                }
+                StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
             }
             return o;
         });

@@ -31,15 +31,14 @@ public static class SimpleGla
         {
             double[] gate = PerHead.Scalars(g, head.Slice, head.Head);
             var o = new double[head.T][];
+            double[] decay = new double[head.K], scaledQuery = new double[head.K];
             for (int t = 0; t < head.T; t++)
             {
-                double decay = Math.Exp(gate[t]);
                 // S_t[a, :] = exp(g_t) S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
+                Array.Fill(decay, Math.Exp(gate[t]));
+                VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
                 o[t] = new double[head.V];
-                for (int a = 0; a < head.K; a++)
-                {
-                    StateRow.DecayWriteAndRead(decay, S[a], head.Key[t][a], head.Value[t], head.Scale * head.Query[t][a], o[t]);
-                }
+                StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
             }
             return o;
         });
