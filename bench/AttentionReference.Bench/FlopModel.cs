@@ -101,7 +101,8 @@ public static class FlopModel
         };
     }
 
-    private static double Binomial(int n, int r)
+    /// <summary>n choose r, as a double.</summary>
+    internal static double Binomial(int n, int r)
     {
         double result = 1;
         for (int i = 1; i <= r; i++)

@@ -9,7 +9,7 @@ using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
 // Modes (bench/README.md):
-//   --peak                       the machine's FMA rates and triad bandwidth
+//   --peak                       the machine's FMA rates, triad bandwidth and state-sweep rates
 //   --cpu    [options]           the plain runner on the CPU reference (no SDK needed: works when published)
 //   --opencl [options]           the plain runner through OpenClBackend, with the device's FMA rate
 //   --smoke  [--family …]        BenchmarkDotNet, each case once at the tiny size, in process
@@ -25,6 +25,7 @@ if (options.Has("--peak"))
 {
     Console.WriteLine($"machine: {QuickRunner.MachineLine()}");
     Console.WriteLine(PeakProbe.Measure().Table());
+    Console.WriteLine(StateFloor.Table());
     return 0;
 }
 if (options.Has("--list"))
@@ -122,7 +123,7 @@ static int Quick(Options options, CaseFilter filter)
             : PeakProbe.Measure();
         output.WriteLine($"measured all-core f64 FMA rate {peak.F64PeakGflops.ToString("F1", CultureInfo.InvariantCulture)} GFLOP/s (% of peak is against it)");
         output.WriteLine($"size: {size}, f64, median of up to {repeats} runs rotating {sets} input sets, at most {maxSeconds} s per case after the first run\n");
-        var runner = new QuickRunner(repeats, sets, maxSeconds, peak.F64PeakGflops, output);
+        var runner = new QuickRunner(repeats, sets, maxSeconds, peak.F64PeakGflops, output, floorSeconds: StateFloor.Seconds);
         results = runner.Run(cases, (c, inputs) => c.RunCpu(inputs));
         backendName = "cpu";
     }

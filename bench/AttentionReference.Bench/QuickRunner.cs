@@ -28,19 +28,18 @@ public sealed record QuickResult(BenchCase Case, double MedianSeconds, double Mi
 /// kernel-only time and its GFLOP/s and % of peak. Repeats stop early once a case has used <c>maxSeconds</c> (at least
 /// one timed run always happens). Rows are printed as each case finishes, as a markdown table.
 /// </summary>
-public sealed class QuickRunner(int repeats, int sets, double maxSeconds, double peakGflops, TextWriter output, Func<double>? kernelSeconds = null)
+public sealed class QuickRunner(int repeats, int sets, double maxSeconds, double peakGflops, TextWriter output, Func<double>? kernelSeconds = null,
+    Func<BenchCase, double>? floorSeconds = null)
 {
     private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true };
 
-    private const string Header = """
-        | form | variant | size | median ms | min ms | runs | GFLOP/s | % of peak | alloc MB/run |
-        |---|---|---|---:|---:|---:|---:|---:|---:|
-        """;
+    private const string BaseColumns = "| form | variant | size | median ms | min ms | runs | GFLOP/s | % of peak | alloc MB/run |";
+    private const string BaseRule = "|---|---|---|---:|---:|---:|---:|---:|---:|";
 
-    private const string KernelHeader = """
-        | form | variant | size | median ms | min ms | runs | GFLOP/s | % of peak | alloc MB/run | kernel ms | kernel GFLOP/s | kernel % of peak |
-        |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-        """;
+    /// <summary>The table's two head lines, with the kernel columns (OpenCL) or the floor columns (CPU) where asked.</summary>
+    private static string Header(bool withKernel, bool withFloor) =>
+        BaseColumns + (withKernel ? " kernel ms | kernel GFLOP/s | kernel % of peak |" : "") + (withFloor ? " floor ms | × floor |" : "") + "\n" +
+        BaseRule + (withKernel ? "---:|---:|---:|" : "") + (withFloor ? "---:|---:|" : "");
 
     /// <summary>Times each case through <paramref name="run"/>; <paramref name="skip"/> names cases the backend cannot run (null = runnable).</summary>
     public IReadOnlyList<QuickResult> Run(IEnumerable<BenchCase> cases, Func<BenchCase, IReadOnlyDictionary<string, Tensor>, object> run,
@@ -48,13 +47,14 @@ public sealed class QuickRunner(int repeats, int sets, double maxSeconds, double
     {
         ArgumentNullException.ThrowIfNull(cases);
         ArgumentNullException.ThrowIfNull(run);
-        output.WriteLine(kernelSeconds is null ? Header : KernelHeader);
+        output.WriteLine(Header(kernelSeconds is not null, floorSeconds is not null));
         var results = new List<QuickResult>();
         foreach (BenchCase c in cases)
         {
             QuickResult result = Time(c, run, skip);
             results.Add(result);
-            output.WriteLine(Row(result, peakGflops, withKernel: kernelSeconds is not null));
+            double floor = floorSeconds?.Invoke(c) ?? double.NaN;
+            output.WriteLine(Row(result, peakGflops, withKernel: kernelSeconds is not null) + (floorSeconds is null ? "" : FloorCells(result, floor)));
             output.Flush();
         }
         return results;
@@ -115,6 +115,13 @@ public sealed class QuickRunner(int repeats, int sets, double maxSeconds, double
             : "";
         return $"| {r.Case.Form.Name} | {r.Case.Variant} | {size} | {Num(r.MedianSeconds * 1e3)} | {Num(r.MinSeconds * 1e3)} | {r.Repeats} " +
                $"| {Num(r.Gflops)} | {Num(100 * r.Gflops / peakGflops)} | {Num(r.AllocatedBytes / 1e6)} |{kernel}";
+    }
+
+    /// <summary>" floor ms | × floor |": the state-sweep floor (<see cref="StateFloor"/>) and the median over it; blank where none.</summary>
+    public static string FloorCells(QuickResult r, double floorSeconds)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        return double.IsNaN(floorSeconds) || r.Skipped is not null ? " | |" : $" {Num(floorSeconds * 1e3)} | {Num(r.MedianSeconds / floorSeconds)} |";
     }
 
     /// <summary>A number for a table: "—" for NaN, 3 significant digits otherwise.</summary>
