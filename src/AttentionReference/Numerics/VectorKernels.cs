@@ -30,6 +30,9 @@ public static class VectorKernels
     /// <summary>y ← a·y.</summary>
     public static void Scale(double a, Span<double> y) => TensorPrimitives.Multiply(y, a, y);
 
+    /// <summary>y ← y + x, elementwise.</summary>
+    public static void AddTo(ReadOnlySpan<double> x, Span<double> y) => TensorPrimitives.Add(y, x, y);
+
     /// <summary>result ← x ⊙ y, elementwise (result may be x or y).</summary>
     public static void Multiply(ReadOnlySpan<double> x, ReadOnlySpan<double> y, Span<double> result) => TensorPrimitives.Multiply(x, y, result);
 

@@ -124,6 +124,20 @@ public sealed class SequenceHead
         return _o.Data.AsSpan(((Sequence.Batch * time + Sequence.Start + t) * heads + H) * v, v);
     }
 
+    /// <summary>The sequence's rows of o, in place: row t is <see cref="O"/>(t).</summary>
+    public RowBlock OutputRows() => Rows(_o);
+
+    /// <summary>
+    /// The sequence's rows of head <paramref name="head"/> (default: this pair's) of a [B,T,heads,width] tensor, in place
+    /// (no copy): row t = x[b, start + t, head, :].
+    /// </summary>
+    public RowBlock Rows(Tensor x, int? head = null)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        int time = x.Dim(1), heads = x.Dim(2), width = x.Dim(3), h = head ?? H;
+        return new RowBlock(x.Data, ((Sequence.Batch * time + Sequence.Start) * heads + h) * width, heads * width, Length, width);
+    }
+
     /// <summary>Writes the sequence's output rows, one array per step.</summary>
     public void WriteO(double[][] rows)
     {

@@ -53,9 +53,8 @@ namespace AttentionReference.Forms.GatedLinear;
 internal static class DiagonalDecay
 {
     /// <summary>The recurrence, token by token: the definition the other two variants are held to.</summary>
-    public static StateResult Recurrent(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
+    public static StateResult Recurrent(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
     {
-        var o = new double[head.T][];
         var αt = new double[head.K];                        // exp(gk_t)
         var βt = head.Gv is null ? null : new double[head.V]; // exp(gv_t)
         var scaledQuery = new double[head.K];
@@ -73,23 +72,19 @@ internal static class DiagonalDecay
             }
             // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
             VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-            o[t] = new double[head.V];
             StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), αt, head.Key[t], head.Value[t], scaledQuery, o[t]);
         }
-        return o;
     });
 
     /// <summary>The quadratic form with the decay matrix, every exponent a difference j ≤ i.</summary>
-    public static StateResult Parallel(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S0) =>
+    public static StateResult Parallel(DecayInputs x) => PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S0, o) =>
     {
         // The parallel form is one chunk spanning the whole sequence: G, Λ are Γ, Ψ summed from step 0.
-        double[][] G = CumulativeSum(head.Gk, 0, head.T);
-        double[][]? Λ = head.Gv is null ? null : CumulativeSum(head.Gv, 0, head.T);
-        var o = new double[head.T][];
+        RowBlock G = CumulativeSum(head.Gk, 0, head.T);
+        RowBlock? Λ = head.Gv is null ? null : CumulativeSum(head.Gv, 0, head.T);
         ChunkOutputs(head, S0, 0, head.T, G, Λ, o);
         // final_state: the state update of one chunk spanning the whole sequence.
         AdvanceState(head, S0, 0, head.T, G, Λ);
-        return o;
     });
 
     /// <summary>Chunks of <paramref name="chunkSize"/> steps: inter-chunk state plus intra-chunk quadratic part.</summary>
@@ -99,21 +94,19 @@ internal static class DiagonalDecay
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
         }
-        return PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
+        return PerHead.Run(Bind(x), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
         {
-            var o = new double[head.T][];
             for (int s = 0; s < head.T; s += chunkSize)
             {
                 int e = Math.Min(s + chunkSize, head.T);
                 // Γ, Ψ: log gates summed from the chunk start (indexed t − s); Ψ = null: no value-side decay.
-                double[][] Γ = CumulativeSum(head.Gk, s, e);
-                double[][]? Ψ = head.Gv is null ? null : CumulativeSum(head.Gv, s, e);
+                RowBlock Γ = CumulativeSum(head.Gk, s, e);
+                RowBlock? Ψ = head.Gv is null ? null : CumulativeSum(head.Gv, s, e);
                 // 1.–2. the chunk's outputs from the state entering it and its own keys.
                 ChunkOutputs(head, S, s, e, Γ, Ψ, o);
                 // 3. the state handed to the next chunk.
                 AdvanceState(head, S, s, e, Γ, Ψ);
             }
-            return o;
         });
     }
 
@@ -125,13 +118,13 @@ internal static class DiagonalDecay
     /// Each output row is a sum of contiguous rows (of S, then of v) weighted by scalars, in a fixed order.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ChunkOutputs(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][]? Ψ, double[][] o)
+    private static void ChunkOutputs(DecayHead head, double[][] S, int s, int e, RowBlock Γ, RowBlock? Ψ, RowBlock o)
     {
         var qDecayed = new double[head.K];            // q_t ⊙ exp(Γ_t)
         var scratch = new double[Math.Max(head.K, head.V)];
         for (int t = s; t < e; t++)
         {
-            double[] ot = o[t] = new double[head.V];
+            Span<double> ot = o[t];
             // 1. inter-chunk part: the state entering the chunk, decayed to step t.
             VectorKernels.Exp(Γ[t - s], qDecayed);
             VectorKernels.Multiply(head.Query[t], qDecayed, qDecayed);
@@ -139,23 +132,23 @@ internal static class DiagonalDecay
             {
                 VectorKernels.Axpy(qDecayed[a], S[a], ot);
             }
-            if (Ψ is not null)
+            if (Ψ is { } Ψt)
             {
-                VectorKernels.Exp(Ψ[t - s], scratch.AsSpan(0, head.V));
+                VectorKernels.Exp(Ψt[t - s], scratch.AsSpan(0, head.V));
                 VectorKernels.Multiply(ot, scratch.AsSpan(0, head.V), ot);
             }
             // 2. intra-chunk part: the keys of this chunk up to t.
             for (int j = s; j <= t; j++)
             {
                 double A = VectorKernels.DecayedDot(head.Query[t], head.Key[j], Γ[t - s], Γ[j - s], scratch);
-                if (Ψ is null)
+                if (Ψ is not { } ψ)
                 {
                     VectorKernels.Axpy(A, head.Value[j], ot);
                 }
                 else
                 {
                     Span<double> vDecayed = scratch.AsSpan(0, head.V); // exp(Ψ_t − Ψ_j) ⊙ v_j
-                    VectorKernels.ExpDifference(Ψ[t - s], Ψ[j - s], vDecayed);
+                    VectorKernels.ExpDifference(ψ[t - s], ψ[j - s], vDecayed);
                     VectorKernels.Multiply(vDecayed, head.Value[j], vDecayed);
                     VectorKernels.Axpy(A, vDecayed, ot);
                 }
@@ -171,25 +164,25 @@ internal static class DiagonalDecay
     /// k̃_j = k_j ⊙ exp(Γ_{e−1} − Γ_j) and ṽ_j = v_j ⊙ exp(Ψ_{e−1} − Ψ_j).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AdvanceState(DecayHead head, double[][] S, int s, int e, double[][] Γ, double[][]? Ψ)
+    private static void AdvanceState(DecayHead head, double[][] S, int s, int e, RowBlock Γ, RowBlock? Ψ)
     {
         if (e == s)
         {
             return; // an empty sequence leaves its initial state as it was
         }
-        double[] Γend = Γ[e - 1 - s];
-        double[]? Ψend = Ψ?[e - 1 - s];
+        Span<double> Γend = Γ[e - 1 - s];
+        Span<double> Ψend = Ψ is { } ψ ? ψ[e - 1 - s] : default;
         var kDecayed = new double[head.K];
         var vDecayed = new double[head.V];
         VectorKernels.Exp(Γend, kDecayed);
-        if (Ψend is not null)
+        if (Ψ is not null)
         {
             VectorKernels.Exp(Ψend, vDecayed);
         }
         for (int a = 0; a < head.K; a++)
         {
             VectorKernels.Scale(kDecayed[a], S[a]);
-            if (Ψend is not null)
+            if (Ψ is not null)
             {
                 VectorKernels.Multiply(S[a], vDecayed, S[a]);
             }
@@ -198,10 +191,10 @@ internal static class DiagonalDecay
         {
             VectorKernels.ExpDifference(Γend, Γ[j - s], kDecayed);
             VectorKernels.Multiply(kDecayed, head.Key[j], kDecayed);
-            double[] vj = head.Value[j];
-            if (Ψend is not null)
+            ReadOnlySpan<double> vj = head.Value[j];
+            if (Ψ is { } ψj)
             {
-                VectorKernels.ExpDifference(Ψend, Ψ![j - s], vDecayed);
+                VectorKernels.ExpDifference(Ψend, ψj[j - s], vDecayed);
                 VectorKernels.Multiply(vDecayed, head.Value[j], vDecayed);
                 vj = vDecayed;
             }
@@ -213,18 +206,15 @@ internal static class DiagonalDecay
     }
 
     /// <summary>Row t − s of the result is Σ_{r=s..t} g_r (inclusive), for t in [s, e).</summary>
-    private static double[][] CumulativeSum(double[][] g, int s, int e)
+    private static RowBlock CumulativeSum(RowBlock g, int s, int e)
     {
-        var sum = new double[e - s][];
+        var sum = RowBlock.Zeros(e - s, g.Width);
         for (int t = s; t < e; t++)
         {
-            sum[t - s] = (double[])g[t].Clone();
+            g[t].CopyTo(sum[t - s]);
             if (t > s)
             {
-                for (int d = 0; d < sum[t - s].Length; d++)
-                {
-                    sum[t - s][d] += sum[t - s - 1][d];
-                }
+                VectorKernels.AddTo(sum[t - s - 1], sum[t - s]);
             }
         }
         return sum;
@@ -246,12 +236,10 @@ internal static class DiagonalDecay
         double scale = x.Scale ?? 1 / Math.Sqrt(dims["K"]);
         return problem with
         {
-            Head = (slice, h) => new DecayHead(
-                PerHead.Rows(x.Q, slice, h), PerHead.Rows(x.K, slice, h), PerHead.Rows(x.V, slice, h),
-                PerHead.Rows(x.Gk, slice, h), x.Gv is null ? null : PerHead.Rows(x.Gv, slice, h), scale)
+            Head = pair => new DecayHead(pair.Rows(x.Q), pair.Rows(x.K), pair.Rows(x.V), pair.Rows(x.Gk), x.Gv is null ? null : pair.Rows(x.Gv), scale)
             {
-                Slice = slice,
-                Head = h,
+                Slice = pair.Sequence,
+                Head = pair.H,
             },
         };
     }
@@ -261,7 +249,7 @@ internal static class DiagonalDecay
 internal sealed record DecayInputs(Tensor Q, Tensor K, Tensor V, Tensor Gk, Tensor? Gv, double? Scale, Tensor? InitialState, Tensor? CuSeqlens);
 
 /// <summary>One (sequence, head) pair's rows: q_t, k_t, v_t, gk_t, gv_t for t in [0, T), and the scale.</summary>
-internal sealed record DecayHead(double[][] Query, double[][] Key, double[][] Value, double[][] Gk, double[][]? Gv, double Scale)
+internal sealed record DecayHead(RowBlock Query, RowBlock Key, RowBlock Value, RowBlock Gk, RowBlock? Gv, double Scale)
 {
     /// <summary>The sequence these rows come from.</summary>
     public SequenceSlice Slice { get; init; }
@@ -269,9 +257,9 @@ internal sealed record DecayHead(double[][] Query, double[][] Key, double[][] Va
     /// <summary>The head index h.</summary>
     public int Head { get; init; }
 
-    public int T => Query.Length;
-    public int K => Key.Length == 0 ? 0 : Key[0].Length;
-    public int V => Value.Length == 0 ? 0 : Value[0].Length;
+    public int T => Query.Count;
+    public int K => Key.Width;
+    public int V => Value.Width;
 }
 
 /// <summary>Outputs of a form with a K×V state per head: o [B,T,H,V] and final_state [N,H,K,V].</summary>
@@ -287,7 +275,7 @@ internal static class PerHead
     /// <summary>The bound dimensions of a call, its sequences and the function that gathers one pair's rows.</summary>
     internal sealed record Problem(int Batch, int Time, int Heads, int K, int V, IReadOnlyList<SequenceSlice> Slices, Tensor? InitialState)
     {
-        public Func<SequenceSlice, int, DecayHead> Head { get; init; } = (_, _) => throw new InvalidOperationException("no head gatherer");
+        public Func<SequenceHead, DecayHead> Head { get; init; } = _ => throw new InvalidOperationException("no head gatherer");
 
         /// <summary>Slices by cu_seqlens and checks initial_state [N,H,K,V] against the bound B,T,H,K,V.</summary>
         public static Problem Bind(Dims dims, Tensor? initialState, Tensor? cuSeqlens)
@@ -302,8 +290,8 @@ internal static class PerHead
         }
     }
 
-    /// <summary>Runs <paramref name="head"/> on every (sequence, head) pair; it returns o's rows and leaves S final.</summary>
-    public static StateResult Run(Problem problem, Func<DecayHead, double[][], double[][]> head)
+    /// <summary>Runs <paramref name="head"/> on every (sequence, head) pair: it writes the pair's rows of o (zeros on entry) and leaves S final.</summary>
+    public static StateResult Run(Problem problem, Action<DecayHead, double[][], RowBlock> head)
     {
         ArgumentNullException.ThrowIfNull(problem);
         ArgumentNullException.ThrowIfNull(head);
@@ -311,7 +299,7 @@ internal static class PerHead
             [new StateTensor(problem.InitialState, problem.K, problem.V)], pair =>
             {
                 double[][] S = pair.StateRows(0, problem.K);
-                pair.WriteO(head(problem.Head(pair.Sequence, pair.H), S));
+                head(problem.Head(pair), S, pair.OutputRows());
                 pair.SetStateRows(0, S);
             });
         return new StateResult(result.O, result.FinalStates[0]);

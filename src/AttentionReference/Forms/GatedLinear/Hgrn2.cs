@@ -28,9 +28,8 @@ public static class Hgrn2
 {
     /// <summary>The recurrence, token by token: the definition.</summary>
     public static StateResult Recurrent(Tensor q, Tensor gk, Tensor v, GatedLinearOptions? options = null) =>
-        PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
+        PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
         {
-            var o = new double[head.T][];
             double[] forget = new double[head.K], input = new double[head.K], scaledQuery = new double[head.K];
             for (int t = 0; t < head.T; t++)
             {
@@ -41,10 +40,8 @@ public static class Hgrn2
                     input[a] = 1 - forget[a];
                 }
                 VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                o[t] = new double[head.V];
                 StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), forget, input, head.Value[t], scaledQuery, o[t]);
             }
-            return o;
         });
 
     /// <summary>gla's parallel form with k = 1 − exp(gk).</summary>

@@ -32,19 +32,16 @@ public static class Retention
         options ??= new RetentionOptions();
         double[] γ = Gammas(q, options.Gamma);
         var inputs = Inputs(q, k, v, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
+        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
         {
-            var o = new double[head.T][];
             double[] decay = new double[head.K], scaledQuery = new double[head.K];
             Array.Fill(decay, γ[head.Head]);
             for (int t = 0; t < head.T; t++)
             {
                 // S_t[a, :] = γ_h S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
                 VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                o[t] = new double[head.V];
                 StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
             }
-            return o;
         });
     }
 

@@ -27,20 +27,17 @@ public static class SimpleGla
     public static StateResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, GatedLinearOptions? options = null)
     {
         var inputs = Inputs(q, k, v, g, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S) =>
+        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
         {
             double[] gate = PerHead.Scalars(g, head.Slice, head.Head);
-            var o = new double[head.T][];
             double[] decay = new double[head.K], scaledQuery = new double[head.K];
             for (int t = 0; t < head.T; t++)
             {
                 // S_t[a, :] = exp(g_t) S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
                 Array.Fill(decay, Math.Exp(gate[t]));
                 VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                o[t] = new double[head.V];
                 StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
             }
-            return o;
         });
     }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using AttentionReference.Forms.Common;
 using AttentionReference.Forms.GatedLinear;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Linear;
@@ -32,7 +33,8 @@ namespace AttentionReference.Forms.Linear;
 ///              so that E_ω[φ(q)·φ(k)] = exp(q·k/√K) for ω ~ N(0, I)
 ///
 /// Variants:
-///   recurrent  the recurrence above, token by token (the definition).
+///   recurrent  the recurrence above, token by token (the definition); when causal, S is updated and read in one
+///              pass per step (Numerics/StateStep.cs).
 ///   parallel   A_ij = φ(q_i)·φ(k_j) for j ≤ i (every j when not causal);
 ///              o_i = scale · (S0ᵀ φ(q_i) + Σ_j A_ij v_j), normaliser φ(q_i)·z0 + Σ_j A_ij.
 ///   chunked    chunks of C steps (any C ≥ 1): the state entering the chunk plus the masked quadratic part inside
@@ -66,16 +68,26 @@ public static class Linear
         LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S, z) =>
         {
             var o = new double[head.T][];
-            for (int t = 0; t < head.T; t++)
+            if (head.Causal)
             {
-                Accumulate(head, t, S, z);
-                if (head.Causal)
+                var ones = new double[head.F]; // no decay: α = 1
+                Array.Fill(ones, 1.0);
+                for (int t = 0; t < head.T; t++)
                 {
-                    o[t] = head.Output(head.PhiQ[t], S, z);
+                    // S_t = S_{t−1} + φ(k_t) v_tᵀ and its read-out S_tᵀ φ(q_t), in one pass over S; z_t = z_{t−1} + φ(k_t)
+                    var numerator = new double[head.V];
+                    StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), ones, head.PhiK[t], head.Value[t], head.PhiQ[t], numerator);
+                    VectorKernels.AddTo(head.PhiK[t], z);
+                    o[t] = head.Finish(numerator, Dot(head.PhiQ[t], z));
                 }
             }
-            if (!head.Causal)
+            else
             {
+                // Every o_t reads the state after the last step.
+                for (int t = 0; t < head.T; t++)
+                {
+                    Accumulate(head, t, S, z);
+                }
                 for (int t = 0; t < head.T; t++)
                 {
                     o[t] = head.Output(head.PhiQ[t], S, z);

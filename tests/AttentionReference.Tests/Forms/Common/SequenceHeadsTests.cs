@@ -50,6 +50,31 @@ public sealed class SequenceHeadsTests
     }));
 
     [Fact]
+    public void Rows_seen_in_place_equal_the_gathered_rows_and_write_through_to_o() => PropertyRuns.Check(Prop.ForAll(SequenceHeadsCase.Arbitrary, c =>
+    {
+        Tensor x = TestTensors.Normal(new Random(c.Seed), 1, c.B, c.T, c.H, c.V);
+        bool sameAsGathered = true;
+        var result = SequenceHeads.Run(c.Slices, c.B, c.T, c.H, c.V, [], pair =>
+        {
+            RowBlock rows = pair.Rows(x), o = pair.OutputRows();
+            double[] gathered = pair.Gather(x);
+            for (int t = 0; t < pair.Length; t++)
+            {
+                sameAsGathered &= rows[t].SequenceEqual(gathered.AsSpan(t * c.V, c.V));
+                rows[t].CopyTo(o[t]);
+            }
+        });
+        return sameAsGathered && result.O.Data.SequenceEqual(x.Data);
+    }));
+
+    [Theory]
+    [InlineData(3, 0, 4, 4, 11)] // 3 packed rows of 4 need 12 values
+    [InlineData(2, 5, 4, 4, 12)] // the last row would end at 5 + 4 + 4 = 13
+    [InlineData(2, 0, 3, 4, 100)] // a stride shorter than a row would overlap the rows
+    public void A_row_block_that_does_not_fit_its_array_is_refused(int count, int offset, int stride, int width, int length) =>
+        Assert.Throws<ArgumentException>(() => new RowBlock(new double[length], offset, stride, count, width));
+
+    [Fact]
     public void Each_pair_starts_from_its_initial_rows_and_leaves_its_final_rows() => PropertyRuns.Check(Prop.ForAll(SequenceHeadsCase.Arbitrary, c =>
     {
         var random = new Random(c.Seed);
