@@ -25,7 +25,8 @@ namespace AttentionReference.Bench;
 /// N = 16): recurrent 6·B·D·T·N, scan 10·B·D·T·N (the block scan and its fix-up besides Δ·B·u and C·x); ssd (P = V,
 /// N = K) as the linear family with K → N, V → P: recurrent 5·B·H·T·P·N, quadratic 2·B·H·P_pairs·(N+P), chunked
 /// B·H·T·(C·(N+P) + 4·N·P).
-/// Hybrid: power (D = C(K+p−1, p) symmetric-power features) quadratic 2·B·H·P·(K+V), recurrent 4·B·H·T·D·V,
+/// Hybrid: power (D = C(K+p−1, p) symmetric-power features) quadratic 2·B·H·P·(K+V) + 2·B·H·T·D·V (its final state),
+/// recurrent 4·B·H·T·D·V,
 /// chunked B·H·T·(C·(K+V) + 4·D·V); based (F = 1+K+K², window w) recurrent 4·B·H·T·F·V + 2·B·H·T·w·(K+V),
 /// parallel 2·B·H·P·(K+V) + 2·B·H·T·w·(K+V), chunked B·H·T·(C·(K+V) + 4·F·V) + 2·B·H·T·w·(K+V); nats_l with half
 /// the chunks routed each way: half of gated_delta_rule's recurrent or chunked count plus half of causal softmax's.
@@ -89,7 +90,7 @@ public static class FlopModel
         double window = 2 * bh * t * Math.Min(parameters.GetInt("window", 64), size.T) * (k + v);
         return (form, variant) switch
         {
-            ("power", "quadratic") => 2 * bh * pairs * (k + v),
+            ("power", "quadratic") => 2 * bh * pairs * (k + v) + 2 * bh * t * powerFeatures * v,
             ("power", "recurrent") => 4 * bh * t * powerFeatures * v,
             ("power", "chunked") => bh * t * (c * (k + v) + 4 * powerFeatures * v),
             ("based", "recurrent") => 4 * bh * t * taylorFeatures * v + window,

@@ -30,6 +30,9 @@ public static class VectorKernels
     /// <summary>y ← a·y.</summary>
     public static void Scale(double a, Span<double> y) => TensorPrimitives.Multiply(y, a, y);
 
+    /// <summary>Σ_i x_i.</summary>
+    public static double Sum(ReadOnlySpan<double> x) => TensorPrimitives.Sum(x);
+
     /// <summary>y ← y + x, elementwise.</summary>
     public static void AddTo(ReadOnlySpan<double> x, Span<double> y) => TensorPrimitives.Add(y, x, y);
 
@@ -38,6 +41,9 @@ public static class VectorKernels
 
     /// <summary>result = a·x.</summary>
     public static void Multiply(ReadOnlySpan<double> x, double a, Span<double> result) => TensorPrimitives.Multiply(x, a, result);
+
+    /// <summary>result = x / a, elementwise.</summary>
+    public static void Divide(ReadOnlySpan<double> x, double a, Span<double> result) => TensorPrimitives.Divide(x, a, result);
 
     /// <summary>result ← exp(x), elementwise.</summary>
     public static void Exp(ReadOnlySpan<double> x, Span<double> result) => TensorPrimitives.Exp(x, result);

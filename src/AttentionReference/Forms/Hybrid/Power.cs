@@ -1,6 +1,5 @@
 using System.Globalization;
-using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Hybrid;
@@ -34,7 +33,15 @@ namespace AttentionReference.Forms.Hybrid;
 ///              o_t = φ(s q_t)ᵀ S_t / (φ(s q_t)·z_t + eps)  (numerator alone when not normalised).
 ///   chunked    chunks of C steps (any C ≥ 1): the state entering the chunk, decayed to t relative to the chunk's
 ///              start, plus the quadratic weights inside the chunk; then S, z advance over the chunk.
-///   final_state = S_{T−1}, final_normalizer = z_{T−1}, always written.
+///   final_state = S_{T−1}, final_normalizer = z_{T−1}, always written (by quadratic through the chunked form's
+///   state update, chunk after chunk of 64 steps).
+///
+/// Arithmetic (PowerProblem.cs holds the per-head plumbing): the scores q_t·k_j of a row of keys, the sums Σ_j w_j v_j
+/// and the state products (Φq S for a chunk's queries, S += Φᵀ Ṽ for its keys) go through Numerics/DenseMatrix.cs; the
+/// recurrence decays, writes and reads S in one pass (Numerics/StateStep.cs). The power x^p is p − 1 products. Each
+/// denominator is computed as its numerator is, through the same call with a column of ones for the values (z is S's
+/// column of ones, as in power-attention's D x (V + 1) state): with odd p the weights can cancel, and only the same
+/// arithmetic keeps n/d equal to the normalised output to rounding.
 /// </code>
 /// Sources and choices:
 /// - The weights and the normaliser are power-attention's (m-a-n-i-f-e-s-t/power-attention; the copy searched was
@@ -59,58 +66,66 @@ public static class Power
 {
     /// <summary>The quadratic form: weights (s q_i·k_j)^p γ(i, j) for j ≤ i; the definition.</summary>
     public static PowerResult Quadratic(Tensor q, Tensor k, Tensor v, Tensor? g = null, PowerOptions? options = null) =>
-        PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S0, z0) =>
+        PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S0, z0, o) =>
         {
-            var o = new double[head.T][];
+            var logDecay = new double[head.T]; // log γ(i, j), j ≤ i
+            var w = new double[head.T];
+            var φq = new double[head.D];
+            var fromState = new double[head.V];
+            Span<double> sums = stackalloc double[2]; // Σ_j w_ij, and φ(s q_i)·z0
             for (int i = 0; i < head.T; i++)
             {
-                var numerator = new double[head.V];
-                double denominator = 0;
-                // Keys j = i, i−1, …, 0, the log decay log γ(i, j) growing by g_{j+1} at each step back.
-                double logDecay = 0;
-                for (int j = i; j >= 0; j--)
+                // Keys j = i, i−1, …, 0: the log decay log γ(i, j) grows by g_{j+1} at each step back.
+                logDecay[i] = 0;
+                for (int j = i - 1; j >= 0; j--)
                 {
-                    if (j < i)
-                    {
-                        logDecay += head.Gate[j + 1];
-                    }
-                    double w = Math.Pow(head.Scale * Dot(head.Query[i], head.Key[j]), head.Degree) * Math.Exp(logDecay);
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        numerator[c] += w * head.Value[j][c];
-                    }
-                    denominator += w;
+                    logDecay[j] = logDecay[j + 1] + head.Gate[j + 1];
                 }
-                // The initial state, decayed by every gate up to i.
-                double γ0 = Math.Exp(logDecay + head.Gate[0]);
-                double[] φq = head.PhiQ(i);
-                double[] fromState = Transposed(S0, φq, head.V);
-                for (int c = 0; c < head.V; c++)
+                Span<double> wi = w.AsSpan(0, i + 1), numerator = o[i];
+                head.Weights(i, 0, logDecay.AsSpan(0, i + 1), wi);
+                DenseMatrix.AddWeightedRows(wi, head.Values(0, i + 1), numerator); // Σ_j w_ij v_j
+                sums.Clear();
+                DenseMatrix.AddWeightedRows(wi, head.Ones[..(i + 1)], sums[..1]);   // Σ_j w_ij
+                double denominator = sums[0];
+                if (head.HasInitialState)
                 {
-                    numerator[c] += γ0 * fromState[c];
+                    // The initial state, decayed by every gate up to i: γ(i, −1) (φ(s q_i)ᵀ S0, φ(s q_i)·z0).
+                    double γ0 = Math.Exp(logDecay[0] + head.Gate[0]);
+                    head.PhiQ(i, φq);
+                    Array.Clear(fromState);
+                    DenseMatrix.AddWeightedRows(φq, S0, fromState);
+                    DenseMatrix.AddWeightedRows(φq, z0, sums[1..]);
+                    VectorKernels.Axpy(γ0, fromState, numerator);
+                    denominator += γ0 * sums[1];
                 }
-                denominator += γ0 * Dot(φq, z0);
-                o[i] = head.Finish(numerator, denominator);
+                head.Finish(numerator, denominator, numerator);
             }
-            for (int t = 0; t < head.T; t++)
+            // final_state and final_normalizer: the chunked form's state update, one chunk after another.
+            for (int s = 0; s < head.T; s += StateChunk)
             {
-                Step(head, t, S0, z0); // final_state and final_normalizer
+                int e = Math.Min(s + StateChunk, head.T);
+                AdvanceState(head, S0, z0, s, e, ChunkLogDecay(head, s, e));
             }
-            return o;
         });
 
     /// <summary>The recurrence over the symmetric power state, token by token.</summary>
     public static PowerResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor? g = null, PowerOptions? options = null) =>
-        PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S, z) =>
+        PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S, z, o) =>
         {
-            var o = new double[head.T][];
+            double[] decay = new double[head.D], φk = new double[head.D], φq = new double[head.D], denominator = new double[1];
             for (int t = 0; t < head.T; t++)
             {
-                Step(head, t, S, z);
-                double[] φq = head.PhiQ(t);
-                o[t] = head.Finish(Transposed(S, φq, head.V), Dot(φq, z));
+                // S_t = exp(g_t) S_{t−1} + φ(k_t) v_tᵀ and its read-out S_tᵀ φ(s q_t), in one pass over S
+                Array.Fill(decay, Math.Exp(head.Gate[t]));
+                head.PhiK(t, φk);
+                head.PhiQ(t, φq);
+                Span<double> numerator = o[t];
+                StateStep.DecayWriteAndRead(new FlatRows(S, head.D, head.V), decay, φk, head.Value(t), φq, numerator);
+                // z_t = exp(g_t) z_{t−1} + φ(k_t) and φ(s q_t)·z_t: the same step on z as a state of one column of ones
+                denominator[0] = 0;
+                StateStep.DecayWriteAndRead(new FlatRows(z, head.D, 1), decay, φk, head.Ones[..1], φq, denominator);
+                head.Finish(numerator, denominator[0], numerator);
             }
-            return o;
         });
 
     /// <summary>Chunks of <paramref name="chunkSize"/> steps (any C ≥ 1).</summary>
@@ -120,70 +135,94 @@ public static class Power
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
         }
-        return PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S, z) =>
+        return PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S, z, o) =>
         {
-            var o = new double[head.T][];
+            var w = new double[chunkSize];
+            var Φq = new double[chunkSize * head.D]; // φ(s q_t) of the chunk's queries, one row each
+            var numerators = new double[chunkSize * head.V]; // and what they read from the state
+            var denominators = new double[chunkSize];
+            var sum = new double[1]; // Σ_j w_tj
             for (int s = 0; s < head.T; s += chunkSize)
             {
-                int e = Math.Min(s + chunkSize, head.T);
+                int e = Math.Min(s + chunkSize, head.T), n = e - s;
                 // b_t = g_s + … + g_t: log decay from the chunk's entry to t (relative to the chunk's start, ≤ 0).
-                var b = new double[e - s];
+                double[] b = ChunkLogDecay(head, s, e);
+                // 1. inter-chunk part: the state entering the chunk, read by every query at once (numerators Φq S and
+                //    denominators Φq z, each row then decayed by exp(b_t)).
                 for (int t = s; t < e; t++)
                 {
-                    b[t - s] = (t > s ? b[t - s - 1] : 0) + head.Gate[t];
+                    head.PhiQ(t, Φq.AsSpan((t - s) * head.D, head.D));
                 }
+                Array.Clear(numerators);
+                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.D), n, S, head.D, numerators.AsSpan(0, n * head.V));
+                Array.Clear(denominators);
+                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.D), n, z, head.D, denominators.AsSpan(0, n));
                 for (int t = s; t < e; t++)
                 {
-                    // 1. inter-chunk part: the state entering the chunk, decayed by exp(b_t).
-                    double[] φq = head.PhiQ(t);
+                    Span<double> numerator = numerators.AsSpan((t - s) * head.V, head.V);
                     double entry = Math.Exp(b[t - s]);
-                    double[] numerator = Transposed(S, φq, head.V);
-                    double denominator = Dot(φq, z);
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        numerator[c] *= entry;
-                    }
-                    denominator *= entry;
+                    VectorKernels.Scale(entry, numerator);
+                    double denominator = entry * denominators[t - s];
                     // 2. intra-chunk part: w_tj = (s q_t·k_j)^p exp(b_t − b_j) for s ≤ j ≤ t.
+                    Span<double> wt = w.AsSpan(0, t - s + 1);
                     for (int j = s; j <= t; j++)
                     {
-                        double w = Math.Pow(head.Scale * Dot(head.Query[t], head.Key[j]), head.Degree) * Math.Exp(b[t - s] - b[j - s]);
-                        for (int c = 0; c < head.V; c++)
-                        {
-                            numerator[c] += w * head.Value[j][c];
-                        }
-                        denominator += w;
+                        wt[j - s] = b[t - s] - b[j - s];
                     }
-                    o[t] = head.Finish(numerator, denominator);
+                    head.Weights(t, s, wt, wt);
+                    DenseMatrix.AddWeightedRows(wt, head.Values(s, t - s + 1), numerator);
+                    sum[0] = 0;
+                    DenseMatrix.AddWeightedRows(wt, head.Ones[..(t - s + 1)], sum);
+                    head.Finish(numerator, denominator + sum[0], o[t]);
                 }
-                // 3. the state handed on: S ← exp(b_last) S + Σ_j exp(b_last − b_j) φ(k_j) v_jᵀ, z likewise.
-                double last = b[e - s - 1];
-                double whole = Math.Exp(last);
-                for (int a = 0; a < head.D; a++)
-                {
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        S[a][c] *= whole;
-                    }
-                    z[a] *= whole;
-                }
-                for (int j = s; j < e; j++)
-                {
-                    double[] φk = head.PhiK(j);
-                    double decay = Math.Exp(last - b[j - s]);
-                    for (int a = 0; a < head.D; a++)
-                    {
-                        double weight = decay * φk[a];
-                        for (int c = 0; c < head.V; c++)
-                        {
-                            S[a][c] += weight * head.Value[j][c];
-                        }
-                        z[a] += weight;
-                    }
-                }
+                // 3. the state handed on.
+                AdvanceState(head, S, z, s, e, b);
             }
-            return o;
         });
+    }
+
+    // The chunk length of the quadratic form's state update: long enough for the key-feature block to feed a matrix
+    // product, short enough to keep it (D x 64) small.
+    private const int StateChunk = 64;
+
+    /// <summary>b_t = g_s + … + g_t for t in [s, e), indexed t − s.</summary>
+    private static double[] ChunkLogDecay(PowerHead head, int s, int e)
+    {
+        var b = new double[e - s];
+        for (int t = s; t < e; t++)
+        {
+            b[t - s] = (t > s ? b[t - s - 1] : 0) + head.Gate[t];
+        }
+        return b;
+    }
+
+    /// <summary>
+    /// The state handed on over the chunk [s, e): S ← exp(b_last) S + Σ_j exp(b_last − b_j) φ(k_j) v_jᵀ, z likewise;
+    /// the sum as one matrix product S += Φᵀ Ṽ, Φᵀ [D x n] the chunk's key features as columns and Ṽ [n x V] its values
+    /// decayed to the chunk's end.
+    /// </summary>
+    private static void AdvanceState(PowerHead head, double[] S, double[] z, int s, int e, double[] b)
+    {
+        int n = e - s, D = head.D, V = head.V;
+        double last = b[n - 1];
+        VectorKernels.Scale(Math.Exp(last), S);
+        VectorKernels.Scale(Math.Exp(last), z);
+        var Φt = new double[D * n];    // Φᵀ: row a holds φ(k_j)_a for the chunk's keys j
+        var decayed = new double[n * V]; // Ṽ: row j is exp(b_last − b_j) v_j
+        var decay = new double[n];
+        var φk = new double[D];
+        for (int j = s; j < e; j++)
+        {
+            head.PhiK(j, φk);
+            for (int a = 0; a < D; a++)
+            {
+                Φt[a * n + j - s] = φk[a];
+            }
+            decay[j - s] = Math.Exp(last - b[j - s]);
+            VectorKernels.Multiply(head.Value(j), decay[j - s], decayed.AsSpan((j - s) * V, V));
+        }
+        DenseMatrix.AddProduct(Φt, D, decayed, n, S);
+        DenseMatrix.AddProduct(Φt, D, decay, n, z);
     }
 
     /// <summary>The symmetric power dimension D = C(K+p−1, p).</summary>
@@ -265,44 +304,6 @@ public static class Power
         }
         return f;
     }
-
-    /// <summary>S ← exp(g_t) S + φ(k_t) v_tᵀ, z ← exp(g_t) z + φ(k_t).</summary>
-    private static void Step(PowerHead head, int t, double[][] S, double[] z)
-    {
-        double decay = Math.Exp(head.Gate[t]);
-        double[] φk = head.PhiK(t);
-        for (int a = 0; a < head.D; a++)
-        {
-            for (int c = 0; c < head.V; c++)
-            {
-                S[a][c] = decay * S[a][c] + φk[a] * head.Value[t][c];
-            }
-            z[a] = decay * z[a] + φk[a];
-        }
-    }
-
-    private static double[] Transposed(double[][] S, double[] x, int v)
-    {
-        var result = new double[v];
-        for (int a = 0; a < x.Length; a++)
-        {
-            for (int c = 0; c < v; c++)
-            {
-                result[c] += x[a] * S[a][c];
-            }
-        }
-        return result;
-    }
-
-    private static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
-    {
-        double sum = 0;
-        for (int a = 0; a < x.Length; a++)
-        {
-            sum += x[a] * y[a];
-        }
-        return sum;
-    }
 }
 
 /// <summary>The options of <see cref="Power"/>; defaults give normalised power attention of degree 2.</summary>
@@ -332,138 +333,3 @@ public sealed record PowerOptions
 
 /// <summary>Outputs of power attention: o [B,T,H,V], final_state [N,H,D,V], final_normalizer [N,H,D].</summary>
 public sealed record PowerResult(Tensor O, Tensor FinalState, Tensor FinalNormalizer);
-
-/// <summary>One (sequence, head) pair's rows, gates and output rule.</summary>
-internal sealed class PowerHead
-{
-    private readonly (int[] Indices, double Coefficient)[] _terms;
-
-    public PowerHead(double[][] query, double[][] key, double[][] value, double[] gate, int v, int degree, double scale,
-        bool normalize, double eps, (int[] Indices, double Coefficient)[] terms)
-    {
-        (Query, Key, Value, Gate, V, Degree, Scale, Normalize, Eps, _terms) = (query, key, value, gate, v, degree, scale, normalize, eps, terms);
-    }
-
-    public double[][] Query { get; }
-    public double[][] Key { get; }
-    public double[][] Value { get; }
-    public double[] Gate { get; }
-    public int V { get; }
-    public int Degree { get; }
-    public double Scale { get; }
-    public bool Normalize { get; }
-    public double Eps { get; }
-    public int T => Value.Length;
-    public int D => _terms.Length;
-
-    /// <summary>φ(s q_t).</summary>
-    public double[] PhiQ(int t) => Map(Query[t], Scale);
-
-    /// <summary>φ(k_t).</summary>
-    public double[] PhiK(int t) => Map(Key[t], 1);
-
-    /// <summary>n / (d + eps) when normalised, n otherwise.</summary>
-    public double[] Finish(double[] numerator, double denominator)
-    {
-        var o = new double[V];
-        for (int c = 0; c < V; c++)
-        {
-            o[c] = Normalize ? numerator[c] / (denominator + Eps) : numerator[c];
-        }
-        return o;
-    }
-
-    private double[] Map(double[] x, double factor)
-    {
-        var φ = new double[_terms.Length];
-        for (int α = 0; α < _terms.Length; α++)
-        {
-            double product = _terms[α].Coefficient;
-            foreach (int a in _terms[α].Indices)
-            {
-                product *= factor * x[a];
-            }
-            φ[α] = product;
-        }
-        return φ;
-    }
-}
-
-/// <summary>The validated inputs of one power-attention call and its batch/varlen/head loop.</summary>
-internal sealed class PowerProblem
-{
-    private readonly Tensor _q, _k, _v;
-    private readonly Tensor? _g;
-    private readonly PowerOptions _options;
-    private readonly IReadOnlyList<SequenceSlice> _slices;
-    private readonly int _batch, _time, _heads, _valueDim;
-    private readonly double _scale;
-    private readonly (int[] Indices, double Coefficient)[] _terms;
-
-    private PowerProblem(Tensor q, Tensor k, Tensor v, Tensor? g, PowerOptions options, Dims dims, IReadOnlyList<SequenceSlice> slices)
-    {
-        (_q, _k, _v, _g, _options, _slices) = (q, k, v, g, options, slices);
-        (_batch, _time, _heads, _valueDim) = (dims["B"], dims["T"], dims["H"], dims["V"]);
-        _scale = options.Scale ?? 1 / Math.Sqrt(dims["K"]);
-        _terms = Power.SymmetricTerms(dims["K"], options.Degree);
-    }
-
-    /// <summary>Checks shapes, dtypes and options; every error names the tensor or parameter at fault.</summary>
-    public static PowerProblem Bind(Tensor q, Tensor k, Tensor v, Tensor? g, PowerOptions options)
-    {
-        if (options.Degree < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'deg' must be ≥ 1, found {options.Degree}"));
-        }
-        if (!(options.Eps >= 0))
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'eps' must be ≥ 0, found {options.Eps}"));
-        }
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,K");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,V");
-        if (g is not null)
-        {
-            dims.Bind("g", Dims.RequireFloat("g", g), "B,T,H");
-        }
-        dims.Set("D", Power.FeatureDimension(dims["K"], options.Degree));
-        var slices = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        dims.Set("N", Sequences.StateCount(slices));
-        if (options.InitialState is not null)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "N,H,D,V");
-        }
-        if (options.InitialNormalizer is not null)
-        {
-            dims.Bind("initial_normalizer", Dims.RequireFloat("initial_normalizer", options.InitialNormalizer), "N,H,D");
-        }
-        return new PowerProblem(q, k, v, g, options, dims, slices);
-    }
-
-    /// <summary>
-    /// Runs <paramref name="head"/> on every (sequence, head) pair with S [D][V] and z [D] at their initial values; it
-    /// returns o's rows and leaves S and z final. One task per pair, so results do not depend on the thread count.
-    /// </summary>
-    public PowerResult Run(Func<PowerHead, double[][], double[], double[][]> head)
-    {
-        int H = _heads, D = _terms.Length, V = _valueDim;
-        var o = Tensor.Zeros(_batch, _time, H, V);
-        var finalState = Tensor.Zeros(_slices.Count, H, D, V);
-        var finalNormalizer = Tensor.Zeros(_slices.Count, H, D);
-        System.Threading.Tasks.Parallel.For(0, _slices.Count * H, pair =>
-        {
-            SequenceSlice slice = _slices[pair / H];
-            int h = pair % H, n = slice.StateIndex;
-            double[][] S = PerHead.InitialState(_options.InitialState, n, h, D, V);
-            double[] z = _options.InitialNormalizer is null ? new double[D] : _options.InitialNormalizer.Data.AsSpan((n * H + h) * D, D).ToArray();
-            double[] gate = _g is null ? new double[slice.Length] : PerHead.Scalars(_g, slice, h);
-            var rows = new PowerHead(PerHead.Rows(_q, slice, h), PerHead.Rows(_k, slice, h), PerHead.Rows(_v, slice, h), gate, V,
-                _options.Degree, _scale, _options.Normalize, _options.Eps, _terms);
-            PerHead.WriteRows(o, head(rows, S, z), slice, h);
-            PerHead.WriteState(finalState, S, n, h);
-            z.CopyTo(finalNormalizer.Data.AsSpan((n * H + h) * D, D));
-        });
-        return new PowerResult(o, finalState, finalNormalizer);
-    }
-}
