@@ -7,8 +7,10 @@
 #   bench   time each OpenCL form at B=1, T=8192, H=32, K=V=128 in f64 with the bench's runner, and the CPU's peak,
 #   torch-gpu  bench/compare_torch.py: PyTorch f64 on CUDA (SDPA math, plain loops) against the bench's OpenCL times,
 #   torch-cpu  the same on this CPU against attnref's CPU reference at the layer size,
-# (all when no step is named: opencl-nvidia.sh [tests] [golden] [bench] [torch-gpu] [torch-cpu]) and print a short
-# table last.
+#   cpu     the CPU reference on this host at the layer size: every recurrent variant against its measured state-sweep
+#           floor, and softmax tiled on the Vector512 path and on the Vector256 path (DOTNET_EnableAVX512=0),
+# (all but cpu when no step is named: opencl-nvidia.sh [tests] [golden] [bench] [torch-gpu] [torch-cpu] [cpu]) and
+# print a short table last.
 # Results go to /tmp/attnref-out, and as one results.tar.gz to $OUT when set (the device tool brings back few files).
 set -uo pipefail
 steps=${*:-tests golden bench torch-gpu torch-cpu}
@@ -74,6 +76,24 @@ if has torch-gpu; then
   python3 bench/compare_torch.py "${ours[@]}" --ours-time kernel --size gpu --devices cuda --repeats 3 --max-seconds 30 \
     > "$out/torch-gpu.md" 2> "$out/torch-gpu.log"; rows+=("compare_torch cuda vs opencl (gpu size)|exit $?|$out/torch-gpu.md")
   cat "$out/torch-gpu.md"; tail -5 "$out/torch-gpu.log"
+fi
+if has cpu; then
+  # BASE=DIR: an AttentionReference.dll of an earlier commit; each case then runs on it and on this build, in turns,
+  # so that the ratio comes from one run on one machine.
+  builds=(new); if [ -n "${BASE:-}" ]; then rm -rf "$work/base"; cp -r "$work/attnref" "$work/base"; cp "$BASE"/* "$work/base/"; builds=(base new); fi
+  cpubench() { # NAME ARGS...: the bench on each build, tables to $out/cpu-NAME-BUILD.md
+    local name=$1; shift
+    for build in "${builds[@]}"; do
+      local dir=$work/attnref; [ "$build" = base ] && dir=$work/base
+      "$dir/AttentionReference.Bench" --cpu --size layer --repeats 3 --sets 2 --max-seconds 20 "$@" --out "$out/cpu-$name-$build.md" \
+        > "$out/cpu-$name-$build.log" 2>&1
+      rows+=("bench --cpu layer $name ($build)|exit $?|$out/cpu-$name-$build.md"); echo "## $name ($build)"; cat "$out/cpu-$name-$build.md"
+    done
+  }
+  cpubench recurrent --variant recurrent --family linear,gated_linear,delta_rule,state_space
+  cpubench power-small --form power --size small
+  cpubench softmax-v512 --form softmax --variant tiled
+  DOTNET_EnableAVX512=0 cpubench softmax-v256 --form softmax --variant tiled
 fi
 if has torch-cpu; then
   python3 bench/compare_torch.py --attnref "$attnref" --backend cpu --size layer --devices cpu --repeats 2 --max-seconds 30 \
