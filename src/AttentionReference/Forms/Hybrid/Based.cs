@@ -3,6 +3,7 @@ using AttentionReference.Forms.Common;
 using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Linear;
 using AttentionReference.Forms.Softmax;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 using LinearAttention = AttentionReference.Forms.Linear.Linear;
 using SoftmaxAttention = AttentionReference.Forms.Softmax.Softmax;
@@ -64,27 +65,21 @@ public static class Based
             double[][] S = PerHead.InitialState(options.InitialState, n, h, F, V);
             double[] z = options.InitialNormalizer is null ? new double[F] : options.InitialNormalizer.Data.AsSpan((n * H + h) * F, F).ToArray();
             var rows = new double[slice.Length][];
+            var ones = new double[F]; // the linear branch does not decay: α = 1
+            Array.Fill(ones, 1.0);
             for (int t = 0; t < slice.Length; t++)
             {
                 // Linear branch: S, z advance by φ(k_t); o_lin = a Sᵀφ(q) / (a φ(q)·z + eps).
                 double[] φk = LinearAttention.FeatureMap(LinearFeatureMap.Taylor2, Kr[t]);
                 double[] φq = LinearAttention.FeatureMap(LinearFeatureMap.Taylor2, Q[t]);
-                for (int a = 0; a < F; a++)
-                {
-                    for (int c = 0; c < V; c++)
-                    {
-                        S[a][c] += φk[a] * Vr[t][c];
-                    }
-                    z[a] += φk[a];
-                }
-                double denominator = options.LinearScale * Dot(φq, z) + options.Eps;
+                // S_t = S_{t−1} + φ(k_t) v_tᵀ and Sᵀφ(q_t) in one pass over S (Numerics/StateStep.cs); z_t = z_{t−1} + φ(k_t)
                 var o_t = new double[V];
-                for (int a = 0; a < F; a++)
+                StateStep.DecayWriteAndRead(new JaggedRows(S, V), ones, φk, Vr[t], φq, o_t);
+                VectorKernels.AddTo(φk, z);
+                double denominator = options.LinearScale * Dot(φq, z) + options.Eps;
+                for (int c = 0; c < V; c++)
                 {
-                    for (int c = 0; c < V; c++)
-                    {
-                        o_t[c] += options.LinearScale * φq[a] * S[a][c] / denominator;
-                    }
+                    o_t[c] = options.LinearScale * o_t[c] / denominator;
                 }
                 // Window branch: exact softmax over keys t − window < j ≤ t, shifted by the row's max.
                 int first = Math.Max(0, t - options.Window + 1);

@@ -1,6 +1,4 @@
 using System.Globalization;
-using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -40,6 +38,12 @@ namespace AttentionReference.Forms.Linear;
 ///   chunked    chunks of C steps (any C ≥ 1): the state entering the chunk plus the masked quadratic part inside
 ///              the chunk, then S and z advance by the chunk's keys. Not causal: S and z over all chunks first, then
 ///              every chunk reads them.
+///
+/// Arithmetic (LinearProblem.cs holds the per-head plumbing): rows of scores and Σ_j A_ij v_j, the chunk's state
+/// read-out Φq S and update S += Φᵀ V are products through Numerics/DenseMatrix.cs; each denominator is computed as its
+/// numerator is, with a column of ones for the values. taylor2's scores use its identity φ(q)·φ(k) = 1 + x + x²/2,
+/// x = q·k/√K: O(K) per pair instead of the O(K²) dot of its features (the state, which needs the features, still
+/// uses them).
 /// </code>
 /// Sources and choices:
 /// - scale multiplies φ(q), as fla's fla/ops/linear_attn/naive.py applies scale to the (already feature-mapped) q
@@ -65,9 +69,9 @@ public static class Linear
 {
     /// <summary>The recurrence, token by token: the definition.</summary>
     public static LinearResult Recurrent(Tensor q, Tensor k, Tensor v, LinearOptions? options = null) =>
-        LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S, z) =>
+        LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S, z, o) =>
         {
-            var o = new double[head.T][];
+            double[] φq = new double[head.F], φk = new double[head.F];
             if (head.Causal)
             {
                 var ones = new double[head.F]; // no decay: α = 1
@@ -75,54 +79,59 @@ public static class Linear
                 for (int t = 0; t < head.T; t++)
                 {
                     // S_t = S_{t−1} + φ(k_t) v_tᵀ and its read-out S_tᵀ φ(q_t), in one pass over S; z_t = z_{t−1} + φ(k_t)
-                    var numerator = new double[head.V];
-                    StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), ones, head.PhiK[t], head.Value[t], head.PhiQ[t], numerator);
-                    VectorKernels.AddTo(head.PhiK[t], z);
-                    o[t] = head.Finish(numerator, Dot(head.PhiQ[t], z));
+                    head.KeyFeatures(t, 1, φk);
+                    head.QueryFeatures(t, 1, φq);
+                    Span<double> numerator = o[t];
+                    StateStep.DecayWriteAndRead(new FlatRows(S, head.F, head.V), ones, φk, head.Value(t), φq, numerator);
+                    VectorKernels.AddTo(φk, z);
+                    head.Finish(numerator, Dot(φq, z), numerator);
                 }
+                return;
             }
-            else
+            // Not causal: every o_t reads the state after the last step.
+            for (int t = 0; t < head.T; t++)
             {
-                // Every o_t reads the state after the last step.
-                for (int t = 0; t < head.T; t++)
-                {
-                    Accumulate(head, t, S, z);
-                }
-                for (int t = 0; t < head.T; t++)
-                {
-                    o[t] = head.Output(head.PhiQ[t], S, z);
-                }
+                head.KeyFeatures(t, 1, φk);
+                Accumulate(head, t, φk, S, z);
             }
-            return o;
+            for (int t = 0; t < head.T; t++)
+            {
+                head.QueryFeatures(t, 1, φq);
+                Output(head, φq, S, z, o[t]);
+            }
         });
 
     /// <summary>The quadratic form: scores φ(q_i)·φ(k_j), masked to j ≤ i when causal.</summary>
     public static LinearResult Parallel(Tensor q, Tensor k, Tensor v, LinearOptions? options = null) =>
-        LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S0, z0) =>
+        LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S0, z0, o) =>
         {
-            var o = new double[head.T][];
+            var A = new double[head.T];
+            var φq = new double[head.F];
+            var denominator = new double[1];
             for (int i = 0; i < head.T; i++)
             {
-                // The initial state's part, then Σ_j A_ij v_j over the allowed keys.
-                double[] numerator = Transposed(S0, head.PhiQ[i], head.V);
-                double denominator = Dot(head.PhiQ[i], z0);
-                int last = head.Causal ? i : head.T - 1;
-                for (int j = 0; j <= last; j++)
+                // The initial state's part, then Σ_j A_ij v_j over the allowed keys; the denominator alike, with a
+                // column of ones for the values (the same arithmetic as every value column).
+                Span<double> numerator = o[i];
+                denominator[0] = 0;
+                if (head.HasInitialState)
                 {
-                    double A = Dot(head.PhiQ[i], head.PhiK[j]);
-                    for (int c = 0; c < head.V; c++)
-                    {
-                        numerator[c] += A * head.Value[j][c];
-                    }
-                    denominator += A;
+                    head.QueryFeatures(i, 1, φq);
+                    DenseMatrix.AddWeightedRows(φq, S0, numerator);
+                    DenseMatrix.AddWeightedRows(φq, z0, denominator);
                 }
-                o[i] = head.Finish(numerator, denominator);
+                int keys = head.Causal ? i + 1 : head.T;
+                Span<double> Ai = A.AsSpan(0, keys);
+                head.Scores(i, 0, Ai);
+                DenseMatrix.AddWeightedRows(Ai, head.Values(0, keys), numerator);
+                DenseMatrix.AddWeightedRows(Ai, head.Ones(keys), denominator);
+                head.Finish(numerator, denominator[0], numerator);
             }
-            for (int j = 0; j < head.T; j++)
+            // final_state and final_normalizer: the chunked form's state update, one chunk after another.
+            for (int s = 0; s < head.T; s += StateChunk)
             {
-                Accumulate(head, j, S0, z0); // final_state and final_normalizer
+                AdvanceState(head, s, Math.Min(s + StateChunk, head.T), S0, z0);
             }
-            return o;
         });
 
     /// <summary>Chunks of <paramref name="chunkSize"/> steps (any C ≥ 1).</summary>
@@ -132,48 +141,55 @@ public static class Linear
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
         }
-        return LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S, z) =>
+        return LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S, z, o) =>
         {
-            var o = new double[head.T][];
+            int C = Math.Min(chunkSize, Math.Max(head.T, 1));
+            var Φq = new double[C * head.F];       // φ(q_t) of the chunk's queries, one row each
+            var numerators = new double[C * head.V]; // what they read, and the chunk's own keys add
+            var denominators = new double[C];
+            var A = new double[C];
             if (!head.Causal)
             {
                 // Not causal: S and z over every chunk first, then each chunk reads the final S and z.
-                for (int s = 0; s < head.T; s += chunkSize)
+                for (int s = 0; s < head.T; s += C)
                 {
-                    AdvanceOverChunk(head, s, Math.Min(s + chunkSize, head.T), S, z);
+                    AdvanceState(head, s, Math.Min(s + C, head.T), S, z);
                 }
                 for (int t = 0; t < head.T; t++)
                 {
-                    o[t] = head.Output(head.PhiQ[t], S, z);
+                    head.QueryFeatures(t, 1, Φq.AsSpan(0, head.F));
+                    Output(head, Φq.AsSpan(0, head.F), S, z, o[t]);
                 }
-                return o;
+                return;
             }
-            for (int s = 0; s < head.T; s += chunkSize)
+            for (int s = 0; s < head.T; s += C)
             {
-                int e = Math.Min(s + chunkSize, head.T);
+                int e = Math.Min(s + C, head.T), n = e - s;
+                // 1. inter-chunk part: the state entering the chunk, read by all the chunk's queries at once:
+                //    numerators Φq S, denominators Φq z.
+                head.QueryFeatures(s, n, Φq.AsSpan(0, n * head.F));
+                Array.Clear(numerators);
+                Array.Clear(denominators);
+                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.F), n, S, head.F, numerators.AsSpan(0, n * head.V));
+                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.F), n, z, head.F, denominators.AsSpan(0, n));
                 for (int t = s; t < e; t++)
                 {
-                    // 1. inter-chunk part: the state entering the chunk.
-                    double[] numerator = Transposed(S, head.PhiQ[t], head.V);
-                    double denominator = Dot(head.PhiQ[t], z);
                     // 2. intra-chunk part: the chunk's keys up to t.
-                    for (int j = s; j <= t; j++)
-                    {
-                        double A = Dot(head.PhiQ[t], head.PhiK[j]);
-                        for (int c = 0; c < head.V; c++)
-                        {
-                            numerator[c] += A * head.Value[j][c];
-                        }
-                        denominator += A;
-                    }
-                    o[t] = head.Finish(numerator, denominator);
+                    Span<double> numerator = numerators.AsSpan((t - s) * head.V, head.V), At = A.AsSpan(0, t - s + 1);
+                    head.Scores(t, s, At);
+                    DenseMatrix.AddWeightedRows(At, head.Values(s, t - s + 1), numerator);
+                    DenseMatrix.AddWeightedRows(At, head.Ones(t - s + 1), denominators.AsSpan(t - s, 1));
+                    head.Finish(numerator, denominators[t - s], o[t]);
                 }
                 // 3. the state handed to the next chunk.
-                AdvanceOverChunk(head, s, e, S, z);
+                AdvanceState(head, s, e, S, z);
             }
-            return o;
         });
     }
+
+    // The chunk length of the parallel form's state update: long enough for the key-feature block to feed a matrix
+    // product, short enough to keep it (F x 64) small.
+    private const int StateChunk = 64;
 
     /// <summary>φ(x) for one row x [K]; <paramref name="proj"/> [M,K] is performer's ω.</summary>
     public static double[] FeatureMap(LinearFeatureMap map, ReadOnlySpan<double> x, Tensor? proj = null)
@@ -243,40 +259,45 @@ public static class Linear
         _ => keyDim,
     };
 
-    /// <summary>S ← S + φ(k_t) v_tᵀ, z ← z + φ(k_t).</summary>
-    private static void Accumulate(LinearHead head, int t, double[][] S, double[] z)
+    /// <summary>S ← S + φ(k_t) v_tᵀ, z ← z + φ(k_t), row by row.</summary>
+    private static void Accumulate(LinearHead head, int t, ReadOnlySpan<double> φk, double[] S, double[] z)
     {
         for (int a = 0; a < head.F; a++)
         {
-            for (int c = 0; c < head.V; c++)
-            {
-                S[a][c] += head.PhiK[t][a] * head.Value[t][c];
-            }
-            z[a] += head.PhiK[t][a];
+            VectorKernels.Axpy(φk[a], head.Value(t), S.AsSpan(a * head.V, head.V));
         }
+        VectorKernels.AddTo(φk, z);
     }
 
-    /// <summary>S and z advanced over the keys of chunk [s, e).</summary>
-    private static void AdvanceOverChunk(LinearHead head, int s, int e, double[][] S, double[] z)
+    /// <summary>
+    /// S and z advanced over the keys of chunk [s, e): S += Φᵀ V and z += Φᵀ 1 as matrix products, Φᵀ [F x n] the
+    /// chunk's key features as columns (each S[a, c] still sums its keys in order).
+    /// </summary>
+    private static void AdvanceState(LinearHead head, int s, int e, double[] S, double[] z)
     {
-        for (int j = s; j < e; j++)
+        int n = e - s, F = head.F;
+        var Φk = new double[n * F];
+        head.KeyFeatures(s, n, Φk);
+        var Φt = new double[F * n];
+        for (int j = 0; j < n; j++)
         {
-            Accumulate(head, j, S, z);
-        }
-    }
-
-    /// <summary>Sᵀ x, a row of V values.</summary>
-    internal static double[] Transposed(double[][] S, double[] x, int v)
-    {
-        var result = new double[v];
-        for (int a = 0; a < x.Length; a++)
-        {
-            for (int c = 0; c < v; c++)
+            for (int a = 0; a < F; a++)
             {
-                result[c] += x[a] * S[a][c];
+                Φt[a * n + j] = Φk[j * F + a];
             }
         }
-        return result;
+        DenseMatrix.AddProduct(Φt, F, head.Values(s, n), n, S);
+        DenseMatrix.AddProduct(Φt, F, head.Ones(n), n, z);
+    }
+
+    /// <summary>o = scale · Sᵀ φ(q), divided by scale·φ(q)·z + eps when normalised.</summary>
+    private static void Output(LinearHead head, ReadOnlySpan<double> φq, double[] S, double[] z, Span<double> o)
+    {
+        Span<double> numerator = o; // zeros on entry
+        Span<double> denominator = stackalloc double[1];
+        DenseMatrix.AddWeightedRows(φq, S, numerator);
+        DenseMatrix.AddWeightedRows(φq, z, denominator);
+        head.Finish(numerator, denominator[0], o);
     }
 
     private static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
@@ -290,7 +311,7 @@ public static class Linear
     }
 
     /// <summary>x / K^(1/4): the input scaling of taylor2 (Based) and performer (FAVOR+).</summary>
-    private static double[] Scaled(ReadOnlySpan<double> x)
+    internal static double[] Scaled(ReadOnlySpan<double> x)
     {
         double rootRootK = Math.Sqrt(Math.Sqrt(x.Length));
         var x̃ = new double[x.Length];
@@ -350,105 +371,3 @@ public sealed record LinearOptions
 
 /// <summary>Outputs of linear attention: o [B,T,H,V], final_state [N,H,F,V], final_normalizer [N,H,F].</summary>
 public sealed record LinearResult(Tensor O, Tensor FinalState, Tensor FinalNormalizer);
-
-/// <summary>One (sequence, head) pair's feature-mapped rows and the output rule.</summary>
-internal sealed record LinearHead(double[][] PhiQ, double[][] PhiK, double[][] Value, int F, double Scale, bool Normalize, double Eps, bool Causal)
-{
-    public int T => Value.Length;
-    public int V { get; init; }
-
-    /// <summary>o = scale · Sᵀ φ(q), divided by scale·φ(q)·z + eps when normalised.</summary>
-    public double[] Output(double[] φq, double[][] S, double[] z)
-    {
-        double denominator = 0;
-        for (int a = 0; a < F; a++)
-        {
-            denominator += φq[a] * z[a];
-        }
-        return Finish(Linear.Transposed(S, φq, V), denominator);
-    }
-
-    /// <summary>scale · numerator, over scale · denominator + eps when normalised.</summary>
-    public double[] Finish(double[] numerator, double denominator)
-    {
-        var o = new double[V];
-        for (int c = 0; c < V; c++)
-        {
-            o[c] = Normalize ? Scale * numerator[c] / (Scale * denominator + Eps) : Scale * numerator[c];
-        }
-        return o;
-    }
-}
-
-/// <summary>The validated inputs of one linear-attention call and its batch/varlen/head loop.</summary>
-internal sealed class LinearProblem
-{
-    private readonly Tensor _q, _k, _v;
-    private readonly LinearOptions _options;
-    private readonly IReadOnlyList<SequenceSlice> _slices;
-    private readonly int _batch, _time, _heads, _keyDim, _valueDim, _featureDim;
-    private readonly double _scale;
-
-    private LinearProblem(Tensor q, Tensor k, Tensor v, LinearOptions options, Dims dims, IReadOnlyList<SequenceSlice> slices)
-    {
-        (_q, _k, _v, _options, _slices) = (q, k, v, options, slices);
-        (_batch, _time, _heads, _keyDim, _valueDim, _featureDim) = (dims["B"], dims["T"], dims["H"], dims["K"], dims["V"], dims["F"]);
-        _scale = options.Scale ?? 1 / Math.Sqrt(_featureDim);
-    }
-
-    /// <summary>Checks shapes, dtypes and options; every error names the tensor or option at fault.</summary>
-    public static LinearProblem Bind(Tensor q, Tensor k, Tensor v, LinearOptions options)
-    {
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,K");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,V");
-        bool performer = options.FeatureMap == LinearFeatureMap.Performer;
-        if (performer != options.Proj is not null)
-        {
-            throw new InputException(performer ? "required by feature_map=performer (shape [M,K])" : "given, but only feature_map=performer uses it", tensor: "proj");
-        }
-        if (options.Proj is not null)
-        {
-            dims.Bind("proj", Dims.RequireFloat("proj", options.Proj), "M,K");
-        }
-        dims.Set("F", Linear.FeatureDimension(options.FeatureMap, dims["K"], performer ? dims["M"] : 0));
-        var slices = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        dims.Set("N", Sequences.StateCount(slices));
-        if (options.InitialState is not null)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "N,H,F,V");
-        }
-        if (options.InitialNormalizer is not null)
-        {
-            dims.Bind("initial_normalizer", Dims.RequireFloat("initial_normalizer", options.InitialNormalizer), "N,H,F");
-        }
-        if (!(options.Eps >= 0))
-        {
-            throw new InputException($"parameter 'eps' must be ≥ 0, found {options.Eps}");
-        }
-        return new LinearProblem(q, k, v, options, dims, slices);
-    }
-
-    /// <summary>
-    /// Runs <paramref name="head"/> on every (sequence, head) pair with S [F][V] and z [F] at their initial values; it
-    /// returns o's rows and leaves S and z final. One task per pair, so results do not depend on the thread count.
-    /// </summary>
-    public LinearResult Run(Func<LinearHead, double[][], double[], double[][]> head)
-    {
-        int F = _featureDim, V = _valueDim;
-        var result = SequenceHeads.Run(_slices, _batch, _time, _heads, V,
-            [new StateTensor(_options.InitialState, F, V), new StateTensor(_options.InitialNormalizer, F)], pair =>
-            {
-                double[][] S = pair.StateRows(0, F);
-                var rows = new LinearHead(Features(_q, pair), Features(_k, pair), PerHead.Rows(_v, pair.Sequence, pair.H), F, _scale,
-                    _options.Normalize, _options.Eps, _options.Causal) { V = V };
-                pair.WriteO(head(rows, S, pair.State(1)));
-                pair.SetStateRows(0, S);
-            });
-        return new LinearResult(result.O, result.FinalStates[0], result.FinalStates[1]);
-    }
-
-    private double[][] Features(Tensor x, SequenceHead pair) =>
-        PerHead.Rows(x, pair.Sequence, pair.H).Select(row => Linear.FeatureMap(_options.FeatureMap, row, _options.Proj)).ToArray();
-}
