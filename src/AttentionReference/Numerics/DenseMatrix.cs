@@ -98,6 +98,25 @@ public static class DenseMatrix
         }
     }
 
+    /// <summary>
+    /// Y ← Y + Aᵀ B: Y[i, :] += Σ_k A[k, i] B_k, k = 0, 1, … in order, for A [inner x rows], B [inner x width] and
+    /// Y [rows x width], all row-major: the update of a state by a block of steps, S += Φᵀ V with one row of features
+    /// and one row of values per step. A is transposed once, then <see cref="AddProduct"/>.
+    /// </summary>
+    public static void AddTransposedProduct(ReadOnlySpan<double> a, int inner, ReadOnlySpan<double> b, Span<double> y)
+    {
+        int rows = inner == 0 ? 0 : a.Length / inner;
+        var transposed = new double[rows * inner];
+        for (int k = 0; k < inner; k++)
+        {
+            for (int i = 0; i < rows; i++)
+            {
+                transposed[i * inner + k] = a[k * rows + i];
+            }
+        }
+        AddProduct(transposed, rows, b, inner, y);
+    }
+
     /// <summary>Y[m, c0..c0+32) += Σ_k W[m, k] B[k, c0..c0+32) for the four rows m of y4 (row-major, width wide), k in order.</summary>
     private static void Axpy4x32(ReadOnlySpan<double> w4, int inner, ReadOnlySpan<double> b, int width, Span<double> y4, int c0)
     {

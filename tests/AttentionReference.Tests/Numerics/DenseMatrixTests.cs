@@ -40,6 +40,17 @@ public sealed class DenseMatrixTests
     }));
 
     [Fact]
+    public void AddTransposedProduct_adds_a_transposed_times_b() => PropertyRuns.Check(Prop.ForAll(DenseCase.Arbitrary, c =>
+    {
+        // Y [Rows x Width] += Aᵀ B for A [Inner x Rows], B [Inner x Width].
+        double[] a = c.Random(c.Inner * c.Rows, 1), b = c.Random(c.Inner * c.Width, 2), y = c.Random(c.Rows * c.Width, 3);
+        var sum = (double[])y.Clone();
+        DenseMatrix.AddTransposedProduct(a, c.Inner, b, sum);
+        return Enumerable.Range(0, c.Rows).All(i => Enumerable.Range(0, c.Width).All(col =>
+            Near(sum[i * c.Width + col], y[i * c.Width + col] + Enumerable.Range(0, c.Inner).Sum(k => a[k * c.Rows + i] * b[k * c.Width + col]), c.Inner)));
+    }));
+
+    [Fact]
     public void TimesTransposed_equals_the_dot_products_of_x_with_each_row() => PropertyRuns.Check(Prop.ForAll(DenseCase.Arbitrary, c =>
     {
         double[] x = c.Random(c.Width, 1), b = c.Random(c.Inner * c.Width, 2);

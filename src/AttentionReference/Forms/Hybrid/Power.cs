@@ -198,8 +198,8 @@ public static class Power
 
     /// <summary>
     /// The state handed on over the chunk [s, e): S ← exp(b_last) S + Σ_j exp(b_last − b_j) φ(k_j) v_jᵀ, z likewise;
-    /// the sum as one matrix product S += Φᵀ Ṽ, Φᵀ [D x n] the chunk's key features as columns and Ṽ [n x V] its values
-    /// decayed to the chunk's end.
+    /// the sum as one matrix product S += Φᵀ Ṽ, Φ [n x D] the chunk's key features (a row per key) and Ṽ [n x V] its
+    /// values decayed to the chunk's end.
     /// </summary>
     private static void AdvanceState(PowerHead head, double[] S, double[] z, int s, int e, double[] b)
     {
@@ -207,22 +207,17 @@ public static class Power
         double last = b[n - 1];
         VectorKernels.Scale(Math.Exp(last), S);
         VectorKernels.Scale(Math.Exp(last), z);
-        var Φt = new double[D * n];    // Φᵀ: row a holds φ(k_j)_a for the chunk's keys j
+        var Φk = new double[n * D];      // φ(k_j), a row per key of the chunk
         var decayed = new double[n * V]; // Ṽ: row j is exp(b_last − b_j) v_j
         var decay = new double[n];
-        var φk = new double[D];
         for (int j = s; j < e; j++)
         {
-            head.PhiK(j, φk);
-            for (int a = 0; a < D; a++)
-            {
-                Φt[a * n + j - s] = φk[a];
-            }
+            head.PhiK(j, Φk.AsSpan((j - s) * D, D));
             decay[j - s] = Math.Exp(last - b[j - s]);
             VectorKernels.Multiply(head.Value(j), decay[j - s], decayed.AsSpan((j - s) * V, V));
         }
-        DenseMatrix.AddProduct(Φt, D, decayed, n, S);
-        DenseMatrix.AddProduct(Φt, D, decay, n, z);
+        DenseMatrix.AddTransposedProduct(Φk, n, decayed, S);
+        DenseMatrix.AddTransposedProduct(Φk, n, decay, z);
     }
 
     /// <summary>The symmetric power dimension D = C(K+p−1, p).</summary>

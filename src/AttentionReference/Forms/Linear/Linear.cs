@@ -270,24 +270,16 @@ public static class Linear
     }
 
     /// <summary>
-    /// S and z advanced over the keys of chunk [s, e): S += Φᵀ V and z += Φᵀ 1 as matrix products, Φᵀ [F x n] the
-    /// chunk's key features as columns (each S[a, c] still sums its keys in order).
+    /// S and z advanced over the keys of chunk [s, e): S += Φᵀ V and z += Φᵀ 1 as matrix products, Φ [n x F] the
+    /// chunk's key features, one row per key (each S[a, c] still sums its keys in order).
     /// </summary>
     private static void AdvanceState(LinearHead head, int s, int e, double[] S, double[] z)
     {
         int n = e - s, F = head.F;
         var Φk = new double[n * F];
         head.KeyFeatures(s, n, Φk);
-        var Φt = new double[F * n];
-        for (int j = 0; j < n; j++)
-        {
-            for (int a = 0; a < F; a++)
-            {
-                Φt[a * n + j] = Φk[j * F + a];
-            }
-        }
-        DenseMatrix.AddProduct(Φt, F, head.Values(s, n), n, S);
-        DenseMatrix.AddProduct(Φt, F, head.Ones(n), n, z);
+        DenseMatrix.AddTransposedProduct(Φk, n, head.Values(s, n), S);
+        DenseMatrix.AddTransposedProduct(Φk, n, head.Ones(n), z);
     }
 
     /// <summary>o = scale · Sᵀ φ(q), divided by scale·φ(q)·z + eps when normalised.</summary>
