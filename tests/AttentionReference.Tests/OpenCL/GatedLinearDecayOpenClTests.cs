@@ -91,6 +91,7 @@ public sealed record DecayOpenClCase(string Form, string Variant, int B, int T, 
     }
 }
 
+[Collection(OpenClSerial.Name)]
 public sealed class GatedLinearDecayOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
     // The kernels evaluate the reference's expressions in the reference's order (the same exponent differences, the

@@ -83,6 +83,7 @@ public sealed record LinearOpenClCase(string Variant, string FeatureMap, bool Ca
     public bool IsWellPosed => !Normalize || FeatureMap is "elu1" or "performer" or "taylor2";
 }
 
+[Collection(OpenClSerial.Name)]
 public sealed class GatedLinearLinearOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
     // The kernels evaluate the reference's sums in the reference's order on the same host-computed features; only

@@ -60,6 +60,7 @@ public sealed record MlstmOpenClCase(MlstmCase Case, string Variant, bool Varlen
     }
 }
 
+[Collection(OpenClSerial.Name)]
 public sealed class GatedLinearMlstmOpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
     // The kernels evaluate the reference's terms in its order (the same stabiliser, the same exponent differences);

@@ -66,6 +66,7 @@ public sealed record Rwkv6OpenClCase(string Variant, int B, int T, int H, int K,
     }
 }
 
+[Collection(OpenClSerial.Name)]
 public sealed class GatedLinearRwkv6OpenClTests(OpenClFixture fixture) : IClassFixture<OpenClFixture>
 {
     // The kernels evaluate the reference's terms in its order (same exponent differences inside a chunk); exp of the
