@@ -10,8 +10,11 @@ namespace AttentionReference.OpenCL;
 /// Both variants are plain softmax attention over keys with the RoPE part appended, q'·k' = q_nope·kn + q_pe·k_pe:
 /// naive over the per-head expanded keys [kn ; k_pe] (Hkv = H, K = Dn+Dr) and values W_UV c (V = Dv); absorbed over
 /// the latent cache [c ; k_pe] as one key head shared by every query head (Hkv = 1, K = Dc+Dr), values c (V = Dc),
-/// then o = W_UV ol. The tiled kernel is register-blocked and streams keys with the online softmax, so the f64
-/// work is the attention's own (Mla.cl's header has the buffers); the up-projections are tiled matrix products.
+/// then o = W_UV ol (Mla.cl's header has the buffers; the up-projections are tiled matrix products). Why: one
+/// register-blocked kernel, already measured and held to the CPU laws, instead of a second attention kernel; its
+/// lse and empty-row conventions (o = 0, lse = −∞) are the CPU form's. Its cost here: value columns go in passes of
+/// 128, each recomputing the scores, so absorbed at Dc = 512, Dr = 64 does 4·576 + 512 FMAs per query–key pair
+/// where the algorithm needs 576 + 512 (≈ 2.6×); naive (K = 192, V = 128) runs one pass.
 /// </summary>
 internal static class MlaKernels
 {

@@ -16,6 +16,9 @@
 //             v'' = c itself         [B,Sk,1,Dc]         (the latent cache, read in place)
 //             softmax_tiled with Hq = H, Hkv = 1, K = Dc+Dr, V = Dc (Dc/128 passes)  →  ol, lse
 //             o = W_UV ol            [B,Tq,H,Dv]         (mla_project)
+// Why: one register-blocked attention kernel, held to the CPU laws, rather than a second one; its lse and empty rows
+// are the CPU form's. Its value passes recompute the scores, so absorbed (V = Dc = 512: 4 passes over K = 576) does
+// ≈ 2.6× the attention FMAs of the algorithm; naive (K = Dn+Dr, V = Dv = 128) one pass.
 // The up-projections are the three products of Mla.cs (UpProject, the absorbed query, the output projection), each a
 // matrix product per head, done by one tiled kernel, mla_project.
 
