@@ -4,9 +4,23 @@ using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
-/// <summary>Runs Kernels/Mla.cl: checks the inputs as the CPU form does, uploads, launches, downloads.</summary>
+/// <summary>
+/// Runs MLA on the device: checks the inputs as the CPU form does, uploads, builds the concatenated queries and keys
+/// with Kernels/Mla.cl, and hands them to Softmax.cl's tiled attention (<see cref="SoftmaxKernels.AttendDense"/>).
+/// Both variants are plain softmax attention over keys with the RoPE part appended, q'·k' = q_nope·kn + q_pe·k_pe:
+/// naive over the per-head expanded keys [kn ; k_pe] (Hkv = H, K = Dn+Dr) and values W_UV c (V = Dv); absorbed over
+/// the latent cache [c ; k_pe] as one key head shared by every query head (Hkv = 1, K = Dc+Dr), values c (V = Dc),
+/// then o = W_UV ol (Mla.cl's header has the buffers; the up-projections are tiled matrix products). Why: one
+/// register-blocked kernel, already measured and held to the CPU laws, instead of a second attention kernel; its
+/// lse and empty-row conventions (o = 0, lse = −∞) are the CPU form's. Its cost here: value columns go in passes of
+/// 128, each recomputing the scores, so absorbed at Dc = 512, Dr = 64 does 4·576 + 512 FMAs per query–key pair
+/// where the algorithm needs 576 + 512 (≈ 2.6×); naive (K = 192, V = 128) runs one pass.
+/// </summary>
 internal static class MlaKernels
 {
+    // Mla.cl's mla_project: a work-group of 256 items per 64 × 64 tile of the product.
+    private const int ProjectTile = 64, ProjectGroup = 256;
+
     public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
@@ -26,49 +40,74 @@ internal static class MlaKernels
         dims.Bind("w_uv", Dims.RequireFloat("w_uv", wUv), "H,Dv,Dc");
         int batch = dims["B"], tq = dims["Tq"], sk = dims["Sk"], h = dims["H"], dn = dims["Dn"], dr = dims["Dr"], dc = dims["Dc"], dv = dims["Dv"];
         double scale = parameters.GetOptionalDouble("scale") ?? 1 / Math.Sqrt(dn + dr);
-        int causal = parameters.GetBool("causal", false) ? 1 : 0;
-        int rows = batch * tq * h;
+        bool causal = parameters.GetBool("causal", false);
+        int rows = checked(batch * tq * h), keys = checked(batch * sk); // query rows (b, i, h); cache rows (b, j)
 
         using DeviceBuffer qNopeBuffer = context.Upload(qNope.Data, precision), qPeBuffer = context.Upload(qPe.Data, precision),
             cBuffer = context.Upload(cKv.Data, precision), kPeBuffer = context.Upload(kPe.Data, precision),
             wUkBuffer = context.Upload(wUk.Data, precision), wUvBuffer = context.Upload(wUv.Data, precision),
-            oBuffer = context.Allocate(rows * dv, precision), lseBuffer = context.Allocate(rows, precision);
-        using OpenClKernel attend = context.Kernel("Mla.cl", "mla_rows", precision);
-        attend.Arg(1, qPeBuffer).Arg(3, kPeBuffer).Arg(6, lseBuffer)
-            .Arg(7, batch).Arg(8, tq).Arg(9, sk).Arg(10, h).Arg(13, dr).Arg(15, scale, precision).Arg(16, causal);
+            oBuffer = context.Allocate(checked(rows * dv), precision), lseBuffer = context.Allocate(rows, precision);
         if (variant == "naive")
         {
-            // kn and v expanded per head once, then ordinary softmax attention over them.
-            using DeviceBuffer kn = context.Allocate(batch * sk * h * dn, precision), v = context.Allocate(batch * sk * h * dv, precision);
-            using (OpenClKernel expand = context.Kernel("Mla.cl", "mla_expand", precision))
-            {
-                expand.Arg(0, cBuffer).Arg(1, wUkBuffer).Arg(2, wUvBuffer).Arg(3, kn).Arg(4, v)
-                    .Arg(5, batch).Arg(6, sk).Arg(7, h).Arg(8, dn).Arg(9, dc).Arg(10, dv);
-                context.Run(expand, (long)batch * sk * h, local: 64);
-            }
-            attend.Arg(0, qNopeBuffer).Arg(2, kn).Arg(4, v).Arg(5, oBuffer).Arg(11, h).Arg(12, dn).Arg(14, dv);
-            context.Run(attend, rows, local: 64);
+            // q' = [q_nope ; q_pe], k' = [W_UK c ; k_pe] per head, v = W_UV c per head; then softmax attention.
+            int dk = dn + dr;
+            using DeviceBuffer q1 = context.Allocate(checked(rows * dk), precision), k1 = context.Allocate(checked(keys * h * dk), precision),
+                v1 = context.Allocate(checked(keys * h * dv), precision);
+            Place(context, precision, q1, dk, 0, qNopeBuffer, dn, rows, share: 1);
+            Place(context, precision, q1, dk, dn, qPeBuffer, dr, rows, share: 1);
+            // kn_j = W_UK[h] c_j: x = c [B·Sk, Dc] for every head, w_h[e, n] = W_UK[h][n, e], into k'[(b, j, h), 0 ..].
+            Project(context, precision, cBuffer, wUkBuffer, k1, keys, dn, dc, h, xHead: 0, ldx: dc,
+                wHead: checked(dn * dc), wE: 1, wN: dc, yHead: dk, ldy: checked(h * dk));
+            Place(context, precision, k1, dk, dn, kPeBuffer, dr, keys * h, share: h);
+            // v_j = W_UV[h] c_j.
+            Project(context, precision, cBuffer, wUvBuffer, v1, keys, dv, dc, h, xHead: 0, ldx: dc,
+                wHead: checked(dv * dc), wE: 1, wN: dc, yHead: dv, ldy: checked(h * dv));
+            SoftmaxKernels.AttendDense(context, precision, new DenseAttention(batch, tq, sk, h, h, dk, dv, scale, causal),
+                q1, k1, v1, oBuffer, lseBuffer);
         }
         else
         {
-            // ql = W_UKᵀ q_nope, attention over the latent cache (keys and values alike), then o = W_UV ol.
-            using DeviceBuffer ql = context.Allocate(rows * dc, precision), ol = context.Allocate(rows * dc, precision);
-            using (OpenClKernel absorb = context.Kernel("Mla.cl", "mla_absorb_query", precision))
-            {
-                absorb.Arg(0, qNopeBuffer).Arg(1, wUkBuffer).Arg(2, ql).Arg(3, rows).Arg(4, h).Arg(5, dn).Arg(6, dc);
-                context.Run(absorb, rows, local: 64);
-            }
-            attend.Arg(0, ql).Arg(2, cBuffer).Arg(4, cBuffer).Arg(5, ol).Arg(11, 1).Arg(12, dc).Arg(14, dc);
-            context.Run(attend, rows, local: 64);
-            using OpenClKernel up = context.Kernel("Mla.cl", "mla_up", precision);
-            up.Arg(0, ol).Arg(1, wUvBuffer).Arg(2, oBuffer).Arg(3, rows).Arg(4, h).Arg(5, dc).Arg(6, dv);
-            context.Run(up, rows, local: 64);
+            // q'' = [W_UKᵀ q_nope ; q_pe], k'' = [c ; k_pe] shared by all heads, values c; then o = W_UV ol.
+            int dk = dc + dr;
+            using DeviceBuffer q2 = context.Allocate(checked(rows * dk), precision), k2 = context.Allocate(checked(keys * dk), precision),
+                ol = context.Allocate(checked(rows * dc), precision);
+            // ql_i = W_UK[h]ᵀ q_nope_i: x_h = q_nope[(b, i), h, ..] [B·Tq, Dn], w_h[e, n] = W_UK[h][e, n], into q''[(b, i, h), 0 ..].
+            Project(context, precision, qNopeBuffer, wUkBuffer, q2, batch * tq, dc, dn, h, xHead: dn, ldx: checked(h * dn),
+                wHead: checked(dn * dc), wE: dc, wN: 1, yHead: dk, ldy: checked(h * dk));
+            Place(context, precision, q2, dk, dc, qPeBuffer, dr, rows, share: 1);
+            Place(context, precision, k2, dk, 0, cBuffer, dc, keys, share: 1);
+            Place(context, precision, k2, dk, dc, kPeBuffer, dr, keys, share: 1);
+            SoftmaxKernels.AttendDense(context, precision, new DenseAttention(batch, tq, sk, h, 1, dk, dc, scale, causal),
+                q2, k2, cBuffer, ol, lseBuffer);
+            // o_i = W_UV[h] ol_i: x_h = ol[(b, i), h, ..] [B·Tq, Dc], w_h[e, n] = W_UV[h][n, e].
+            Project(context, precision, ol, wUvBuffer, oBuffer, batch * tq, dv, dc, h, xHead: dc, ldx: checked(h * dc),
+                wHead: checked(dv * dc), wE: 1, wN: dc, yHead: dv, ldy: checked(h * dv));
         }
         return new Dictionary<string, Tensor>
         {
             ["o"] = new Tensor([batch, tq, h, dv], context.Download(oBuffer)),
             ["lse"] = new Tensor([batch, tq, h], context.Download(lseBuffer)),
         };
+    }
+
+    /// <summary>mla_project: y_h = x_h w_h [M, N] for each of the <paramref name="heads"/> heads (strides as Mla.cl states them).</summary>
+    private static void Project(OpenClContext context, Precision precision, DeviceBuffer x, DeviceBuffer w, DeviceBuffer y,
+        int m, int n, int e, int heads, int xHead, int ldx, int wHead, int wE, int wN, int yHead, int ldy)
+    {
+        using OpenClKernel project = context.Kernel("Mla.cl", "mla_project", precision);
+        project.Arg(0, x).Arg(1, w).Arg(2, y).Arg(3, m).Arg(4, n).Arg(5, e).Arg(6, heads)
+            .Arg(7, xHead).Arg(8, ldx).Arg(9, wHead).Arg(10, wE).Arg(11, wN).Arg(12, yHead).Arg(13, ldy);
+        long tiles = (long)heads * ((m + ProjectTile - 1) / ProjectTile) * ((n + ProjectTile - 1) / ProjectTile);
+        context.Run(project, tiles * ProjectGroup, local: ProjectGroup);
+    }
+
+    /// <summary>mla_place: width columns of src rows into columns [offset, offset + width) of dst's rows of ldd (row r from src row r / share).</summary>
+    private static void Place(OpenClContext context, Precision precision, DeviceBuffer dst, int ldd, int offset, DeviceBuffer src,
+        int width, int rows, int share)
+    {
+        using OpenClKernel place = context.Kernel("Mla.cl", "mla_place", precision);
+        place.Arg(0, dst).Arg(1, ldd).Arg(2, offset).Arg(3, src).Arg(4, width).Arg(5, rows).Arg(6, share);
+        context.Run(place, (long)rows * width, local: 64);
     }
 
     /// <summary>w_uk and w_uv as given, or split from wkv_b at Dn; exactly one of the two ways (as MlaForm).</summary>

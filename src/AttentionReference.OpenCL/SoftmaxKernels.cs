@@ -67,17 +67,53 @@ internal static class SoftmaxKernels
     internal static (Tensor O, Tensor Lse) Attend(OpenClContext context, Precision precision, SoftmaxProblem problem,
         Tensor q, Tensor k, Tensor v, SoftmaxOptions options, int parts, bool tiled)
     {
-        int batch = problem.Batch, tq = problem.Tq, hq = problem.Hq, dk = problem.Dk, dv = problem.Dv;
-        int rows = problem.RowCount;
-        var (sequences, keyRows, rowSequence, blocks) = Tables(problem, TileRows);
+        var geometry = new Geometry(problem.Batch, problem.Tq, problem.Hq, problem.Hkv, problem.Dk, problem.Dv,
+            Tables(problem.Sequences, problem.Batch, problem.Tq, (s, i) => problem.Window(problem.Row(s, i, 0)), TileRows));
+        using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
+            vBuffer = context.Upload(v.Data, precision),
+            oBuffer = context.Allocate(checked(problem.RowCount * problem.Dv), precision), lseBuffer = context.Allocate(problem.RowCount, precision);
+        Launch(context, precision, geometry, qBuffer, kBuffer, vBuffer, oBuffer, lseBuffer, options, parts, tiled);
+        return (new Tensor([problem.Batch, problem.Tq, problem.Hq, problem.Dv], context.Download(oBuffer)),
+            new Tensor([problem.Batch, problem.Tq, problem.Hq], context.Download(lseBuffer)));
+    }
+
+    /// <summary>
+    /// Plain softmax attention of inputs a form has built on the device (MLA's concatenated q, k and v): q
+    /// [B,Tq,Hq,Dk], k [B,Tk,Hkv,Dk], v [B,Tk,Hkv,Dv] (Hq a multiple of Hkv), each batch entry one sequence, causal
+    /// aligned bottom-right, no window, mask, softcap or ALiBi; writes o [B,Tq,Hq,Dv] and lse [B,Tq,Hq]. The same
+    /// kernels as <see cref="Attend"/> with one part: softmax_tiled where its local memory fits, else softmax_rows.
+    /// </summary>
+    internal static void AttendDense(OpenClContext context, Precision precision, DenseAttention a,
+        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse)
+    {
+        var sequences = Enumerable.Range(0, a.Batch)
+            .Select(b => new SoftmaxSequence(b, 0, a.Tq, 0, a.Tk, Enumerable.Range(b * a.Tk, a.Tk).ToArray(), a.Tk - a.Tq))
+            .ToArray();
+        // SoftmaxProblem.Window without a sliding window: every key, or those up to the bottom-right diagonal.
+        (int, int) Window(SoftmaxSequence s, int i)
+        {
+            long end = a.Causal ? Math.Min(s.Tk, (long)i + s.DiagonalOffset + 1) : s.Tk;
+            return end > 0 ? (0, (int)end) : (0, 0);
+        }
+        var geometry = new Geometry(a.Batch, a.Tq, a.Hq, a.Hkv, a.Dk, a.Dv, Tables(sequences, a.Batch, a.Tq, Window, TileRows));
+        Launch(context, precision, geometry, q, k, v, o, lse, new SoftmaxOptions { Scale = a.Scale, Causal = a.Causal }, parts: 1, tiled: true);
+    }
+
+    /// <summary>
+    /// Launches softmax_tiled (where asked and where its local memory fits) or softmax_rows over q, k, v on the
+    /// device, then softmax_merge if <paramref name="parts"/> &gt; 1; o and lse are written in place.
+    /// </summary>
+    private static void Launch(OpenClContext context, Precision precision, Geometry g, DeviceBuffer qBuffer, DeviceBuffer kBuffer,
+        DeviceBuffer vBuffer, DeviceBuffer oBuffer, DeviceBuffer lseBuffer, SoftmaxOptions options, int parts, bool tiled)
+    {
+        int rows = checked(g.Batch * g.Tq * g.Hq), dv = g.Dv;
+        var (sequences, keyRows, rowSequence, blocks) = g.Tables;
         int passes = Math.Max(1, (dv + 127) / 128); // the tiled kernel's passes of 128 value columns
         var (bias, strides) = MaskBias(options);
 
-        using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
-            vBuffer = context.Upload(v.Data, precision), biasBuffer = context.Upload(bias, precision),
+        using DeviceBuffer biasBuffer = context.Upload(bias, precision),
             slopeBuffer = context.Upload(options.AlibiSlopes?.Data ?? [], precision),
             sequenceBuffer = context.UploadInts(sequences), keyRowBuffer = context.UploadInts(keyRows),
-            oBuffer = context.Allocate(checked(rows * dv), precision), lseBuffer = context.Allocate(rows, precision),
             oParts = context.Allocate(parts > 1 ? checked(parts * rows * dv) : 0, precision),
             lseParts = context.Allocate(parts > 1 ? checked(parts * rows) : 0, precision);
         DeviceBuffer oOut = parts > 1 ? oParts : oBuffer, lseOut = parts > 1 ? lseParts : lseBuffer;
@@ -96,8 +132,8 @@ internal static class SoftmaxKernels
         {
             kernel.Arg(next++, blockCount);
         }
-        kernel.Arg(next++, batch).Arg(next++, tq).Arg(next++, hq).Arg(next++, problem.Hkv).Arg(next++, dk).Arg(next++, dv)
-            .Arg(next++, options.Scale ?? 1 / Math.Sqrt(dk), precision).Arg(next++, options.Softcap, precision)
+        kernel.Arg(next++, g.Batch).Arg(next++, g.Tq).Arg(next++, g.Hq).Arg(next++, g.Hkv).Arg(next++, g.Dk).Arg(next++, dv)
+            .Arg(next++, options.Scale ?? 1 / Math.Sqrt(g.Dk), precision).Arg(next++, options.Softcap, precision)
             .Arg(next++, options.AlibiSlopes is null ? 0 : 1).Arg(next++, options.AlibiSlopes?.Rank == 2 ? 1 : 0)
             .Arg(next++, options.WindowLeft).Arg(next++, options.Causal ? 0 : options.WindowRight)
             .Arg(next++, options.Mask is null ? 0 : 1)
@@ -105,7 +141,7 @@ internal static class SoftmaxKernels
             .Arg(next++, parts);
         if (tiled)
         {
-            context.Run(kernel, (long)blockCount * hq * parts * passes * TiledGroup, local: TiledGroup);
+            context.Run(kernel, (long)blockCount * g.Hq * parts * passes * TiledGroup, local: TiledGroup);
         }
         else
         {
@@ -118,7 +154,6 @@ internal static class SoftmaxKernels
             merge.Arg(0, oParts).Arg(1, lseParts).Arg(2, oBuffer).Arg(3, lseBuffer).Arg(4, rows).Arg(5, dv).Arg(6, parts);
             context.Run(merge, rows, local: 64);
         }
-        return (new Tensor([batch, tq, hq, dv], context.Download(oBuffer)), new Tensor([batch, tq, hq], context.Download(lseBuffer)));
     }
 
     /// <summary>
@@ -128,25 +163,26 @@ internal static class SoftmaxKernels
     /// most keys first (a causal block near the end sees all keys before it): launched in that order, the long
     /// blocks start early and the short ones fill the tail.
     /// </summary>
-    private static (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables(SoftmaxProblem problem, int blockRows)
+    private static (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables(IReadOnlyList<SoftmaxSequence> all,
+        int batch, int tq, Func<SoftmaxSequence, int, (int First, int End)> window, int blockRows)
     {
         var sequences = new List<int>();
         var keyRows = new List<int>();
         var blocks = new List<(int Sequence, int I0, int Keys)>();
-        var rowSequence = Enumerable.Repeat(-1, problem.Batch * problem.Tq).ToArray();
-        for (int n = 0; n < problem.Sequences.Count; n++)
+        var rowSequence = Enumerable.Repeat(-1, batch * tq).ToArray();
+        for (int n = 0; n < all.Count; n++)
         {
-            SoftmaxSequence s = problem.Sequences[n];
+            SoftmaxSequence s = all[n];
             sequences.AddRange([s.Batch, s.QueryStart, s.Tq, s.KeyStart, s.Tk, s.DiagonalOffset, keyRows.Count]);
             keyRows.AddRange(s.KeyRows);
             for (int i = 0; i < s.Tq; i++)
             {
-                rowSequence[s.Batch * problem.Tq + s.QueryStart + i] = n;
+                rowSequence[s.Batch * tq + s.QueryStart + i] = n;
             }
             for (int i0 = 0; i0 < s.Tq; i0 += blockRows)
             {
                 var windows = Enumerable.Range(i0, Math.Min(blockRows, s.Tq - i0))
-                    .Select(i => problem.Window(problem.Row(s, i, 0))).Where(w => w.First < w.End).ToArray();
+                    .Select(i => window(s, i)).Where(w => w.First < w.End).ToArray();
                 int keys = windows.Length == 0 ? 0 : windows.Max(w => w.End) - windows.Min(w => w.First);
                 blocks.Add((n, i0, keys));
             }
@@ -196,6 +232,10 @@ internal static class SoftmaxKernels
         inputs.GetValueOrDefault(name)
         ?? throw new InputException($"missing: the {variant} variant needs it", tensor: name);
 
+    /// <summary>The extents the kernels take and the tables of <see cref="Tables"/>.</summary>
+    private sealed record Geometry(int Batch, int Tq, int Hq, int Hkv, int Dk, int Dv,
+        (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables);
+
     private static void RequirePositive(string name, int value)
     {
         if (value < 1)
@@ -204,3 +244,9 @@ internal static class SoftmaxKernels
         }
     }
 }
+
+/// <summary>
+/// The shape and options of <see cref="SoftmaxKernels.AttendDense"/>: q [B,Tq,Hq,Dk], k [B,Tk,Hkv,Dk], v
+/// [B,Tk,Hkv,Dv]; scores scaled by Scale, causal aligned bottom-right (key j allowed iff j ≤ i + Tk − Tq).
+/// </summary>
+internal readonly record struct DenseAttention(int Batch, int Tq, int Tk, int Hq, int Hkv, int Dk, int Dv, double Scale, bool Causal);

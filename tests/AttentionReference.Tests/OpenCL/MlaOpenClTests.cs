@@ -30,9 +30,27 @@ public sealed class MlaOpenClTests(OpenClFixture fixture) : IClassFixture<OpenCl
          from stacked in Gen.Elements(false, true)
          select (c with { Tq = tq, Sk = sk, Dc = dc }, stacked)).ToArbitrary();
 
+    /// <summary>
+    /// Cases past the kernels' tiles, none a multiple of them: more than 64 queries and keys (softmax_tiled's query
+    /// blocks and key tiles), Tq ≠ Sk, latents and value widths past 128 (two passes of value columns: absorbed's
+    /// V = Dc, naive's V = Dv; scores over K = Dc + Dr past 128) and projections wider than mla_project's 64 × 64 tiles.
+    /// </summary>
+    private static readonly Arbitrary<MlaCase> PastTheTiles =
+        (from c in MlaCase.Arbitrary.Generator
+         from tq in Gen.Choose(50, 140)
+         from sk in Gen.Choose(50, 140)
+         from dn in Gen.Elements(8, 70)
+         from dc in Gen.Elements(17, 130)
+         from dv in Gen.Elements(3, 130)
+         select c with { Tq = tq, Sk = sk, Dn = dn, Dc = dc, Dv = dv }).ToArbitrary();
+
     [Fact]
     public void OpenCL_f64_equals_the_cpu_reference_in_both_variants() => PropertyRuns.Check(Prop.ForAll(Cases, x =>
         s_variants.All(variant => Agree(fixture.F64, variant, x.Case, x.Stacked, Agreement.SameMathInDouble))), cases: 80);
+
+    [Fact]
+    public void OpenCL_f64_equals_the_cpu_reference_past_the_kernels_tiles() => PropertyRuns.Check(Prop.ForAll(PastTheTiles, c =>
+        s_variants.All(variant => Agree(fixture.F64, variant, c, stacked: false, Agreement.SameMathInDouble))), cases: 8);
 
     [Fact]
     public void OpenCL_f32_is_within_the_f32_bound_in_both_variants() => PropertyRuns.Check(Prop.ForAll(Cases, x =>
