@@ -187,16 +187,7 @@ public static class Based
         dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,K");
         dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,V");
         dims.Set("F", LinearAttention.FeatureDimension(LinearFeatureMap.Taylor2, dims["K"], 0));
-        var slices = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        dims.Set("N", Sequences.StateCount(slices));
-        if (options.InitialState is not null)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "N,H,F,V");
-        }
-        if (options.InitialNormalizer is not null)
-        {
-            dims.Bind("initial_normalizer", Dims.RequireFloat("initial_normalizer", options.InitialNormalizer), "N,H,F");
-        }
+        var slices = Sequences.BindNormalisedState(dims, "F", options.InitialState, options.InitialNormalizer, options.CuSeqlens);
         return slices;
     }
 

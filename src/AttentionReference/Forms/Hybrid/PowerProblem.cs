@@ -142,16 +142,7 @@ internal sealed class PowerProblem
             dims.Bind("g", Dims.RequireFloat("g", g), "B,T,H");
         }
         dims.Set("D", Power.FeatureDimension(dims["K"], options.Degree));
-        var slices = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        dims.Set("N", Sequences.StateCount(slices));
-        if (options.InitialState is not null)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "N,H,D,V");
-        }
-        if (options.InitialNormalizer is not null)
-        {
-            dims.Bind("initial_normalizer", Dims.RequireFloat("initial_normalizer", options.InitialNormalizer), "N,H,D");
-        }
+        var slices = Sequences.BindNormalisedState(dims, "D", options.InitialState, options.InitialNormalizer, options.CuSeqlens);
         return new PowerProblem(q, k, v, g, options, dims, slices);
     }
 

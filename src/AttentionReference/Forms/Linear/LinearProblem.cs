@@ -150,16 +150,7 @@ internal sealed class LinearProblem
             dims.Bind("proj", Dims.RequireFloat("proj", options.Proj), "M,K");
         }
         dims.Set("F", Linear.FeatureDimension(options.FeatureMap, dims["K"], performer ? dims["M"] : 0));
-        var slices = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        dims.Set("N", Sequences.StateCount(slices));
-        if (options.InitialState is not null)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "N,H,F,V");
-        }
-        if (options.InitialNormalizer is not null)
-        {
-            dims.Bind("initial_normalizer", Dims.RequireFloat("initial_normalizer", options.InitialNormalizer), "N,H,F");
-        }
+        var slices = Sequences.BindNormalisedState(dims, "F", options.InitialState, options.InitialNormalizer, options.CuSeqlens);
         if (!(options.Eps >= 0))
         {
             throw new InputException($"parameter 'eps' must be ≥ 0, found {options.Eps}");
