@@ -62,8 +62,8 @@ internal static class BasedKernels
         // parallel variant reads them before they move.
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
             vBuffer = context.Upload(v.Data, precision),
-            S = context.Upload(options.InitialState?.Data ?? new double[stateElements], precision),
-            z = context.Upload(options.InitialNormalizer?.Data ?? new double[N * H * F], precision),
+            S = context.UploadOrZeros(options.InitialState?.Data, checked((int)stateElements), precision),
+            z = context.UploadOrZeros(options.InitialNormalizer?.Data, N * H * F, precision),
             seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)), o = context.Allocate(B * T * H * V, precision);
 
         int[] blocks = PowerKernels.Blocks(slices, TileRows);

@@ -49,10 +49,11 @@ internal static class DeltaKernels
         int n = problem.Slices.Count, hv = problem.HV, dk = problem.Dk, dv = problem.Dv;
         int mode = g is not null ? 1 : gk is not null ? 2 : 0;
         int c = Math.Max(1, Math.Min(chunkSize, problem.Slices.Select(s => s.Length).DefaultIfEmpty(1).Max()));
-        var o = Tensor.Zeros(problem.Batch, problem.Time, hv, dv);
-        if ((long)n * hv * dk * dv == 0 || o.Length == 0 && options.InitialState is null)
+        int[] oShape = [problem.Batch, problem.Time, hv, dv];
+        int oLength = (int)Tensor.ElementCount(oShape);
+        if ((long)n * hv * dk * dv == 0 || oLength == 0 && options.InitialState is null)
         {
-            return Results(o, options.InitialState?.Clone() ?? Tensor.Zeros(n, hv, dk, dv));
+            return Results(Tensor.Zeros(oShape), options.InitialState?.Clone() ?? Tensor.Zeros(n, hv, dk, dv));
         }
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
@@ -60,7 +61,7 @@ internal static class DeltaKernels
             gBuffer = context.Upload(g?.Data ?? gk?.Data ?? [], precision),
             s0Buffer = context.Upload(options.InitialState?.Data ?? [], precision),
             seqBuffer = context.UploadInts(Sequences(problem.Slices)),
-            oBuffer = context.Upload(o.Data, precision), sBuffer = context.Allocate(n * hv * dk * dv, precision);
+            oBuffer = context.Zeros(oLength, precision), sBuffer = context.Allocate(n * hv * dk * dv, precision);
         if (options.UseQkL2Norm)
         {
             using OpenClKernel l2 = context.Kernel("WyChunkwise.cl", "l2_normalise_rows", precision);
@@ -95,7 +96,7 @@ internal static class DeltaKernels
         {
             context.Run(kernel, (long)n * hv * dv, local: 0);
         }
-        return Results(new Tensor(o.ShapeArray(), context.Download(oBuffer)), new Tensor([n, hv, dk, dv], context.Download(sBuffer)));
+        return Results(new Tensor(oShape, context.Download(oBuffer)), new Tensor([n, hv, dk, dv], context.Download(sBuffer)));
     }
 
     private static Dictionary<string, Tensor> RunRwkv7(OpenClContext context, Precision precision, string variant,
@@ -113,10 +114,11 @@ internal static class DeltaKernels
         IReadOnlyList<SequenceSlice> slices = Forms.Common.Sequences.Slices(batch, time, options.CuSeqlens);
         int n = slices.Count;
         int c = Math.Max(1, Math.Min(chunkSize, slices.Select(s => s.Length).DefaultIfEmpty(1).Max()));
-        var o = Tensor.Zeros(batch, time, heads, dv);
-        if ((long)n * heads * dk * dv == 0 || o.Length == 0 && options.InitialState is null)
+        int[] oShape = [batch, time, heads, dv];
+        int oLength = (int)Tensor.ElementCount(oShape);
+        if ((long)n * heads * dk * dv == 0 || oLength == 0 && options.InitialState is null)
         {
-            return Results(o, options.InitialState?.Clone() ?? Tensor.Zeros(n, heads, dk, dv));
+            return Results(Tensor.Zeros(oShape), options.InitialState?.Clone() ?? Tensor.Zeros(n, heads, dk, dv));
         }
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
@@ -124,7 +126,7 @@ internal static class DeltaKernels
             bBuffer = context.Upload(b.Data, precision), gkBuffer = context.Upload(gk.Data, precision),
             s0Buffer = context.Upload(options.InitialState?.Data ?? [], precision),
             seqBuffer = context.UploadInts(Sequences(slices)),
-            oBuffer = context.Upload(o.Data, precision), sBuffer = context.Allocate(n * heads * dk * dv, precision);
+            oBuffer = context.Zeros(oLength, precision), sBuffer = context.Allocate(n * heads * dk * dv, precision);
         bool chunked = variant == "chunked";
         long scratchLength = chunked ? (long)n * heads * (3L * c * dk + 5L * c * c + 2L * c * dv) : 1;
         using DeviceBuffer scratch = context.Allocate(checked((int)scratchLength), precision);
@@ -147,7 +149,7 @@ internal static class DeltaKernels
         {
             context.Run(kernel, (long)n * heads * dv, local: 0);
         }
-        return Results(new Tensor(o.ShapeArray(), context.Download(oBuffer)), new Tensor([n, heads, dk, dv], context.Download(sBuffer)));
+        return Results(new Tensor(oShape, context.Download(oBuffer)), new Tensor([n, heads, dk, dv], context.Download(sBuffer)));
     }
 
     /// <summary>(batch, start, length) per sequence, as the kernels read them.</summary>

@@ -23,11 +23,10 @@ internal sealed class DiagonalSsmBuffers : IDisposable
     /// <summary>Uploads <paramref name="ssm"/> (already bound to H channels of N modes) and discretises it.</summary>
     public static DiagonalSsmBuffers Upload(OpenClContext context, Precision precision, DiagonalSsm ssm, int H, int N)
     {
-        var zeros = new double[H * N];
         using DeviceBuffer logDt = context.Upload(ssm.LogDt.Data, precision), aReal = context.Upload(ssm.AReal.Data, precision),
-            aImag = context.Upload(ssm.AImag?.Data ?? zeros, precision);
-        var buffers = new DiagonalSsmBuffers(context.Upload(ssm.CReal.Data, precision), context.Upload(ssm.CImag?.Data ?? zeros, precision),
-            context.Upload(ssm.D?.Data ?? new double[H], precision), context.Allocate(H * N * 8, precision), H, N);
+            aImag = context.UploadOrZeros(ssm.AImag?.Data, H * N, precision);
+        var buffers = new DiagonalSsmBuffers(context.Upload(ssm.CReal.Data, precision), context.UploadOrZeros(ssm.CImag?.Data, H * N, precision),
+            context.UploadOrZeros(ssm.D?.Data, H, precision), context.Allocate(H * N * 8, precision), H, N);
         try
         {
             using OpenClKernel kernel = context.Kernel("DiagonalSsm.cl", "diagonal_ssm_discretise", precision);

@@ -76,8 +76,8 @@ internal static class GatedLinearKernels
         using DeviceBuffer seqs = context.UploadInts(SequenceTable(slices)), rowSlice = context.UploadInts(RowSlices(slices, B, T)),
             q = context.Upload(x.Q.Data, precision), k = context.Upload(x.K.Data, precision), v = context.Upload(x.V.Data, precision),
             gk = context.Upload(x.Gk.Data, precision), gv = context.Upload(x.Gv?.Data ?? [], precision),
-            S = context.Upload(x.InitialState?.Data ?? new double[N * H * K * V], precision),
-            o = context.Upload(new double[B * T * H * V], precision);
+            S = context.UploadOrZeros(x.InitialState?.Data, N * H * K * V, precision),
+            o = context.Zeros(B * T * H * V, precision);
         if (variant == "recurrent")
         {
             using OpenClKernel kernel = context.Kernel("DiagonalDecay.cl", "decay_recurrent", precision);
@@ -88,7 +88,7 @@ internal static class GatedLinearKernels
         else
         {
             // Γ and Ψ (zeros without gv: exp(0) = 1, as the reference's Zeros), then the state pass, scores and intra part.
-            using DeviceBuffer Γ = context.Allocate(B * T * H * K, precision), Ψ = context.Upload(new double[B * T * H * V], precision),
+            using DeviceBuffer Γ = context.Allocate(B * T * H * K, precision), Ψ = context.Zeros(B * T * H * V, precision),
                 A = context.Allocate(ScoreBufferLength(form, variant, B, T, H, C), precision);
             using (OpenClKernel cumsum = context.Kernel("DiagonalDecay.cl", "decay_chunk_cumsum", precision))
             {

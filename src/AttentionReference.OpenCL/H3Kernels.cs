@@ -27,8 +27,8 @@ internal static class H3Kernels
 
         using var diagonal = DiagonalSsmBuffers.Upload(context, precision, ssm, H, N);
         using DeviceBuffer qb = context.Upload(q.Data, precision), kb = context.Upload(k.Data, precision), vb = context.Upload(v.Data, precision),
-            taps = context.Upload(shift.Kernel.Data, precision), shiftD = context.Upload(shift.D?.Data ?? new double[H * d], precision),
-            kTilde = context.Allocate((int)rows, precision), o = context.Upload(new double[rows], precision);
+            taps = context.Upload(shift.Kernel.Data, precision), shiftD = context.UploadOrZeros(shift.D?.Data, H * d, precision),
+            kTilde = context.Allocate((int)rows, precision), o = context.Zeros(checked((int)rows), precision);
         using (OpenClKernel kernel = context.Kernel("H3.cl", "h3_shift", precision))
         {
             kernel.Arg(0, kb).Arg(1, taps).Arg(2, shiftD).Arg(3, kTilde).Arg(4, B).Arg(5, T).Arg(6, H).Arg(7, d).Arg(8, M);

@@ -62,9 +62,9 @@ internal static class LinearKernels
             rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
             phiQ = context.Upload(Features(q, options), precision), phiK = context.Upload(Features(k, options), precision),
             vBuffer = context.Upload(v.Data, precision),
-            S = context.Upload(options.InitialState?.Data ?? new double[N * H * F * V], precision),
-            z = context.Upload(options.InitialNormalizer?.Data ?? new double[N * H * F], precision),
-            o = context.Upload(new double[B * T * H * V], precision), den = context.Upload(new double[B * T * H], precision);
+            S = context.UploadOrZeros(options.InitialState?.Data, N * H * F * V, precision),
+            z = context.UploadOrZeros(options.InitialNormalizer?.Data, N * H * F, precision),
+            o = context.Zeros(B * T * H * V, precision), den = context.Zeros(B * T * H, precision);
         using (OpenClKernel state = context.Kernel("Linear.cl", "linear_state", precision))
         {
             state.Arg(0, phiQ).Arg(1, phiK).Arg(2, vBuffer).Arg(3, S).Arg(4, o).Arg(5, seqs)

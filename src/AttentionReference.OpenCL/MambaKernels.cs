@@ -37,11 +37,11 @@ internal static class MambaKernels
 
         using DeviceBuffer seqs = context.UploadInts(seqTable), blocks = context.UploadInts(blockTable),
             ub = context.Upload(u.Data, precision), deltaIn = context.Upload(delta.Data, precision),
-            bias = context.Upload(options.DeltaBias?.Data ?? new double[D], precision), Δ = context.Allocate(B * D * L, precision),
+            bias = context.UploadOrZeros(options.DeltaBias?.Data, D, precision), Δ = context.Allocate(B * D * L, precision),
             ab = context.Upload(a.Data, precision), bb = context.Upload(bIn.Data, precision), cb = context.Upload(cIn.Data, precision),
-            skip = context.Upload(options.D?.Data ?? new double[D], precision), zb = context.Upload(options.Z?.Data ?? [], precision),
-            state = context.Upload(options.InitialState?.Data ?? new double[S * D * N], precision),
-            o = context.Upload(new double[B * D * L], precision);
+            skip = context.UploadOrZeros(options.D?.Data, D, precision), zb = context.Upload(options.Z?.Data ?? [], precision),
+            state = context.UploadOrZeros(options.InitialState?.Data, S * D * N, precision),
+            o = context.Zeros(B * D * L, precision);
         using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_delta", precision))
         {
             kernel.Arg(0, deltaIn).Arg(1, bias).Arg(2, Δ).Arg(3, options.DeltaSoftplus ? 1 : 0).Arg(4, B).Arg(5, D).Arg(6, L);

@@ -59,12 +59,12 @@ internal static class MlstmKernels
             rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
             qb = context.Upload(q.Data, precision), kb = context.Upload(k.Data, precision), vb = context.Upload(v.Data, precision),
             fb = context.Upload(logF, precision), ib = context.Upload(inputGate, precision),
-            S = context.Upload(options.InitialState?.Data ?? new double[N * H * K * V], precision),
-            Nst = context.Upload(options.InitialNormalizer?.Data ?? new double[N * H * K], precision),
-            Mst = context.Upload(options.InitialMax?.Data ?? new double[N * H], precision),
+            S = context.UploadOrZeros(options.InitialState?.Data, N * H * K * V, precision),
+            Nst = context.UploadOrZeros(options.InitialNormalizer?.Data, N * H * K, precision),
+            Mst = context.UploadOrZeros(options.InitialMax?.Data, N * H, precision),
             gate0 = context.Allocate(B * T * H, precision), gate1 = context.Allocate(B * T * H, precision),
             mRow = context.Allocate(B * T * H, precision), bLocal = context.Allocate(B * T * H, precision),
-            nrm = context.Allocate(B * T * H, precision), o = context.Upload(new double[B * T * H * V], precision);
+            nrm = context.Allocate(B * T * H, precision), o = context.Zeros(B * T * H * V, precision);
         using (OpenClKernel gates = context.Kernel("Mlstm.cl", "mlstm_gates", precision))
         {
             gates.Arg(0, qb).Arg(1, kb).Arg(2, fb).Arg(3, ib).Arg(4, Nst).Arg(5, Mst).Arg(6, gate0).Arg(7, gate1).Arg(8, mRow)

@@ -63,7 +63,7 @@ internal static class NatsLKernels
         int c = Math.Min(chunkSize, time); // the WY chunk: one routing chunk is one WY chunk
         int stateLength = checked(batch * heads * dk * dv);
         long scratchLength = chunked ? (long)batch * heads * ((long)c * dk + 3L * c * c + (long)c * dk + (long)c * dv) : 1;
-        using DeviceBuffer sBar = context.Upload(options.InitialState?.Data ?? new double[stateLength], precision),
+        using DeviceBuffer sBar = context.UploadOrZeros(options.InitialState?.Data, stateLength, precision),
             sRun = context.Allocate(stateLength, precision), o = context.Allocate(checked(batch * time * heads * dv), precision),
             scratch = context.Allocate(checked((int)scratchLength), precision);
         using OpenClKernel delta = context.Kernel("WyChunkwise.cl", chunked ? "delta_chunked" : "delta_recurrent", precision);

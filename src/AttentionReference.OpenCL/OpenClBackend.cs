@@ -39,9 +39,17 @@ public sealed class OpenClBackend : IBackend, IDisposable
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         double before = _context.KernelSeconds;
-        IReadOnlyDictionary<string, Tensor> outputs = Dispatch(form, variant, inputs, parameters);
-        LastRunKernelSeconds = _context.KernelSeconds - before;
-        return outputs;
+        try
+        {
+            IReadOnlyDictionary<string, Tensor> outputs = Dispatch(form, variant, inputs, parameters);
+            LastRunKernelSeconds = _context.KernelSeconds - before;
+            return outputs;
+        }
+        finally
+        {
+            // The next run of the same shape reuses this run's buffers; a pooled buffer of an earlier shape goes.
+            _context.ReleaseIdleBuffers();
+        }
     }
 
     private IReadOnlyDictionary<string, Tensor> Dispatch(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
@@ -19,11 +20,27 @@ public enum Precision
 /// A context and in-order, profiling-enabled queue on one device, with its built programs cached by (kernel file,
 /// precision): each kernel file is compiled once per device and precision for the life of the context. Every kernel
 /// run adds its device time (the event's start to end) to <see cref="KernelSeconds"/>.
+/// <para>
+/// Device buffers are reused: a disposed <see cref="DeviceBuffer"/> goes back to a pool of free buffers by byte size,
+/// and the next buffer of that size takes it instead of a fresh allocation. A run's buffers are typically its inputs'
+/// and outputs' sizes, so repeated runs of one shape allocate nothing on the device (a fresh allocation costs page
+/// faults on a CPU device and a device malloc/free on a GPU, each per run and per tensor). Reused buffers hold what
+/// their last user left; uploads overwrite them, <see cref="Zeros"/> fills them, and <see cref="Allocate"/> promises
+/// nothing about its contents, as clCreateBuffer never did. The pool holds at most a quarter of the device's global
+/// memory, and <see cref="OpenClBackend"/> releases after each run the buffers that run did not use.
+/// </para>
 /// </summary>
 public sealed unsafe class OpenClContext : IDisposable
 {
+    // Host-side conversions to and from f32 go through a scratch array of this many elements at a time, so that an
+    // f32 transfer allocates no temporary as long as the tensor.
+    private const int ConversionChunk = 1 << 20;
+
     private readonly nint _context, _queue;
     private readonly ConcurrentDictionary<(string File, Precision Precision), nint> _programs = new();
+    private readonly Dictionary<nuint, Stack<(nint Handle, long Epoch)>> _free = [];
+    private readonly long _poolCapacityBytes;
+    private long _pooledBytes, _epoch;
     private long _kernelNanoseconds;
     private bool _disposed;
 
@@ -39,6 +56,9 @@ public sealed unsafe class OpenClContext : IDisposable
         ulong* properties = stackalloc ulong[] { Cl.QueueProperties, Cl.QueueProfilingEnable, 0 };
         _queue = Cl.CreateCommandQueueWithProperties(_context, id, properties, &status);
         ClError.Check(status, "clCreateCommandQueueWithProperties");
+        ulong globalMemory;
+        ClError.Check(Cl.GetDeviceInfo(id, Cl.DeviceGlobalMemSize, sizeof(ulong), &globalMemory, null), "clGetDeviceInfo");
+        _poolCapacityBytes = (long)Math.Min(globalMemory / 4, long.MaxValue);
     }
 
     /// <summary>The device.</summary>
@@ -79,14 +99,78 @@ public sealed unsafe class OpenClContext : IDisposable
         return new OpenClKernel(kernel, name);
     }
 
-    /// <summary>Copies <paramref name="values"/> to a new device buffer in <paramref name="precision"/>.</summary>
-    public DeviceBuffer Upload(ReadOnlySpan<double> values, Precision precision) => DeviceBuffer.Upload(_context, values, precision);
+    /// <summary>Copies <paramref name="values"/> to a device buffer in <paramref name="precision"/>.</summary>
+    public DeviceBuffer Upload(ReadOnlySpan<double> values, Precision precision)
+    {
+        DeviceBuffer buffer = Allocate(values.Length, precision);
+        try
+        {
+            if (precision == Precision.F64)
+            {
+                fixed (double* v = values)
+                {
+                    Write(buffer, 0, (long)values.Length * sizeof(double), v);
+                }
+            }
+            else
+            {
+                WriteSingles(buffer, values);
+            }
+            return buffer;
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
 
-    /// <summary>A new device buffer of <paramref name="length"/> elements.</summary>
-    public DeviceBuffer Allocate(int length, Precision precision) => DeviceBuffer.Allocate(_context, length, precision);
+    /// <summary>
+    /// <paramref name="values"/> on the device, or where they are null a buffer of <paramref name="length"/> zeros
+    /// (an optional initial state): the zeros are written on the device, with no host array and no transfer.
+    /// </summary>
+    public DeviceBuffer UploadOrZeros(double[]? values, int length, Precision precision) =>
+        values is null ? Zeros(length, precision) : Upload(values, precision);
+
+    /// <summary>A device buffer of <paramref name="length"/> elements with unspecified contents.</summary>
+    public DeviceBuffer Allocate(int length, Precision precision) => Rent(length, ElementSize(precision), precision);
+
+    /// <summary>A device buffer of <paramref name="length"/> zeros (+0.0), filled on the device.</summary>
+    public DeviceBuffer Zeros(int length, Precision precision)
+    {
+        DeviceBuffer buffer = Allocate(length, precision);
+        if (length > 0)
+        {
+            // All bits zero is +0.0 in both precisions; the pattern is one element, as clEnqueueFillBuffer wants.
+            ulong zero = 0;
+            int status = Cl.EnqueueFillBuffer(_queue, buffer.Handle, &zero, (nuint)buffer.ElementSize, 0, buffer.Bytes, 0, null, null);
+            if (status != Cl.Success)
+            {
+                buffer.Dispose();
+                ClError.Check(status, "clEnqueueFillBuffer");
+            }
+        }
+        return buffer;
+    }
 
     /// <summary>A buffer of 32-bit integers (indices).</summary>
-    public DeviceBuffer UploadInts(ReadOnlySpan<int> values) => DeviceBuffer.UploadInts(_context, values);
+    public DeviceBuffer UploadInts(ReadOnlySpan<int> values)
+    {
+        DeviceBuffer buffer = Rent(values.Length, sizeof(int), Precision.F32);
+        try
+        {
+            fixed (int* v = values)
+            {
+                Write(buffer, 0, (long)values.Length * sizeof(int), v);
+            }
+            return buffer;
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>Bytes per element in <paramref name="precision"/>.</summary>
     public static int ElementSize(Precision precision) => precision == Precision.F64 ? sizeof(double) : sizeof(float);
@@ -121,11 +205,158 @@ public sealed unsafe class OpenClContext : IDisposable
         }
     }
 
-    /// <summary>Reads a buffer back as doubles.</summary>
+    /// <summary>Reads a buffer back as doubles, into a new array (not zeroed first: the read fills all of it).</summary>
     public double[] Download(DeviceBuffer buffer)
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        return buffer.Read(_queue);
+        double[] result = GC.AllocateUninitializedArray<double>(buffer.Length);
+        if (buffer.Length == 0)
+        {
+            return result;
+        }
+        if (buffer.ElementSize == sizeof(double))
+        {
+            fixed (double* r = result)
+            {
+                ClError.Check(Cl.EnqueueReadBuffer(_queue, buffer.Handle, 1, 0, (nuint)result.Length * sizeof(double), r, 0, null, null), "clEnqueueReadBuffer");
+            }
+            return result;
+        }
+        float[] scratch = ArrayPool<float>.Shared.Rent(Math.Min(result.Length, ConversionChunk));
+        try
+        {
+            fixed (float* s = scratch)
+            {
+                for (int start = 0; start < result.Length; start += ConversionChunk)
+                {
+                    int count = Math.Min(ConversionChunk, result.Length - start);
+                    ClError.Check(Cl.EnqueueReadBuffer(_queue, buffer.Handle, 1, (nuint)start * sizeof(float), (nuint)count * sizeof(float), s, 0, null, null),
+                        "clEnqueueReadBuffer");
+                    for (int i = 0; i < count; i++)
+                    {
+                        result[start + i] = scratch[i];
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scratch);
+        }
+        return result;
+    }
+
+    /// <summary>Writes <paramref name="bytes"/> from <paramref name="source"/> at byte <paramref name="offset"/>, blocking.</summary>
+    private void Write(DeviceBuffer buffer, long offset, long bytes, void* source)
+    {
+        if (bytes > 0)
+        {
+            ClError.Check(Cl.EnqueueWriteBuffer(_queue, buffer.Handle, 1, (nuint)offset, (nuint)bytes, source, 0, null, null), "clEnqueueWriteBuffer");
+        }
+    }
+
+    /// <summary>Writes <paramref name="values"/> rounded to float, a chunk at a time through a scratch array.</summary>
+    private void WriteSingles(DeviceBuffer buffer, ReadOnlySpan<double> values)
+    {
+        if (values.IsEmpty)
+        {
+            return;
+        }
+        float[] scratch = ArrayPool<float>.Shared.Rent(Math.Min(values.Length, ConversionChunk));
+        try
+        {
+            fixed (float* s = scratch)
+            {
+                for (int start = 0; start < values.Length; start += ConversionChunk)
+                {
+                    int count = Math.Min(ConversionChunk, values.Length - start);
+                    for (int i = 0; i < count; i++)
+                    {
+                        scratch[i] = (float)values[start + i];
+                    }
+                    Write(buffer, (long)start * sizeof(float), (long)count * sizeof(float), s);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scratch);
+        }
+    }
+
+    /// <summary>A buffer of <paramref name="length"/> elements: a free one of the same byte size, else a new one.</summary>
+    private DeviceBuffer Rent(int length, int elementSize, Precision precision)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        // OpenCL forbids zero-sized buffers: keep one element so every kernel argument is a valid buffer.
+        nuint bytes = (nuint)Math.Max(1, length) * (nuint)elementSize;
+        lock (_free)
+        {
+            if (_free.TryGetValue(bytes, out var stack) && stack.Count > 0)
+            {
+                _pooledBytes -= (long)bytes;
+                return new DeviceBuffer(this, stack.Pop().Handle, length, elementSize, precision, bytes);
+            }
+        }
+        int status;
+        nint handle = Cl.CreateBuffer(_context, Cl.MemReadWrite, bytes, null, &status);
+        if (status is Cl.MemObjectAllocationFailure or Cl.OutOfResources or Cl.OutOfHostMemory)
+        {
+            // The pool's idle buffers may be what the device lacks: give them back and try once more.
+            ReleasePooled(all: true);
+            handle = Cl.CreateBuffer(_context, Cl.MemReadWrite, bytes, null, &status);
+        }
+        ClError.Check(status, "clCreateBuffer");
+        return new DeviceBuffer(this, handle, length, elementSize, precision, bytes);
+    }
+
+    /// <summary>Takes back a disposed buffer's memory: into the pool while it has room, else released.</summary>
+    internal void Return(nint handle, nuint bytes)
+    {
+        lock (_free)
+        {
+            if (!_disposed && _pooledBytes + (long)bytes <= _poolCapacityBytes)
+            {
+                if (!_free.TryGetValue(bytes, out var stack))
+                {
+                    _free[bytes] = stack = new Stack<(nint, long)>();
+                }
+                stack.Push((handle, _epoch));
+                _pooledBytes += (long)bytes;
+                return;
+            }
+        }
+        _ = Cl.ReleaseMemObject(handle); // a failed release cannot be acted on
+    }
+
+    /// <summary>
+    /// Releases the pooled buffers that no one took or gave back since the last call (a run that used other sizes
+    /// leaves the previous run's buffers idle): the pool keeps at most one run's buffers between runs.
+    /// </summary>
+    internal void ReleaseIdleBuffers() => ReleasePooled(all: false);
+
+    private void ReleasePooled(bool all)
+    {
+        var released = new List<nint>();
+        lock (_free)
+        {
+            foreach (var (bytes, stack) in _free)
+            {
+                var kept = stack.Where(entry => !all && entry.Epoch == _epoch).Reverse().ToArray();
+                released.AddRange(stack.Where(entry => all || entry.Epoch != _epoch).Select(entry => entry.Handle));
+                _pooledBytes -= (long)bytes * (stack.Count - kept.Length);
+                stack.Clear();
+                foreach (var entry in kept)
+                {
+                    stack.Push(entry);
+                }
+            }
+            _epoch++;
+        }
+        foreach (nint handle in released)
+        {
+            _ = Cl.ReleaseMemObject(handle); // a failed release cannot be acted on
+        }
     }
 
     private nint Build(string file, string text, Precision precision)
@@ -220,7 +451,11 @@ public sealed unsafe class OpenClContext : IDisposable
         {
             return;
         }
-        _disposed = true;
+        lock (_free)
+        {
+            _disposed = true; // buffers disposed from now on are released, not pooled
+        }
+        ReleasePooled(all: true);
         // A release that fails during disposal cannot be acted on; the statuses are ignored on purpose.
         foreach (nint program in _programs.Values)
         {
@@ -281,91 +516,38 @@ public sealed unsafe class OpenClKernel(nint handle, string name) : IDisposable
     public void Dispose() => _ = Cl.ReleaseKernel(Handle); // a failed release cannot be acted on
 }
 
-/// <summary>A device buffer of reals (f64 or f32) or ints; released on dispose.</summary>
-public sealed unsafe class DeviceBuffer : IDisposable
+/// <summary>A device buffer of reals (f64 or f32) or ints; given back to its context's pool on dispose.</summary>
+public sealed class DeviceBuffer : IDisposable
 {
-    private DeviceBuffer(nint handle, int length, int elementSize, Precision precision)
+    private readonly OpenClContext _owner;
+    private int _disposed;
+
+    internal DeviceBuffer(OpenClContext owner, nint handle, int length, int elementSize, Precision precision, nuint bytes)
     {
-        (Handle, Length, _elementSize, _precision) = (handle, length, elementSize, precision);
+        (_owner, Handle, Length, ElementSize, Precision, Bytes) = (owner, handle, length, elementSize, precision, bytes);
     }
 
-    private readonly int _elementSize;
-    private readonly Precision _precision;
-
     internal nint Handle { get; }
+
+    /// <summary>Bytes per element: 8 (f64), 4 (f32 or int).</summary>
+    internal int ElementSize { get; }
+
+    /// <summary>The buffer's size on the device (at least one element: OpenCL has no empty buffers).</summary>
+    internal nuint Bytes { get; }
+
+    /// <summary>The precision of the reals it holds (F32 for ints).</summary>
+    internal Precision Precision { get; }
 
     /// <summary>Number of elements.</summary>
     public int Length { get; }
 
-    internal static DeviceBuffer Upload(nint context, ReadOnlySpan<double> values, Precision precision)
-    {
-        if (precision == Precision.F64)
-        {
-            fixed (double* v = values)
-            {
-                return Create(context, values.Length, sizeof(double), precision, v);
-            }
-        }
-        float[] singles = new float[values.Length];
-        for (int i = 0; i < singles.Length; i++)
-        {
-            singles[i] = (float)values[i];
-        }
-        fixed (float* s = singles)
-        {
-            return Create(context, values.Length, sizeof(float), precision, s);
-        }
-    }
-
-    internal static DeviceBuffer UploadInts(nint context, ReadOnlySpan<int> values)
-    {
-        fixed (int* v = values)
-        {
-            return Create(context, values.Length, sizeof(int), Precision.F32, v);
-        }
-    }
-
-    internal static DeviceBuffer Allocate(nint context, int length, Precision precision) =>
-        Create(context, length, precision == Precision.F64 ? sizeof(double) : sizeof(float), precision, null);
-
-    private static DeviceBuffer Create(nint context, int length, int elementSize, Precision precision, void* host)
-    {
-        // OpenCL forbids zero-sized buffers: keep one element so every kernel argument is a valid buffer.
-        nuint bytes = (nuint)Math.Max(1, length) * (nuint)elementSize;
-        ulong flags = Cl.MemReadWrite | (host is not null && length > 0 ? Cl.MemCopyHostPtr : 0);
-        int status;
-        nint handle = Cl.CreateBuffer(context, flags, bytes, length > 0 ? host : null, &status);
-        ClError.Check(status, "clCreateBuffer");
-        return new DeviceBuffer(handle, length, elementSize, precision);
-    }
-
-    internal double[] Read(nint queue)
-    {
-        var result = new double[Length];
-        if (Length == 0)
-        {
-            return result;
-        }
-        if (_precision == Precision.F64 && _elementSize == sizeof(double))
-        {
-            fixed (double* r = result)
-            {
-                ClError.Check(Cl.EnqueueReadBuffer(queue, Handle, 1, 0, (nuint)(Length * sizeof(double)), r, 0, null, null), "clEnqueueReadBuffer");
-            }
-            return result;
-        }
-        var singles = new float[Length];
-        fixed (float* s = singles)
-        {
-            ClError.Check(Cl.EnqueueReadBuffer(queue, Handle, 1, 0, (nuint)(Length * sizeof(float)), s, 0, null, null), "clEnqueueReadBuffer");
-        }
-        for (int i = 0; i < Length; i++)
-        {
-            result[i] = singles[i];
-        }
-        return result;
-    }
-
     /// <inheritdoc/>
-    public void Dispose() => _ = Cl.ReleaseMemObject(Handle); // a failed release cannot be acted on
+    public void Dispose()
+    {
+        // Once only: a handle given back twice would be handed to two buffers at once.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _owner.Return(Handle, Bytes);
+        }
+    }
 }

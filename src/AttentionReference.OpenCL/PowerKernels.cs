@@ -58,8 +58,8 @@ internal static class PowerKernels
             RequireLocalMemory(context, precision, K);
         }
         // quadratic writes S and z once at the end; chunked advances them in place from the initial state (zeros if absent).
-        using DeviceBuffer S = variant == "quadratic" ? context.Allocate(stateLength, precision) : context.Upload(options.InitialState?.Data ?? new double[stateLength], precision),
-            z = variant == "quadratic" ? context.Allocate(N * H * D, precision) : context.Upload(options.InitialNormalizer?.Data ?? new double[N * H * D], precision);
+        using DeviceBuffer S = variant == "quadratic" ? context.Allocate(stateLength, precision) : context.UploadOrZeros(options.InitialState?.Data, stateLength, precision),
+            z = variant == "quadratic" ? context.Allocate(N * H * D, precision) : context.UploadOrZeros(options.InitialNormalizer?.Data, N * H * D, precision);
         if (variant == "quadratic")
         {
             using DeviceBuffer S0 = context.Upload(options.InitialState?.Data ?? [], precision),

@@ -40,8 +40,8 @@ internal static class Rwkv6Kernels
             rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
             qb = context.Upload(q.Data, precision), kb = context.Upload(k.Data, precision), vb = context.Upload(v.Data, precision),
             wb = context.Upload(w.Data, precision), ub = context.Upload(u.Data, precision),
-            S = context.Upload(options.InitialState?.Data ?? new double[N * H * K * V], precision),
-            o = context.Upload(new double[B * T * H * V], precision);
+            S = context.UploadOrZeros(options.InitialState?.Data, N * H * K * V, precision),
+            o = context.Zeros(B * T * H * V, precision);
         if (variant == "recurrent")
         {
             using OpenClKernel kernel = context.Kernel("Rwkv6.cl", "rwkv6_recurrent", precision);

@@ -25,7 +25,7 @@ internal static class S4dKernels
         int B = dims["B"], T = dims["T"], H = dims["H"], N = dims["N"];
 
         using var diagonal = DiagonalSsmBuffers.Upload(context, precision, ssm, H, N);
-        using DeviceBuffer ub = context.Upload(u.Data, precision), o = context.Upload(new double[B * T * H], precision);
+        using DeviceBuffer ub = context.Upload(u.Data, precision), o = context.Zeros(B * T * H, precision);
         if (variant == "recurrent")
         {
             using OpenClKernel kernel = context.Kernel("S4d.cl", "s4d_recurrent", precision);

@@ -49,12 +49,12 @@ internal static class SsdKernels
 
         using DeviceBuffer seqs = context.UploadInts(seqTable), chunks = context.UploadInts(chunkTable), rows = context.UploadInts(rowChunk),
             xb = context.Upload(x.Data, precision), dtIn = context.Upload(dt.Data, precision), ab = context.Upload(a.Data, precision),
-            bias = context.Upload(options.DtBias?.Data ?? new double[H], precision),
+            bias = context.UploadOrZeros(options.DtBias?.Data, H, precision),
             Δ = context.Allocate(B * T * H, precision), log = context.Allocate(B * T * H, precision),
             bb = context.Upload(bIn.Data, precision), cb = context.Upload(cIn.Data, precision),
-            skip = context.Upload(options.D?.Data ?? new double[H], precision), zb = context.Upload(options.Z?.Data ?? [], precision),
-            state = context.Upload(options.InitialState?.Data ?? new double[S * H * P * N], precision),
-            o = context.Upload(new double[B * T * H * P], precision);
+            skip = context.UploadOrZeros(options.D?.Data, H, precision), zb = context.Upload(options.Z?.Data ?? [], precision),
+            state = context.UploadOrZeros(options.InitialState?.Data, S * H * P * N, precision),
+            o = context.Zeros(B * T * H * P, precision);
         using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_delta", precision))
         {
             kernel.Arg(0, dtIn).Arg(1, bias).Arg(2, ab).Arg(3, Δ).Arg(4, log).Arg(5, options.DtSoftplus ? 1 : 0).Arg(6, B).Arg(7, T).Arg(8, H);

@@ -12,10 +12,11 @@ internal static unsafe partial class Cl
     private const string Library = "libOpenCL.so.1";
 
     public const int Success = 0;
+    public const int MemObjectAllocationFailure = -4, OutOfResources = -5, OutOfHostMemory = -6;
     public const ulong DeviceTypeAll = 0xFFFFFFFF;
     public const uint PlatformName = 0x0902, PlatformVersion = 0x0901;
     public const uint DeviceName = 0x102B, DeviceVendor = 0x102C, DeviceVersion = 0x102F, DeviceDoubleFpConfig = 0x1032;
-    public const uint DeviceMaxWorkGroupSize = 0x1004, DeviceLocalMemSize = 0x1023, DeviceType = 0x1000;
+    public const uint DeviceMaxWorkGroupSize = 0x1004, DeviceLocalMemSize = 0x1023, DeviceGlobalMemSize = 0x101F, DeviceType = 0x1000;
     public const ulong DeviceTypeGpu = 1 << 2;
     public const uint ProgramBuildLog = 0x1183;
     public const ulong MemReadWrite = 1 << 0, MemReadOnly = 1 << 2, MemCopyHostPtr = 1 << 5;
@@ -60,6 +61,14 @@ internal static unsafe partial class Cl
 
     [LibraryImport(Library, EntryPoint = "clEnqueueReadBuffer")]
     public static partial int EnqueueReadBuffer(nint queue, nint buffer, uint blocking, nuint offset, nuint size, void* destination,
+        uint waitCount, nint* waitList, nint* evt);
+
+    [LibraryImport(Library, EntryPoint = "clEnqueueWriteBuffer")]
+    public static partial int EnqueueWriteBuffer(nint queue, nint buffer, uint blocking, nuint offset, nuint size, void* source,
+        uint waitCount, nint* waitList, nint* evt);
+
+    [LibraryImport(Library, EntryPoint = "clEnqueueFillBuffer")]
+    public static partial int EnqueueFillBuffer(nint queue, nint buffer, void* pattern, nuint patternSize, nuint offset, nuint size,
         uint waitCount, nint* waitList, nint* evt);
 
     [LibraryImport(Library, EntryPoint = "clEnqueueNDRangeKernel")]
