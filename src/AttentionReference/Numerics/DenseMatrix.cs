@@ -8,7 +8,7 @@ namespace AttentionReference.Numerics;
 /// <summary>
 /// Products with a row-major matrix held in a span (rows of <c>width</c> values, one after the other): Y += W B, the
 /// shape of both halves of an attention tile, S = Q Kᵀ (with Kᵀ stored as rows of keys) and acc += P V. Blocks of
-/// four rows of Y by 32 columns (Vector512) or 8 columns (Vector256) stay in registers over the whole inner
+/// four rows of Y by 32 columns (Vector512) or 16 columns (Vector256) stay in registers over the whole inner
 /// dimension, so that each load of B serves four rows; the remaining rows and columns go through
 /// <see cref="TensorPrimitives"/>. Like <see cref="VectorKernels"/>: deterministic on one machine for any thread
 /// count, equal across machines to rounding (a multiply-add may be fused where the hardware fuses it).
@@ -53,17 +53,15 @@ public static class DenseMatrix
 
     /// <summary>
     /// Y ← Y + W B: Y[i, :] += Σ_k W[i, k] B_k, k = 0, 1, … in order, for W [rows x inner], B [inner x width] and
-    /// Y [rows x width], all row-major. Four rows of Y by 32 columns (Vector512: 16 accumulators of AVX-512's 32
-    /// registers) or 8 columns (Vector256: 8 accumulators, two loads of B and a broadcast in AVX2's 16 registers; a
-    /// 4 x 16 block needs all 16 for its accumulators alone, and the JIT spilled five of them to the stack on every k)
-    /// stay in registers over all k.
+    /// Y [rows x width], all row-major. Four rows of Y by 32 columns (Vector512) or 16 (Vector256) stay in registers
+    /// over all k.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddProduct(ReadOnlySpan<double> w, int rows, ReadOnlySpan<double> b, int inner, Span<double> y)
     {
         int width = rows == 0 ? 0 : y.Length / rows, i = 0;
         int block = Vector512.IsHardwareAccelerated ? 4 * Vector512<double>.Count
-            : Vector256.IsHardwareAccelerated ? 2 * Vector256<double>.Count : 0;
+            : Vector256.IsHardwareAccelerated ? 4 * Vector256<double>.Count : 0;
         if (block > 0 && width >= block)
         {
             int blocked = width / block * block;
@@ -79,7 +77,7 @@ public static class DenseMatrix
                     }
                     else
                     {
-                        Axpy4x8(w4, inner, b[..(inner * width)], width, y4, c0);
+                        Axpy4x16(w4, inner, b[..(inner * width)], width, y4, c0);
                     }
                 }
                 for (int r = 0; r < 4 && blocked < width; r++)
@@ -148,34 +146,35 @@ public static class DenseMatrix
         y30.StoreUnsafe(ref yr, o3); y31.StoreUnsafe(ref yr, o3 + N); y32.StoreUnsafe(ref yr, o3 + 2 * N); y33.StoreUnsafe(ref yr, o3 + 3 * N);
     }
 
-    /// <summary>Y[m, c0..c0+8) += Σ_k W[m, k] B[k, c0..c0+8) for the four rows m of y4 (row-major, width wide), k in order: <see cref="Axpy4x32"/> on Vector256, two vectors wide.</summary>
-    private static void Axpy4x8(ReadOnlySpan<double> w4, int inner, ReadOnlySpan<double> b, int width, Span<double> y4, int c0)
+    /// <summary>Y[m, c0..c0+16) += Σ_k W[m, k] B[k, c0..c0+16) for the four rows m of y4 (row-major, width wide), k in order: <see cref="Axpy4x32"/> on Vector256.</summary>
+    private static void Axpy4x16(ReadOnlySpan<double> w4, int inner, ReadOnlySpan<double> b, int width, Span<double> y4, int c0)
     {
         const int N = 4; // Vector256<double>.Count
         ref double yr = ref MemoryMarshal.GetReference(y4);
         ref double br = ref MemoryMarshal.GetReference(b); // b.Length == inner·width, y4.Length == 4·width (sliced by the caller)
         nuint o0 = (nuint)c0, o1 = (nuint)(width + c0), o2 = (nuint)(2 * width + c0), o3 = (nuint)(3 * width + c0);
-        Vector256<double> y00 = Vector256.LoadUnsafe(ref yr, o0), y01 = Vector256.LoadUnsafe(ref yr, o0 + N);
-        Vector256<double> y10 = Vector256.LoadUnsafe(ref yr, o1), y11 = Vector256.LoadUnsafe(ref yr, o1 + N);
-        Vector256<double> y20 = Vector256.LoadUnsafe(ref yr, o2), y21 = Vector256.LoadUnsafe(ref yr, o2 + N);
-        Vector256<double> y30 = Vector256.LoadUnsafe(ref yr, o3), y31 = Vector256.LoadUnsafe(ref yr, o3 + N);
+        Vector256<double> y00 = Vector256.LoadUnsafe(ref yr, o0), y01 = Vector256.LoadUnsafe(ref yr, o0 + N), y02 = Vector256.LoadUnsafe(ref yr, o0 + 2 * N), y03 = Vector256.LoadUnsafe(ref yr, o0 + 3 * N);
+        Vector256<double> y10 = Vector256.LoadUnsafe(ref yr, o1), y11 = Vector256.LoadUnsafe(ref yr, o1 + N), y12 = Vector256.LoadUnsafe(ref yr, o1 + 2 * N), y13 = Vector256.LoadUnsafe(ref yr, o1 + 3 * N);
+        Vector256<double> y20 = Vector256.LoadUnsafe(ref yr, o2), y21 = Vector256.LoadUnsafe(ref yr, o2 + N), y22 = Vector256.LoadUnsafe(ref yr, o2 + 2 * N), y23 = Vector256.LoadUnsafe(ref yr, o2 + 3 * N);
+        Vector256<double> y30 = Vector256.LoadUnsafe(ref yr, o3), y31 = Vector256.LoadUnsafe(ref yr, o3 + N), y32 = Vector256.LoadUnsafe(ref yr, o3 + 2 * N), y33 = Vector256.LoadUnsafe(ref yr, o3 + 3 * N);
         for (int k = 0; k < inner; k++)
         {
             nuint bk = (nuint)(k * width + c0);
             Vector256<double> b0 = Vector256.LoadUnsafe(ref br, bk), b1 = Vector256.LoadUnsafe(ref br, bk + N);
+            Vector256<double> b2 = Vector256.LoadUnsafe(ref br, bk + 2 * N), b3 = Vector256.LoadUnsafe(ref br, bk + 3 * N);
             Vector256<double> wv = Vector256.Create(w4[k]);
-            (y00, y01) = (Vector256.MultiplyAddEstimate(b0, wv, y00), Vector256.MultiplyAddEstimate(b1, wv, y01));
+            (y00, y01, y02, y03) = (Vector256.MultiplyAddEstimate(b0, wv, y00), Vector256.MultiplyAddEstimate(b1, wv, y01), Vector256.MultiplyAddEstimate(b2, wv, y02), Vector256.MultiplyAddEstimate(b3, wv, y03));
             wv = Vector256.Create(w4[inner + k]);
-            (y10, y11) = (Vector256.MultiplyAddEstimate(b0, wv, y10), Vector256.MultiplyAddEstimate(b1, wv, y11));
+            (y10, y11, y12, y13) = (Vector256.MultiplyAddEstimate(b0, wv, y10), Vector256.MultiplyAddEstimate(b1, wv, y11), Vector256.MultiplyAddEstimate(b2, wv, y12), Vector256.MultiplyAddEstimate(b3, wv, y13));
             wv = Vector256.Create(w4[2 * inner + k]);
-            (y20, y21) = (Vector256.MultiplyAddEstimate(b0, wv, y20), Vector256.MultiplyAddEstimate(b1, wv, y21));
+            (y20, y21, y22, y23) = (Vector256.MultiplyAddEstimate(b0, wv, y20), Vector256.MultiplyAddEstimate(b1, wv, y21), Vector256.MultiplyAddEstimate(b2, wv, y22), Vector256.MultiplyAddEstimate(b3, wv, y23));
             wv = Vector256.Create(w4[3 * inner + k]);
-            (y30, y31) = (Vector256.MultiplyAddEstimate(b0, wv, y30), Vector256.MultiplyAddEstimate(b1, wv, y31));
+            (y30, y31, y32, y33) = (Vector256.MultiplyAddEstimate(b0, wv, y30), Vector256.MultiplyAddEstimate(b1, wv, y31), Vector256.MultiplyAddEstimate(b2, wv, y32), Vector256.MultiplyAddEstimate(b3, wv, y33));
         }
-        y00.StoreUnsafe(ref yr, o0); y01.StoreUnsafe(ref yr, o0 + N);
-        y10.StoreUnsafe(ref yr, o1); y11.StoreUnsafe(ref yr, o1 + N);
-        y20.StoreUnsafe(ref yr, o2); y21.StoreUnsafe(ref yr, o2 + N);
-        y30.StoreUnsafe(ref yr, o3); y31.StoreUnsafe(ref yr, o3 + N);
+        y00.StoreUnsafe(ref yr, o0); y01.StoreUnsafe(ref yr, o0 + N); y02.StoreUnsafe(ref yr, o0 + 2 * N); y03.StoreUnsafe(ref yr, o0 + 3 * N);
+        y10.StoreUnsafe(ref yr, o1); y11.StoreUnsafe(ref yr, o1 + N); y12.StoreUnsafe(ref yr, o1 + 2 * N); y13.StoreUnsafe(ref yr, o1 + 3 * N);
+        y20.StoreUnsafe(ref yr, o2); y21.StoreUnsafe(ref yr, o2 + N); y22.StoreUnsafe(ref yr, o2 + 2 * N); y23.StoreUnsafe(ref yr, o2 + 3 * N);
+        y30.StoreUnsafe(ref yr, o3); y31.StoreUnsafe(ref yr, o3 + N); y32.StoreUnsafe(ref yr, o3 + 2 * N); y33.StoreUnsafe(ref yr, o3 + 3 * N);
     }
 
     /// <summary>r_m = x · B_m for the four rows of b4 [4 x width], each load of x shared by the four.</summary>

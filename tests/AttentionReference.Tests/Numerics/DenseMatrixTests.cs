@@ -4,7 +4,7 @@ using FsCheck.Fluent;
 
 namespace AttentionReference.Tests.Numerics;
 
-/// <summary>Random row-major matrices, with sizes on both sides of the kernels' blocks (4 rows; 8 and 32 columns, and 4 or 8 lanes).</summary>
+/// <summary>Random row-major matrices, with sizes on both sides of the kernels' blocks (4 rows; 16 and 32 columns, and 4 or 8 lanes).</summary>
 public sealed record DenseCase(int Rows, int Inner, int Width, int Seed)
 {
     public double[] Random(int length, int salt)
