@@ -107,15 +107,23 @@ internal static class LinearKernels
         };
     }
 
-    /// <summary>φ(x) [B,T,H,F] of x [B,T,H,K], row by row with the reference's feature map.</summary>
+    /// <summary>
+    /// φ(x) [B,T,H,F] of x [B,T,H,K], row by row with the reference's feature map, into one array of its final size;
+    /// the identity map is x's own data (uploaded as it is, no copy).
+    /// </summary>
     private static double[] Features(Tensor x, LinearOptions options)
     {
+        if (options.FeatureMap == LinearFeatureMap.Identity)
+        {
+            return x.Data;
+        }
         int K = x.Dim(3), rows = x.Length / Math.Max(1, K);
-        var φ = new List<double>();
+        int F = Linear.FeatureDimension(options.FeatureMap, K, options.Proj?.Dim(0) ?? 0);
+        var φ = new double[checked(rows * F)];
         for (int r = 0; r < rows; r++)
         {
-            φ.AddRange(Linear.FeatureMap(options.FeatureMap, x.Data.AsSpan(r * K, K), options.Proj));
+            Linear.FeatureMap(options.FeatureMap, x.Data.AsSpan(r * K, K), options.Proj).CopyTo(φ, r * F);
         }
-        return [.. φ];
+        return φ;
     }
 }
