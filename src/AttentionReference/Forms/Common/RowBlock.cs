@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace AttentionReference.Forms.Common;
 
 /// <summary>
@@ -23,6 +25,35 @@ public sealed class RowBlock
             throw new ArgumentException($"{count} rows of {width} at offset {offset}, stride {stride} do not fit in {data.Length} values");
         }
         (_data, _offset, _stride, Count, Width) = (data, offset, stride, count, width);
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> rows of <paramref name="width"/> zeros, packed, in an array that never moves (the pinned
+    /// object heap) with row 0 on a 64-byte boundary, and so every row where the width is a multiple of 8: a recurrent
+    /// state that the vector loops then load and store in whole cache lines. A .NET array's data sits 16 bytes past an
+    /// 8-byte-aligned object, so an ordinary array lands on a boundary only by chance; measured on one core at
+    /// K = V = 128, one StateStep took 1.33 µs on an aligned state and 2.1 µs on one 16 bytes off, and a run of a form
+    /// took one time or the other as its arrays fell.
+    /// </summary>
+    public static RowBlock AlignedZeros(int count, int width)
+    {
+        const int lineDoubles = 64 / sizeof(double);
+        double[] data = GC.AllocateArray<double>(checked(count * width + lineDoubles - 1), pinned: true);
+        GCHandle handle = GCHandle.Alloc(data, GCHandleType.Pinned);
+        long address = handle.AddrOfPinnedObject();
+        handle.Free(); // an array on the pinned object heap stays where it is without the handle
+        int offset = (int)((64 - address % 64) % 64 / sizeof(double));
+        return new RowBlock(data, offset, width, count, width);
+    }
+
+    /// <summary>Every row at once, row after row: only for packed rows (stride = width).</summary>
+    public Span<double> Contiguous()
+    {
+        if (_stride != Width)
+        {
+            throw new InvalidOperationException("the rows are not packed one after another");
+        }
+        return _data.AsSpan(_offset, Count * Width);
     }
 
     /// <summary><paramref name="count"/> rows of <paramref name="width"/> zeros, packed.</summary>

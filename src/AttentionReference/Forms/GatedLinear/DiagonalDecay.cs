@@ -65,14 +65,14 @@ internal static class DiagonalDecay
             {
                 // the value-side decay first: S_{t−1}[a, :] ⊙ exp(gv_t)
                 VectorKernels.Exp(head.Gv![t], βt);
-                foreach (double[] row in S)
+                for (int a = 0; a < head.K; a++)
                 {
-                    VectorKernels.Multiply(row, βt, row);
+                    VectorKernels.Multiply(S[a], βt, S[a]);
                 }
             }
             // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
             VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-            StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), αt, head.Key[t], head.Value[t], scaledQuery, o[t]);
+            StateStep.DecayWriteAndRead(new FlatRows(S.Contiguous(), head.K, head.V), αt, head.Key[t], head.Value[t], scaledQuery, o[t]);
         }
     });
 
@@ -118,7 +118,7 @@ internal static class DiagonalDecay
     /// Each output row is a sum of contiguous rows (of S, then of v) weighted by scalars, in a fixed order.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ChunkOutputs(DecayHead head, double[][] S, int s, int e, RowBlock Γ, RowBlock? Ψ, RowBlock o)
+    private static void ChunkOutputs(DecayHead head, RowBlock S, int s, int e, RowBlock Γ, RowBlock? Ψ, RowBlock o)
     {
         var qDecayed = new double[head.K];            // q_t ⊙ exp(Γ_t)
         var scratch = new double[Math.Max(head.K, head.V)];
@@ -164,7 +164,7 @@ internal static class DiagonalDecay
     /// k̃_j = k_j ⊙ exp(Γ_{e−1} − Γ_j) and ṽ_j = v_j ⊙ exp(Ψ_{e−1} − Ψ_j).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AdvanceState(DecayHead head, double[][] S, int s, int e, RowBlock Γ, RowBlock? Ψ)
+    private static void AdvanceState(DecayHead head, RowBlock S, int s, int e, RowBlock Γ, RowBlock? Ψ)
     {
         if (e == s)
         {
@@ -290,17 +290,19 @@ internal static class PerHead
         }
     }
 
-    /// <summary>Runs <paramref name="head"/> on every (sequence, head) pair: it writes the pair's rows of o (zeros on entry) and leaves S final.</summary>
-    public static StateResult Run(Problem problem, Action<DecayHead, double[][], RowBlock> head)
+    /// <summary>Runs <paramref name="head"/> on every (sequence, head) pair: it writes the pair's rows of o (zeros on entry) and leaves S [K x V] final.</summary>
+    public static StateResult Run(Problem problem, Action<DecayHead, RowBlock, RowBlock> head)
     {
         ArgumentNullException.ThrowIfNull(problem);
         ArgumentNullException.ThrowIfNull(head);
         var result = SequenceHeads.Run(problem.Slices, problem.Batch, problem.Time, problem.Heads, problem.V,
             [new StateTensor(problem.InitialState, problem.K, problem.V)], pair =>
             {
-                double[][] S = pair.StateRows(0, problem.K);
+                // The state in an aligned block of its own for the run, then back into the pair's final state.
+                RowBlock S = RowBlock.AlignedZeros(problem.K, problem.V);
+                pair.State(0).CopyTo(S.Contiguous());
                 head(problem.Head(pair), S, pair.OutputRows());
-                pair.SetStateRows(0, S);
+                S.Contiguous().CopyTo(pair.State(0));
             });
         return new StateResult(result.O, result.FinalStates[0]);
     }

@@ -34,13 +34,13 @@ public static class Hgrn2
             for (int t = 0; t < head.T; t++)
             {
                 // S_t[a, :] = f_ta S_{t−1}[a, :] + (1 − f_ta) v_t with f = exp(gk);   o_t = Σ_a scale · q_ta S_t[a, :]
+                VectorKernels.Exp(head.Gk[t], forget);
                 for (int a = 0; a < head.K; a++)
                 {
-                    forget[a] = Math.Exp(head.Gk[t][a]);
                     input[a] = 1 - forget[a];
                 }
                 VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), forget, input, head.Value[t], scaledQuery, o[t]);
+                StateStep.DecayWriteAndRead(new FlatRows(S.Contiguous(), head.K, head.V), forget, input, head.Value[t], scaledQuery, o[t]);
             }
         });
 

@@ -40,7 +40,7 @@ public static class Retention
             {
                 // S_t[a, :] = γ_h S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
                 VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
+                StateStep.DecayWriteAndRead(new FlatRows(S.Contiguous(), head.K, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
             }
         });
     }

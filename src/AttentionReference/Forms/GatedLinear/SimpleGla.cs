@@ -36,7 +36,7 @@ public static class SimpleGla
                 // S_t[a, :] = exp(g_t) S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
                 Array.Fill(decay, Math.Exp(gate[t]));
                 VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                StateStep.DecayWriteAndRead(new JaggedRows(S, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
+                StateStep.DecayWriteAndRead(new FlatRows(S.Contiguous(), head.K, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
             }
         });
     }

@@ -67,6 +67,19 @@ public sealed class SequenceHeadsTests
         return sameAsGathered && result.O.Data.SequenceEqual(x.Data);
     }));
 
+    [Fact]
+    public void An_aligned_block_is_zeros_of_its_shape_seen_whole_or_by_rows()
+    {
+        RowBlock block = RowBlock.AlignedZeros(5, 12);
+        Span<double> all = block.Contiguous();
+        all.Fill(1.5);
+        Assert.Equal((5, 12, 60), (block.Count, block.Width, all.Length));
+        Assert.True(Enumerable.Range(0, 5).All(t => block[t].ToArray().All(x => x == 1.5)));
+        Assert.True(RowBlock.AlignedZeros(3, 8).Contiguous().ToArray().All(x => x == 0));
+        // A view with gaps between its rows has no single span.
+        Assert.Throws<InvalidOperationException>(() => new RowBlock(new double[20], 0, 5, 4, 3).Contiguous());
+    }
+
     [Theory]
     [InlineData(3, 0, 4, 4, 11)] // 3 packed rows of 4 need 12 values
     [InlineData(2, 5, 4, 4, 12)] // the last row would end at 5 + 4 + 4 = 13
