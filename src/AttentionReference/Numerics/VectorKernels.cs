@@ -30,9 +30,6 @@ public static class VectorKernels
     /// <summary>y ← a·y.</summary>
     public static void Scale(double a, Span<double> y) => TensorPrimitives.Multiply(y, a, y);
 
-    /// <summary>Σ_i x_i.</summary>
-    public static double Sum(ReadOnlySpan<double> x) => TensorPrimitives.Sum(x);
-
     /// <summary>y ← y + x, elementwise.</summary>
     public static void AddTo(ReadOnlySpan<double> x, Span<double> y) => TensorPrimitives.Add(y, x, y);
 

@@ -91,32 +91,6 @@ public sealed class SequenceHead
     /// <summary>The pair's row of state tensor <paramref name="index"/>, row-major (a [K,V] state: row a is [a·V, (a+1)·V)).</summary>
     public double[] State(int index = 0) => _states[index];
 
-    /// <summary>The pair's row of state tensor <paramref name="index"/> as <paramref name="count"/> rows (copies): S[a] for a [K,V] state.</summary>
-    public double[][] StateRows(int index, int count)
-    {
-        double[] state = _states[index];
-        int width = count == 0 ? 0 : state.Length / count;
-        var rows = new double[count][];
-        for (int a = 0; a < count; a++)
-        {
-            rows[a] = state.AsSpan(a * width, width).ToArray();
-        }
-        return rows;
-    }
-
-    /// <summary>Replaces the pair's row of state tensor <paramref name="index"/> with <paramref name="rows"/>, in order.</summary>
-    public void SetStateRows(int index, double[][] rows)
-    {
-        ArgumentNullException.ThrowIfNull(rows);
-        double[] state = _states[index];
-        int offset = 0;
-        foreach (double[] row in rows)
-        {
-            row.CopyTo(state, offset);
-            offset += row.Length;
-        }
-    }
-
     /// <summary>o[b, start + t, h, :], the output row of step t of the sequence (0 ≤ t &lt; length), zero until written.</summary>
     public Span<double> O(int t)
     {
@@ -136,16 +110,6 @@ public sealed class SequenceHead
         ArgumentNullException.ThrowIfNull(x);
         int time = x.Dim(1), heads = x.Dim(2), width = x.Dim(3), h = head ?? H;
         return new RowBlock(x.Data, ((Sequence.Batch * time + Sequence.Start) * heads + h) * width, heads * width, Length, width);
-    }
-
-    /// <summary>Writes the sequence's output rows, one array per step.</summary>
-    public void WriteO(double[][] rows)
-    {
-        ArgumentNullException.ThrowIfNull(rows);
-        for (int t = 0; t < rows.Length; t++)
-        {
-            rows[t].CopyTo(O(t));
-        }
     }
 
     /// <summary>Writes the sequence's output rows, packed step after step (length · V values).</summary>

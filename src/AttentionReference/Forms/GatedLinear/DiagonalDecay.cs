@@ -43,8 +43,9 @@ namespace AttentionReference.Forms.GatedLinear;
 ///
 /// Arithmetic: every product is a sum of contiguous rows weighted by scalars (S's rows K x V, v's rows) or a dot
 /// product of contiguous rows, through Numerics/VectorKernels.cs (the recurrence decays, writes and reads S in one
-/// pass, Numerics/StateStep.cs); each decay exp(Γ_t − Γ_j) is one vectorised exp of the difference (VectorKernels.DecayedDot), and every sum runs in a fixed order, so the result does not depend on
-/// the thread count.
+/// pass, Numerics/StateStep.cs, on a state aligned to cache lines); each decay exp(Γ_t − Γ_j) is one vectorised exp
+/// of the difference (VectorKernels.DecayedDot), and every sum runs in a fixed order, so the result does not depend
+/// on the thread count.
 ///
 /// Sources: fla's fla/ops/gla/naive.py (the recurrence, scale applied to q, state [K,V] per head) and
 /// fla/ops/gla/fused_recurrent.py (gv multiplies the state on the value side after gk on the key side).
