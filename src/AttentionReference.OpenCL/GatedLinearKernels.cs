@@ -18,65 +18,70 @@ internal static class GatedLinearKernels
 {
     private static readonly HashSet<string> s_parameters = new(["scale", "chunk_size"], StringComparer.Ordinal);
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string form, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        KernelSupport.Require(form, variant, ["recurrent", "parallel", "chunked"], parameters, s_parameters);
-        var options = new GatedLinearOptions
+        KernelSupport.Require(form.Name, variant, ["recurrent", "parallel", "chunked"], parameters, s_parameters);
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        // Each form as the gla engine's inputs: its reduction, the same one its CPU parallel and chunked variants take.
+        var (q, v) = (problem.Input("q"), problem.Input("v"));
+        var (k, gk, gv) = form.Name switch
         {
-            Scale = parameters.GetOptionalDouble("scale"),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
+            "gla" => (problem.Input("k"), problem.Input("gk"), problem.Optional("gv")),
+            "simple_gla" => (problem.Input("k"), OnEveryKey(problem, (b, t, h) => problem.Input("g")[b, t, h]), null),
+            "retention" => (problem.Input("k"), RetentionGates(problem), null),
+            "hgrn2" => (Map(problem.Input("gk"), gate => 1 - Math.Exp(gate)), problem.Input("gk"), (Tensor?)null),
+            _ => throw new InputException($"--backend opencl: {form.Name} has no diagonal-decay kernel"),
         };
-        DecayInputs x = form switch
-        {
-            "gla" => new DecayInputs(inputs["q"], inputs["k"], inputs["v"], inputs["gk"], inputs.GetValueOrDefault("gv"), options.Scale, options.InitialState, options.CuSeqlens),
-            "simple_gla" => SimpleGla.Inputs(inputs["q"], inputs["k"], inputs["v"], inputs["g"], options),
-            "retention" => SimpleGla.Inputs(inputs["q"], inputs["k"], inputs["v"], RetentionGates(inputs["q"], inputs.GetValueOrDefault("gamma")), options),
-            "hgrn2" => Hgrn2Inputs(inputs["q"], inputs["gk"], inputs["v"], options),
-            _ => throw new InputException($"--backend opencl: {form} has no diagonal-decay kernel"),
-        };
-        return DiagonalDecay(context, precision, form, x, variant, GatedLinearWiring.ChunkSize(parameters));
+        return DiagonalDecay(context, precision, form.Name, problem, new DecayTensors(q, k, v, gk, gv), variant, problem.Get(Specs.ChunkSize));
     }
 
-    /// <summary>Retention's g[b,t,h] = log γ_h, as Retention's parallel and chunked forms build it.</summary>
-    private static Tensor RetentionGates(Tensor q, Tensor? gamma)
+    private sealed record DecayTensors(Tensor Q, Tensor K, Tensor V, Tensor Gk, Tensor? Gv);
+
+    /// <summary>gk[b,t,h,a] = gate(b, t, h) on every key channel a.</summary>
+    private static Tensor OnEveryKey(Problem problem, Func<int, int, int, double> gate)
     {
-        double[] γ = Retention.Gammas(q, gamma);
-        var g = Tensor.Zeros(q.Dim(0), q.Dim(1), q.Dim(2));
-        for (int i = 0; i < g.Length; i++)
+        var (B, T, H, K) = (problem["B"], problem["T"], problem["H"], problem["K"]);
+        var gk = Tensor.Zeros(B, T, H, K);
+        for (int b = 0; b < B; b++)
         {
-            g.Data[i] = Math.Log(γ[i % γ.Length]);
+            for (int t = 0; t < T; t++)
+            {
+                for (int h = 0; h < H; h++)
+                {
+                    gk.Data.AsSpan(((b * T + t) * H + h) * K, K).Fill(gate(b, t, h));
+                }
+            }
         }
-        return g;
+        return gk;
     }
 
-    /// <summary>hgrn2 = gla(q, k = 1 − exp(gk), v, gk), gk checked by its own name first.</summary>
-    private static DecayInputs Hgrn2Inputs(Tensor q, Tensor gk, Tensor v, GatedLinearOptions options)
+    /// <summary>Retention's gk[b,t,h,:] = log γ_h.</summary>
+    private static Tensor RetentionGates(Problem problem)
     {
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("gk", Dims.RequireFloat("gk", gk), "B,T,H,K");
-        return new DecayInputs(q, Hgrn2.InputGate(gk), v, gk, null, options.Scale, options.InitialState, options.CuSeqlens);
+        double[] γ = Retention.Gammas(problem);
+        return OnEveryKey(problem, (_, _, h) => Math.Log(γ[h]));
     }
 
-    private static Dictionary<string, Tensor> DiagonalDecay(OpenClContext context, Precision precision, string form, DecayInputs x, string variant, int chunkSize)
+    private static Tensor Map(Tensor x, Func<double, double> f) => new(x.ShapeArray(), x.Data.Select(f).ToArray());
+
+    /// <summary>The sequences of a bound call as the kernels' slices of the time axis <paramref name="time"/>.</summary>
+    internal static IReadOnlyList<SequenceSlice> Slices(Problem problem, string time = "T") =>
+        problem.Sequences.Select(s => new SequenceSlice(s.Batch, s.Steps(time).Start, s.Steps(time).Length, s.Index)).ToArray();
+
+    private static Dictionary<string, Tensor> DiagonalDecay(OpenClContext context, Precision precision, string form, Problem problem,
+        DecayTensors x, string variant, int chunkSize)
     {
-        PerHead.Problem problem = Forms.GatedLinear.DiagonalDecay.Bind(x);
-        var (B, T, H, K, V) = (problem.Batch, problem.Time, problem.Heads, problem.K, problem.V);
-        IReadOnlyList<SequenceSlice> slices = problem.Slices;
+        var (B, T, H, K, V) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"]);
+        IReadOnlyList<SequenceSlice> slices = Slices(problem);
         int N = slices.Count;
-        if (variant == "chunked" && chunkSize < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
-        }
         int C = ChunkLength(variant, chunkSize, slices);
-        double scale = x.Scale ?? 1 / Math.Sqrt(K);
+        double scale = Specs.ScaleOf(problem);
 
         using DeviceBuffer seqs = context.UploadInts(SequenceTable(slices)), rowSlice = context.UploadInts(RowSlices(slices, B, T)),
             q = context.Upload(x.Q.Data, precision), k = context.Upload(x.K.Data, precision), v = context.Upload(x.V.Data, precision),
             gk = context.Upload(x.Gk.Data, precision), gv = context.Upload(x.Gv?.Data ?? [], precision),
-            S = context.UploadOrZeros(x.InitialState?.Data, N * H * K * V, precision),
+            S = context.UploadOrZeros(problem.Optional("initial_state")?.Data, N * H * K * V, precision),
             o = context.Zeros(B * T * H * V, precision);
         if (variant == "recurrent")
         {

@@ -1,72 +1,145 @@
+using System.Globalization;
+using AttentionReference.Forms.Common;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms;
 
 /// <summary>
-/// A named tensor of a form: its canonical name (flash-attn / fla), its symbolic shape in the [B,T,H,...] layout
-/// ("B,Tq,Hq,K"), what it is, whether it may be left out, the other names engines give it, whether it holds
-/// indices rather than floats, and whether it may be a bool tensor (a mask or layout: bool, or 0/1 integers, or
-/// floats where the form gives floats a meaning).
+/// Which head symbol reads a group of another's heads: with <c>new HeadGroup("HV", "H")</c> value head hv reads q/k head
+/// hv / (HV/H) (GVA), and HV must be a multiple of H.
 /// </summary>
-public sealed record TensorSpec(
-    string Name,
-    string Shape,
-    string Description,
-    bool Optional = false,
-    IReadOnlyList<string>? Aliases = null,
-    bool HoldsIndices = false,
-    bool AcceptsBool = false)
-{
-    /// <summary>"[B,Tq,Hq,K]".</summary>
-    public string ShapeText => "[" + Shape + "]";
-
-    /// <summary>
-    /// Whether the tensor has a time axis after the batch axis, and so is transposed when the user's layout is
-    /// [B,H,T,...] (the shape's second symbol starts with T).
-    /// </summary>
-    public bool HasTimeAxis
-    {
-        get
-        {
-            string[] symbols = Shape.Split(',', StringSplitOptions.TrimEntries);
-            return symbols.Length >= 3 && symbols[1].StartsWith('T');
-        }
-    }
-}
-
-/// <summary>A scalar parameter of a form with its default (as text) and meaning.</summary>
-public sealed record ParameterSpec(string Name, string Default, string Description);
+/// <param name="Heads">The symbol of the heads that read ("HV", "Hq", "D").</param>
+/// <param name="Groups">The symbol of the heads that are read ("H", "Hkv", "G").</param>
+/// <param name="Why">What the grouping is, for the error message ("GVA", "GQA").</param>
+public sealed record HeadGroup(string Heads, string Groups, string Why);
 
 /// <summary>
-/// An attention form as the command line and the goldens see it: its tensors, parameters and variants, and one entry
-/// point. Each form's math lives in its own file under Forms/&lt;Family&gt;/; this is only the wiring.
+/// A form's contract, written once: its name, family, source file, variants, input and output tensors, parameters and
+/// head groupings. <see cref="Bind"/> checks a call against it and returns the bound <see cref="Problem"/> that the CPU
+/// form, the GPU version and the command line all use; nothing else checks shapes or parses parameters.
 /// </summary>
-public interface IForm
+public sealed record FormContract(string Name, string Family, string SourceFile)
 {
-    /// <summary>The form's name on the command line ("softmax", "gla", ...).</summary>
-    string Name { get; }
-
-    /// <summary>The family in FORMS.md ("softmax", "linear", "gated linear", ...).</summary>
-    string Family { get; }
-
-    /// <summary>The source file whose doc comment is the form's spec ("Softmax.cs").</summary>
-    string SourceFile { get; }
-
     /// <summary>The variants; the first is the default.</summary>
-    IReadOnlyList<string> Variants { get; }
+    public required IReadOnlyList<string> Variants { get; init; }
 
     /// <summary>The input tensors.</summary>
-    IReadOnlyList<TensorSpec> Inputs { get; }
+    public required IReadOnlyList<TensorSpec> Inputs { get; init; }
 
     /// <summary>The output tensors.</summary>
-    IReadOnlyList<TensorSpec> Outputs { get; }
+    public required IReadOnlyList<TensorSpec> Outputs { get; init; }
 
     /// <summary>The scalar parameters.</summary>
-    IReadOnlyList<ParameterSpec> Parameters { get; }
+    public IReadOnlyList<ParameterSpec> Parameters { get; init; } = [];
+
+    /// <summary>Head symbols that read groups of another's heads (GQA, GVA, mamba's B/C groups).</summary>
+    public IReadOnlyList<HeadGroup> Groups { get; init; } = [];
+
+    /// <summary>The symbol of the number of independent sequences (B, or N with <c>cu_seqlens</c>): "N", or "S" for the state-space forms.</summary>
+    public string SequenceSymbol { get; init; } = "N";
+
+    /// <summary>The time symbols: every symbol of the specs that starts with T, unless a form names its own ("L" for mamba).</summary>
+    public IReadOnlyList<string> TimeSymbols
+    {
+        get => _timeSymbols ?? Inputs.Concat(Outputs).SelectMany(s => s.Alternatives.SelectMany(a => a))
+            .Where(s => s.StartsWith('T')).Distinct(StringComparer.Ordinal).ToArray();
+        init => _timeSymbols = value;
+    }
+
+    private readonly IReadOnlyList<string>? _timeSymbols;
 
     /// <summary>
-    /// Computes the outputs of <paramref name="variant"/> from inputs keyed by canonical name, in the [B,T,H,...]
-    /// layout. Bad inputs throw <see cref="InputException"/> naming the tensor.
+    /// Checks a call against the contract and binds it: resolves names and aliases, checks dtypes, binds every input's
+    /// shape symbols (the first tensor that uses a symbol fixes it), slices the sequences (<see cref="Sequences"/>),
+    /// checks the head groupings and reads every parameter by its rule. Bad input is an <see cref="InputException"/>
+    /// naming the tensor or parameter and what was expected.
     /// </summary>
-    IReadOnlyDictionary<string, Tensor> Run(string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters);
+    public Problem Bind(IReadOnlyDictionary<string, Tensor> tensors, FormParameters parameters)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(parameters);
+        var dims = new Dims();
+        var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var shapes = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        foreach (TensorSpec spec in Inputs)
+        {
+            if (Resolve(spec, tensors) is { } tensor)
+            {
+                inputs[spec.Name] = tensor;
+            }
+        }
+        // Shapes first; the tensors indexed by sequence wait until the sequences are known.
+        bool PerSequence(TensorSpec spec) => spec.Alternatives.Any(a => a.Contains(SequenceSymbol));
+        foreach (TensorSpec spec in Inputs.Where(s => s.Varlen is null && !PerSequence(s) && inputs.ContainsKey(s.Name)))
+        {
+            shapes[spec.Name] = BindShape(dims, spec, inputs[spec.Name]);
+        }
+        IReadOnlyList<Sequence> sequences = Sequences.Of(this, dims, inputs);
+        dims.Set(SequenceSymbol, sequences.Count);
+        foreach (TensorSpec spec in Inputs.Where(s => s.Varlen is null && PerSequence(s) && inputs.ContainsKey(s.Name)))
+        {
+            shapes[spec.Name] = BindShape(dims, spec, inputs[spec.Name]);
+        }
+        foreach (HeadGroup group in Groups)
+        {
+            RequireGrouping(dims, group);
+        }
+        var values = Parameters.ToDictionary(p => p.Name, p => p.ReadValue(parameters), StringComparer.Ordinal);
+        return new Problem(this, dims, inputs, shapes, sequences, values, parameters);
+    }
+
+    /// <summary>The tensor named by the spec or one of its aliases, dtype-checked; null when optional and absent.</summary>
+    private static Tensor? Resolve(TensorSpec spec, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        string[] names = [spec.Name, .. spec.Aliases ?? []];
+        string[] present = names.Where(tensors.ContainsKey).ToArray();
+        if (present.Length > 1)
+        {
+            throw new InputException($"given twice, as {string.Join(" and ", present.Select(n => $"'{n}'"))}", tensor: spec.Name);
+        }
+        if (present.Length == 0)
+        {
+            return spec.Optional ? null : throw new InputException($"missing (expected shape {spec.ShapeText})", tensor: spec.Name);
+        }
+        Tensor tensor = tensors[present[0]];
+        if (tensor.DType == DType.Bool && !spec.AcceptsBool)
+        {
+            throw new InputException($"expected {(spec.HoldsIndices ? "an integer" : "a float")} tensor, found bool", tensor: spec.Name);
+        }
+        if (spec.AcceptsBool)
+        {
+            return tensor; // bool, integer 0/1 or (where the form allows it) float: the form reads each kind
+        }
+        return spec.HoldsIndices ? Dims.RequireInteger(spec.Name, tensor) : Dims.RequireFloat(spec.Name, tensor);
+    }
+
+    /// <summary>Binds the tensor's shape to the alternative of its rank and returns that alternative's symbols.</summary>
+    private static string[] BindShape(Dims dims, TensorSpec spec, Tensor tensor)
+    {
+        if (spec.Broadcast)
+        {
+            string[] full = spec.Alternatives[0];
+            dims.BindBroadcast(spec.Name, tensor, full);
+            return full;
+        }
+        string[] symbols = spec.ShapeOfRank(tensor.Rank)
+            ?? throw new InputException($"expected shape {spec.ShapeText}, found {tensor.ShapeString}", tensor: spec.Name);
+        dims.Bind(spec.Name, tensor, string.Join(",", symbols));
+        return symbols;
+    }
+
+    private void RequireGrouping(Dims dims, HeadGroup group)
+    {
+        if (!dims.IsBound(group.Heads) || !dims.IsBound(group.Groups))
+        {
+            return;
+        }
+        int heads = dims[group.Heads], groups = dims[group.Groups];
+        if (groups == 0 ? heads != 0 : heads % groups != 0)
+        {
+            string reader = Inputs.Concat(Outputs).First(s => s.Alternatives.Any(a => a.Contains(group.Heads))).Name;
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"{group.Heads} = {heads} must be a multiple of {group.Groups} = {groups} ({group.Why})"), tensor: reader);
+        }
+    }
 }

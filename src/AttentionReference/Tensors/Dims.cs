@@ -67,6 +67,30 @@ public sealed class Dims
         return tensor;
     }
 
+    /// <summary>
+    /// Checks that <paramref name="tensor"/> broadcasts to the symbolic shape <paramref name="symbols"/> as PyTorch
+    /// broadcasts: at most as many axes, aligned to the right, each of extent 1 or of the symbol's extent. Binds nothing.
+    /// </summary>
+    public void BindBroadcast(string name, Tensor tensor, string[] symbols)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        ArgumentNullException.ThrowIfNull(symbols);
+        int skipped = symbols.Length - tensor.Rank;
+        bool fits = skipped >= 0 && Enumerable.Range(0, tensor.Rank).All(axis =>
+        {
+            string symbol = symbols[skipped + axis];
+            int found = tensor.Dim(axis);
+            int? expected = int.TryParse(symbol, NumberStyles.None, CultureInfo.InvariantCulture, out int literal) ? literal
+                : _values.TryGetValue(symbol, out int bound) ? bound : null;
+            return found == 1 || expected is null || expected == found;
+        });
+        if (!fits)
+        {
+            InputException mismatch = Mismatch(name, tensor, symbols);
+            throw new InputException(mismatch.Detail.Replace("expected shape", "expected a shape broadcastable to", StringComparison.Ordinal), tensor: name);
+        }
+    }
+
     /// <summary>Requires <paramref name="tensor"/> to hold float values (not indices).</summary>
     public static Tensor RequireFloat(string name, Tensor tensor)
     {

@@ -1,6 +1,7 @@
 using AttentionReference.Forms;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.GatedLinear;
+using AttentionReference.Tests.Forms.Common;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;

@@ -3,6 +3,7 @@ using AttentionReference.IO;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
 using AttentionReference.Tests.Forms.GatedLinear;
+using AttentionReference.Tests.Forms.Common;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;

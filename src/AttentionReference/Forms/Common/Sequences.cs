@@ -9,6 +9,27 @@ namespace AttentionReference.Forms.Common;
 /// </summary>
 public readonly record struct SequenceSlice(int Batch, int Start, int Length, int StateIndex);
 
+/// <summary>Time steps [<see cref="Start"/>, <see cref="Start"/> + <see cref="Length"/>) of one time axis.</summary>
+public readonly record struct StepRange(int Start, int Length);
+
+/// <summary>
+/// One independent sequence of a bound call: its batch entry, its index (the row of its <c>initial_state</c> and
+/// <c>final_state</c>) and its steps on each time axis (softmax's queries on Tq and keys on Tk).
+/// </summary>
+public sealed class Sequence(int batch, int index, IReadOnlyDictionary<string, StepRange> steps)
+{
+    /// <summary>The batch entry (0 with <c>cu_seqlens</c>).</summary>
+    public int Batch { get; } = batch;
+
+    /// <summary>The sequence's index n: its row of the per-sequence tensors [N,...].</summary>
+    public int Index { get; } = index;
+
+    /// <summary>The sequence's steps on the axis of <paramref name="timeSymbol"/>.</summary>
+    public StepRange Steps(string timeSymbol) => steps.TryGetValue(timeSymbol, out StepRange range)
+        ? range
+        : throw new InvalidOperationException($"no time axis {timeSymbol} in this call");
+}
+
 /// <summary>
 /// How a call splits into independent sequences, as flash-attn and flash-linear-attention define it: without
 /// <c>cu_seqlens</c>, each of the B batch entries is one sequence of length T and state row b; with
@@ -51,6 +72,38 @@ public static class Sequences
             slices[n] = new SequenceSlice(0, (int)cu[n], (int)(cu[n + 1] - cu[n]), n);
         }
         return slices;
+    }
+
+    /// <summary>
+    /// The sequences of a bound call: without varlen tensors, batch entry b is sequence b over every time axis; with
+    /// them (all of the contract's or none), sequence n is the steps [cu[n], cu[n+1]) of each cut axis, B = 1.
+    /// </summary>
+    internal static IReadOnlyList<Sequence> Of(FormContract contract, Dims dims, IReadOnlyDictionary<string, Tensor> inputs)
+    {
+        int batch = dims.IsBound("B") ? dims["B"] : 1;
+        string[] times = contract.TimeSymbols.Where(dims.IsBound).ToArray();
+        TensorSpec[] varlen = contract.Inputs.Where(s => s.Varlen is not null).ToArray();
+        TensorSpec[] given = varlen.Where(s => inputs.ContainsKey(s.Name)).ToArray();
+        if (given.Length == 0)
+        {
+            return Enumerable.Range(0, batch).Select(b =>
+                new Sequence(b, b, times.ToDictionary(t => t, t => new StepRange(0, dims[t]), StringComparer.Ordinal))).ToArray();
+        }
+        if (given.Length < varlen.Length)
+        {
+            TensorSpec missing = varlen.First(s => !inputs.ContainsKey(s.Name));
+            throw new InputException($"varlen needs {string.Join(" and ", varlen.Select(s => s.Name))} together", tensor: missing.Name);
+        }
+        var cuts = given.ToDictionary(s => s.Varlen!, s => Slices(batch, dims[s.Varlen!], inputs[s.Name], s.Name), StringComparer.Ordinal);
+        int count = cuts.Values.First().Count;
+        foreach (TensorSpec spec in given.Where(s => cuts[s.Varlen!].Count != count))
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"must hold as many sequences as {given[0].Name}: {count} + 1 entries, found {cuts[spec.Varlen!].Count + 1}"), tensor: spec.Name);
+        }
+        return Enumerable.Range(0, count).Select(n => new Sequence(0, n, times.ToDictionary(t => t,
+            t => cuts.TryGetValue(t, out var slices) ? new StepRange(slices[n].Start, slices[n].Length) : new StepRange(0, dims[t]),
+            StringComparer.Ordinal))).ToArray();
     }
 
     /// <summary>Number of state rows: B without cu_seqlens, N with.</summary>

@@ -1,3 +1,5 @@
+using AttentionReference.Forms.Common;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.GatedLinear;
@@ -23,7 +25,7 @@ namespace AttentionReference.Forms.GatedLinear;
 ///              start, plus the intra-chunk quadratic part; then the state is advanced over the chunk.
 /// Every decay factor is exp of a difference of summed log gates with j ≤ i, so it lies in [0, 1]; nothing is
 /// computed as exp(G_i)·exp(−G_j) and nothing is divided by a cumulative product (log gates of −20 per step stay
-/// exact). The algorithm is written out, as GLA Sec. 4 gives it, in DiagonalDecay.cs.
+/// exact). The algorithm, step by step as GLA Sec. 4 gives it, is GlaChunkwise.cs.
 /// Gates are taken as given: a positive log gate is not rejected (fla does not check either); its factor exceeds 1
 /// and may overflow. NaN in any input reaches the outputs that read it.
 /// </code>
@@ -31,43 +33,66 @@ namespace AttentionReference.Forms.GatedLinear;
 /// fla/ops/gla/fused_recurrent.py (gv decays the value side of the state after gk decays the key side); fla's
 /// chunk_gla names the key gate g, so g is accepted as an alias of gk.
 /// </summary>
-public static class Gla
+public sealed class Gla : Form
 {
-    /// <summary>The recurrence, token by token.</summary>
-    public static StateResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor gk, GlaOptions? options = null) =>
-        DiagonalDecay.Recurrent(Inputs(q, k, v, gk, options));
-
-    /// <summary>The quadratic form with the decay matrix.</summary>
-    public static StateResult Parallel(Tensor q, Tensor k, Tensor v, Tensor gk, GlaOptions? options = null) =>
-        DiagonalDecay.Parallel(Inputs(q, k, v, gk, options));
-
-    /// <summary>Chunks of <paramref name="chunkSize"/> steps (any C ≥ 1).</summary>
-    public static StateResult Chunked(Tensor q, Tensor k, Tensor v, Tensor gk, int chunkSize, GlaOptions? options = null) =>
-        DiagonalDecay.Chunked(Inputs(q, k, v, gk, options), chunkSize);
-
-    private static DecayInputs Inputs(Tensor q, Tensor k, Tensor v, Tensor gk, GlaOptions? options)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("gla", "gated linear", "Gla.cs")
     {
-        options ??= new GlaOptions();
-        return new DecayInputs(q, k, v, gk, options.Gv, options.Scale, options.InitialState, options.CuSeqlens);
+        Variants = ["recurrent", "parallel", "chunked"],
+        Inputs =
+        [
+            Specs.Q, Specs.K, Specs.V,
+            new("gk", "B,T,H,K", "key-dim log gate (≤ 0)", Aliases: ["g"]),
+            new("gv", "B,T,H,V", "value-dim log gate (≤ 0)", Optional: true),
+            Specs.InitialState, Specs.CuSeqlens,
+        ],
+        Outputs = Specs.StateOutputs,
+        Parameters = [Specs.Scale, Specs.ChunkSize],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, scale)),
+            "parallel" => Heads.Run(problem, head => GlaChunkwise.Parallel(Rows(head, scale))),
+            "chunked" => Heads.Run(problem, head => GlaChunkwise.Chunked(Rows(head, scale), chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
     }
-}
 
-/// <summary>The options every gated linear form shares.</summary>
-public record GatedLinearOptions
-{
-    /// <summary>o_t = scale · S_tᵀ q_t; null means K^(-1/2).</summary>
-    public double? Scale { get; init; }
+    /// <summary>The recurrence, token by token: the definition the other variants are held to.</summary>
+    public static void Recurrent(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), gk = head.Rows("gk"), o = head.Rows("o");
+        RowBlock? gv = head.OptionalRows("gv");
+        RowBlock S = head.State();
+        var valueDecay = new double[head["V"]]; // exp(gv_t)
+        for (int t = 0; t < head.T; t++)
+        {
+            if (gv is not null)
+            {
+                VectorKernels.Exp(gv[t], valueDecay);
+            }
+            for (int a = 0; a < S.Count; a++)
+            {
+                // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta · v_t
+                VectorKernels.Scale(Math.Exp(gk[t][a]), S[a]);
+                if (gv is not null)
+                {
+                    VectorKernels.Multiply(S[a], valueDecay, S[a]);
+                }
+                VectorKernels.Axpy(k[t][a], v[t], S[a]);
+                // o_t = Σ_a scale · q_ta · S_t[a, :]
+                VectorKernels.Axpy(scale * q[t][a], S[a], o[t]);
+            }
+        }
+    }
 
-    /// <summary>The state before the first step, [N,H,K,V]; null means zeros.</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>Varlen: int32/int64 [N+1] sequence boundaries along T, with B = 1; null means one sequence per batch entry.</summary>
-    public Tensor? CuSeqlens { get; init; }
-}
-
-/// <summary>The options of <see cref="Gla"/>: the shared ones and the optional value-side gate.</summary>
-public sealed record GlaOptions : GatedLinearOptions
-{
-    /// <summary>The value-dim log gate gv [B,T,H,V]; null means no value-side decay.</summary>
-    public Tensor? Gv { get; init; }
+    /// <summary>The pair's rows as GLA's chunkwise algorithm reads them.</summary>
+    internal static GlaChunkwise.Rows Rows(Head head, double scale) =>
+        new(head.Rows("q"), head.Rows("k"), head.Rows("v"), head.Rows("gk"), head.OptionalRows("gv"), scale, head.State(), head.Rows("o"));
 }

@@ -1,4 +1,4 @@
-using System.Runtime.CompilerServices;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -16,62 +16,74 @@ namespace AttentionReference.Forms.GatedLinear;
 ///   S_t = Diag(exp(gk_t)) S_{t−1} + k_t v_tᵀ                S_{−1} = initial_state (0 if absent)
 ///   o_t = scale · S_tᵀ q_t                                  scale = K^(-1/2) unless given
 ///
-/// Variants: recurrent (above, token by token); parallel and chunked are gla's (DiagonalDecay.cs) under the
-/// reduction hgrn2(q, gk, v) = gla(q, k = 1 − exp(gk), v, gk).
+/// Variants: recurrent (above, token by token); parallel and chunked are GLA's chunkwise algorithm (GlaChunkwise.cs)
+/// under the reduction hgrn2(q, gk, v) = gla(q, k = 1 − exp(gk), v, gk).
 /// </code>
 /// Sources: the HGRN2 paper (outer-product state expansion, input gate 1 − f); fla's fla/layers/hgrn2.py, which
 /// computes g = logsigmoid(f) (with the layer's lower bound folded in), k = 1 − exp(g), and calls chunk_gla /
 /// fused_recurrent_gla with q, k, v = i, g and the kernel's default scale K^-0.5. The feature maps on q (swish)
 /// and the lower bound belong to the layer, not to this kernel-level form.
 /// </summary>
-public static class Hgrn2
+public sealed class Hgrn2 : Form
 {
-    /// <summary>The recurrence, token by token: the definition.</summary>
-    public static StateResult Recurrent(Tensor q, Tensor gk, Tensor v, GatedLinearOptions? options = null) =>
-        PerHead.Run(DiagonalDecay.Bind(Inputs(q, gk, v, options)), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
-        {
-            double[] forget = new double[head.K], input = new double[head.K], scaledQuery = new double[head.K];
-            for (int t = 0; t < head.T; t++)
-            {
-                // S_t[a, :] = f_ta S_{t−1}[a, :] + (1 − f_ta) v_t with f = exp(gk);   o_t = Σ_a scale · q_ta S_t[a, :]
-                VectorKernels.Exp(head.Gk[t], forget);
-                for (int a = 0; a < head.K; a++)
-                {
-                    input[a] = 1 - forget[a];
-                }
-                VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                StateStep.DecayWriteAndRead(new FlatRows(S.Contiguous(), head.K, head.V), forget, input, head.Value[t], scaledQuery, o[t]);
-            }
-        });
-
-    /// <summary>gla's parallel form with k = 1 − exp(gk).</summary>
-    public static StateResult Parallel(Tensor q, Tensor gk, Tensor v, GatedLinearOptions? options = null) =>
-        DiagonalDecay.Parallel(Inputs(q, gk, v, options));
-
-    /// <summary>gla's chunked form with k = 1 − exp(gk), chunks of <paramref name="chunkSize"/> steps.</summary>
-    public static StateResult Chunked(Tensor q, Tensor gk, Tensor v, int chunkSize, GatedLinearOptions? options = null) =>
-        DiagonalDecay.Chunked(Inputs(q, gk, v, options), chunkSize);
-
-    /// <summary>The derived key k = 1 − exp(gk), the same shape as gk.</summary>
-    public static Tensor InputGate(Tensor gk)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("hgrn2", "gated linear", "Hgrn2.cs")
     {
-        ArgumentNullException.ThrowIfNull(gk);
-        Dims.RequireFloat("gk", gk);
-        var k = Tensor.Zeros(gk.ShapeArray());
-        for (int i = 0; i < k.Length; i++)
+        Variants = ["recurrent", "parallel", "chunked"],
+        Inputs =
+        [
+            Specs.Q,
+            new("gk", "B,T,H,K", "key-dim log forget gate (≤ 0); the input gate is k = 1 − exp(gk)", Aliases: ["g"]),
+            new("v", "B,T,H,V", "values (HGRN2's input i)"),
+            Specs.InitialState, Specs.CuSeqlens,
+        ],
+        Outputs = Specs.StateOutputs,
+        Parameters = [Specs.Scale, Specs.ChunkSize],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
         {
-            k.Data[i] = 1 - Math.Exp(gk.Data[i]);
-        }
-        return k;
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, scale)),
+            "parallel" => Heads.Run(problem, head => GlaChunkwise.Parallel(Rows(head, scale))),
+            "chunked" => Heads.Run(problem, head => GlaChunkwise.Chunked(Rows(head, scale), chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
     }
 
-    private static DecayInputs Inputs(Tensor q, Tensor gk, Tensor v, GatedLinearOptions? options)
+    /// <summary>The recurrence, token by token: the definition.</summary>
+    public static void Recurrent(Head head, double scale)
     {
-        ArgumentNullException.ThrowIfNull(q);
-        options ??= new GatedLinearOptions();
-        var dims = new Dims(); // gk is checked here, by its own name, before k is derived from it
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("gk", Dims.RequireFloat("gk", gk), "B,T,H,K");
-        return new DecayInputs(q, InputGate(gk), v, gk, null, options.Scale, options.InitialState, options.CuSeqlens);
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), gk = head.Rows("gk"), v = head.Rows("v"), o = head.Rows("o"), S = head.State();
+        for (int t = 0; t < head.T; t++)
+        {
+            for (int a = 0; a < S.Count; a++)
+            {
+                // S_t[a, :] = f_ta · S_{t−1}[a, :] + (1 − f_ta) · v_t with f = exp(gk);   o_t = Σ_a scale · q_ta · S_t[a, :]
+                double f = Math.Exp(gk[t][a]);
+                VectorKernels.Scale(f, S[a]);
+                VectorKernels.Axpy(1 - f, v[t], S[a]);
+                VectorKernels.Axpy(scale * q[t][a], S[a], o[t]);
+            }
+        }
+    }
+
+    /// <summary>The pair's rows for GLA's algorithm, with the derived key k_t = 1 − exp(gk_t).</summary>
+    private static GlaChunkwise.Rows Rows(Head head, double scale)
+    {
+        RowBlock gk = head.Rows("gk");
+        var k = RowBlock.Zeros(gk.Count, gk.Width);
+        for (int t = 0; t < gk.Count; t++)
+        {
+            for (int a = 0; a < gk.Width; a++)
+            {
+                k[t][a] = 1 - Math.Exp(gk[t][a]);
+            }
+        }
+        return new(head.Rows("q"), k, head.Rows("v"), gk, null, scale, head.State(), head.Rows("o"));
     }
 }

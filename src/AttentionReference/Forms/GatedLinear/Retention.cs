@@ -1,4 +1,4 @@
-using System.Runtime.CompilerServices;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -16,54 +16,69 @@ namespace AttentionReference.Forms.GatedLinear;
 ///   o_t = scale · S_tᵀ q_t                     scale = K^(-1/2) unless given
 ///   γ_h = 1 − 2^(−5−h), h = 0 … H−1, unless gamma is given (0 &lt; γ_h ≤ 1)
 ///
-/// Variants: recurrent (above, token by token); parallel and chunked are simple_gla's under the reduction
-/// retention(γ) = simple_gla(g_t = log γ_h for every t), i.e. gla with gk_t = log γ_h · 1.
+/// Variants: recurrent (above, token by token); parallel and chunked are GLA's chunkwise algorithm (GlaChunkwise.cs)
+/// under the reduction retention(γ) = simple_gla(g_t = log γ_h for every t), i.e. gla with gk_t = log γ_h · 1.
 /// </code>
 /// Sources: the RetNet paper (γ = 1 − 2^(−5−arange(H))); fla's fla/ops/retention (chunk_retention computes
 /// g = log(1 − 2^(−5−h)) and calls the simple_gla kernel; scale multiplies q, default K^-0.5). RetNet's own
 /// group norm and the paper's decay-matrix normalisation are layer parts outside the kernel, as in fla.
 /// Lightning attention (MiniMax) is this form with its per-head slopes as gamma = exp(−slope).
 /// </summary>
-public static class Retention
+public sealed class Retention : Form
 {
-    /// <summary>The recurrence, token by token: the definition.</summary>
-    public static StateResult Recurrent(Tensor q, Tensor k, Tensor v, RetentionOptions? options = null)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("retention", "gated linear", "Retention.cs")
     {
-        options ??= new RetentionOptions();
-        double[] γ = Gammas(q, options.Gamma);
-        var inputs = Inputs(q, k, v, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
+        Variants = ["recurrent", "parallel", "chunked"],
+        Inputs =
+        [
+            Specs.Q, Specs.K, Specs.V,
+            new("gamma", "H", "per-head decay in (0, 1] (default 1 − 2^(−5−h))", Optional: true),
+            Specs.InitialState, Specs.CuSeqlens,
+        ],
+        Outputs = Specs.StateOutputs,
+        Parameters = [Specs.Scale, Specs.ChunkSize],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        double[] γ = Gammas(problem);
+        return variant switch
         {
-            double[] decay = new double[head.K], scaledQuery = new double[head.K];
-            Array.Fill(decay, γ[head.Head]);
-            for (int t = 0; t < head.T; t++)
-            {
-                // S_t[a, :] = γ_h S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
-                VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                StateStep.DecayWriteAndRead(new FlatRows(S.Contiguous(), head.K, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
-            }
-        });
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, γ[head.Index], scale)),
+            "parallel" => Heads.Run(problem, head => GlaChunkwise.Parallel(Rows(head, γ[head.Index], scale))),
+            "chunked" => Heads.Run(problem, head => GlaChunkwise.Chunked(Rows(head, γ[head.Index], scale), chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
     }
 
-    /// <summary>simple_gla's parallel form with g_t = log γ_h.</summary>
-    public static StateResult Parallel(Tensor q, Tensor k, Tensor v, RetentionOptions? options = null) =>
-        DiagonalDecay.Parallel(Inputs(q, k, v, options ?? new RetentionOptions()));
-
-    /// <summary>simple_gla's chunked form with g_t = log γ_h, chunks of <paramref name="chunkSize"/> steps.</summary>
-    public static StateResult Chunked(Tensor q, Tensor k, Tensor v, int chunkSize, RetentionOptions? options = null) =>
-        DiagonalDecay.Chunked(Inputs(q, k, v, options ?? new RetentionOptions()), chunkSize);
-
-    /// <summary>γ_h: the given gamma [H], or RetNet's 1 − 2^(−5−h).</summary>
-    public static double[] Gammas(Tensor q, Tensor? gamma)
+    /// <summary>The recurrence, token by token: the definition.</summary>
+    public static void Recurrent(Head head, double γ, double scale)
     {
-        ArgumentNullException.ThrowIfNull(q);
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        if (gamma is null)
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o"), S = head.State();
+        for (int t = 0; t < head.T; t++)
         {
-            return Enumerable.Range(0, dims["H"]).Select(h => 1 - Math.Pow(2, -5 - h)).ToArray();
+            for (int a = 0; a < S.Count; a++)
+            {
+                // S_t[a, :] = γ_h · S_{t−1}[a, :] + k_ta · v_t;   o_t = Σ_a scale · q_ta · S_t[a, :]
+                VectorKernels.Scale(γ, S[a]);
+                VectorKernels.Axpy(k[t][a], v[t], S[a]);
+                VectorKernels.Axpy(scale * q[t][a], S[a], o[t]);
+            }
         }
-        dims.Bind("gamma", Dims.RequireFloat("gamma", gamma), "H");
+    }
+
+    /// <summary>γ_h for every head: the given gamma (each in (0, 1]), or RetNet's 1 − 2^(−5−h).</summary>
+    public static double[] Gammas(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        if (problem.Optional("gamma") is not { } gamma)
+        {
+            return Enumerable.Range(0, problem["H"]).Select(h => 1 - Math.Pow(2, -5 - h)).ToArray();
+        }
         if (gamma.Data.Any(γ => !(γ > 0 && γ <= 1)))
         {
             throw new InputException($"every decay must lie in (0, 1], found {gamma.Data.First(γ => !(γ > 0 && γ <= 1))}", tensor: "gamma");
@@ -71,22 +86,14 @@ public static class Retention
         return gamma.Data;
     }
 
-    /// <summary>The simple_gla inputs: g[b,t,h] = log γ_h.</summary>
-    private static DecayInputs Inputs(Tensor q, Tensor k, Tensor v, RetentionOptions options)
+    /// <summary>The pair's rows for GLA's algorithm: gk_t = log γ_h on every key channel and step.</summary>
+    private static GlaChunkwise.Rows Rows(Head head, double γ, double scale)
     {
-        double[] γ = Gammas(q, options.Gamma);
-        var g = Tensor.Zeros(q.Dim(0), q.Dim(1), q.Dim(2));
-        for (int i = 0; i < g.Length; i++)
+        var gk = RowBlock.Zeros(head.T, head["K"]);
+        for (int t = 0; t < head.T; t++)
         {
-            g.Data[i] = Math.Log(γ[i % γ.Length]);
+            gk[t].Fill(Math.Log(γ));
         }
-        return SimpleGla.Inputs(q, k, v, g, options);
+        return new(head.Rows("q"), head.Rows("k"), head.Rows("v"), gk, null, scale, head.State(), head.Rows("o"));
     }
-}
-
-/// <summary>The options of <see cref="Retention"/>: the shared ones and the per-head decays.</summary>
-public sealed record RetentionOptions : GatedLinearOptions
-{
-    /// <summary>γ [H], each in (0, 1]; null means RetNet's 1 − 2^(−5−h).</summary>
-    public Tensor? Gamma { get; init; }
 }

@@ -1,4 +1,4 @@
-using System.Runtime.CompilerServices;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -15,59 +15,56 @@ namespace AttentionReference.Forms.GatedLinear;
 ///   S_t = exp(g_t) S_{t−1} + k_t v_tᵀ          S_{−1} = initial_state (0 if absent)
 ///   o_t = scale · S_tᵀ q_t                     scale = K^(-1/2) unless given
 ///
-/// Variants: recurrent (above, token by token); parallel and chunked are gla's (DiagonalDecay.cs) under the
-/// reduction  simple_gla(g) = gla(gk_t = g_t·1), the same gate on every key channel.
+/// Variants: recurrent (above, token by token); parallel and chunked are GLA's chunkwise algorithm (GlaChunkwise.cs)
+/// under the reduction  simple_gla(g) = gla(gk_t = g_t·1), the same gate on every key channel.
 /// </code>
 /// Sources: fla's fla/ops/simple_gla/naive.py (recurrence, scale multiplies q, default K^-0.5). Mamba-2's SSD and
 /// Lightning attention are this form under a renaming (FORMS.md's reductions).
 /// </summary>
-public static class SimpleGla
+public sealed class SimpleGla : Form
 {
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("simple_gla", "gated linear", "SimpleGla.cs")
+    {
+        Variants = ["recurrent", "parallel", "chunked"],
+        Inputs = [Specs.Q, Specs.K, Specs.V, new("g", "B,T,H", "per-head log gate (≤ 0)"), Specs.InitialState, Specs.CuSeqlens],
+        Outputs = Specs.StateOutputs,
+        Parameters = [Specs.Scale, Specs.ChunkSize],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, scale)),
+            "parallel" => Heads.Run(problem, head => GlaChunkwise.Parallel(Rows(head, scale))),
+            "chunked" => Heads.Run(problem, head => GlaChunkwise.Chunked(Rows(head, scale), chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
     /// <summary>The recurrence, token by token: the definition.</summary>
-    public static StateResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, GatedLinearOptions? options = null)
+    public static void Recurrent(Head head, double scale)
     {
-        var inputs = Inputs(q, k, v, g, options);
-        return PerHead.Run(DiagonalDecay.Bind(inputs), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (head, S, o) =>
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o"), S = head.State();
+        Series g = head.Series("g");
+        for (int t = 0; t < head.T; t++)
         {
-            double[] gate = PerHead.Scalars(g, head.Slice, head.Head);
-            double[] decay = new double[head.K], scaledQuery = new double[head.K];
-            for (int t = 0; t < head.T; t++)
+            for (int a = 0; a < S.Count; a++)
             {
-                // S_t[a, :] = exp(g_t) S_{t−1}[a, :] + k_ta v_t;   o_t = Σ_a scale · q_ta S_t[a, :]
-                Array.Fill(decay, Math.Exp(gate[t]));
-                VectorKernels.Multiply(head.Query[t], head.Scale, scaledQuery);
-                StateStep.DecayWriteAndRead(new FlatRows(S.Contiguous(), head.K, head.V), decay, head.Key[t], head.Value[t], scaledQuery, o[t]);
+                // S_t[a, :] = exp(g_t) · S_{t−1}[a, :] + k_ta · v_t;   o_t = Σ_a scale · q_ta · S_t[a, :]
+                VectorKernels.Scale(Math.Exp(g[t]), S[a]);
+                VectorKernels.Axpy(k[t][a], v[t], S[a]);
+                VectorKernels.Axpy(scale * q[t][a], S[a], o[t]);
             }
-        });
-    }
-
-    /// <summary>gla's parallel form with gk_t = g_t·1.</summary>
-    public static StateResult Parallel(Tensor q, Tensor k, Tensor v, Tensor g, GatedLinearOptions? options = null) =>
-        DiagonalDecay.Parallel(Inputs(q, k, v, g, options));
-
-    /// <summary>gla's chunked form with gk_t = g_t·1, chunks of <paramref name="chunkSize"/> steps.</summary>
-    public static StateResult Chunked(Tensor q, Tensor k, Tensor v, Tensor g, int chunkSize, GatedLinearOptions? options = null) =>
-        DiagonalDecay.Chunked(Inputs(q, k, v, g, options), chunkSize);
-
-    /// <summary>Checks g [B,T,H] against q and spreads it over the key channels: gk_t = g_t·1.</summary>
-    internal static DecayInputs Inputs(Tensor q, Tensor k, Tensor v, Tensor g, GatedLinearOptions? options)
-    {
-        ArgumentNullException.ThrowIfNull(q);
-        options ??= new GatedLinearOptions();
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("g", Dims.RequireFloat("g", g), "B,T,H");
-        return new DecayInputs(q, k, v, SpreadOverKeys(g, dims["K"]), null, options.Scale, options.InitialState, options.CuSeqlens);
-    }
-
-    /// <summary>gk[b,t,h,a] = g[b,t,h] for every key channel a.</summary>
-    internal static Tensor SpreadOverKeys(Tensor g, int keyDim)
-    {
-        var gk = Tensor.Zeros(g.Dim(0), g.Dim(1), g.Dim(2), keyDim);
-        for (int i = 0; i < g.Length; i++)
-        {
-            gk.Data.AsSpan(i * keyDim, keyDim).Fill(g.Data[i]);
         }
-        return gk;
     }
+
+    /// <summary>The pair's rows for GLA's algorithm: gk_t = g_t on every key channel.</summary>
+    private static GlaChunkwise.Rows Rows(Head head, double scale) =>
+        new(head.Rows("q"), head.Rows("k"), head.Rows("v"), GlaChunkwise.OnEveryKey(head.Series("g"), head["K"]), null, scale,
+            head.State(), head.Rows("o"));
 }

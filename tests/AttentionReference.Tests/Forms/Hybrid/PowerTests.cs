@@ -156,10 +156,10 @@ public sealed class PowerTests
         Tensor g = LogGates(random, c.Gates == 2, c.B, c.T, c.H);
         var s0 = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
         var options = new PowerOptions { Degree = 1, Normalize = false, InitialState = s0 };
-        var gla = SimpleGla.Recurrent(q, k, v, g, new GatedLinearOptions { InitialState = s0 });
-        return TestTensors.Close(Power.Quadratic(q, k, v, g, options).O, gla.O, SameMathInDouble)
-            && TestTensors.Close(Power.Recurrent(q, k, v, g, options).FinalState, gla.FinalState, SameMathInDouble)
-            && TestTensors.Close(Power.Chunked(q, k, v, c.ChunkSize, g, options).O, gla.O, SameMathInDouble);
+        var gla = new SimpleGla().Call("recurrent", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["g"] = g, ["initial_state"] = s0 });
+        return TestTensors.Close(Power.Quadratic(q, k, v, g, options).O, gla["o"], SameMathInDouble)
+            && TestTensors.Close(Power.Recurrent(q, k, v, g, options).FinalState, gla["final_state"], SameMathInDouble)
+            && TestTensors.Close(Power.Chunked(q, k, v, c.ChunkSize, g, options).O, gla["o"], SameMathInDouble);
     }));
 
     [Fact]

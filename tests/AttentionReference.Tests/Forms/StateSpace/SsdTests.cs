@@ -105,9 +105,14 @@ public sealed class SsdTests
                 g.Data[g.Offset(at[0], at[1], at[2])] = dt * x["A"].Data[at[2]];
             }
             Tensor? initial = x.GetValueOrDefault("initial_state") is { } h0 ? Transposed(h0) : null;
-            var gla = SimpleGla.Recurrent(q, k, x["x"], g, new GatedLinearOptions { Scale = 1, InitialState = initial });
+            var glaInputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = x["x"], ["g"] = g };
+            if (initial is not null)
+            {
+                glaInputs["initial_state"] = initial;
+            }
+            var gla = new SimpleGla().Call("recurrent", glaInputs, "scale=1");
             var ssd = Run("chunked", x, c.Chunk, new SsdOptions { InitialState = x.GetValueOrDefault("initial_state") });
-            return TestTensors.Close(ssd.O, gla.O, F64) && TestTensors.Close(Transposed(ssd.FinalState), gla.FinalState, F64);
+            return TestTensors.Close(ssd.O, gla["o"], F64) && TestTensors.Close(Transposed(ssd.FinalState), gla["final_state"], F64);
         }));
 
     [Fact]

@@ -4,7 +4,7 @@ using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
 
-namespace AttentionReference.Tests.Forms.GatedLinear;
+namespace AttentionReference.Tests.Forms.Common;
 
 /// <summary>How the log gates of a case are drawn.</summary>
 public enum GateRegime
@@ -78,24 +78,22 @@ public abstract class StatefulFormLaws
     /// <summary>Whether the case is causal (the causality law skips the others).</summary>
     protected virtual bool IsCausal(StatefulCase c) => true;
 
-    protected virtual Arbitrary<StatefulCase> Cases => StatefulCase.Arbitrary;
-
-    [Fact]
-    public void Parallel_equals_recurrent() => PropertyRuns.Check(Prop.ForAll(Cases, c =>
+    [Law]
+    public bool Parallel_equals_recurrent(StatefulCase c)
     {
         var inputs = WithStates(c, new Random(c.Seed), Inputs(c, new Random(c.Seed), c.B, c.T), c.B);
         return AllClose(Run("parallel", inputs, c), Run("recurrent", inputs, c));
-    }));
+    }
 
-    [Fact]
-    public void Chunked_equals_recurrent_for_any_chunk_size() => PropertyRuns.Check(Prop.ForAll(Cases, c =>
+    [Law]
+    public bool Chunked_equals_recurrent_for_any_chunk_size(StatefulCase c)
     {
         var inputs = WithStates(c, new Random(c.Seed), Inputs(c, new Random(c.Seed), c.B, c.T), c.B);
         return AllClose(Run("chunked", inputs, c), Run("recurrent", inputs, c));
-    }));
+    }
 
-    [Fact]
-    public void Running_in_two_parts_with_the_state_passed_equals_one_run() => PropertyRuns.Check(Prop.ForAll(Cases, c =>
+    [Law]
+    public bool Running_in_two_parts_with_the_state_passed_equals_one_run(StatefulCase c)
     {
         if (!IsCausal(c))
         {
@@ -113,10 +111,10 @@ public abstract class StatefulFormLaws
         var second = Run(c.Variant, secondInputs, c);
         var joined = new Dictionary<string, Tensor>(second) { ["o"] = ConcatTime(first["o"], second["o"]) };
         return AllClose(joined, whole);
-    }));
+    }
 
-    [Fact]
-    public void Varlen_equals_separate_runs() => PropertyRuns.Check(Prop.ForAll(Cases, c =>
+    [Law]
+    public bool Varlen_equals_separate_runs(StatefulCase c)
     {
         var random = new Random(c.Seed);
         int[] cu = Boundaries(random, c.T);
@@ -141,10 +139,10 @@ public abstract class StatefulFormLaws
             }
         }
         return true;
-    }));
+    }
 
-    [Fact]
-    public void Outputs_do_not_depend_on_later_inputs() => PropertyRuns.Check(Prop.ForAll(Cases, c =>
+    [Law]
+    public bool Outputs_do_not_depend_on_later_inputs(StatefulCase c)
     {
         if (!IsCausal(c) || c.T == 0)
         {
@@ -165,10 +163,10 @@ public abstract class StatefulFormLaws
         var after = Run(c.Variant, changed, c)["o"];
         // Steps before t0 read nothing after it: the same arithmetic on the same numbers, bit for bit.
         return SliceTime(before, 0, t0).Data.SequenceEqual(SliceTime(after, 0, t0).Data);
-    }));
+    }
 
-    [Fact]
-    public void Batch_entries_are_independent() => PropertyRuns.Check(Prop.ForAll(Cases, c =>
+    [Law]
+    public bool Batch_entries_are_independent(StatefulCase c)
     {
         var inputs = WithStates(c, new Random(c.Seed), Inputs(c, new Random(c.Seed), 2, c.T), 2);
         var both = Run(c.Variant, inputs, c);
@@ -182,7 +180,7 @@ public abstract class StatefulFormLaws
             }
         }
         return true;
-    }));
+    }
 
     // ---- helpers ----
 
