@@ -112,7 +112,7 @@ public static class InputFactory
             bool wanted = spec.Optional ? include.Contains(spec.Name) : !exclude.Contains(spec.Name);
             if (wanted)
             {
-                int[] shape = spec.Shape.Split(',', StringSplitOptions.TrimEntries).Select(sym => Symbol(c, sym)).ToArray();
+                int[] shape = spec.Alternatives[0].Select(sym => Symbol(c, sym)).ToArray();
                 inputs[spec.Name] = Values(c, spec.Name, shape, random);
             }
         }

@@ -101,7 +101,7 @@ internal static class CheckCommand
     /// <summary>Index names as users think of them: b, t, h, d in the user's layout.</summary>
     private static string[] AxisNames(TensorSpec spec, Layout layout)
     {
-        string[] symbols = spec.Shape.Split(',', StringSplitOptions.TrimEntries);
+        string[] symbols = spec.Alternatives[0];
         string[] names = symbols.Select((s, axis) => s switch
         {
             "B" => "b",
