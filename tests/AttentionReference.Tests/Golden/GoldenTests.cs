@@ -105,3 +105,76 @@ public sealed class GoldenSkipTests
         });
     }
 }
+
+/// <summary>
+/// Every golden holds in every variant of its form, at several chunk and block sizes, not only in the variant that
+/// wrote it: a bug in one variant under one option (an initial state, cu_seqlens) cannot hide behind the goldens of the
+/// other variants.
+/// </summary>
+public sealed class GoldenEveryVariantTests
+{
+    /// <summary>The parameters that set an algorithm's granularity, never its result.</summary>
+    private static readonly string[] s_granularity = ["chunk_size", "block_size", "block_q", "block_k", "num_splits"];
+
+    /// <summary>Runs <see cref="_variant"/> instead of the golden's own variant, with every granularity parameter at <see cref="_size"/>.</summary>
+    private sealed class OtherVariantBackend(string variant, int size) : AttentionReference.Forms.IBackend
+    {
+        private readonly string _variant = variant;
+        private readonly int _size = size;
+
+        public string Name => $"cpu, variant {_variant}, sizes {_size}";
+
+        public IReadOnlyDictionary<string, AttentionReference.Tensors.Tensor> Run(AttentionReference.Forms.IForm form, string variant,
+            IReadOnlyDictionary<string, AttentionReference.Tensors.Tensor> inputs, AttentionReference.Forms.FormParameters parameters)
+        {
+            if (!form.Variants.Contains(_variant) || !SameFunction(form.Name, variant, _variant, parameters))
+            {
+                throw new AttentionReference.Tensors.InputException($"{form.Name} {variant} is not {_variant}") { Unsupported = true };
+            }
+            // nats_l routes whole chunks and sparse's blocks are its layout: there the sizes are part of the function.
+            foreach (var spec in form.Parameters.Where(p => s_granularity.Contains(p.Name) && form.Name is not ("nats_l" or "sparse")))
+            {
+                parameters = parameters.With(spec.Name, _size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            return form.Run(_variant, inputs, parameters);
+        }
+
+        /// <summary>
+        /// Whether two variants compute the same function of the same inputs to the f64 profile: sparse's variants are
+        /// different patterns; softmax's decode reads a KV cache that the other variants do not take; power's recurrent
+        /// variant forms (q·k)^p as φ(q)·φ(k), a sum of signed terms whose rounding is relative to (|q|·|k|)^p, not to
+        /// the output, so at p ≥ 4 it meets another variant's golden only to that magnitude (PowerTests holds the two
+        /// paths to each other under that bound).
+        /// </summary>
+        private static bool SameFunction(string form, string written, string other, AttentionReference.Forms.FormParameters parameters) => form switch
+        {
+            "sparse" => written == other,
+            "softmax" => (written == "decode") == (other == "decode"),
+            "power" => written == other || (written != "recurrent" && other != "recurrent")
+                || !int.TryParse(parameters.Values.GetValueOrDefault("deg", "2"), out int degree) || degree < 4,
+            _ => true,
+        };
+    }
+
+    public static TheoryData<string, int> VariantsAndSizes()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (string variant in AttentionReference.Forms.FormCatalog.All.SelectMany(f => f.Variants).Distinct().Order(StringComparer.Ordinal))
+        {
+            foreach (int size in new[] { 1, 3, 64 })
+            {
+                data.Add(variant, size);
+            }
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(VariantsAndSizes))]
+    public void Every_golden_holds_in_every_variant_of_its_form(string variant, int size)
+    {
+        var results = GoldenStore.Verify(RepoPaths.Of("golden"), new OtherVariantBackend(variant, size));
+        Assert.All(results, r => Assert.False(r.Failed, $"{r.Id} in {variant}, sizes {size}: {r.Problem ?? string.Join("; ", r.Comparisons.Where(c => !c.Passed))}"));
+        Assert.Contains(results, r => r.Skipped is null); // each variant verifies some golden
+    }
+}
