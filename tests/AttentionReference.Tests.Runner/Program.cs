@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
 using AttentionReference.Tests.OpenCL;
+using FsCheck;
+using FsCheck.Xunit;
 using Xunit;
 
 namespace AttentionReference.Tests.Runner;
@@ -11,7 +13,8 @@ namespace AttentionReference.Tests.Runner;
 /// whose full name (Namespace.Class.Method) starts with one of the prefixes (all when none is given), one at a time,
 /// and ends with the line "N passed, N failed" (exit 0 when none failed, 1 otherwise, 2 for bad arguments).
 /// What it honours of xunit: [Fact], [Theory] with [InlineData] and [MemberData] (static property, field or method of
-/// the test class), Skip, IClassFixture (one fixture per class, disposed after it) and IDisposable test classes.
+/// the test class), FsCheck.Xunit's [Property] (and our [Law]: checked by FsCheck with the attribute's MaxTest and
+/// arbitraries), Skip, IClassFixture (one fixture per class, disposed after it) and IDisposable test classes.
 /// Anything else in a test class's constructor fails that class loudly rather than being skipped quietly.
 /// </summary>
 internal static class Program
@@ -175,6 +178,14 @@ internal static class Program
                 instance = constructor.Invoke(fixtureArguments);
             }
             ParameterInfo[] parameters = method.GetParameters();
+            if (method.GetCustomAttribute<PropertyAttribute>() is { } property)
+            {
+                // FsCheck draws the arguments, as FsCheck.Xunit would: the attribute's case count and arbitraries.
+                Config config = Config.QuickThrowOnFailure.WithMaxTest(property.MaxTest)
+                    .WithArbitrary(property.Arbitrary ?? []).WithQuietOnSuccess(true);
+                Check.Method(config, method, instance);
+                return null;
+            }
             object?[] converted = arguments.Select((a, i) => ConvertArgument(a, parameters[i].ParameterType)).ToArray();
             object? result = method.Invoke(instance, converted);
             if (result is Task task)
