@@ -23,6 +23,18 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
     /// <summary>The variants; the first is the default.</summary>
     public required IReadOnlyList<string> Variants { get; init; }
 
+    /// <summary>
+    /// The variant that is the form's definition, the one every other is held to: "recurrent" where the form has it,
+    /// else "naive", else the first. Its method (the variant's name in Pascal case) ends what a reader must read.
+    /// </summary>
+    public string Definition
+    {
+        get => _definition ?? (Variants.Contains("recurrent") ? "recurrent" : Variants.Contains("naive") ? "naive" : Variants[0]);
+        init => _definition = value;
+    }
+
+    private readonly string? _definition;
+
     /// <summary>The input tensors.</summary>
     public required IReadOnlyList<TensorSpec> Inputs { get; init; }
 
