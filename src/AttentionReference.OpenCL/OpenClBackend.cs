@@ -61,7 +61,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "forgetting" => ForgettingKernels.Run(_context, Precision, variant, inputs, parameters),
             "mla" => MlaKernels.Run(_context, Precision, variant, inputs, parameters),
             "sparse" => SparseKernels.Run(_context, Precision, variant, inputs, parameters),
-            "linear" => LinearKernels.Run(_context, Precision, variant, inputs, parameters),
+            "linear" => LinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "gla" => GatedLinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "simple_gla" => GatedLinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "retention" => GatedLinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),

@@ -15,7 +15,7 @@ public static partial class FormCatalog
         new Softmax.SparseForm(),
         new Softmax.MlaForm(),
         new Softmax.ForgettingForm(),
-        new Linear.LinearForm(),
+        new Linear.Linear(),
         new GatedLinear.Retention(),
         new GatedLinear.SimpleGla(),
         new GatedLinear.Gla(),
