@@ -1,69 +1,46 @@
-using System.Globalization;
 using AttentionReference.Forms;
 using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Linear;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/Linear.cl: checks the inputs with the CPU form's own validation, applies the feature map on the host
-/// (the reference's <see cref="Linear.FeatureMap"/>, row by row: every map, identity to performer), uploads φ(q), φ(k),
-/// launches, downloads. recurrent, chunked (any C ≥ 1) and parallel, which is the chunked kernels with one chunk per
-/// sequence (the reference's parallel form term for term; its score buffer is quadratic in T, as the form is).
+/// Runs Kernels/Linear.cl: binds the call through the form's contract and reads the same options as the CPU form
+/// (<see cref="LinearOptions"/>), applies the feature map on the host (<see cref="FeatureMaps.Apply"/>, row by row: every
+/// map, identity to performer), uploads φ(q), φ(k), launches, downloads. recurrent, chunked (any C ≥ 1) and parallel,
+/// which is the chunked kernels with one chunk per sequence (the reference's parallel form term for term; its score
+/// buffer is quadratic in T, as the form is).
 /// </summary>
 internal static class LinearKernels
 {
     private static readonly HashSet<string> s_parameters =
         new(["scale", "chunk_size", "feature_map", "normalize", "eps", "causal"], StringComparer.Ordinal);
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         KernelSupport.Require("linear", variant, ["recurrent", "parallel", "chunked"], parameters, s_parameters);
-        var options = new LinearOptions
-        {
-            FeatureMap = parameters.GetChoice("feature_map", "identity", "identity", "elu1", "relu", "taylor2", "performer") switch
-            {
-                "elu1" => LinearFeatureMap.EluPlusOne,
-                "relu" => LinearFeatureMap.Relu,
-                "taylor2" => LinearFeatureMap.Taylor2,
-                "performer" => LinearFeatureMap.Performer,
-                _ => LinearFeatureMap.Identity,
-            },
-            Proj = inputs.GetValueOrDefault("proj"),
-            Normalize = parameters.GetBool("normalize", false),
-            Eps = parameters.GetDouble("eps", 1e-10),
-            Causal = parameters.GetBool("causal", true),
-            Scale = parameters.GetOptionalDouble("scale"),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            InitialNormalizer = inputs.GetValueOrDefault("initial_normalizer"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
-        };
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"];
-        _ = LinearProblem.Bind(q, k, v, options); // every check of the CPU form, with its messages
-        int chunkSize = GatedLinearWiring.ChunkSize(parameters);
-        if (variant == "chunked" && chunkSize < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
-        }
-        int B = q.Dim(0), T = q.Dim(1), H = q.Dim(2), K = q.Dim(3), V = v.Dim(3);
-        int F = Linear.FeatureDimension(options.FeatureMap, K, options.Proj?.Dim(0) ?? 0);
-        IReadOnlyList<SequenceSlice> slices = Sequences.Slices(B, T, options.CuSeqlens);
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        LinearOptions options = LinearOptions.Read(problem);
+        var (B, T, H, V, F) = (problem["B"], problem["T"], problem["H"], problem["V"], problem["F"]);
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem);
         int N = slices.Count;
-        double scale = options.Scale ?? 1 / Math.Sqrt(F);
+        double scale = options.Scale;
         // Modes of Linear.cl: 0 recurrent causal, 1 not causal (recurrent, chunked), 2 chunked causal or parallel.
         int mode = variant == "parallel" ? 2 : !options.Causal ? 1 : variant == "recurrent" ? 0 : 2;
-        int C = GatedLinearKernels.ChunkLength(variant, chunkSize, slices);
+        int C = GatedLinearKernels.ChunkLength(variant, options.ChunkSize, slices);
         int allKeys = variant == "parallel" && !options.Causal ? 1 : 0;
+        double[] proj = problem.Optional("proj")?.Data ?? [];
+        Tensor v = problem.Input("v");
 
         using DeviceBuffer seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)),
             rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
-            phiQ = context.Upload(Features(q, options), precision), phiK = context.Upload(Features(k, options), precision),
+            phiQ = context.Upload(Features(problem.Input("q"), options.Map, F, proj), precision),
+            phiK = context.Upload(Features(problem.Input("k"), options.Map, F, proj), precision),
             vBuffer = context.Upload(v.Data, precision),
-            S = context.UploadOrZeros(options.InitialState?.Data, N * H * F * V, precision),
-            z = context.UploadOrZeros(options.InitialNormalizer?.Data, N * H * F, precision),
+            S = context.UploadOrZeros(problem.Optional("initial_state")?.Data, N * H * F * V, precision),
+            z = context.UploadOrZeros(problem.Optional("initial_normalizer")?.Data, N * H * F, precision),
             o = context.Zeros(B * T * H * V, precision), den = context.Zeros(B * T * H, precision);
         using (OpenClKernel state = context.Kernel("Linear.cl", "linear_state", precision))
         {
@@ -111,18 +88,17 @@ internal static class LinearKernels
     /// φ(x) [B,T,H,F] of x [B,T,H,K], row by row with the reference's feature map, into one array of its final size;
     /// the identity map is x's own data (uploaded as it is, no copy).
     /// </summary>
-    private static double[] Features(Tensor x, LinearOptions options)
+    private static double[] Features(Tensor x, LinearFeatureMap map, int F, double[] proj)
     {
-        if (options.FeatureMap == LinearFeatureMap.Identity)
+        if (map == LinearFeatureMap.Identity)
         {
             return x.Data;
         }
         int K = x.Dim(3), rows = x.Length / Math.Max(1, K);
-        int F = Linear.FeatureDimension(options.FeatureMap, K, options.Proj?.Dim(0) ?? 0);
         var φ = new double[checked(rows * F)];
         for (int r = 0; r < rows; r++)
         {
-            Linear.FeatureMap(options.FeatureMap, x.Data.AsSpan(r * K, K), options.Proj).CopyTo(φ, r * F);
+            FeatureMaps.Apply(map, x.Data.AsSpan(r * K, K), φ.AsSpan(r * F, F), proj);
         }
         return φ;
     }

@@ -1,52 +1,41 @@
 using AttentionReference.Forms;
 using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/Rwkv6.cl: checks the inputs with the CPU form's own validation, uploads, launches, downloads.
-/// recurrent and chunked (any C ≥ 1). parallel is refused: the reference's parallel form accumulates each pair's log
-/// decay backwards from t − 1, which is not the chunked computation with C = T term for term.
+/// Runs Kernels/Rwkv6.cl: binds the call through the form's contract (the CPU form's checks and options), uploads,
+/// launches, downloads. recurrent and chunked (any C ≥ 1). parallel is refused: the reference's parallel form
+/// accumulates each pair's log decay backwards from t − 1, which is not the chunked computation with C = T term for term.
 /// </summary>
 internal static class Rwkv6Kernels
 {
     private static readonly HashSet<string> s_parameters = new(["scale", "chunk_size"], StringComparer.Ordinal);
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         KernelSupport.Require("rwkv6", variant, ["recurrent", "chunked"], parameters, s_parameters);
-        var options = new Rwkv6Options
-        {
-            Scale = parameters.GetOptionalDouble("scale"),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
-        };
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], w = inputs["w"], u = inputs["u"];
-        int C = parameters.GetInt("chunk_size", 16);
-        if (variant == "chunked" && C < 1)
-        {
-            throw new InputException($"chunk_size must be ≥ 1, found {C}");
-        }
-        var p = Rwkv6Problem.Bind(q, k, v, w, u, options);
-        var (B, T, H, K, V) = (p.Batch, p.Time, p.Heads, p.Dk, p.Dv);
-        IReadOnlyList<SequenceSlice> slices = Sequences.Slices(B, T, options.CuSeqlens);
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        var (B, T, H, K, V) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"]);
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem);
         int N = slices.Count;
-        C = GatedLinearKernels.ChunkLength(variant, C, slices);
+        int C = GatedLinearKernels.ChunkLength(variant, chunkSize, slices);
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v"), w = problem.Input("w"), u = problem.Input("u");
 
         using DeviceBuffer seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)),
             rowSlice = context.UploadInts(GatedLinearKernels.RowSlices(slices, B, T)),
             qb = context.Upload(q.Data, precision), kb = context.Upload(k.Data, precision), vb = context.Upload(v.Data, precision),
             wb = context.Upload(w.Data, precision), ub = context.Upload(u.Data, precision),
-            S = context.UploadOrZeros(options.InitialState?.Data, N * H * K * V, precision),
+            S = context.UploadOrZeros(problem.Optional("initial_state")?.Data, N * H * K * V, precision),
             o = context.Zeros(B * T * H * V, precision);
         if (variant == "recurrent")
         {
             using OpenClKernel kernel = context.Kernel("Rwkv6.cl", "rwkv6_recurrent", precision);
             kernel.Arg(0, qb).Arg(1, kb).Arg(2, vb).Arg(3, wb).Arg(4, ub).Arg(5, S).Arg(6, o).Arg(7, seqs)
-                .Arg(8, N).Arg(9, T).Arg(10, H).Arg(11, K).Arg(12, V).Arg(13, p.Scale, precision);
+                .Arg(8, N).Arg(9, T).Arg(10, H).Arg(11, K).Arg(12, V).Arg(13, scale, precision);
             context.Run(kernel, (long)N * H * V, local: 64);
         }
         else
@@ -60,7 +49,7 @@ internal static class Rwkv6Kernels
             using (OpenClKernel state = context.Kernel("Rwkv6.cl", "rwkv6_chunk_state", precision))
             {
                 state.Arg(0, qb).Arg(1, kb).Arg(2, vb).Arg(3, bCum).Arg(4, S).Arg(5, o).Arg(6, seqs)
-                    .Arg(7, N).Arg(8, T).Arg(9, H).Arg(10, K).Arg(11, V).Arg(12, C).Arg(13, p.Scale, precision);
+                    .Arg(7, N).Arg(8, T).Arg(9, H).Arg(10, K).Arg(11, V).Arg(12, C).Arg(13, scale, precision);
                 context.Run(state, (long)N * H * V, local: 64);
             }
             using (OpenClKernel scores = context.Kernel("Rwkv6.cl", "rwkv6_scores", precision))
@@ -71,7 +60,7 @@ internal static class Rwkv6Kernels
             }
             using OpenClKernel intra = context.Kernel("Rwkv6.cl", "rwkv6_intra", precision);
             intra.Arg(0, vb).Arg(1, A).Arg(2, o).Arg(3, seqs).Arg(4, rowSlice)
-                .Arg(5, B).Arg(6, T).Arg(7, H).Arg(8, V).Arg(9, C).Arg(10, p.Scale, precision);
+                .Arg(5, B).Arg(6, T).Arg(7, H).Arg(8, V).Arg(9, C).Arg(10, scale, precision);
             context.Run(intra, (long)B * T * H * V, local: 64);
         }
         return new Dictionary<string, Tensor>

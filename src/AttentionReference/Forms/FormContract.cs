@@ -14,6 +14,14 @@ namespace AttentionReference.Forms;
 public sealed record HeadGroup(string Heads, string Groups, string Why);
 
 /// <summary>
+/// A shape symbol that no input carries alone but that follows from bound symbols and the parameters (linear's feature
+/// size F from K and feature_map), bound before the tensors that use it are checked.
+/// </summary>
+/// <param name="Symbol">The symbol ("F").</param>
+/// <param name="Extent">Its extent from the symbols of the inputs without a sequence axis and the parameters as given; bad input throws <see cref="InputException"/>.</param>
+public sealed record DerivedSymbol(string Symbol, Func<Dims, FormParameters, int> Extent);
+
+/// <summary>
 /// A form's contract, written once: its name, family, source file, variants, input and output tensors, parameters and
 /// head groupings. <see cref="Bind"/> checks a call against it and returns the bound <see cref="Problem"/> that the CPU
 /// form, the GPU version and the command line all use; nothing else checks shapes or parses parameters.
@@ -46,6 +54,12 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
 
     /// <summary>Head symbols that read groups of another's heads (GQA, GVA, mamba's B/C groups).</summary>
     public IReadOnlyList<HeadGroup> Groups { get; init; } = [];
+
+    /// <summary>
+    /// Symbols derived from others and the parameters, each bound after the inputs without a sequence axis (q, k, proj)
+    /// and before those with one (the states [N,...]), so a state of the wrong size fails the same shape check as any tensor.
+    /// </summary>
+    public IReadOnlyList<DerivedSymbol> Derived { get; init; } = [];
 
     /// <summary>The symbol of the number of independent sequences (B, or N with <c>cu_seqlens</c>): "N", or "S" for the state-space forms.</summary>
     public string SequenceSymbol { get; init; } = "N";
@@ -85,6 +99,10 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
         foreach (TensorSpec spec in Inputs.Where(s => s.Varlen is null && !PerSequence(s) && inputs.ContainsKey(s.Name)))
         {
             shapes[spec.Name] = BindShape(dims, spec, inputs[spec.Name]);
+        }
+        foreach (DerivedSymbol derived in Derived)
+        {
+            dims.Set(derived.Symbol, derived.Extent(dims, parameters));
         }
         IReadOnlyList<Sequence> sequences = Sequences.Of(this, dims, inputs);
         dims.Set(SequenceSymbol, sequences.Count);

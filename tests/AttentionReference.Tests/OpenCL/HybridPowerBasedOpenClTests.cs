@@ -127,10 +127,13 @@ public sealed record BasedOpenClCase(string Variant, int Window, int B, int T, i
         if (WithState)
         {
             // The linear branch's state as a run over three earlier keys leaves it (z > 0: φ(q)·φ(k) ≥ 1/2).
-            var prefix = AttentionReference.Forms.Linear.Linear.Recurrent(TestTensors.Normal(random, 1, n, 3, H, K), TestTensors.Normal(random, 1, n, 3, H, K),
-                TestTensors.Normal(random, 1, n, 3, H, V), new AttentionReference.Forms.Linear.LinearOptions { FeatureMap = AttentionReference.Forms.Linear.LinearFeatureMap.Taylor2 });
-            inputs["initial_state"] = prefix.FinalState;
-            inputs["initial_normalizer"] = prefix.FinalNormalizer;
+            var prefix = new AttentionReference.Forms.Linear.Linear().Call("recurrent", new Dictionary<string, Tensor>
+            {
+                ["q"] = TestTensors.Normal(random, 1, n, 3, H, K), ["k"] = TestTensors.Normal(random, 1, n, 3, H, K),
+                ["v"] = TestTensors.Normal(random, 1, n, 3, H, V),
+            }, "feature_map=taylor2");
+            inputs["initial_state"] = prefix["final_state"];
+            inputs["initial_normalizer"] = prefix["final_normalizer"];
         }
         return inputs;
     }

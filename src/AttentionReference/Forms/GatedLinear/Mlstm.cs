@@ -13,8 +13,9 @@ namespace AttentionReference.Forms.GatedLinear;
 ///   i [B,T,H]     input gate pre-activation (the gate is exp(i))
 ///   f [B,T,H]     forget gate pre-activation (the gate is sigmoid(f), or exp(f) with forget_gate=exp)
 ///   initial_state [N,H,K,V]   initial_normalizer [N,H,K]   initial_max [N,H]     (optional, zeros)
+///   cu_seqlens [N+1] optional (B = 1)
 ///   → o [B,T,H,V]   final_state [N,H,K,V]   final_normalizer [N,H,K]   final_max [N,H]
-///   N = B, or the number of sequences with cu_seqlens (B = 1).
+///   N = B, or the number of sequences with cu_seqlens.
 ///
 /// The cell (unstabilised, as in the paper), per sequence and head, C (K x V), n (K):
 ///   log f_t = logsigmoid(f_t)                 (= f_t with forget_gate=exp)
@@ -61,8 +62,9 @@ namespace AttentionReference.Forms.GatedLinear;
 ///
 /// Variants:
 ///   recurrent  the stabilised step above, token by token.
-///   parallel   the quadratic form: the log gate matrix ℓ (T x T, plus the initial-state column) materialised from
-///              the cumulative log forget gates, its row max m_t, then exp(ℓ − m_t) ≤ 1.
+///   parallel   the quadratic form: each row t of the log gate matrix ℓ (T x T, plus the initial-state column)
+///              from the cumulative log forget gates of the sequence, its row max m_t, then exp(ℓ − m_t) ≤ 1; row T−1
+///              on outer products gives the final state. This is the chunked form with one chunk spanning the sequence.
 ///   chunked    chunks of C steps (C ≥ 1, the last chunk may be shorter), state (C̃, ñ, m) carried between chunks.
 ///              In a chunk starting at s, with the local log forget sum b_i = Σ_{r=s}^{s+i} log f_r:
 ///                1. ℓ_i* = m_start + b_i, ℓ_ij = i_j + b_i − b_j (j ≤ i), m_i = their max
@@ -70,317 +72,172 @@ namespace AttentionReference.Forms.GatedLinear;
 ///                3. state: C̃ ← exp(ℓ_{n−1,*} − m_{n−1}) C̃ + Σ_j exp(ℓ_{n−1,j} − m_{n−1}) k_j v_jᵀ, ñ alike, m = m_{n−1}
 ///              Every exponent is ≤ 0 and is a difference of log gates inside one chunk.
 /// </summary>
-public static class Mlstm
+public sealed class Mlstm : Form
 {
+    /// <summary>eps: added to the stabilised denominator.</summary>
+    public static Parameter<double> Eps { get; } = ParameterSpec.Real("eps", 0,
+        "added to the stabilised denominator (mlstm_kernels: 1e-6); 0 = the paper's definition", min: 0);
+
+    /// <summary>forget_gate: sigmoid or exp.</summary>
+    public static Parameter<string> ForgetGate { get; } = ParameterSpec.Choice("forget_gate", "sigmoid",
+        "sigmoid (log f = logsigmoid(f)) or exp (log f = f)", "sigmoid", "exp");
+
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("mlstm", "gated linear", "Mlstm.cs")
+    {
+        Variants = ["recurrent", "parallel", "chunked"],
+        Inputs =
+        [
+            Specs.Q, Specs.K, Specs.V,
+            new("i", "B,T,H", "input gate pre-activation (gate exp(i))"),
+            new("f", "B,T,H", "forget gate pre-activation (gate sigmoid(f), or exp(f) with forget_gate=exp)"),
+            new("initial_state", "N,H,K,V", "stabilised memory C̃ before the first step (zeros if absent)", Optional: true, Aliases: ["c_initial"]),
+            new("initial_normalizer", "N,H,K", "stabilised normaliser ñ before the first step (zeros if absent)", Optional: true, Aliases: ["n_initial"]),
+            new("initial_max", "N,H", "stabiliser m before the first step (zero if absent)", Optional: true, Aliases: ["m_initial"]),
+            Specs.CuSeqlens,
+        ],
+        Outputs =
+        [
+            new("o", "B,T,H,V", "output (h in xLSTM)"),
+            new("final_state", "N,H,K,V", "stabilised memory C̃ = C·exp(−m) after the last step"),
+            new("final_normalizer", "N,H,K", "stabilised normaliser ñ = n·exp(−m) after the last step"),
+            new("final_max", "N,H", "stabiliser m after the last step"),
+        ],
+        Parameters = [Specs.Scale, Eps, ForgetGate, Specs.ChunkSizeOf(16)],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        MlstmOptions options = MlstmOptions.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, options)),
+            "parallel" => Heads.Run(problem, head => Chunked(head, options, Math.Max(head.T, 1))),
+            "chunked" => Heads.Run(problem, head => Chunked(head, options, options.ChunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
     /// <summary>The definition: the stabilised recurrent step, token by token.</summary>
-    public static MlstmResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, MlstmOptions? options = null)
+    public static void Recurrent(Head head, MlstmOptions options)
     {
-        var p = MlstmProblem.Bind(q, k, v, i, f, options ?? new MlstmOptions());
-        return p.Run((pair, state) =>
-        {
-            var (sequence, h) = (pair.Sequence, pair.H);
-            int b = sequence.Batch;
-            var qs = new double[p.Dk];
-            double[] forgets = new double[p.Dk], inputKey = new double[p.Dk];
-            for (int t = sequence.Start; t < sequence.Start + sequence.Length; t++)
-            {
-                ReadOnlySpan<double> kt = p.K(b, t, h), vt = p.V(b, t, h);
-                double logF = p.LogForget(b, t, h), it = p.InputGate(b, t, h);
-                // m_t = max(log f_t + m_{t−1}, i_t); the gates rescaled by exp(−m_t)
-                double m = Math.Max(logF + state.M, it);
-                double forget = Math.Exp(logF + state.M - m), input = Math.Exp(it - m);
-                // C̃_t = forget·C̃_{t−1} + input·k_t v_tᵀ and its read-out (scale·q_t)ᵀ C̃_t, in one pass over C̃;
-                // ñ_t = forget·ñ_{t−1} + input·k_t
-                p.Q(b, t, h).CopyTo(qs);
-                VectorKernels.Scale(p.Scale, qs);
-                Array.Fill(forgets, forget);
-                VectorKernels.Multiply(kt, input, inputKey);
-                Span<double> ot = pair.O(t - sequence.Start);
-                StateStep.DecayWriteAndRead(new FlatRows(state.C, p.Dk, p.Dv), forgets, inputKey, vt, qs, ot);
-                VectorKernels.Scale(forget, state.N);
-                VectorKernels.Axpy(input, kt, state.N);
-                state.M = m;
-                // o_t = (scale·q_t)ᵀ C̃_t / (max(|(scale·q_t)ᵀ ñ_t|, exp(−m_t)) + eps)
-                VectorKernels.Scale(1 / p.Denominator(VectorKernels.Dot(qs, state.N), m), ot);
-            }
-        });
-    }
-
-    /// <summary>The quadratic form: the log gate matrix from cumulative log forget gates, stabilised by its row max.</summary>
-    public static MlstmResult Parallel(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, MlstmOptions? options = null)
-    {
-        var p = MlstmProblem.Bind(q, k, v, i, f, options ?? new MlstmOptions());
-        return p.Run((pair, state) =>
-        {
-            var (sequence, h) = (pair.Sequence, pair.H);
-            int b = sequence.Batch, start = sequence.Start, length = sequence.Length;
-            if (length == 0)
-            {
-                return; // nothing happens: the final state is the initial one
-            }
-            // F_t = Σ_{r≤t} log f_r, from the sequence start.
-            var cumF = new double[length];
-            for (int t = 0; t < length; t++)
-            {
-                cumF[t] = (t == 0 ? 0 : cumF[t - 1]) + p.LogForget(b, start + t, h);
-            }
-            // ℓ (length x length + 1): column j ≤ t holds i_j + F_t − F_j; the last column the initial state's m + F_t.
-            var logD = new double[length, length + 1];
-            var rowMax = new double[length];
-            for (int t = 0; t < length; t++)
-            {
-                double m = logD[t, length] = state.M + cumF[t];
-                for (int j = 0; j <= t; j++)
-                {
-                    logD[t, j] = p.InputGate(b, start + j, h) + cumF[t] - cumF[j];
-                    m = Math.Max(m, logD[t, j]);
-                }
-                rowMax[t] = m;
-            }
-
-            var qs = new double[p.Dk];
-            for (int t = 0; t < length; t++)
-            {
-                p.Q(b, start + t, h).CopyTo(qs);
-                VectorKernels.Scale(p.Scale, qs);
-                Span<double> ot = pair.O(t);
-                double initial = Math.Exp(logD[t, length] - rowMax[t]);
-                double normaliser = initial * VectorKernels.Dot(qs, state.N);
-                for (int c = 0; c < p.Dk; c++)
-                {
-                    VectorKernels.Axpy(initial * qs[c], p.StateRow(state.C, c), ot);
-                }
-                for (int j = 0; j <= t; j++)
-                {
-                    double a = Math.Exp(logD[t, j] - rowMax[t]) * VectorKernels.Dot(qs, p.K(b, start + j, h));
-                    normaliser += a;
-                    VectorKernels.Axpy(a, p.V(b, start + j, h), ot);
-                }
-                VectorKernels.Scale(1 / p.Denominator(normaliser, rowMax[t]), ot);
-            }
-
-            // The final state is row T−1 of the same matrix applied to outer products instead of q.
-            int last = length - 1;
-            double carried = Math.Exp(logD[last, length] - rowMax[last]);
-            VectorKernels.Scale(carried, state.C);
-            VectorKernels.Scale(carried, state.N);
-            for (int j = 0; j <= last; j++)
-            {
-                double gate = Math.Exp(logD[last, j] - rowMax[last]);
-                ReadOnlySpan<double> kj = p.K(b, start + j, h), vj = p.V(b, start + j, h);
-                for (int c = 0; c < p.Dk; c++)
-                {
-                    VectorKernels.Axpy(gate * kj[c], vj, p.StateRow(state.C, c));
-                }
-                VectorKernels.Axpy(gate, kj, state.N);
-            }
-            state.M = rowMax[last];
-        });
-    }
-
-    /// <summary>Chunks of <paramref name="chunkSize"/> steps, the stabilised state (C̃, ñ, m) carried between them.</summary>
-    public static MlstmResult Chunked(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, int chunkSize, MlstmOptions? options = null)
-    {
-        if (chunkSize < 1)
-        {
-            throw new InputException($"chunk_size must be ≥ 1, found {chunkSize}");
-        }
-        var p = MlstmProblem.Bind(q, k, v, i, f, options ?? new MlstmOptions());
-        return p.Run((pair, state) =>
-        {
-            var (sequence, h) = (pair.Sequence, pair.H);
-            int b = sequence.Batch, end = sequence.Start + sequence.Length;
-            var local = new double[chunkSize]; // b_i = Σ_{r=s}^{s+i} log f_r
-            var logGate = new double[chunkSize]; // ℓ_ij of the current row i
-            var qs = new double[p.Dk];
-            for (int cs = sequence.Start; cs < end; cs += chunkSize)
-            {
-                int n = Math.Min(chunkSize, end - cs);
-                for (int r = 0; r < n; r++)
-                {
-                    local[r] = (r == 0 ? 0 : local[r - 1]) + p.LogForget(b, cs + r, h);
-                }
-
-                double mRow = 0, carried = 0;
-                for (int r = 0; r < n; r++)
-                {
-                    // 1. the log gates of row r and their max
-                    double logCarried = state.M + local[r];
-                    mRow = logCarried;
-                    for (int j = 0; j <= r; j++)
-                    {
-                        logGate[j] = p.InputGate(b, cs + j, h) + local[r] - local[j];
-                        mRow = Math.Max(mRow, logGate[j]);
-                    }
-                    carried = Math.Exp(logCarried - mRow);
-
-                    // 2. inter-chunk (the carried state) and intra-chunk (j ≤ r) terms of o_r
-                    p.Q(b, cs + r, h).CopyTo(qs);
-                    VectorKernels.Scale(p.Scale, qs);
-                    Span<double> oRow = pair.O(cs + r - sequence.Start);
-                    double normaliser = carried * VectorKernels.Dot(qs, state.N);
-                    for (int c = 0; c < p.Dk; c++)
-                    {
-                        VectorKernels.Axpy(carried * qs[c], p.StateRow(state.C, c), oRow);
-                    }
-                    for (int j = 0; j <= r; j++)
-                    {
-                        double a = Math.Exp(logGate[j] - mRow) * VectorKernels.Dot(qs, p.K(b, cs + j, h));
-                        normaliser += a;
-                        VectorKernels.Axpy(a, p.V(b, cs + j, h), oRow);
-                    }
-                    VectorKernels.Scale(1 / p.Denominator(normaliser, mRow), oRow);
-                }
-
-                // 3. state at the chunk's end: row n−1's gates (still in logGate, mRow, carried) on outer products
-                VectorKernels.Scale(carried, state.C);
-                VectorKernels.Scale(carried, state.N);
-                for (int j = 0; j < n; j++)
-                {
-                    double gate = Math.Exp(logGate[j] - mRow);
-                    ReadOnlySpan<double> kj = p.K(b, cs + j, h), vj = p.V(b, cs + j, h);
-                    for (int c = 0; c < p.Dk; c++)
-                    {
-                        VectorKernels.Axpy(gate * kj[c], vj, p.StateRow(state.C, c));
-                    }
-                    VectorKernels.Axpy(gate, kj, state.N);
-                }
-                state.M = mRow;
-            }
-        });
-    }
-}
-
-/// <summary>How the forget gate's pre-activation becomes a gate.</summary>
-public enum MlstmForgetGate
-{
-    /// <summary>f = sigmoid(pre-activation), log f = logsigmoid (xLSTM's default, mlstm_kernels).</summary>
-    Sigmoid,
-    /// <summary>f = exp(pre-activation): the pre-activation is the log gate itself (the paper's alternative).</summary>
-    Exponential,
-}
-
-/// <summary>The options of <see cref="Mlstm"/>.</summary>
-public sealed record MlstmOptions
-{
-    /// <summary>Query scale; null means K^(-1/2).</summary>
-    public double? Scale { get; init; }
-
-    /// <summary>Added to the stabilised denominator (mlstm_kernels uses 1e-6); 0 = the paper's definition.</summary>
-    public double Eps { get; init; }
-
-    /// <summary>Sigmoid (default) or exponential forget gate.</summary>
-    public MlstmForgetGate ForgetGate { get; init; } = MlstmForgetGate.Sigmoid;
-
-    /// <summary>Stabilised memory C̃ before the first step, [N,H,K,V]; null = zeros.</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>Stabilised normaliser ñ before the first step, [N,H,K]; null = zeros.</summary>
-    public Tensor? InitialNormalizer { get; init; }
-
-    /// <summary>Stabiliser m before the first step, [N,H]; null = zeros.</summary>
-    public Tensor? InitialMax { get; init; }
-
-    /// <summary>Packed sequence boundaries [N+1] (int32/int64, B = 1); null = one sequence per batch entry.</summary>
-    public Tensor? CuSeqlens { get; init; }
-}
-
-/// <summary>Outputs of mLSTM: o [B,T,H,V] and the stabilised final state C̃ [N,H,K,V], ñ [N,H,K], m [N,H].</summary>
-public sealed record MlstmResult(Tensor O, Tensor FinalState, Tensor FinalNormalizer, Tensor FinalMax);
-
-/// <summary>The validated inputs of one mLSTM call, row accessors, and the per-(sequence, head) driver.</summary>
-internal sealed class MlstmProblem
-{
-    private readonly Tensor _q, _k, _v, _i, _f;
-    private readonly MlstmOptions _options;
-    private readonly IReadOnlyList<SequenceSlice> _sequences;
-
-    private MlstmProblem(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, Dims dims, MlstmOptions options,
-        IReadOnlyList<SequenceSlice> sequences)
-    {
-        (_q, _k, _v, _i, _f, _options, _sequences) = (q, k, v, i, f, options, sequences);
-        (Batch, Time, Heads, Dk, Dv) = (dims["B"], dims["T"], dims["H"], dims["K"], dims["V"]);
-        Scale = options.Scale ?? 1 / Math.Sqrt(Dk);
-    }
-
-    public int Batch { get; }
-    public int Time { get; }
-    public int Heads { get; }
-    public int Dk { get; }
-    public int Dv { get; }
-    public double Scale { get; }
-
-    public static MlstmProblem Bind(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, MlstmOptions options)
-    {
+        ArgumentNullException.ThrowIfNull(head);
         ArgumentNullException.ThrowIfNull(options);
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,K");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,V");
-        dims.Bind("i", Dims.RequireFloat("i", i), "B,T,H");
-        dims.Bind("f", Dims.RequireFloat("f", f), "B,T,H");
-        var sequences = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        dims.Set("N", Sequences.StateCount(sequences));
-        if (options.InitialState is { } c0)
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o"), C = head.State();
+        Span<double> n = head.State("normalizer")[0], m = head.State("max")[0]; // m[0] = m_{t−1}
+        Series i = head.Series("i"), f = head.Series("f");
+        var qs = new double[C.Count]; // scale·q_t
+        for (int t = 0; t < head.T; t++)
         {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", c0), "N,H,K,V");
+            // m_t = max(log f_t + m_{t−1}, i_t); the gates rescaled by exp(−m_t)
+            double logF = options.LogForget(f[t]), mt = Math.Max(logF + m[0], i[t]);
+            double forget = Math.Exp(logF + m[0] - mt), input = Math.Exp(i[t] - mt);
+            VectorKernels.Multiply(q[t], options.Scale, qs);
+            for (int a = 0; a < C.Count; a++)
+            {
+                // C̃_t = forget·C̃_{t−1} + input·k_t v_tᵀ, read by (scale·q_t)ᵀ C̃_t
+                VectorKernels.Scale(forget, C[a]);
+                VectorKernels.Axpy(input * k[t][a], v[t], C[a]);
+                VectorKernels.Axpy(qs[a], C[a], o[t]);
+            }
+            // ñ_t = forget·ñ_{t−1} + input·k_t
+            VectorKernels.Scale(forget, n);
+            VectorKernels.Axpy(input, k[t], n);
+            m[0] = mt;
+            // o_t = (scale·q_t)ᵀ C̃_t / (max(|(scale·q_t)ᵀ ñ_t|, exp(−m_t)) + eps)
+            VectorKernels.Scale(1 / options.Denominator(VectorKernels.Dot(qs, n), mt), o[t]);
         }
-        if (options.InitialNormalizer is { } n0)
-        {
-            dims.Bind("initial_normalizer", Dims.RequireFloat("initial_normalizer", n0), "N,H,K");
-        }
-        if (options.InitialMax is { } m0)
-        {
-            dims.Bind("initial_max", Dims.RequireFloat("initial_max", m0), "N,H");
-        }
-        if (!(options.Eps >= 0))
-        {
-            throw new InputException($"eps must be ≥ 0, found {options.Eps}");
-        }
-        return new MlstmProblem(q, k, v, i, f, dims, options, sequences);
     }
 
-    /// <summary>The stabilised state of one (sequence, head): C̃ (K x V, row-major), ñ (K), m; its three state rows.</summary>
-    public sealed class State(SequenceHead pair)
+    /// <summary>Chunks of <paramref name="chunkSize"/> steps, the stabilised state (C̃, ñ, m) carried between them: steps 1–3 per chunk.</summary>
+    private static void Chunked(Head head, MlstmOptions options, int chunkSize)
     {
-        private readonly double[] _m = pair.State(2);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o"), C = head.State();
+        Span<double> n = head.State("normalizer")[0], m = head.State("max")[0];
+        Series i = head.Series("i"), f = head.Series("f");
+        int width = Math.Min(chunkSize, Math.Max(head.T, 1));
+        var local = new double[width];   // b_r = Σ_{r'=s}^{s+r} log f_r'
+        var logGate = new double[width]; // ℓ_rj of the current row r
+        var qs = new double[C.Count];
+        foreach (var (s, e) in Chunks.Of(head.T, chunkSize))
+        {
+            int length = e - s;
+            for (int r = 0; r < length; r++)
+            {
+                local[r] = (r == 0 ? 0 : local[r - 1]) + options.LogForget(f[s + r]);
+            }
+            double mRow = 0, carried = 0;
+            for (int r = 0; r < length; r++)
+            {
+                // 1. the log gates of row r and their max
+                double logCarried = m[0] + local[r];
+                mRow = logCarried;
+                for (int j = 0; j <= r; j++)
+                {
+                    logGate[j] = i[s + j] + local[r] - local[j];
+                    mRow = Math.Max(mRow, logGate[j]);
+                }
+                carried = Math.Exp(logCarried - mRow);
 
-        public double[] C { get; } = pair.State(0);
-        public double[] N { get; } = pair.State(1);
-        public double M { get => _m[0]; set => _m[0] = value; }
+                // 2. inter-chunk (the carried state) and intra-chunk (j ≤ r) terms of o_r
+                q[s + r].CopyTo(qs);
+                VectorKernels.Scale(options.Scale, qs);
+                Span<double> oRow = o[s + r];
+                double normaliser = carried * VectorKernels.Dot(qs, n);
+                for (int a = 0; a < C.Count; a++)
+                {
+                    VectorKernels.Axpy(carried * qs[a], C[a], oRow);
+                }
+                for (int j = 0; j <= r; j++)
+                {
+                    double score = Math.Exp(logGate[j] - mRow) * VectorKernels.Dot(qs, k[s + j]);
+                    normaliser += score;
+                    VectorKernels.Axpy(score, v[s + j], oRow);
+                }
+                VectorKernels.Scale(1 / options.Denominator(normaliser, mRow), oRow);
+            }
+
+            // 3. state at the chunk's end: row length−1's gates (still in logGate, mRow, carried) on outer products
+            for (int a = 0; a < C.Count; a++)
+            {
+                VectorKernels.Scale(carried, C[a]);
+            }
+            VectorKernels.Scale(carried, n);
+            for (int j = 0; j < length; j++)
+            {
+                double gate = Math.Exp(logGate[j] - mRow);
+                for (int a = 0; a < C.Count; a++)
+                {
+                    VectorKernels.Axpy(gate * k[s + j][a], v[s + j], C[a]);
+                }
+                VectorKernels.Axpy(gate, k[s + j], n);
+            }
+            m[0] = mRow;
+        }
     }
+}
 
-    /// <summary>Runs <paramref name="body"/> once per (sequence, head), the state (C̃, ñ, m) in and out.</summary>
-    public MlstmResult Run(Action<SequenceHead, State> body)
+/// <summary>The options of an mLSTM call, read once from the bound call; the CPU form and the OpenCL host read the same.</summary>
+/// <param name="Scale">The query scale (K^(-1/2) unless given).</param>
+/// <param name="Eps">Added to the stabilised denominator (mlstm_kernels uses 1e-6); 0 = the paper's definition.</param>
+/// <param name="ExponentialForgetGate">f = exp(pre-activation) instead of sigmoid.</param>
+/// <param name="ChunkSize">The chunked variant's C.</param>
+public sealed record MlstmOptions(double Scale, double Eps, bool ExponentialForgetGate, int ChunkSize)
+{
+    /// <summary>The options of <paramref name="problem"/>.</summary>
+    public static MlstmOptions Read(Problem problem)
     {
-        var result = SequenceHeads.Run(_sequences, Batch, Time, Heads, Dv,
-            [new StateTensor(_options.InitialState, Dk, Dv), new StateTensor(_options.InitialNormalizer, Dk), new StateTensor(_options.InitialMax)],
-            pair => body(pair, new State(pair)));
-        return new MlstmResult(result.O, result.FinalStates[0], result.FinalStates[1], result.FinalStates[2]);
+        ArgumentNullException.ThrowIfNull(problem);
+        return new(Specs.ScaleOf(problem), problem.Get(Mlstm.Eps), problem.Get(Mlstm.ForgetGate) == "exp", problem.Get(Specs.ChunkSize));
     }
-
-    /// <summary>max(|(scale·q)ᵀ ñ|, exp(−m)) + eps: the stabilised form of max(|(scale·q)ᵀ n|, 1).</summary>
-    public double Denominator(double normaliser, double m) => Math.Max(Math.Abs(normaliser), Math.Exp(-m)) + _options.Eps;
 
     /// <summary>log f_t: logsigmoid of the pre-activation, or the pre-activation itself for the exponential gate.</summary>
-    public double LogForget(int b, int t, int h)
-    {
-        double x = _f.Data[(b * Time + t) * Heads + h];
-        return _options.ForgetGate == MlstmForgetGate.Exponential ? x : LogSigmoid(x);
-    }
+    public double LogForget(double preActivation) => ExponentialForgetGate ? preActivation : LogSigmoid(preActivation);
 
-    /// <summary>i_t, the log of the exponential input gate.</summary>
-    public double InputGate(int b, int t, int h) => _i.Data[(b * Time + t) * Heads + h];
+    /// <summary>max(|(scale·q)ᵀ ñ|, exp(−m)) + eps: the stabilised form of max(|(scale·q)ᵀ n|, 1).</summary>
+    public double Denominator(double normaliser, double m) => Math.Max(Math.Abs(normaliser), Math.Exp(-m)) + Eps;
 
     /// <summary>log(1 / (1 + e^−x)) without overflow or cancellation for either sign of x.</summary>
     public static double LogSigmoid(double x) => x >= 0 ? -Math.Log(1 + Math.Exp(-x)) : x - Math.Log(1 + Math.Exp(x));
-
-    public ReadOnlySpan<double> Q(int b, int t, int h) => _q.Data.AsSpan(((b * Time + t) * Heads + h) * Dk, Dk);
-
-    public ReadOnlySpan<double> K(int b, int t, int h) => _k.Data.AsSpan(((b * Time + t) * Heads + h) * Dk, Dk);
-
-    public ReadOnlySpan<double> V(int b, int t, int h) => _v.Data.AsSpan(((b * Time + t) * Heads + h) * Dv, Dv);
-
-    /// <summary>Row c (key channel) of a K x V state.</summary>
-    public Span<double> StateRow(double[] state, int c) => state.AsSpan(c * Dv, Dv);
 }

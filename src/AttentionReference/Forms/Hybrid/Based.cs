@@ -53,7 +53,7 @@ public static class Based
         options ??= new BasedOptions();
         var parts = Bind(q, k, v, options);
         var o = Tensor.Zeros(q.Dim(0), q.Dim(1), q.Dim(2), v.Dim(3));
-        int H = q.Dim(2), K = q.Dim(3), V = v.Dim(3), F = LinearAttention.FeatureDimension(LinearFeatureMap.Taylor2, K, 0);
+        int H = q.Dim(2), K = q.Dim(3), V = v.Dim(3), F = FeatureMaps.Dimension(LinearFeatureMap.Taylor2, K, 0);
         var finalState = Tensor.Zeros(parts.Count, H, F, V);
         var finalNormalizer = Tensor.Zeros(parts.Count, H, F);
         double s = options.Scale ?? 1 / Math.Sqrt(K);
@@ -70,8 +70,8 @@ public static class Based
             for (int t = 0; t < slice.Length; t++)
             {
                 // Linear branch: S, z advance by φ(k_t); o_lin = a Sᵀφ(q) / (a φ(q)·z + eps).
-                double[] φk = LinearAttention.FeatureMap(LinearFeatureMap.Taylor2, Kr[t]);
-                double[] φq = LinearAttention.FeatureMap(LinearFeatureMap.Taylor2, Q[t]);
+                double[] φk = FeatureMaps.Of(LinearFeatureMap.Taylor2, Kr[t]);
+                double[] φq = FeatureMaps.Of(LinearFeatureMap.Taylor2, Q[t]);
                 // S_t = S_{t−1} + φ(k_t) v_tᵀ and Sᵀφ(q_t) in one pass over S (Numerics/StateStep.cs); z_t = z_{t−1} + φ(k_t)
                 var o_t = new double[V];
                 StateStep.DecayWriteAndRead(new JaggedRows(S, V), ones, φk, Vr[t], φq, o_t);
@@ -119,7 +119,7 @@ public static class Based
     {
         options ??= new BasedOptions();
         Bind(q, k, v, options);
-        return Sum(LinearAttention.Parallel(q, k, v, LinearPart(options)), SoftmaxAttention.Naive(q, k, v, WindowPart(options)));
+        return Sum(LinearBranch("parallel", q, k, v, options, 64), SoftmaxAttention.Naive(q, k, v, WindowPart(options)));
     }
 
     /// <summary>linear's chunked form plus softmax's tiled form, chunks and blocks of <paramref name="chunkSize"/>.</summary>
@@ -127,24 +127,31 @@ public static class Based
     {
         options ??= new BasedOptions();
         Bind(q, k, v, options);
-        return Sum(LinearAttention.Chunked(q, k, v, chunkSize, LinearPart(options)),
+        return Sum(LinearBranch("chunked", q, k, v, options, chunkSize),
             SoftmaxAttention.Tiled(q, k, v, WindowPart(options), chunkSize, chunkSize));
     }
 
-    /// <summary>The linear branch's options: taylor2, normalised, scale a, eps.</summary>
-    public static LinearOptions LinearPart(BasedOptions options)
+    /// <summary>The linear branch: linear's <paramref name="variant"/> through its contract, taylor2, normalised, scale a, eps.</summary>
+    private static LinearResult LinearBranch(string variant, Tensor q, Tensor k, Tensor v, BasedOptions options, int chunkSize)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        return new LinearOptions
+        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v };
+        foreach (var (name, tensor) in new[] { ("initial_state", options.InitialState), ("initial_normalizer", options.InitialNormalizer), ("cu_seqlens", options.CuSeqlens) })
         {
-            FeatureMap = LinearFeatureMap.Taylor2,
-            Normalize = true,
-            Eps = options.Eps,
-            Scale = options.LinearScale,
-            InitialState = options.InitialState,
-            InitialNormalizer = options.InitialNormalizer,
-            CuSeqlens = options.CuSeqlens,
-        };
+            if (tensor is not null)
+            {
+                inputs[name] = tensor;
+            }
+        }
+        var parameters = new FormParameters(new Dictionary<string, string>
+        {
+            ["feature_map"] = "taylor2",
+            ["normalize"] = "true",
+            ["eps"] = options.Eps.ToString("R", CultureInfo.InvariantCulture),
+            ["scale"] = options.LinearScale.ToString("R", CultureInfo.InvariantCulture),
+            ["chunk_size"] = chunkSize.ToString(CultureInfo.InvariantCulture),
+        });
+        var outputs = new LinearAttention().Run(variant, inputs, parameters);
+        return new LinearResult(outputs["o"], outputs["final_state"], outputs["final_normalizer"]);
     }
 
     /// <summary>The window branch's options: causal softmax over the last <c>window</c> keys.</summary>
@@ -186,7 +193,7 @@ public static class Based
         dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
         dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,K");
         dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,V");
-        dims.Set("F", LinearAttention.FeatureDimension(LinearFeatureMap.Taylor2, dims["K"], 0));
+        dims.Set("F", FeatureMaps.Dimension(LinearFeatureMap.Taylor2, dims["K"], 0));
         var slices = Sequences.BindNormalisedState(dims, "F", options.InitialState, options.InitialNormalizer, options.CuSeqlens);
         return slices;
     }
@@ -226,3 +233,6 @@ public sealed record BasedOptions
     /// <summary>Varlen: int32/int64 [N+1] sequence boundaries along T, with B = 1.</summary>
     public Tensor? CuSeqlens { get; init; }
 }
+
+/// <summary>Outputs of based: o [B,T,H,V] and the linear branch's final_state [N,H,F,V] and final_normalizer [N,H,F].</summary>
+public sealed record LinearResult(Tensor O, Tensor FinalState, Tensor FinalNormalizer);

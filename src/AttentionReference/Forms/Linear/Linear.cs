@@ -1,4 +1,4 @@
-using System.Globalization;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -21,7 +21,7 @@ namespace AttentionReference.Forms.Linear;
 ///   causal = false: every o_t reads S and z after the last step (S_{T−1}, z_{T−1}) instead of S_t, z_t.
 ///   final_state = S_{T−1}, final_normalizer = z_{T−1}, always written.
 ///
-/// Feature maps φ (feature_map):
+/// Feature maps φ (feature_map; FeatureMaps.cs defines each):
 ///   identity   φ(x) = x
 ///   elu1       φ(x) = elu(x) + 1 = x + 1 for x > 0, exp(x) otherwise        (Katharopoulos et al.)
 ///   relu       φ(x) = max(x, 0)
@@ -31,19 +31,19 @@ namespace AttentionReference.Forms.Linear;
 ///              so that E_ω[φ(q)·φ(k)] = exp(q·k/√K) for ω ~ N(0, I)
 ///
 /// Variants:
-///   recurrent  the recurrence above, token by token (the definition); when causal, S is updated and read in one
-///              pass per step (Numerics/StateStep.cs).
+///   recurrent  the recurrence above, token by token (the definition).
 ///   parallel   A_ij = φ(q_i)·φ(k_j) for j ≤ i (every j when not causal);
 ///              o_i = scale · (S0ᵀ φ(q_i) + Σ_j A_ij v_j), normaliser φ(q_i)·z0 + Σ_j A_ij.
-///   chunked    chunks of C steps (any C ≥ 1): the state entering the chunk plus the masked quadratic part inside
-///              the chunk, then S and z advance by the chunk's keys. Not causal: S and z over all chunks first, then
-///              every chunk reads them.
+///   chunked    chunks of C steps (any C ≥ 1):
+///                1. inter-chunk part: the state entering the chunk, read by all its queries at once: Φq S, Φq z
+///                2. intra-chunk part: Σ_{s≤j≤t} A_tj v_j and Σ_{s≤j≤t} A_tj for each query t of the chunk
+///                3. S += Φkᵀ V, z += Φkᵀ 1 over the chunk's keys, handed to the next chunk
+///              Not causal: S and z over all chunks first, then every step reads them.
 ///
-/// Arithmetic (LinearProblem.cs holds the per-head plumbing): rows of scores and Σ_j A_ij v_j, the chunk's state
-/// read-out Φq S and update S += Φᵀ V are products through Numerics/DenseMatrix.cs; each denominator is computed as its
-/// numerator is, with a column of ones for the values. taylor2's scores use its identity φ(q)·φ(k) = 1 + x + x²/2,
-/// x = q·k/√K: O(K) per pair instead of the O(K²) dot of its features (the state, which needs the features, still
-/// uses them).
+/// Arithmetic of parallel and chunked: rows of scores and Σ_j A_ij v_j, the chunk's read-out Φq S and update S += Φᵀ V
+/// are products through Numerics/DenseMatrix.cs; each denominator is computed as its numerator is, with a column of
+/// ones for the values. taylor2's scores use its identity φ(q)·φ(k) = 1 + s + s²/2, s = q·k/√K: O(K) per pair instead
+/// of the O(K²) dot of its features (the state, which needs the features, still uses them).
 /// </code>
 /// Sources and choices:
 /// - scale multiplies φ(q), as fla's fla/ops/linear_attn/naive.py applies scale to the (already feature-mapped) q
@@ -65,301 +65,276 @@ namespace AttentionReference.Forms.Linear;
 /// - Not causal: fla has no non-causal kernel here (flash-bidirectional-linear-attention does); the definition is
 ///   Katharopoulos et al.'s Eq. 5 with every key, plus the initial state.
 /// </summary>
-public static class Linear
+public sealed class Linear : Form
 {
-    /// <summary>The recurrence, token by token: the definition.</summary>
-    public static LinearResult Recurrent(Tensor q, Tensor k, Tensor v, LinearOptions? options = null) =>
-        LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S, z, o) =>
-        {
-            double[] φq = new double[head.F], φk = new double[head.F];
-            if (head.Causal)
-            {
-                var ones = new double[head.F]; // no decay: α = 1
-                Array.Fill(ones, 1.0);
-                for (int t = 0; t < head.T; t++)
-                {
-                    // S_t = S_{t−1} + φ(k_t) v_tᵀ and its read-out S_tᵀ φ(q_t), in one pass over S; z_t = z_{t−1} + φ(k_t)
-                    head.KeyFeatures(t, 1, φk);
-                    head.QueryFeatures(t, 1, φq);
-                    Span<double> numerator = o[t];
-                    StateStep.DecayWriteAndRead(new FlatRows(S, head.F, head.V), ones, φk, head.Value(t), φq, numerator);
-                    VectorKernels.AddTo(φk, z);
-                    head.Finish(numerator, Dot(φq, z), numerator);
-                }
-                return;
-            }
-            // Not causal: every o_t reads the state after the last step.
-            for (int t = 0; t < head.T; t++)
-            {
-                head.KeyFeatures(t, 1, φk);
-                Accumulate(head, t, φk, S, z);
-            }
-            for (int t = 0; t < head.T; t++)
-            {
-                head.QueryFeatures(t, 1, φq);
-                Output(head, φq, S, z, o[t]);
-            }
-        });
+    /// <summary>normalize: divide by scale·φ(q_t)·z_t + eps.</summary>
+    public static Parameter<bool> Normalize { get; } = ParameterSpec.Flag("normalize", false, "divide by scale·φ(q_t)·z_t + eps");
 
-    /// <summary>The quadratic form: scores φ(q_i)·φ(k_j), masked to j ≤ i when causal.</summary>
-    public static LinearResult Parallel(Tensor q, Tensor k, Tensor v, LinearOptions? options = null) =>
-        LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S0, z0, o) =>
-        {
-            var A = new double[head.T];
-            var φq = new double[head.F];
-            var denominator = new double[1];
-            for (int i = 0; i < head.T; i++)
-            {
-                // The initial state's part, then Σ_j A_ij v_j over the allowed keys; the denominator alike, with a
-                // column of ones for the values (the same arithmetic as every value column).
-                Span<double> numerator = o[i];
-                denominator[0] = 0;
-                if (head.HasInitialState)
-                {
-                    head.QueryFeatures(i, 1, φq);
-                    DenseMatrix.AddWeightedRows(φq, S0, numerator);
-                    DenseMatrix.AddWeightedRows(φq, z0, denominator);
-                }
-                int keys = head.Causal ? i + 1 : head.T;
-                Span<double> Ai = A.AsSpan(0, keys);
-                head.Scores(i, 0, Ai);
-                DenseMatrix.AddWeightedRows(Ai, head.Values(0, keys), numerator);
-                DenseMatrix.AddWeightedRows(Ai, head.Ones(keys), denominator);
-                head.Finish(numerator, denominator[0], numerator);
-            }
-            // final_state and final_normalizer: the chunked form's state update, one chunk after another.
-            for (int s = 0; s < head.T; s += StateChunk)
-            {
-                AdvanceState(head, s, Math.Min(s + StateChunk, head.T), S0, z0);
-            }
-        });
+    /// <summary>eps: added to the normaliser.</summary>
+    public static Parameter<double> Eps { get; } = ParameterSpec.Real("eps", 1e-10, "added to the normaliser (fla's value)", min: 0);
 
-    /// <summary>Chunks of <paramref name="chunkSize"/> steps (any C ≥ 1).</summary>
-    public static LinearResult Chunked(Tensor q, Tensor k, Tensor v, int chunkSize, LinearOptions? options = null)
+    /// <summary>causal: o_t reads S_t, or (false) the state after the last step.</summary>
+    public static Parameter<bool> Causal { get; } = ParameterSpec.Flag("causal", true, "false: every o_t reads the state after the last step");
+
+    /// <summary>scale, F^-0.5 unless given.</summary>
+    public static Parameter<double?> Scale { get; } = ParameterSpec.OptionalReal("scale", "F^-0.5", "o_t = scale · S_tᵀ φ(q_t), F the feature dimension");
+
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("linear", "linear", "Linear.cs")
     {
-        if (chunkSize < 1)
+        Variants = ["recurrent", "parallel", "chunked"],
+        Inputs =
+        [
+            new("q", "B,T,H,K", "queries (before the feature map)"),
+            new("k", "B,T,H,K", "keys (before the feature map)"),
+            Specs.V,
+            new("proj", "M,K", "performer's random projection ω (feature_map=performer only)", Optional: true),
+            new("initial_state", "N,H,F,V", "S before the first step, F the feature dimension (zeros if absent)", Optional: true),
+            new("initial_normalizer", "N,H,F", "z before the first step (zeros if absent)", Optional: true),
+            Specs.CuSeqlens,
+        ],
+        Outputs =
+        [
+            Specs.O,
+            new("final_state", "N,H,F,V", "S after each sequence's last step"),
+            new("final_normalizer", "N,H,F", "z after each sequence's last step"),
+        ],
+        Parameters = [FeatureMaps.Parameter, Normalize, Eps, Causal, Scale, Specs.ChunkSize],
+        Derived = [new("F", FeatureMaps.FeatureSize)],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        LinearOptions options = LinearOptions.Read(problem);
+        return variant switch
         {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, options)),
+            "parallel" => Heads.Run(problem, head => Parallel(head, options)),
+            "chunked" => Heads.Run(problem, head => Chunked(head, options)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
+    /// <summary>The recurrence, token by token: the definition.</summary>
+    public static void Recurrent(Head head, LinearOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o"), S = head.State();
+        Span<double> z = head.State("normalizer")[0];
+        ReadOnlySpan<double> proj = Proj(head);
+        double[] φq = new double[S.Count], φk = new double[S.Count];
+        for (int t = 0; t < head.T; t++)
+        {
+            // S_t = S_{t−1} + φ(k_t) v_tᵀ,   z_t = z_{t−1} + φ(k_t)
+            FeatureMaps.Apply(options.Map, k[t], φk, proj);
+            for (int a = 0; a < S.Count; a++)
+            {
+                VectorKernels.Axpy(φk[a], v[t], S[a]);
+            }
+            VectorKernels.AddTo(φk, z);
+            if (options.Causal)
+            {
+                // o_t = scale · S_tᵀ φ(q_t)   (÷ (scale · φ(q_t)·z_t + eps) when normalised)
+                FeatureMaps.Apply(options.Map, q[t], φq, proj);
+                ReadOut(φq, S, z, options, o[t]);
+            }
         }
-        return LinearProblem.Bind(q, k, v, options ?? new LinearOptions()).Run((head, S, z, o) =>
+        if (options.Causal)
         {
-            int C = Math.Min(chunkSize, Math.Max(head.T, 1));
-            var Φq = new double[C * head.F];       // φ(q_t) of the chunk's queries, one row each
-            var numerators = new double[C * head.V]; // what they read, and the chunk's own keys add
-            var denominators = new double[C];
-            var A = new double[C];
-            if (!head.Causal)
+            return;
+        }
+        for (int t = 0; t < head.T; t++)
+        {
+            // Not causal: every o_t reads the state after the last step.
+            FeatureMaps.Apply(options.Map, q[t], φq, proj);
+            ReadOut(φq, S, z, options, o[t]);
+        }
+    }
+
+    /// <summary>o = scale · Sᵀ φ(q), divided by scale · φ(q)·z + eps when normalised (o holds zeros on entry).</summary>
+    private static void ReadOut(ReadOnlySpan<double> φq, RowBlock S, ReadOnlySpan<double> z, LinearOptions options, Span<double> o)
+    {
+        for (int a = 0; a < S.Count; a++)
+        {
+            VectorKernels.Axpy(φq[a], S[a], o);
+        }
+        options.Output(o, VectorKernels.Dot(φq, z), o);
+    }
+
+    /// <summary>The quadratic form: scores φ(q_i)·φ(k_j), masked to j ≤ i when causal; the final state by the chunked update.</summary>
+    private static void Parallel(Head head, LinearOptions options)
+    {
+        var x = new Pair(head, options);
+        RowBlock o = head.Rows("o");
+        var A = new double[head.T];
+        var φq = new double[x.F];
+        var denominator = new double[1];
+        for (int i = 0; i < head.T; i++)
+        {
+            // The initial state's part, then Σ_j A_ij v_j over the allowed keys; the denominator alike, with a column of
+            // ones for the values (the same arithmetic as every value column).
+            Span<double> numerator = o[i];
+            denominator[0] = 0;
+            if (x.HasInitialState)
             {
-                // Not causal: S and z over every chunk first, then each chunk reads the final S and z.
-                for (int s = 0; s < head.T; s += C)
-                {
-                    AdvanceState(head, s, Math.Min(s + C, head.T), S, z);
-                }
-                for (int t = 0; t < head.T; t++)
-                {
-                    head.QueryFeatures(t, 1, Φq.AsSpan(0, head.F));
-                    Output(head, Φq.AsSpan(0, head.F), S, z, o[t]);
-                }
-                return;
+                x.Features.QueryFeatures(i, 1, φq);
+                DenseMatrix.AddWeightedRows(φq, x.S, numerator);
+                DenseMatrix.AddWeightedRows(φq, x.Z, denominator);
             }
-            for (int s = 0; s < head.T; s += C)
-            {
-                int e = Math.Min(s + C, head.T), n = e - s;
-                // 1. inter-chunk part: the state entering the chunk, read by all the chunk's queries at once:
-                //    numerators Φq S, denominators Φq z.
-                head.QueryFeatures(s, n, Φq.AsSpan(0, n * head.F));
-                Array.Clear(numerators);
-                Array.Clear(denominators);
-                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.F), n, S, head.F, numerators.AsSpan(0, n * head.V));
-                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.F), n, z, head.F, denominators.AsSpan(0, n));
-                for (int t = s; t < e; t++)
-                {
-                    // 2. intra-chunk part: the chunk's keys up to t.
-                    Span<double> numerator = numerators.AsSpan((t - s) * head.V, head.V), At = A.AsSpan(0, t - s + 1);
-                    head.Scores(t, s, At);
-                    DenseMatrix.AddWeightedRows(At, head.Values(s, t - s + 1), numerator);
-                    DenseMatrix.AddWeightedRows(At, head.Ones(t - s + 1), denominators.AsSpan(t - s, 1));
-                    head.Finish(numerator, denominators[t - s], o[t]);
-                }
-                // 3. the state handed to the next chunk.
-                AdvanceState(head, s, e, S, z);
-            }
-        });
+            int keys = options.Causal ? i + 1 : head.T;
+            Span<double> Ai = A.AsSpan(0, keys);
+            x.Features.Scores(i, 0, Ai);
+            DenseMatrix.AddWeightedRows(Ai, x.Values(0, keys), numerator);
+            DenseMatrix.AddWeightedRows(Ai, x.Ones(keys), denominator);
+            options.Output(numerator, denominator[0], numerator);
+        }
+        // final_state and final_normalizer: the chunked form's state update, one chunk after another.
+        foreach (var (s, e) in Chunks.Of(head.T, StateChunk))
+        {
+            AdvanceState(x, s, e);
+        }
     }
 
     // The chunk length of the parallel form's state update: long enough for the key-feature block to feed a matrix
     // product, short enough to keep it (F x 64) small.
     private const int StateChunk = 64;
 
-    /// <summary>φ(x) for one row x [K]; <paramref name="proj"/> [M,K] is performer's ω.</summary>
-    public static double[] FeatureMap(LinearFeatureMap map, ReadOnlySpan<double> x, Tensor? proj = null)
+    /// <summary>Chunks of C steps (any C ≥ 1): steps 1–3 per chunk, in order.</summary>
+    private static void Chunked(Head head, LinearOptions options)
     {
-        int K = x.Length;
-        switch (map)
+        var x = new Pair(head, options);
+        RowBlock o = head.Rows("o");
+        int C = Math.Min(options.ChunkSize, Math.Max(head.T, 1)), F = x.F, V = head["V"];
+        var Φq = new double[C * F];        // φ(q_t) of the chunk's queries, one row each
+        var numerators = new double[C * V]; // what they read, and the chunk's own keys add
+        var denominators = new double[C];
+        var A = new double[C];
+        if (!options.Causal)
         {
-            case LinearFeatureMap.Identity:
-                return x.ToArray();
-            case LinearFeatureMap.EluPlusOne:
-                {
-                    var φ = new double[K];
-                    for (int a = 0; a < K; a++)
-                    {
-                        φ[a] = x[a] > 0 ? x[a] + 1 : Math.Exp(x[a]); // elu(x) + 1, with elu(x) = exp(x) − 1 for x ≤ 0
-                    }
-                    return φ;
-                }
-            case LinearFeatureMap.Relu:
-                {
-                    var φ = new double[K];
-                    for (int a = 0; a < K; a++)
-                    {
-                        φ[a] = Math.Max(x[a], 0);
-                    }
-                    return φ;
-                }
-            case LinearFeatureMap.Taylor2:
-                {
-                    double[] x̃ = Scaled(x);
-                    var φ = new double[1 + K + K * K];
-                    φ[0] = 1;
-                    x̃.CopyTo(φ, 1);
-                    for (int a = 0; a < K; a++)
-                    {
-                        for (int b = 0; b < K; b++)
-                        {
-                            φ[1 + K + K * a + b] = x̃[a] * x̃[b] / Math.Sqrt(2);
-                        }
-                    }
-                    return φ;
-                }
-            case LinearFeatureMap.Performer:
-                {
-                    ArgumentNullException.ThrowIfNull(proj);
-                    double[] x̃ = Scaled(x);
-                    int M = proj.Dim(0);
-                    double halfNorm = Dot(x̃, x̃) / 2;
-                    var φ = new double[M];
-                    for (int r = 0; r < M; r++)
-                    {
-                        double ωx = Dot(proj.Data.AsSpan(r * K, K), x̃);
-                        φ[r] = Math.Exp(ωx - halfNorm) / Math.Sqrt(M);
-                    }
-                    return φ;
-                }
-            default:
-                throw new ArgumentOutOfRangeException(nameof(map), map, "unknown feature map");
+            // Not causal: S and z over every chunk first, then each step reads the final S and z.
+            foreach (var (s, e) in Chunks.Of(head.T, C))
+            {
+                AdvanceState(x, s, e);
+            }
+            Span<double> φq = Φq.AsSpan(0, F), denominator = denominators.AsSpan(0, 1);
+            for (int t = 0; t < head.T; t++)
+            {
+                x.Features.QueryFeatures(t, 1, φq);
+                denominator[0] = 0;
+                DenseMatrix.AddWeightedRows(φq, x.S, o[t]);
+                DenseMatrix.AddWeightedRows(φq, x.Z, denominator);
+                options.Output(o[t], denominator[0], o[t]);
+            }
+            return;
         }
-    }
-
-    /// <summary>The feature dimension F of <paramref name="map"/> for head dimension K (and M random features).</summary>
-    public static int FeatureDimension(LinearFeatureMap map, int keyDim, int randomFeatures) => map switch
-    {
-        LinearFeatureMap.Taylor2 => 1 + keyDim + keyDim * keyDim,
-        LinearFeatureMap.Performer => randomFeatures,
-        _ => keyDim,
-    };
-
-    /// <summary>S ← S + φ(k_t) v_tᵀ, z ← z + φ(k_t), row by row.</summary>
-    private static void Accumulate(LinearHead head, int t, ReadOnlySpan<double> φk, double[] S, double[] z)
-    {
-        for (int a = 0; a < head.F; a++)
+        foreach (var (s, e) in Chunks.Of(head.T, C))
         {
-            VectorKernels.Axpy(φk[a], head.Value(t), S.AsSpan(a * head.V, head.V));
+            int n = e - s;
+            // 1. inter-chunk part: numerators Φq S, denominators Φq z.
+            x.Features.QueryFeatures(s, n, Φq.AsSpan(0, n * F));
+            Array.Clear(numerators);
+            Array.Clear(denominators);
+            DenseMatrix.AddProduct(Φq.AsSpan(0, n * F), n, x.S, F, numerators.AsSpan(0, n * V));
+            DenseMatrix.AddProduct(Φq.AsSpan(0, n * F), n, x.Z, F, denominators.AsSpan(0, n));
+            for (int t = s; t < e; t++)
+            {
+                // 2. intra-chunk part: the chunk's keys up to t.
+                Span<double> numerator = numerators.AsSpan((t - s) * V, V), At = A.AsSpan(0, t - s + 1);
+                x.Features.Scores(t, s, At);
+                DenseMatrix.AddWeightedRows(At, x.Values(s, t - s + 1), numerator);
+                DenseMatrix.AddWeightedRows(At, x.Ones(t - s + 1), denominators.AsSpan(t - s, 1));
+                options.Output(numerator, denominators[t - s], o[t]);
+            }
+            // 3. the state handed to the next chunk.
+            AdvanceState(x, s, e);
         }
-        VectorKernels.AddTo(φk, z);
     }
 
     /// <summary>
-    /// S and z advanced over the keys of chunk [s, e): S += Φᵀ V and z += Φᵀ 1 as matrix products, Φ [n x F] the
-    /// chunk's key features, one row per key (each S[a, c] still sums its keys in order).
+    /// S and z advanced over the keys of chunk [s, e): S += Φᵀ V and z += Φᵀ 1 as matrix products, Φ [n x F] the chunk's
+    /// key features, one row per key (each S[a, c] still sums its keys in order).
     /// </summary>
-    private static void AdvanceState(LinearHead head, int s, int e, double[] S, double[] z)
+    private static void AdvanceState(Pair x, int s, int e)
     {
-        int n = e - s, F = head.F;
-        var Φk = new double[n * F];
-        head.KeyFeatures(s, n, Φk);
-        DenseMatrix.AddTransposedProduct(Φk, n, head.Values(s, n), S);
-        DenseMatrix.AddTransposedProduct(Φk, n, head.Ones(n), z);
+        int n = e - s;
+        var Φk = new double[n * x.F];
+        x.Features.KeyFeatures(s, n, Φk);
+        DenseMatrix.AddTransposedProduct(Φk, n, x.Values(s, n), x.S);
+        DenseMatrix.AddTransposedProduct(Φk, n, x.Ones(n), x.Z);
     }
 
-    /// <summary>o = scale · Sᵀ φ(q), divided by scale·φ(q)·z + eps when normalised.</summary>
-    private static void Output(LinearHead head, ReadOnlySpan<double> φq, double[] S, double[] z, Span<double> o)
-    {
-        Span<double> numerator = o; // zeros on entry
-        Span<double> denominator = stackalloc double[1];
-        DenseMatrix.AddWeightedRows(φq, S, numerator);
-        DenseMatrix.AddWeightedRows(φq, z, denominator);
-        head.Finish(numerator, denominator[0], o);
-    }
+    /// <summary>performer's ω [M,K] row after row; empty for the other maps.</summary>
+    private static ReadOnlySpan<double> Proj(Head head) => head.Problem.Has("proj") ? head.Row("proj") : default;
 
-    private static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
+    /// <summary>
+    /// One pair as the parallel and chunked forms read it: its features and scores, v packed row after row and a column
+    /// of ones (the matrices of the products: the ones give the denominators), S [F x V] and z [F], packed.
+    /// </summary>
+    private sealed class Pair
     {
-        double sum = 0;
-        for (int a = 0; a < x.Length; a++)
+        private readonly double[] _values, _ones;
+        private readonly RowBlock _S, _z;
+
+        public Pair(Head head, LinearOptions options)
         {
-            sum += x[a] * y[a];
+            (_S, _z) = (head.State(), head.State("normalizer"));
+            RowBlock v = head.Rows("v");
+            int V = v.Width;
+            _values = new double[v.Count * V];
+            for (int t = 0; t < v.Count; t++)
+            {
+                v[t].CopyTo(_values.AsSpan(t * V, V));
+            }
+            _ones = new double[v.Count];
+            Array.Fill(_ones, 1.0);
+            Features = new FeatureRows(options.Map, Proj(head).ToArray(), head.Rows("q"), head.Rows("k"), _S.Count);
+            HasInitialState = head.Problem.Has("initial_state") || head.Problem.Has("initial_normalizer");
         }
-        return sum;
-    }
 
-    /// <summary>x / K^(1/4): the input scaling of taylor2 (Based) and performer (FAVOR+).</summary>
-    internal static double[] Scaled(ReadOnlySpan<double> x)
+        public FeatureRows Features { get; }
+
+        public int F => _S.Count;
+
+        /// <summary>Whether the call gave initial_state or initial_normalizer (otherwise both start at zero).</summary>
+        public bool HasInitialState { get; }
+
+        public Span<double> S => _S.Contiguous();
+
+        public Span<double> Z => _z.Contiguous();
+
+        /// <summary>v_first … v_{first+count−1}, packed row after row.</summary>
+        public ReadOnlySpan<double> Values(int first, int count) => _values.AsSpan(first * _S.Width, count * _S.Width);
+
+        /// <summary>A column of <paramref name="count"/> ones: the "values" whose weighted sums are the denominators.</summary>
+        public ReadOnlySpan<double> Ones(int count) => _ones.AsSpan(0, count);
+    }
+}
+
+/// <summary>The options of a linear call, read once from the bound call; the CPU form and the OpenCL host read the same.</summary>
+/// <param name="Map">The feature map φ.</param>
+/// <param name="Normalize">Divide by scale·φ(q_t)·z_t + eps.</param>
+/// <param name="Eps">Added to the normaliser.</param>
+/// <param name="Causal">o_t reads S_t (true) or the state after the last step.</param>
+/// <param name="Scale">The given scale, or F^(-1/2).</param>
+/// <param name="ChunkSize">The chunked variant's C.</param>
+public sealed record LinearOptions(LinearFeatureMap Map, bool Normalize, double Eps, bool Causal, double Scale, int ChunkSize)
+{
+    /// <summary>The options of <paramref name="problem"/>.</summary>
+    public static LinearOptions Read(Problem problem)
     {
-        double rootRootK = Math.Sqrt(Math.Sqrt(x.Length));
-        var x̃ = new double[x.Length];
-        for (int a = 0; a < x.Length; a++)
+        ArgumentNullException.ThrowIfNull(problem);
+        return new(FeatureMaps.Parse(problem.Get(FeatureMaps.Parameter)), problem.Get(Linear.Normalize), problem.Get(Linear.Eps),
+            problem.Get(Linear.Causal), problem.Get(Linear.Scale) ?? 1 / Math.Sqrt(problem["F"]), problem.Get(Specs.ChunkSize));
+    }
+
+    /// <summary>o = scale · n, divided by scale · d + eps when normalised (<paramref name="o"/> may be <paramref name="numerator"/>).</summary>
+    public void Output(ReadOnlySpan<double> numerator, double denominator, Span<double> o)
+    {
+        for (int c = 0; c < o.Length; c++)
         {
-            x̃[a] = x[a] / rootRootK;
+            o[c] = Normalize ? Scale * numerator[c] / (Scale * denominator + Eps) : Scale * numerator[c];
         }
-        return x̃;
     }
 }
-
-/// <summary>The feature map φ of <see cref="Linear"/>.</summary>
-public enum LinearFeatureMap
-{
-    /// <summary>φ(x) = x.</summary>
-    Identity,
-    /// <summary>φ(x) = elu(x) + 1.</summary>
-    EluPlusOne,
-    /// <summary>φ(x) = max(x, 0).</summary>
-    Relu,
-    /// <summary>Based's second-order Taylor map, F = 1 + K + K².</summary>
-    Taylor2,
-    /// <summary>FAVOR+ positive random features with ω = proj [M,K], F = M.</summary>
-    Performer,
-}
-
-/// <summary>The options of <see cref="Linear"/>; defaults give causal, unnormalised linear attention with φ = identity.</summary>
-public sealed record LinearOptions
-{
-    /// <summary>The feature map φ.</summary>
-    public LinearFeatureMap FeatureMap { get; init; } = LinearFeatureMap.Identity;
-
-    /// <summary>performer's projection ω [M,K]; required for performer, refused otherwise.</summary>
-    public Tensor? Proj { get; init; }
-
-    /// <summary>Divide by scale·φ(q_t)·z_t + eps.</summary>
-    public bool Normalize { get; init; }
-
-    /// <summary>The constant added to the normaliser (fla: 1e-10).</summary>
-    public double Eps { get; init; } = 1e-10;
-
-    /// <summary>Causal (default): o_t reads S_t; otherwise every o_t reads the state after the last step.</summary>
-    public bool Causal { get; init; } = true;
-
-    /// <summary>o_t = scale · S_tᵀ φ(q_t); null means F^(-1/2).</summary>
-    public double? Scale { get; init; }
-
-    /// <summary>S before the first step, [N,H,F,V]; null means zeros.</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>z before the first step, [N,H,F]; null means zeros.</summary>
-    public Tensor? InitialNormalizer { get; init; }
-
-    /// <summary>Varlen: int32/int64 [N+1] sequence boundaries along T, with B = 1.</summary>
-    public Tensor? CuSeqlens { get; init; }
-}
-
-/// <summary>Outputs of linear attention: o [B,T,H,V], final_state [N,H,F,V], final_normalizer [N,H,F].</summary>
-public sealed record LinearResult(Tensor O, Tensor FinalState, Tensor FinalNormalizer);

@@ -123,10 +123,11 @@ internal static class HybridCases
             {
                 // The linear branch's state as a run over two earlier keys leaves it (z > 0: taylor2's φ(k)·φ(q) > 0).
                 int n = cuSeqlens.Length - 1;
-                var prefix = Forms.Linear.Linear.Recurrent(random.Normal(1, n, 2, h, k), random.Normal(1, n, 2, h, k), random.Normal(1, n, 2, h, v),
-                    new Forms.Linear.LinearOptions { FeatureMap = Forms.Linear.LinearFeatureMap.Taylor2 });
-                inputs["initial_state"] = prefix.FinalState;
-                inputs["initial_normalizer"] = prefix.FinalNormalizer;
+                var prefix = new Forms.Linear.Linear().Run("recurrent",
+                    new Dictionary<string, Tensor> { ["q"] = random.Normal(1, n, 2, h, k), ["k"] = random.Normal(1, n, 2, h, k), ["v"] = random.Normal(1, n, 2, h, v) },
+                    new Forms.FormParameters(new Dictionary<string, string> { ["feature_map"] = "taylor2" }));
+                inputs["initial_state"] = prefix["final_state"];
+                inputs["initial_normalizer"] = prefix["final_normalizer"];
                 inputs["cu_seqlens"] = new Tensor([n + 1], cuSeqlens, DType.I64);
             }
             return inputs;

@@ -1,9 +1,11 @@
+using System.Globalization;
+using AttentionReference.Forms;
 using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Tensors;
+using AttentionReference.Tests.Forms.Common;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
-using static AttentionReference.Tests.Forms.GatedLinear.Rwkv6MlstmTensors;
 
 namespace AttentionReference.Tests.Forms.GatedLinear;
 
@@ -17,15 +19,26 @@ namespace AttentionReference.Tests.Forms.GatedLinear;
 public sealed record MlstmCase(int B, int T, int H, int K, int V, DecayRegime Regime, bool WithState, bool ExpGate,
     double Eps, int ChunkSize, int Seed)
 {
-    public MlstmOptions Options(Tensor? c0 = null, Tensor? n0 = null, Tensor? m0 = null, Tensor? cu = null) => new()
+    /// <summary>The case's parameters: eps, the forget gate, the chunk size.</summary>
+    public string[] Parameters() =>
+    [
+        "eps=" + Eps.ToString("R", CultureInfo.InvariantCulture), "forget_gate=" + (ExpGate ? "exp" : "sigmoid"),
+        "chunk_size=" + ChunkSize.ToString(CultureInfo.InvariantCulture),
+    ];
+
+    /// <summary>The inputs by name, with the initial states that are given.</summary>
+    public static Dictionary<string, Tensor> Named(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, Tensor? c0 = null, Tensor? n0 = null, Tensor? m0 = null)
     {
-        Eps = Eps,
-        ForgetGate = ExpGate ? MlstmForgetGate.Exponential : MlstmForgetGate.Sigmoid,
-        InitialState = c0,
-        InitialNormalizer = n0,
-        InitialMax = m0,
-        CuSeqlens = cu,
-    };
+        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["i"] = i, ["f"] = f };
+        foreach (var (name, state) in new[] { ("initial_state", c0), ("initial_normalizer", n0), ("initial_max", m0) })
+        {
+            if (state is not null)
+            {
+                inputs[name] = state;
+            }
+        }
+        return inputs;
+    }
 
     public (Tensor Q, Tensor K, Tensor V, Tensor I, Tensor F) Inputs()
     {
@@ -79,74 +92,74 @@ public sealed record MlstmCase(int B, int T, int H, int K, int V, DecayRegime Re
          select new MlstmCase(b, t, h, k, v, regime, withState, expGate, eps, chunk, seed)).ToArbitrary();
 }
 
-public sealed class MlstmTests
+/// <summary>
+/// mlstm's laws: the stateful-form laws (log forget gates drawn as the cases' log gates, through either gate, input gates
+/// in [−4, 4], eps 0 or 1e-6), and on <see cref="MlstmCase"/>: the stabiliser changes nothing, the two forget gates
+/// agree, the scale multiplies q, huge input gates stay finite.
+/// </summary>
+public sealed class MlstmTests : StatefulFormLaws
 {
-    // The variants sum the same terms in double in different orders (the stabiliser m is the same running max,
-    // unrolled); a few ulps per term over at most 20 steps: far below 1e-12 relative to the result's norm.
-    private const double SameMathInDouble = 1e-12;
+    protected override IForm Form { get; } = new Mlstm();
 
-    private static MlstmResult Run(string variant, MlstmCase c, Tensor q, Tensor k, Tensor v, Tensor i, Tensor f, MlstmOptions options) =>
-        variant switch
+    private static bool ExpGate(StatefulCase c) => c.Seed % 2 == 0;
+
+    protected override FormParameters Parameters(StatefulCase c) => FormParameters.None
+        .With("forget_gate", ExpGate(c) ? "exp" : "sigmoid")
+        .With("eps", c.Seed / 2 % 2 == 0 ? "0" : "1e-6");
+
+    protected override Dictionary<string, Tensor> Inputs(StatefulCase c, Random random, int b, int t)
+    {
+        var inputs = new Dictionary<string, Tensor>
         {
-            "recurrent" => Mlstm.Recurrent(q, k, v, i, f, options),
-            "parallel" => Mlstm.Parallel(q, k, v, i, f, options),
-            _ => Mlstm.Chunked(q, k, v, i, f, c.ChunkSize, options),
+            ["q"] = TestTensors.Normal(random, 1, b, t, c.H, c.K),
+            ["k"] = TestTensors.Normal(random, 1, b, t, c.H, c.K),
+            ["v"] = TestTensors.Normal(random, 1, b, t, c.H, c.V),
+            ["i"] = new Tensor([b, t, c.H], Enumerable.Range(0, b * t * c.H).Select(_ => 8 * random.NextDouble() - 4).ToArray()),
         };
+        // The exponential gate takes log f itself; the sigmoid gate the pre-activation whose logsigmoid is log f.
+        Tensor logF = c.Gates(random, b, t, c.H);
+        inputs["f"] = ExpGate(c) ? logF : new Tensor(logF.ShapeArray(), logF.Data.Select(g => g - Math.Log(-double.ExpM1(g))).ToArray());
+        return inputs;
+    }
 
-    // m is compared in absolute terms: it is a log, so an absolute error is a relative error of the state.
-    private static bool Close(MlstmResult a, MlstmResult b) =>
-        TestTensors.Close(a.O, b.O, SameMathInDouble)
-        && TestTensors.Close(a.FinalState, b.FinalState, SameMathInDouble)
-        && TestTensors.Close(a.FinalNormalizer, b.FinalNormalizer, SameMathInDouble)
-        && a.FinalMax.Data.Zip(b.FinalMax.Data).All(p => Math.Abs(p.First - p.Second) <= SameMathInDouble * (1 + Math.Abs(p.Second)));
+    // m is compared in absolute terms: it is a log, so an absolute error is a relative error of the state (and m near 0
+    // has no relative scale of its own).
+    protected override bool Close(string name, Tensor actual, Tensor expected) => name == "final_max"
+        ? actual.Data.Zip(expected.Data).All(p => Math.Abs(p.First - p.Second) <= SameMathInDouble * (1 + Math.Abs(p.Second)))
+        : base.Close(name, actual, expected);
 
-    private static Arbitrary<string> Variants { get; } = Gen.Elements("recurrent", "parallel", "chunked").ToArbitrary();
+    private IReadOnlyDictionary<string, Tensor> Run(string variant, MlstmCase c, Dictionary<string, Tensor> inputs, params string[] parameters) =>
+        Form.Call(variant, inputs, [.. c.Parameters(), .. parameters]);
 
-    [Fact]
-    public void Parallel_equals_recurrent() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary, c =>
-    {
-        var (q, k, v, i, f) = c.Inputs();
-        var (c0, n0, m0) = c.State(c.B);
-        var options = c.Options(c0, n0, m0);
-        return Close(Mlstm.Parallel(q, k, v, i, f, options), Mlstm.Recurrent(q, k, v, i, f, options));
-    }));
-
-    [Fact]
-    public void Chunked_equals_recurrent_for_any_chunk_size() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary, c =>
-    {
-        var (q, k, v, i, f) = c.Inputs();
-        var (c0, n0, m0) = c.State(c.B);
-        var options = c.Options(c0, n0, m0);
-        return Close(Mlstm.Chunked(q, k, v, i, f, c.ChunkSize, options), Mlstm.Recurrent(q, k, v, i, f, options));
-    }));
-
-    [Fact]
-    public void The_stabiliser_does_not_change_outputs_or_the_unscaled_state() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary, Variants, (c, variant) =>
+    [Law]
+    public bool The_stabiliser_does_not_change_outputs_or_the_unscaled_state(MlstmCase c)
     {
         // Mild inputs so that the unstabilised recurrence stays finite: forget gates near 1, |i| ≤ 4 over 20 steps.
         var mild = c with { Regime = DecayRegime.Mild, Eps = 0 };
         var (q, k, v, i, f) = mild.Inputs();
         var (c0, n0, m0) = mild.State(mild.B);
-        var stable = Run(variant, mild, q, k, v, i, f, mild.Options(c0, n0, m0));
         var (o, cFinal, nFinal) = Unstabilised(mild, q, k, v, i, f, c0, n0, m0);
-        // C̃·exp(m) and ñ·exp(m) are the unstabilised C and n.
-        var (cUnscaled, nUnscaled) = (stable.FinalState.Clone(), stable.FinalNormalizer.Clone());
-        Unscale(cUnscaled, stable.FinalMax, mild.K * mild.V);
-        Unscale(nUnscaled, stable.FinalMax, mild.K);
-        return TestTensors.Close(stable.O, o, SameMathInDouble)
-            && TestTensors.Close(cUnscaled, cFinal, SameMathInDouble)
-            && TestTensors.Close(nUnscaled, nFinal, SameMathInDouble);
-    }));
+        return Form.Variants.All(variant =>
+        {
+            var stable = Run(variant, mild, MlstmCase.Named(q, k, v, i, f, c0, n0, m0));
+            // C̃·exp(m) and ñ·exp(m) are the unstabilised C and n.
+            var (cUnscaled, nUnscaled) = (stable["final_state"].Clone(), stable["final_normalizer"].Clone());
+            Unscale(cUnscaled, stable["final_max"], mild.K * mild.V);
+            Unscale(nUnscaled, stable["final_max"], mild.K);
+            return TestTensors.Close(stable["o"], o, SameMathInDouble)
+                && TestTensors.Close(cUnscaled, cFinal, SameMathInDouble)
+                && TestTensors.Close(nUnscaled, nFinal, SameMathInDouble);
+        });
+    }
 
-    [Fact]
-    public void Rescaling_the_initial_state_against_its_max_leaves_outputs_unchanged() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary,
-        Variants, Gen.Choose(-50, 50).ToArbitrary(), (c, variant, shift) =>
+    [Law]
+    public bool Rescaling_the_initial_state_against_its_max_leaves_outputs_unchanged(MlstmCase c)
     {
         // (C̃·e^−δ, ñ·e^−δ, m + δ) is the same unstabilised state; with eps = 0 the outputs cannot tell them apart.
         var withState = c with { WithState = true, Eps = 0 };
         var (q, k, v, i, f) = withState.Inputs();
         var (c0, n0, m0) = withState.State(withState.B);
-        double delta = shift / 10.0;
+        double delta = (c.Seed % 101 - 50) / 10.0;
         var (c1, n1, m1) = (c0!.Clone(), n0!.Clone(), m0!.Clone());
         Unscale(c1, Filled(m0.ShapeArray(), -delta), withState.K * withState.V);
         Unscale(n1, Filled(m0.ShapeArray(), -delta), withState.K);
@@ -154,13 +167,13 @@ public sealed class MlstmTests
         {
             m1.Data[n] += delta;
         }
-        var a = Run(variant, withState, q, k, v, i, f, withState.Options(c0, n0, m0));
-        var b = Run(variant, withState, q, k, v, i, f, withState.Options(c1, n1, m1));
-        return TestTensors.Close(a.O, b.O, SameMathInDouble);
-    }));
+        return Form.Variants.All(variant => TestTensors.Close(
+            Run(variant, withState, MlstmCase.Named(q, k, v, i, f, c0, n0, m0))["o"],
+            Run(variant, withState, MlstmCase.Named(q, k, v, i, f, c1, n1, m1))["o"], SameMathInDouble));
+    }
 
-    [Fact]
-    public void The_exponential_gate_of_logsigmoid_f_is_the_sigmoid_gate_of_f() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary, Variants, (c, variant) =>
+    [Law]
+    public bool The_exponential_gate_of_logsigmoid_f_is_the_sigmoid_gate_of_f(MlstmCase c)
     {
         var sigmoid = c with { ExpGate = false };
         var (q, k, v, i, f) = sigmoid.Inputs();
@@ -170,94 +183,25 @@ public sealed class MlstmTests
             logF.Data[n] = f.Data[n] >= 0 ? -Math.Log(1 + Math.Exp(-f.Data[n])) : f.Data[n] - Math.Log(1 + Math.Exp(f.Data[n]));
         }
         var (c0, n0, m0) = c.State(c.B);
-        var viaSigmoid = Run(variant, sigmoid, q, k, v, i, f, sigmoid.Options(c0, n0, m0));
-        var exponential = c with { ExpGate = true };
-        var viaExp = Run(variant, exponential, q, k, v, i, logF, exponential.Options(c0, n0, m0));
-        return Close(viaSigmoid, viaExp);
-    }), cases: 200);
+        return Form.Variants.All(variant => AllClose(
+            Run(variant, c with { ExpGate = true }, MlstmCase.Named(q, k, v, i, logF, c0, n0, m0)),
+            Run(variant, sigmoid, MlstmCase.Named(q, k, v, i, f, c0, n0, m0))));
+    }
 
-    [Fact]
-    public void State_passing_split_at_any_step_equals_one_run() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary,
-        Gen.Choose(0, 1000).ToArbitrary(), Variants, (c, cut, variant) =>
+    [Law]
+    public bool The_scale_multiplies_the_queries(MlstmCase c)
     {
         var (q, k, v, i, f) = c.Inputs();
         var (c0, n0, m0) = c.State(c.B);
-        int t = cut % (c.T + 1);
-        var whole = Run(variant, c, q, k, v, i, f, c.Options(c0, n0, m0));
-        var first = Run(variant, c, SliceTime(q, 0, t), SliceTime(k, 0, t), SliceTime(v, 0, t), SliceTime(i, 0, t), SliceTime(f, 0, t),
-            c.Options(c0, n0, m0));
-        var second = Run(variant, c, SliceTime(q, t, c.T), SliceTime(k, t, c.T), SliceTime(v, t, c.T), SliceTime(i, t, c.T), SliceTime(f, t, c.T),
-            c.Options(first.FinalState, first.FinalNormalizer, first.FinalMax));
-        return Close(second with { O = ConcatTime(first.O, second.O) }, whole);
-    }));
+        double scale = (1 + c.Seed % 300) / 100.0;
+        var scaledQ = new Tensor(q.ShapeArray(), q.Data.Select(x => x * scale).ToArray());
+        return Form.Variants.All(variant => AllClose(
+            Run(variant, c, MlstmCase.Named(q, k, v, i, f, c0, n0, m0), "scale=" + scale.ToString("R", CultureInfo.InvariantCulture)),
+            Run(variant, c, MlstmCase.Named(scaledQ, k, v, i, f, c0, n0, m0), "scale=1")));
+    }
 
-    [Fact]
-    public void Varlen_equals_separate_runs() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary, Rwkv6Tests.SequenceLengths, Variants, (c, lengths, variant) =>
-    {
-        var packed = c with { B = 1, T = lengths.Sum() };
-        var (q, k, v, i, f) = packed.Inputs();
-        var (c0, n0, m0) = packed.State(lengths.Length);
-        var together = Run(variant, packed, q, k, v, i, f, packed.Options(c0, n0, m0, CuSeqlens(lengths)));
-        Tensor o = Tensor.Zeros(1, 0, c.H, c.V);
-        var (cs, ns, ms) = (new List<Tensor>(), new List<Tensor>(), new List<Tensor>());
-        int start = 0;
-        for (int n = 0; n < lengths.Length; n++)
-        {
-            int end = start + lengths[n];
-            var alone = Mlstm.Recurrent(SliceTime(q, start, end), SliceTime(k, start, end), SliceTime(v, start, end),
-                SliceTime(i, start, end), SliceTime(f, start, end),
-                packed.Options(c0 is null ? null : Rows(c0, n, n + 1), n0 is null ? null : Rows(n0, n, n + 1), m0 is null ? null : Rows(m0, n, n + 1)));
-            o = ConcatTime(o, alone.O);
-            (cs, ns, ms) = ([.. cs, alone.FinalState], [.. ns, alone.FinalNormalizer], [.. ms, alone.FinalMax]);
-            start = end;
-        }
-        return Close(together, new MlstmResult(o, StackRows(cs), StackRows(ns), StackRows(ms)));
-    }));
-
-    [Fact]
-    public void Outputs_do_not_depend_on_later_inputs() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary,
-        Gen.Choose(0, 1000).ToArbitrary(), Variants, (c, cut, variant) =>
-    {
-        var (q, k, v, i, f) = c.Inputs();
-        var (c0, n0, m0) = c.State(c.B);
-        int t0 = cut % c.T;
-        var before = Run(variant, c, q, k, v, i, f, c.Options(c0, n0, m0));
-        var (q2, k2, v2, i2, f2) = (q.Clone(), k.Clone(), v.Clone(), i.Clone(), f.Clone());
-        var random = new Random(c.Seed ^ 0x5bd1e995);
-        foreach (Tensor x in new[] { q2, k2, v2, i2, f2 })
-        {
-            for (int n = 0; n < x.Length; n++)
-            {
-                if (x.IndexOf(n)[1] > t0)
-                {
-                    x.Data[n] = random.NextDouble() * 20 - 10;
-                }
-            }
-        }
-        var after = Run(variant, c, q2, k2, v2, i2, f2, c.Options(c0, n0, m0));
-        // Rows up to t0 are computed from the same numbers in the same order: bit-identical.
-        return SamePrefix(before.O, after.O, t0 + 1);
-    }));
-
-    [Fact]
-    public void The_scale_multiplies_the_queries() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary,
-        Gen.Choose(1, 300).ToArbitrary(), Variants, (c, hundredths, variant) =>
-    {
-        var (q, k, v, i, f) = c.Inputs();
-        var (c0, n0, m0) = c.State(c.B);
-        double scale = hundredths / 100.0;
-        var scaledQ = q.Clone();
-        for (int n = 0; n < scaledQ.Length; n++)
-        {
-            scaledQ.Data[n] *= scale;
-        }
-        var given = Run(variant, c, q, k, v, i, f, c.Options(c0, n0, m0) with { Scale = scale });
-        var folded = Run(variant, c, scaledQ, k, v, i, f, c.Options(c0, n0, m0) with { Scale = 1 });
-        return Close(given, folded);
-    }), cases: 200);
-
-    [Fact]
-    public void Huge_input_gates_stay_finite_thanks_to_the_stabiliser() => PropertyRuns.Check(Prop.ForAll(MlstmCase.Arbitrary, Variants, (c, variant) =>
+    [Law]
+    public bool Huge_input_gates_stay_finite_thanks_to_the_stabiliser(MlstmCase c)
     {
         // exp(800) overflows a double; exp(i − m) never does.
         var (q, k, v, i, f) = c.Inputs();
@@ -265,20 +209,27 @@ public sealed class MlstmTests
         {
             i.Data[n] += 800;
         }
-        var result = Run(variant, c, q, k, v, i, f, c.Options());
-        return result.O.Data.All(double.IsFinite) && result.FinalState.Data.All(double.IsFinite);
-    }), cases: 200);
+        return Form.Variants.All(variant => Run(variant, c, MlstmCase.Named(q, k, v, i, f)) is var result
+            && result["o"].Data.All(double.IsFinite) && result["final_state"].Data.All(double.IsFinite));
+    }
 
     [Fact]
     public void Gates_of_the_wrong_shape_are_bad_input_naming_the_gate()
     {
         var c = new MlstmCase(1, 4, 2, 3, 2, DecayRegime.Mild, false, false, 0, 2, 1);
         var (q, k, v, i, _) = c.Inputs();
-        var error = Assert.Throws<InputException>(() => Mlstm.Recurrent(q, k, v, i, Tensor.Zeros(1, 4, 2, 1)));
-        Assert.Contains("'f'", error.Message, StringComparison.Ordinal);
-        Assert.Throws<InputException>(() => Mlstm.Recurrent(q, k, v, i, i, new MlstmOptions { Eps = -1 }));
-        Assert.Throws<InputException>(() => Mlstm.Chunked(q, k, v, i, i, chunkSize: 0));
+        var error = Assert.Throws<InputException>(() => Form.Call("recurrent", MlstmCase.Named(q, k, v, i, Tensor.Zeros(1, 4, 2, 1))));
+        Assert.Equal("f", error.Tensor);
+        Assert.Throws<InputException>(() => Form.Call("recurrent", MlstmCase.Named(q, k, v, i, i), "eps=-1"));
+        Assert.Throws<InputException>(() => Form.Call("chunked", MlstmCase.Named(q, k, v, i, i), "chunk_size=0"));
     }
+
+    public static TheoryData<string> Goldens => GoldenVariants.Of("mlstm");
+
+    [Theory]
+    [MemberData(nameof(Goldens))]
+    public void Every_golden_holds_in_every_variant_and_chunk_size(string id) =>
+        GoldenVariants.AssertEveryVariantReproduces(id, SameMathInDouble);
 
     private static Tensor Filled(int[] shape, double value)
     {

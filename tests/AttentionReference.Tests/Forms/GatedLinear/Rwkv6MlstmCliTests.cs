@@ -1,4 +1,4 @@
-using AttentionReference.Forms.GatedLinear;
+using AttentionReference.Forms;
 using AttentionReference.IO;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
@@ -41,9 +41,12 @@ public sealed class Rwkv6MlstmCliTests
 
         Assert.Equal(0, outcome.ExitCode);
         var written = TensorFiles.Read(output);
-        var expected = Rwkv6.Chunked(q, k, v, w, u, 3, new Rwkv6Options { InitialState = s0 });
-        AssertSame(written["o"], expected.O, "o");
-        AssertSame(written["final_state"], expected.FinalState, "final_state");
+        var expected = FormCatalog.Find("rwkv6").Call("chunked", new Dictionary<string, Tensor>
+        {
+            ["q"] = q, ["k"] = k, ["v"] = v, ["w"] = w, ["u"] = u, ["initial_state"] = s0,
+        }, "chunk_size=3");
+        AssertSame(written["o"], expected["o"], "o");
+        AssertSame(written["final_state"], expected["final_state"], "final_state");
         Assert.Equal("chunked", written.Metadata["variant"]);
     }
 
@@ -54,9 +57,12 @@ public sealed class Rwkv6MlstmCliTests
         var (q, k, v, w, u, s0) = RwkvInputs();
         string input = temp.File("in.safetensors"), good = temp.File("good.safetensors"), bad = temp.File("bad.safetensors");
         TensorFiles.Write(input, new TensorFile().Add("q", q).Add("k", k).Add("v", v).Add("w", w).Add("u", u).Add("initial_state", s0));
-        var parallel = Rwkv6.Parallel(q, k, v, w, u, new Rwkv6Options { InitialState = s0 });
-        TensorFiles.Write(good, new TensorFile().Add("o", parallel.O).Add("final_state", parallel.FinalState));
-        var broken = parallel.O.Clone();
+        var parallel = FormCatalog.Find("rwkv6").Call("parallel", new Dictionary<string, Tensor>
+        {
+            ["q"] = q, ["k"] = k, ["v"] = v, ["w"] = w, ["u"] = u, ["initial_state"] = s0,
+        });
+        TensorFiles.Write(good, new TensorFile().Add("o", parallel["o"]).Add("final_state", parallel["final_state"]));
+        var broken = parallel["o"].Clone();
         broken.Data[5] += 1e-3;
         TensorFiles.Write(bad, new TensorFile().Add("o", broken));
 
@@ -82,11 +88,11 @@ public sealed class Rwkv6MlstmCliTests
 
         Assert.Equal(0, outcome.ExitCode);
         var written = TensorFiles.Read(output);
-        var expected = Mlstm.Parallel(q, k, v, i, f, new MlstmOptions { Eps = 1e-6, InitialState = c0, InitialNormalizer = n0, InitialMax = m0 });
-        AssertSame(written["o"], expected.O, "o");
-        AssertSame(written["final_state"], expected.FinalState, "final_state");
-        AssertSame(written["final_normalizer"], expected.FinalNormalizer, "final_normalizer");
-        AssertSame(written["final_max"], expected.FinalMax, "final_max");
+        var expected = FormCatalog.Find("mlstm").Call("parallel", MlstmCase.Named(q, k, v, i, f, c0, n0, m0), "eps=1e-6");
+        foreach (string name in new[] { "o", "final_state", "final_normalizer", "final_max" })
+        {
+            AssertSame(written[name], expected[name], name);
+        }
     }
 
     [Fact]
@@ -105,8 +111,8 @@ public sealed class Rwkv6MlstmCliTests
         var outcome = CliRunner.Run("run", "mlstm", "--in", input, "--out", output, "--layout", "bhtd", "--variant", "chunked");
 
         Assert.Equal(0, outcome.ExitCode);
-        var expected = Mlstm.Chunked(q, k, v, i, f, 16);
-        AssertSame(TensorFiles.Read(output)["o"], Layouts.SwapTimeAndHeads(expected.O), "o");
+        var expected = FormCatalog.Find("mlstm").Call("chunked", MlstmCase.Named(q, k, v, i, f), "chunk_size=16");
+        AssertSame(TensorFiles.Read(output)["o"], Layouts.SwapTimeAndHeads(expected["o"]), "o");
     }
 
     [Fact]

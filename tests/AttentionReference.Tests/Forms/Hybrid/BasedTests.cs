@@ -38,9 +38,12 @@ public sealed class BasedTests
             if (WithState)
             {
                 // A state as a run over two earlier keys leaves it: z·φ(q) > 0 (taylor2's φ(x)·φ(y) = 1 + u + u²/2 > 0).
-                var prefix = LinearAttention.Recurrent(TestTensors.Normal(random, 1, B, 2, H, K), TestTensors.Normal(random, 1, B, 2, H, K),
-                    TestTensors.Normal(random, 1, B, 2, H, V), new LinearOptions { FeatureMap = LinearFeatureMap.Taylor2 });
-                options = options with { InitialState = prefix.FinalState, InitialNormalizer = prefix.FinalNormalizer };
+                var prefix = new LinearAttention().Call("recurrent", new Dictionary<string, Tensor>
+                {
+                    ["q"] = TestTensors.Normal(random, 1, B, 2, H, K), ["k"] = TestTensors.Normal(random, 1, B, 2, H, K),
+                    ["v"] = TestTensors.Normal(random, 1, B, 2, H, V),
+                }, "feature_map=taylor2");
+                options = options with { InitialState = prefix["final_state"], InitialNormalizer = prefix["final_normalizer"] };
             }
             return (q, k, v, options);
         }
@@ -52,20 +55,17 @@ public sealed class BasedTests
         var random = new Random(c.Seed);
         var (q, k, v, options) = c.Inputs(random);
         // The two parts, each computed by its own form with Based's settings written out here.
-        var linear = LinearAttention.Recurrent(q, k, v, new LinearOptions
+        var linearInputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v };
+        if (options.InitialState is not null)
         {
-            FeatureMap = LinearFeatureMap.Taylor2,
-            Normalize = true,
-            Eps = 1e-12,
-            Scale = 1,
-            InitialState = options.InitialState,
-            InitialNormalizer = options.InitialNormalizer,
-        });
+            (linearInputs["initial_state"], linearInputs["initial_normalizer"]) = (options.InitialState, options.InitialNormalizer!);
+        }
+        var linear = new LinearAttention().Call("recurrent", linearInputs, "feature_map=taylor2", "normalize=true", "eps=1e-12", "scale=1");
         var window = SoftmaxAttention.Naive(q, k, v, new SoftmaxOptions { Causal = true, WindowLeft = c.Window - 1 });
-        var sum = new Tensor(linear.O.ShapeArray(), linear.O.Data.Zip(window.O.Data, (a, b) => a + b).ToArray());
+        var sum = new Tensor(linear["o"].ShapeArray(), linear["o"].Data.Zip(window.O.Data, (a, b) => a + b).ToArray());
         return new[] { Based.Recurrent(q, k, v, options), Based.Parallel(q, k, v, options), Based.Chunked(q, k, v, c.ChunkSize, options) }
-            .All(r => TestTensors.Close(r.O, sum, SameMathInDouble) && TestTensors.Close(r.FinalState, linear.FinalState, SameMathInDouble)
-                && TestTensors.Close(r.FinalNormalizer, linear.FinalNormalizer, SameMathInDouble));
+            .All(r => TestTensors.Close(r.O, sum, SameMathInDouble) && TestTensors.Close(r.FinalState, linear["final_state"], SameMathInDouble)
+                && TestTensors.Close(r.FinalNormalizer, linear["final_normalizer"], SameMathInDouble));
     }));
 
     [Fact]

@@ -143,8 +143,9 @@ public sealed class PowerTests
         var s0 = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
         var z0 = TestTensors.Normal(random, 1, c.B, c.H, c.K);
         var power = Power.Chunked(q, k, v, c.ChunkSize, null, new PowerOptions { Degree = 1, Normalize = false, InitialState = s0, InitialNormalizer = z0 });
-        var linear = LinearAttention.Recurrent(q, k, v, new LinearOptions { InitialState = s0, InitialNormalizer = z0 });
-        return Close(power, new PowerResult(linear.O, linear.FinalState, linear.FinalNormalizer))
+        var linear = new LinearAttention().Call("recurrent",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["initial_state"] = s0, ["initial_normalizer"] = z0 });
+        return Close(power, new PowerResult(linear["o"], linear["final_state"], linear["final_normalizer"]))
             && Close(Power.Quadratic(q, k, v, null, new PowerOptions { Degree = 1, Normalize = false, InitialState = s0, InitialNormalizer = z0 }), power);
     }));
 
