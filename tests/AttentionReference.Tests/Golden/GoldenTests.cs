@@ -161,7 +161,7 @@ public sealed class GoldenEveryVariantTests
         var data = new TheoryData<string, int>();
         foreach (string variant in AttentionReference.Forms.FormCatalog.All.SelectMany(f => f.Variants).Distinct().Order(StringComparer.Ordinal))
         {
-            foreach (int size in new[] { 1, 3, 64 })
+            foreach (int size in new[] { 1, 2, 5, 64 })
             {
                 data.Add(variant, size);
             }

@@ -224,13 +224,6 @@ public sealed class MlstmTests : StatefulFormLaws
         Assert.Throws<InputException>(() => Form.Call("chunked", MlstmCase.Named(q, k, v, i, i), "chunk_size=0"));
     }
 
-    public static TheoryData<string> Goldens => GoldenVariants.Of("mlstm");
-
-    [Theory]
-    [MemberData(nameof(Goldens))]
-    public void Every_golden_holds_in_every_variant_and_chunk_size(string id) =>
-        GoldenVariants.AssertEveryVariantReproduces(id, SameMathInDouble);
-
     private static Tensor Filled(int[] shape, double value)
     {
         var x = Tensor.Zeros(shape);

@@ -171,13 +171,6 @@ public sealed class LinearTests : StatefulFormLaws
         Assert.Contains("eps", eps.Message, StringComparison.Ordinal);
     }
 
-    public static TheoryData<string> Goldens => GoldenVariants.Of("linear");
-
-    [Theory]
-    [MemberData(nameof(Goldens))]
-    public void Every_golden_holds_in_every_variant_and_chunk_size(string id) =>
-        GoldenVariants.AssertEveryVariantReproduces(id, SameMathInDouble);
-
     private static double[] Row(Tensor x, int b, int t, int h) =>
         x.Data.AsSpan(((b * x.Dim(1) + t) * x.Dim(2) + h) * x.Dim(3), x.Dim(3)).ToArray();
 
