@@ -83,7 +83,7 @@ public sealed class H3 : Form
     /// </summary>
     private static void Layer(Head head, DiagonalSsm ssm, Func<double[], double[], double[]> shiftSsm, Func<double[], double[]> diagonalSsm)
     {
-        int d = head["d"], M = head["M"];
+        int d = head["d"], M = head["M"], T = head.T;
         double[][] q = Channels(head.Rows("q")), k = Channels(head.Rows("k")), v = Channels(head.Rows("v"));
         Span<double> taps = head.Row("shift_kernel"), shiftD = head.Problem.Has("shift_D") ? head.Row("shift_D") : default;
         // 1. k̃_i = SSM_shift(k_i) + shift_D_i k_i, per channel i
@@ -92,29 +92,29 @@ public sealed class H3 : Form
         {
             kShifted[i] = shiftSsm(taps.Slice(i * M, M).ToArray(), k[i]);
             double skip = shiftD.IsEmpty ? 0 : shiftD[i];
-            for (int t = 0; t < head.T; t++)
+            for (int t = 0; t < T; t++)
             {
                 kShifted[i][t] += skip * k[i][t];
             }
         }
         RowBlock o = head.Rows("o");
-        double[] kv = new double[head.T], oj = new double[head.T]; // kv[i,j] and o[:, j] over the steps
+        double[] kv = new double[T], oj = new double[T]; // kv[i,j] and o[:, j] over the steps
         for (int j = 0; j < d; j++)
         {
             Array.Clear(oj);
             for (int i = 0; i < d; i++)
             {
-                for (int t = 0; t < head.T; t++)
+                for (int t = 0; t < T; t++)
                 {
                     kv[t] = kShifted[i][t] * v[j][t]; // 2. kv_t[i,j] = k̃_t[i] v_t[j]
                 }
                 double[] y = diagonalSsm(kv); // 3. the diagonal SSM on channel (i, j)
-                for (int t = 0; t < head.T; t++)
+                for (int t = 0; t < T; t++)
                 {
                     oj[t] += q[i][t] * (y[t] + (ssm.D * kv[t])); // 4. o_t[j] = Σ_i q_t[i] (y_t[i,j] + D kv_t[i,j])
                 }
             }
-            for (int t = 0; t < head.T; t++)
+            for (int t = 0; t < T; t++)
             {
                 o[t][j] = oj[t];
             }

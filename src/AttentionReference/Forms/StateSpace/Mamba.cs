@@ -27,8 +27,8 @@ namespace AttentionReference.Forms.StateSpace;
 /// Variants:
 ///   recurrent  the loop above (selective_scan_ref)
 ///   scan       each (sequence, d, n) is a first-order recurrence x_t = a_t x_{t−1} + b_t, and the pairs (a, b)
-///              compose associatively: (a₁,b₁) then (a₂,b₂) = (a₂a₁, a₂b₁ + b₂). Blocked parallel scan with block
-///              size S (block_size):
+///              compose associatively: (a₁,b₁) then (a₂,b₂) = (a₂a₁, a₂b₁ + b₂). Blocked parallel scan, blocks of
+///              block_size steps (any size ≥ 1; the last block may be short):
 ///              1. each block scans its pairs locally from the identity (1, 0): (α_t, β_t)   (independent blocks)
 ///              2. the block carries combine in order: c_0 = x_{−1}, c_{j+1} = α_last(j) c_j + β_last(j)
 ///              3. every step is fixed up with its block's carry: x_t = α_t c_j + β_t   (independent steps)
@@ -49,8 +49,8 @@ namespace AttentionReference.Forms.StateSpace;
 /// Varlen: selective_scan_ref on mamba's main branch has no cu_seqlens and no initial state. The open pull request
 /// state-spaces/mamba#244 adds cu_seqlens (B = 1) to it and to the CUDA kernel: at each boundary x = deltaB_u, i.e. the
 /// state restarts from 0, and last_state is the last step's only. vLLM's selective_scan_fn (query_start_loc,
-/// has_initial_state, ssm_states) gives each sequence its own initial and final state. Ours follows vLLM's shape of it:
-/// one initial_state row and one final_state row per sequence; with zero initial states it is #244's restart.
+/// has_initial_state, ssm_states) gives each sequence its own initial and final state. Ours is vLLM's: one
+/// initial_state row and one final_state row per sequence; with zero initial states it is #244's restart.
 /// Our choices: real A, B, C only (selective_scan_ref also takes complex ones, for S4D-style use: not supported
 /// here); <c>initial_state</c> [S,D,N] is ours (zero reproduces selective_scan_ref exactly; it enables state passing);
 /// the final state is always returned, one row per sequence; the output is named o and the state final_state, as the
@@ -61,9 +61,9 @@ public sealed class Mamba : Form
     /// <summary>delta_softplus: Δ = softplus(delta + delta_bias).</summary>
     public static Parameter<bool> DeltaSoftplus { get; } = ParameterSpec.Flag("delta_softplus", false, "Δ = softplus(delta + delta_bias)");
 
-    /// <summary>block_size: the scan's block length S.</summary>
+    /// <summary>block_size: the scan's block length.</summary>
     public static Parameter<int> BlockSize { get; } =
-        ParameterSpec.WholeNumber("block_size", 16, "block length S ≥ 1 of the scan variant (need not divide L)", min: 1);
+        ParameterSpec.WholeNumber("block_size", 16, "block length ≥ 1 of the scan variant (need not divide L)", min: 1);
 
     /// <inheritdoc/>
     public override FormContract Contract { get; } = new("mamba", "state space", "Mamba.cs")
@@ -118,7 +118,7 @@ public sealed class Mamba : Form
         double bias = head.ScalarOrZero("delta_bias"), skip = head.ScalarOrZero("D");
         var decay = new double[x.Length]; // exp(Δ_t A_dn) for all n
         var ΔB = new double[x.Length];    // Δ_t B_t[n] for all n
-        for (int t = 0; t < head.T; t++)
+        for (int t = 0; t < u.Length; t++)
         {
             double Δ = options.StepSize(delta[t] + bias);
             // x_t[n] = exp(Δ_t A_dn) x_{t−1}[n] + Δ_t B_t[n] u_t
@@ -159,7 +159,7 @@ public sealed class Mamba : Form
         public ReadOnlySpan<double> this[int t] => _rows is null ? _invariant : _rows[t];
     }
 
-    /// <summary>The blocked associative scan with blocks of S steps, each state index n along all the steps.</summary>
+    /// <summary>The blocked associative scan with blocks of block_size steps, each state index n along all the steps.</summary>
     public static void Scan(Head head, MambaOptions options)
     {
         ArgumentNullException.ThrowIfNull(head);

@@ -76,7 +76,7 @@ public sealed class S4d : Form
         var ssm = DiagonalSsm.Of(head, realA);
         Series u = head.Series("u"), o = head.Series("o");
         double[] y = Respond(ssm, u.ToArray());
-        for (int t = 0; t < head.T; t++)
+        for (int t = 0; t < y.Length; t++)
         {
             o[t] = y[t] + (ssm.D * u[t]); // o_t = y_t + D u_t
         }

@@ -109,7 +109,7 @@ public sealed class Ssd : Form
         Series dt = head.Series("dt");
         double A = head.Scalar("A"), bias = head.ScalarOrZero("dt_bias");
         ReadOnlySpan<double> D = head.Problem.Has("D") ? head.Row("D") : default;
-        for (int t = 0; t < head.T; t++)
+        for (int t = 0; t < dt.Length; t++)
         {
             double Δ = options.StepSize(dt[t] + bias), decay = Math.Exp(Δ * A);
             for (int p = 0; p < h.Count; p++)
@@ -180,10 +180,20 @@ public sealed class Ssd : Form
 
     /// <summary>
     /// ssd_minimal.py's chunked algorithm with chunks of <see cref="SsdOptions.ChunkSize"/> steps, its numbered steps
-    /// chunk by chunk. Legend (ours → ssd_minimal.py): Δ_s x_s → X (it is given X·dt), a = Δ·A (Log) → A (given A·dt),
-    /// cum → A_cumsum within the chunk, exp(segsum) → L, weight → (C·B) ⊙ L over s with Δ_s, chunkState → states[c],
-    /// exp(toEnd) → decay_states, h → the states passed between chunks (initial_states in, final_state out),
-    /// exp(cum) → state_decay_out, the outputs' two parts → Y_diag and Y_off.
+    /// chunk by chunk (step 4 before step 3: it reads the state entering the chunk, which step 3 advances in place).
+    /// <code>
+    /// Legend (ours → ssd_minimal.py's ssd_minimal_discrete):
+    ///   Δ_s x_s          X (it is given X·dt)
+    ///   s.Log = Δ·A      A (it is given A·dt)
+    ///   cum              A_cumsum, within the chunk
+    ///   exp(segsum)      L = exp(segsum(A))
+    ///   weight           (C·B) ⊙ L, times Δ_s
+    ///   chunkState       states[c]
+    ///   exp(toEnd)       decay_states
+    ///   h                the states between chunks (initial_states in, final_state out)
+    ///   exp(cum)         state_decay_out
+    ///   o                Y_diag (step 1) + Y_off (step 4)
+    /// </code>
     /// </summary>
     public static void Chunked(Head head, SsdOptions options)
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using AttentionReference.Forms;
 using AttentionReference.Forms.StateSpace;
 using AttentionReference.Golden.Cases;
 using AttentionReference.Tensors;
@@ -48,35 +49,33 @@ public sealed record MambaCase(int B, int D, int L, int N, int Kind, int BlockSi
         "block_size=" + (blockSize ?? BlockSize).ToString(CultureInfo.InvariantCulture),
     ];
 
-    /// <summary>Whether the tensor has the L axis last (u, delta, z, and a selective B or C).</summary>
-    public static bool HasSteps(string name, Tensor x) => name is "u" or "delta" or "z" || (name is "B" or "C" && x.Rank >= 3);
 }
 
-/// <summary>mamba's laws: the variants agree, state passing, varlen, causality, B/C groups, delta_bias and softplus, bad input.</summary>
-public sealed class MambaTests
+/// <summary>
+/// mamba's laws: the variants agree, B/C groups, delta_bias and softplus, bad input; and the family's stateful laws
+/// (state passing, varlen, causality) in every variant.
+/// </summary>
+public sealed class MambaTests : StatefulStateSpaceLaws<MambaCase>
 {
-    // The scan multiplies the same factors as the loop, grouped differently: a few roundings per step, and decays
-    // only shrink terms, so 1e-12 relative holds (FORMS.md's f64 bound).
-    private const double F64 = 1e-12;
-
-    private static readonly Mamba Form = new();
     private static readonly bool[] s_softplusOrNot = [false, true];
 
-    private static IReadOnlyDictionary<string, Tensor> Run(MambaCase c, string variant, IReadOnlyDictionary<string, Tensor> x, int? blockSize = null) =>
-        Form.Call(variant, x, c.Parameters(blockSize));
+    protected override IForm Form { get; } = new Mamba();
 
-    private static bool Agree(IReadOnlyDictionary<string, Tensor> a, IReadOnlyDictionary<string, Tensor> b) =>
-        TestTensors.Close(a["o"], b["o"], F64) && TestTensors.Close(a["final_state"], b["final_state"], F64);
+    protected override Dictionary<string, Tensor> Inputs(MambaCase c, int batch = 0, int[]? cuSeqlens = null) => c.Inputs(batch, cuSeqlens);
 
-    /// <summary>The inputs at steps [start, start + length) of L; each sequence's own state row n where given.</summary>
-    private static Dictionary<string, Tensor> Steps(IReadOnlyDictionary<string, Tensor> x, int start, int length, int? sequence = null) =>
-        x.Where(e => e.Key != "cu_seqlens").ToDictionary(e => e.Key, e =>
-            MambaCase.HasSteps(e.Key, e.Value) ? Slice(e.Value, e.Value.Rank - 1, start, length)
-            : e.Key == "initial_state" && sequence is { } n ? Slice(e.Value, 0, n, 1) : e.Value);
+    protected override (int Steps, int Split, int Seed) Sizes(MambaCase c) => (c.L, c.Split, c.Seed);
+
+    // u, delta, z, o and a selective B or C have their steps on the last axis ([B,D,L], [B,G,N,L])
+    protected override int? StepAxis(string name, Tensor x) =>
+        name is "u" or "delta" or "z" or "o" || (name is "B" or "C" && x.Rank >= 3) ? x.Rank - 1 : null;
+
+    protected override IReadOnlyDictionary<string, Tensor> Run(MambaCase c, string variant, IReadOnlyDictionary<string, Tensor> x) =>
+        Form.Call(variant, x, c.Parameters());
 
     [Law]
     public bool Scan_equals_recurrent_for_any_block_size(MambaCase c)
     {
+        // The scan multiplies the same factors as the loop, grouped differently: a few roundings per step (F64).
         var x = c.Inputs();
         var reference = Run(c, "recurrent", x);
         return Finite(reference["o"]) && Agree(Run(c, "scan", x), reference);
@@ -87,54 +86,7 @@ public sealed class MambaTests
     {
         // (j + 1)·block_size overflowed int here once; a block longer than the sequence is the whole sequence.
         var x = c.Inputs();
-        return Agree(Run(c, "scan", x, int.MaxValue - (c.Seed % 3)), Run(c, "recurrent", x));
-    }
-
-    [Law]
-    public bool Running_in_two_parts_with_the_first_final_state_equals_one_run(MambaCase c)
-    {
-        var x = c.Inputs();
-        int split = c.L == 0 ? 0 : c.Split % (c.L + 1);
-        return Form.Variants.All(variant =>
-        {
-            var whole = Run(c, variant, x);
-            var first = Run(c, variant, Steps(x, 0, split));
-            var second = Steps(x, split, c.L - split);
-            second["initial_state"] = first["final_state"];
-            var rest = Run(c, variant, second);
-            return TestTensors.Close(Concat(first["o"], rest["o"], 2), whole["o"], F64)
-                && TestTensors.Close(rest["final_state"], whole["final_state"], F64);
-        });
-    }
-
-    [Law]
-    public bool Varlen_equals_separate_runs(MambaCase c)
-    {
-        int cut = c.L == 0 ? 0 : c.Split % (c.L + 1);
-        var x = c.Inputs(batch: 1, cuSeqlens: [0, cut, c.L]);
-        // Each sequence is the same arithmetic either way; 1e-12 leaves room for vector kernels whose order may follow
-        // a row's alignment on other machines.
-        return Form.Variants.All(variant =>
-        {
-            var packed = Run(c, variant, x);
-            return new[] { (0, cut), (cut, c.L - cut) }.Select((part, n) =>
-            {
-                var alone = Run(c, variant, Steps(x, part.Item1, part.Item2, n));
-                return TestTensors.Close(Slice(packed["o"], 2, part.Item1, part.Item2), alone["o"], F64)
-                    && TestTensors.Close(Slice(packed["final_state"], 0, n, 1), alone["final_state"], F64);
-            }).All(ok => ok);
-        });
-    }
-
-    [Law]
-    public bool Outputs_up_to_t_ignore_inputs_after_t(MambaCase c)
-    {
-        var x = c.Inputs();
-        int t = c.L == 0 ? 0 : c.Split % c.L;
-        var random = new Random(c.Seed + 1);
-        var changed = x.ToDictionary(e => e.Key, e => MambaCase.HasSteps(e.Key, e.Value) ? ChangedAfter(e.Value, e.Value.Rank - 1, t + 1, random) : e.Value);
-        // Steps up to t read nothing after it: the same arithmetic on the same numbers, bit for bit.
-        return Form.Variants.All(variant => SamePrefix(Run(c, variant, x)["o"], Run(c, variant, changed)["o"], 2, t + 1));
+        return Agree(Form.Call("scan", x, c.Parameters(int.MaxValue - (c.Seed % 3))), Run(c, "recurrent", x));
     }
 
     [Law]

@@ -6,6 +6,7 @@ using AttentionReference.Golden;
 using AttentionReference.IO;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Support;
+using static AttentionReference.Tests.Forms.StateSpace.StateSpaceTensors;
 
 namespace AttentionReference.Tests.Forms.StateSpace;
 
@@ -175,4 +176,97 @@ public sealed class StateSpaceFamilyTests
         }
         return result;
     }
+}
+
+/// <summary>
+/// The laws every state-space form with a state and cu_seqlens satisfies (mamba, ssd), in every variant, written once
+/// against the form's contract and run by each form's test class: state passing, varlen = separate runs, causality.
+/// </summary>
+/// <typeparam name="TCase">The form's case record.</typeparam>
+public abstract class StatefulStateSpaceLaws<TCase>
+{
+    // The variants compute the same products in double in orders that differ by a few roundings per step; decays only
+    // shrink terms, so 1e-12 relative holds (FORMS.md's f64 bound).
+    protected const double F64 = 1e-12;
+
+    /// <summary>The form under test.</summary>
+    protected abstract IForm Form { get; }
+
+    /// <summary>The case's inputs, for a batch of <paramref name="batch"/> entries (the case's own with 0), packed by <paramref name="cuSeqlens"/> where given.</summary>
+    protected abstract Dictionary<string, Tensor> Inputs(TCase c, int batch = 0, int[]? cuSeqlens = null);
+
+    /// <summary>The case's number of steps, its split point (any integer ≥ 0) and its seed.</summary>
+    protected abstract (int Steps, int Split, int Seed) Sizes(TCase c);
+
+    /// <summary>The axis of a tensor's steps (the outputs' included), or null for a tensor without steps.</summary>
+    protected abstract int? StepAxis(string name, Tensor x);
+
+    /// <summary>The outputs of <paramref name="variant"/> with the case's parameters.</summary>
+    protected abstract IReadOnlyDictionary<string, Tensor> Run(TCase c, string variant, IReadOnlyDictionary<string, Tensor> x);
+
+    /// <summary>o and final_state within <see cref="F64"/> of each other's.</summary>
+    protected static bool Agree(IReadOnlyDictionary<string, Tensor> a, IReadOnlyDictionary<string, Tensor> b) =>
+        TestTensors.Close(a["o"], b["o"], F64) && TestTensors.Close(a["final_state"], b["final_state"], F64);
+
+    [Law]
+    public bool Running_in_two_parts_with_the_first_final_state_equals_one_run(TCase c)
+    {
+        var x = Inputs(c);
+        var (steps, split, _) = Sizes(c);
+        split = steps == 0 ? 0 : split % (steps + 1);
+        return Form.Variants.All(variant =>
+        {
+            var whole = Run(c, variant, x);
+            var first = Run(c, variant, Steps(x, 0, split));
+            var second = Steps(x, split, steps - split);
+            second["initial_state"] = first["final_state"];
+            var rest = Run(c, variant, second);
+            return TestTensors.Close(Concat(first["o"], rest["o"], StepAxis("o", whole["o"])!.Value), whole["o"], F64)
+                && TestTensors.Close(rest["final_state"], whole["final_state"], F64);
+        });
+    }
+
+    [Law]
+    public bool Varlen_equals_separate_runs(TCase c)
+    {
+        var (steps, split, _) = Sizes(c);
+        int cut = steps == 0 ? 0 : split % (steps + 1);
+        var x = Inputs(c, batch: 1, cuSeqlens: [0, cut, steps]);
+        // Each sequence is the same arithmetic either way; 1e-12 leaves room for vector kernels whose order may follow
+        // a row's alignment on other machines.
+        return Form.Variants.All(variant =>
+        {
+            var packed = Run(c, variant, x);
+            int axis = StepAxis("o", packed["o"])!.Value;
+            return new[] { (0, cut), (cut, steps - cut) }.Select((part, n) =>
+            {
+                var alone = Run(c, variant, Steps(x, part.Item1, part.Item2, n));
+                return TestTensors.Close(Slice(packed["o"], axis, part.Item1, part.Item2), alone["o"], F64)
+                    && TestTensors.Close(Slice(packed["final_state"], 0, n, 1), alone["final_state"], F64);
+            }).All(ok => ok);
+        });
+    }
+
+    [Law]
+    public bool Outputs_up_to_t_ignore_inputs_after_t(TCase c)
+    {
+        var x = Inputs(c);
+        var (steps, split, seed) = Sizes(c);
+        int t = steps == 0 ? 0 : split % steps;
+        var random = new Random(seed + 1);
+        // every input with steps moved after t (step sizes stay positive: ChangedAfter adds 1 to 2)
+        var changed = x.ToDictionary(e => e.Key, e => StepAxis(e.Key, e.Value) is { } axis ? ChangedAfter(e.Value, axis, t + 1, random) : e.Value);
+        // Steps up to t read nothing after it: the same arithmetic on the same numbers, bit for bit.
+        return Form.Variants.All(variant =>
+        {
+            var before = Run(c, variant, x)["o"];
+            return SamePrefix(before, Run(c, variant, changed)["o"], StepAxis("o", before)!.Value, t + 1);
+        });
+    }
+
+    /// <summary>The inputs at steps [start, start + length); sequence n's own initial_state row where given.</summary>
+    private Dictionary<string, Tensor> Steps(IReadOnlyDictionary<string, Tensor> x, int start, int length, int? sequence = null) =>
+        x.Where(e => e.Key != "cu_seqlens").ToDictionary(e => e.Key, e =>
+            StepAxis(e.Key, e.Value) is { } axis ? Slice(e.Value, axis, start, length)
+            : e.Key == "initial_state" && sequence is { } n ? Slice(e.Value, 0, n, 1) : e.Value);
 }
