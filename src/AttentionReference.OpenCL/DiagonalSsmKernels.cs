@@ -1,4 +1,4 @@
-using AttentionReference.Forms.StateSpace;
+using AttentionReference.Forms;
 
 namespace AttentionReference.OpenCL;
 
@@ -20,13 +20,14 @@ internal sealed class DiagonalSsmBuffers : IDisposable
     public DeviceBuffer D { get; }
     public DeviceBuffer Disc { get; }
 
-    /// <summary>Uploads <paramref name="ssm"/> (already bound to H channels of N modes) and discretises it.</summary>
-    public static DiagonalSsmBuffers Upload(OpenClContext context, Precision precision, DiagonalSsm ssm, int H, int N)
+    /// <summary>Uploads the diagonal SSM of a bound call (H channels of N modes) and discretises it.</summary>
+    public static DiagonalSsmBuffers Upload(OpenClContext context, Precision precision, Problem problem, int H, int N)
     {
-        using DeviceBuffer logDt = context.Upload(ssm.LogDt.Data, precision), aReal = context.Upload(ssm.AReal.Data, precision),
-            aImag = context.UploadOrZeros(ssm.AImag?.Data, H * N, precision);
-        var buffers = new DiagonalSsmBuffers(context.Upload(ssm.CReal.Data, precision), context.UploadOrZeros(ssm.CImag?.Data, H * N, precision),
-            context.UploadOrZeros(ssm.D?.Data, H, precision), context.Allocate(H * N * 8, precision), H, N);
+        using DeviceBuffer logDt = context.Upload(problem.Input("log_dt").Data, precision), aReal = context.Upload(problem.Input("A_real").Data, precision),
+            aImag = context.UploadOrZeros(problem.Optional("A_imag")?.Data, H * N, precision);
+        var buffers = new DiagonalSsmBuffers(context.Upload(problem.Input("C_real").Data, precision),
+            context.UploadOrZeros(problem.Optional("C_imag")?.Data, H * N, precision),
+            context.UploadOrZeros(problem.Optional("D")?.Data, H, precision), context.Allocate(H * N * 8, precision), H, N);
         try
         {
             using OpenClKernel kernel = context.Kernel("DiagonalSsm.cl", "diagonal_ssm_discretise", precision);

@@ -7,47 +7,44 @@ using AttentionReference.Tensors;
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/Mamba.cl: reads the options and checks the inputs with the CPU form's own code
-/// (<see cref="MambaForm.Options"/>, <see cref="Mamba.Bind"/>), uploads, launches, downloads. Both variants of the
-/// form: recurrent (one work-item per (sequence, channel), the states in private memory) and scan (the blocked
-/// associative scan with the form's block_size: blocks, carries, fix-up). Every option of the form is implemented:
-/// delta_bias, delta_softplus, D, z, time-invariant, shared and grouped B and C, initial_state, cu_seqlens.
+/// Runs Kernels/Mamba.cl: binds the call through the CPU form's contract and reads the same options
+/// (<see cref="MambaOptions"/>), uploads, launches, downloads. Both variants of the form: recurrent (one work-item per
+/// (sequence, channel), the states in private memory) and scan (the blocked associative scan with the form's
+/// block_size: blocks, carries, fix-up). Every option of the form is implemented: delta_bias, delta_softplus, D, z,
+/// time-invariant, shared and grouped B and C, initial_state, cu_seqlens.
 /// </summary>
 internal static class MambaKernels
 {
     private static readonly HashSet<string> s_parameters = new(["delta_softplus", "block_size"], StringComparer.Ordinal);
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         KernelSupport.Require("mamba", variant, ["recurrent", "scan"], parameters, s_parameters);
-        MambaOptions options = MambaForm.Options(inputs, parameters);
-        int blockSize = variant == "scan" ? parameters.GetInt("block_size", 16) : int.MaxValue; // read only where the CPU form reads it
-        if (variant == "scan" && blockSize < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'block_size': expected an integer ≥ 1, found {blockSize}"));
-        }
-        Tensor u = inputs["u"], delta = inputs["delta"], a = inputs["A"], bIn = inputs["B"], cIn = inputs["C"];
-        Mamba.Problem p = Mamba.Bind(u, delta, a, bIn, cIn, options);
-        var (B, D, N, L) = (p.Batch, p.Channels, p.N, p.L);
-        IReadOnlyList<SequenceSlice> slices = p.Slices;
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        var options = MambaOptions.Read(problem);
+        int blockSize = variant == "scan" ? options.BlockSize : int.MaxValue;
+        Tensor u = problem.Input("u"), delta = problem.Input("delta"), a = problem.Input("A"), bIn = problem.Input("B"), cIn = problem.Input("C");
+        Tensor? skipIn = problem.Optional("D"), z = problem.Optional("z");
+        var (B, D, N, L) = (problem["B"], problem["D"], problem["N"], problem["L"]);
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem, "L");
         int S = slices.Count;
         var (seqTable, blockTable) = Blocks(slices, Math.Min(blockSize, Math.Max(1, L)));
         int nBlocks = blockTable.Length / 3;
 
         using DeviceBuffer seqs = context.UploadInts(seqTable), blocks = context.UploadInts(blockTable),
             ub = context.Upload(u.Data, precision), deltaIn = context.Upload(delta.Data, precision),
-            bias = context.UploadOrZeros(options.DeltaBias?.Data, D, precision), Δ = context.Allocate(B * D * L, precision),
+            bias = context.UploadOrZeros(problem.Optional("delta_bias")?.Data, D, precision), Δ = context.Allocate(B * D * L, precision),
             ab = context.Upload(a.Data, precision), bb = context.Upload(bIn.Data, precision), cb = context.Upload(cIn.Data, precision),
-            skip = context.UploadOrZeros(options.D?.Data, D, precision), zb = context.Upload(options.Z?.Data ?? [], precision),
-            state = context.UploadOrZeros(options.InitialState?.Data, S * D * N, precision),
+            skip = context.UploadOrZeros(skipIn?.Data, D, precision), zb = context.Upload(z?.Data ?? [], precision),
+            state = context.UploadOrZeros(problem.Optional("initial_state")?.Data, S * D * N, precision),
             o = context.Zeros(B * D * L, precision);
         using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_delta", precision))
         {
             kernel.Arg(0, deltaIn).Arg(1, bias).Arg(2, Δ).Arg(3, options.DeltaSoftplus ? 1 : 0).Arg(4, B).Arg(5, D).Arg(6, L);
             context.Run(kernel, (long)B * D * L, local: 64);
         }
-        int groupsB = Groups(p.GroupsB), groupsC = Groups(p.GroupsC);
+        int groupsB = Groups(problem, bIn), groupsC = Groups(problem, cIn);
         if (variant == "recurrent")
         {
             using OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_recurrent", precision);
@@ -80,7 +77,7 @@ internal static class MambaKernels
         }
         using (OpenClKernel kernel = context.Kernel("Mamba.cl", "mamba_output", precision))
         {
-            kernel.Arg(0, ub).Arg(1, skip).Arg(2, zb).Arg(3, options.Z is null ? 0 : 1).Arg(4, o).Arg(5, B).Arg(6, D).Arg(7, L);
+            kernel.Arg(0, ub).Arg(1, skip).Arg(2, zb).Arg(3, z is null ? 0 : 1).Arg(4, o).Arg(5, B).Arg(6, D).Arg(7, L);
             context.Run(kernel, (long)B * D * L, local: 64);
         }
         return new Dictionary<string, Tensor>
@@ -90,8 +87,8 @@ internal static class MambaKernels
         };
     }
 
-    /// <summary>The kernels' G: 0 for time-invariant [D,N], 1 for shared [B,N,L] (one group), G for [B,G,N,L].</summary>
-    private static int Groups(int kind) => kind < 0 ? 1 : kind;
+    /// <summary>The kernels' G for B or C: 0 for time-invariant [D,N], 1 for shared [B,N,L] (one group), G for [B,G,N,L].</summary>
+    private static int Groups(Problem problem, Tensor x) => x.Rank switch { 2 => 0, 3 => 1, _ => problem["G"] };
 
     /// <summary>
     /// The sequence table (batch, start, length, stateIndex, firstBlock, blockCount) and the block table

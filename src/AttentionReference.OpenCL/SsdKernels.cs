@@ -7,8 +7,8 @@ using AttentionReference.Tensors;
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/Ssd.cl: reads the options and checks the inputs with the CPU form's own code
-/// (<see cref="SsdForm.Options"/>, <see cref="Ssd.Bind"/>), uploads, launches, downloads. All three variants:
+/// Runs Kernels/Ssd.cl: binds the call through the CPU form's contract and reads the same options
+/// (<see cref="SsdOptions"/>), uploads, launches, downloads. All three variants:
 /// recurrent (one work-item per (sequence, head, head-dim column), its state row in private memory), chunked (any
 /// Q ≥ 1: ssd_minimal.py's four steps, parallel over chunks except the state passing, sequential over the chunks of
 /// each (sequence, head)) and quadratic (the segment-sum form over whole sequences, with its own kernels: its segment
@@ -20,20 +20,17 @@ internal static class SsdKernels
 {
     private static readonly HashSet<string> s_parameters = new(["dt_softplus", "chunk_size"], StringComparer.Ordinal);
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         KernelSupport.Require("ssd", variant, ["chunked", "quadratic", "recurrent"], parameters, s_parameters);
-        SsdOptions options = SsdForm.Options(inputs, parameters);
-        int chunkSize = variant == "chunked" ? parameters.GetInt("chunk_size", 64) : int.MaxValue; // read only where the CPU form reads it
-        if (variant == "chunked" && chunkSize < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size': expected an integer ≥ 1, found {chunkSize}"));
-        }
-        Tensor x = inputs["x"], dt = inputs["dt"], a = inputs["A"], bIn = inputs["B"], cIn = inputs["C"];
-        Ssd.Problem p = Ssd.Bind(x, dt, a, bIn, cIn, options);
-        var (B, T, H, P, G, N) = (x.Dim(0), x.Dim(1), p.Heads, p.P, p.Groups, p.N);
-        IReadOnlyList<SequenceSlice> slices = p.Slices;
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        var options = SsdOptions.Read(problem);
+        int chunkSize = variant == "chunked" ? options.ChunkSize : int.MaxValue;
+        Tensor x = problem.Input("x"), dt = problem.Input("dt"), a = problem.Input("A"), bIn = problem.Input("B"), cIn = problem.Input("C");
+        Tensor? skipIn = problem.Optional("D"), z = problem.Optional("z");
+        var (B, T, H, P, G, N) = (problem["B"], problem["T"], problem["H"], problem["P"], problem["G"], problem["N"]);
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem);
         int S = slices.Count;
         // Q capped at the longest sequence cuts every sequence the same way and keeps the score buffer no longer than needed.
         int Q = GatedLinearKernels.ChunkLength("chunked", chunkSize, slices);
@@ -49,11 +46,11 @@ internal static class SsdKernels
 
         using DeviceBuffer seqs = context.UploadInts(seqTable), chunks = context.UploadInts(chunkTable), rows = context.UploadInts(rowChunk),
             xb = context.Upload(x.Data, precision), dtIn = context.Upload(dt.Data, precision), ab = context.Upload(a.Data, precision),
-            bias = context.UploadOrZeros(options.DtBias?.Data, H, precision),
+            bias = context.UploadOrZeros(problem.Optional("dt_bias")?.Data, H, precision),
             Δ = context.Allocate(B * T * H, precision), log = context.Allocate(B * T * H, precision),
             bb = context.Upload(bIn.Data, precision), cb = context.Upload(cIn.Data, precision),
-            skip = context.UploadOrZeros(options.D?.Data, H, precision), zb = context.Upload(options.Z?.Data ?? [], precision),
-            state = context.UploadOrZeros(options.InitialState?.Data, S * H * P * N, precision),
+            skip = context.UploadOrZeros(skipIn?.Data, H, precision), zb = context.Upload(z?.Data ?? [], precision),
+            state = context.UploadOrZeros(problem.Optional("initial_state")?.Data, S * H * P * N, precision),
             o = context.Zeros(B * T * H * P, precision);
         using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_delta", precision))
         {
@@ -128,7 +125,7 @@ internal static class SsdKernels
         }
         using (OpenClKernel kernel = context.Kernel("Ssd.cl", "ssd_output", precision))
         {
-            kernel.Arg(0, xb).Arg(1, skip).Arg(2, options.D is { Rank: 2 } ? 1 : 0).Arg(3, zb).Arg(4, options.Z is null ? 0 : 1).Arg(5, o)
+            kernel.Arg(0, xb).Arg(1, skip).Arg(2, skipIn is { Rank: 2 } ? 1 : 0).Arg(3, zb).Arg(4, z is null ? 0 : 1).Arg(5, o)
                 .Arg(6, B).Arg(7, T).Arg(8, H).Arg(9, P);
             context.Run(kernel, (long)B * T * H * P, local: 64);
         }

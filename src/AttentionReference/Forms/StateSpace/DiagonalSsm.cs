@@ -1,80 +1,117 @@
 using System.Numerics;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.StateSpace;
 
 /// <summary>
-/// The parameters of a bank of H diagonal SSMs with N modes each, in S4D's parameterisation (state-spaces/s4
-/// models/s4/s4d.py): dt = exp(log_dt) [H], A = A_real + i·A_imag [H,N], C = C_real + i·C_imag [H,N] (B folded
-/// into C), D [H] (skip; zero if absent). With <see cref="RealA"/>, A_imag and C_imag are absent and the modes are
-/// real (S4D-Real): y = C x instead of 2·Re(C x). s4d.py keeps log_A_real and sets A_real = −exp(log_A_real); we
-/// take A_real itself, so any sign is accepted (positive A_real grows, as the math says).
+/// The diagonal SSM of one channel (s4d) or head (h3) with N modes, in S4D's parameterisation (state-spaces/s4
+/// models/s4/s4d.py): dt = exp(log_dt_h), A_n = A_real + i·A_imag, C_n = C_real + i·C_imag (B folded into C), D (skip;
+/// zero if absent), discretised by zero-order hold: Ā = exp(dt·A), B̄ = (exp(dt·A) − 1)/A. With real_a, A_imag and
+/// C_imag are absent and the modes are real (S4D-Real): y = C x instead of 2·Re(C x). s4d.py keeps log_A_real and sets
+/// A_real = −exp(log_A_real); we take A_real itself, so any sign is accepted (positive A_real grows, as the math says).
+/// The convolution kernel K_l = f·Re(Σ_n C_n B̄_n Ā_n^l) (f = 2 for conjugate pairs, 1 for real modes) is written here
+/// once, for s4d and h3.
 /// </summary>
-public sealed record DiagonalSsm(Tensor LogDt, Tensor AReal, Tensor? AImag, Tensor CReal, Tensor? CImag, Tensor? D = null, bool RealA = false)
+public sealed class DiagonalSsm
 {
-    /// <summary>Checks the shapes against the channel count H (bound in <paramref name="dims"/> or bound here).</summary>
-    internal void Bind(Dims dims)
-    {
-        dims.Bind("log_dt", Dims.RequireFloat("log_dt", LogDt), "H");
-        dims.Bind("A_real", Dims.RequireFloat("A_real", AReal), "H,N");
-        dims.Bind("C_real", Dims.RequireFloat("C_real", CReal), "H,N");
-        if (RealA)
-        {
-            if (AImag is not null || CImag is not null)
-            {
-                throw new InputException("real_a is set, so A_imag and C_imag must be absent", tensor: AImag is not null ? "A_imag" : "C_imag");
-            }
-        }
-        else
-        {
-            dims.Bind("A_imag", Dims.RequireFloat("A_imag", AImag ?? throw new InputException("required unless real_a is set", tensor: "A_imag")), "H,N");
-            dims.Bind("C_imag", Dims.RequireFloat("C_imag", CImag ?? throw new InputException("required unless real_a is set", tensor: "C_imag")), "H,N");
-        }
-        if (D is not null)
-        {
-            dims.Bind("D", Dims.RequireFloat("D", D), "H");
-        }
-    }
+    /// <summary>The tensors of a bank of H diagonal SSMs of N modes (s4d's channels, h3's heads).</summary>
+    public static IReadOnlyList<TensorSpec> Inputs { get; } =
+    [
+        new("log_dt", "H", "log step size: dt = exp(log_dt)"),
+        new("A_real", "H,N", "real part of A (s4d.py's −exp(log_A_real))"),
+        new("A_imag", "H,N", "imaginary part of A (absent with real_a)", Optional: true),
+        new("C_real", "H,N", "real part of C (B folded in)"),
+        new("C_imag", "H,N", "imaginary part of C (absent with real_a)", Optional: true),
+        new("D", "H", "skip: + D·u (zero if absent)", Optional: true),
+    ];
 
-    /// <summary>2 for conjugate pairs (y = 2·Re(C x)), 1 for real modes.</summary>
-    internal double PairFactor => RealA ? 1 : 2;
-
-    /// <summary>dtA = exp(log_dt_h)·A_hn.</summary>
-    internal Complex DtA(int h, int n, int modes) =>
-        Math.Exp(LogDt.Data[h]) * new Complex(AReal.Data[(h * modes) + n], AImag?.Data[(h * modes) + n] ?? 0);
-
-    /// <summary>ZOH: Ā = exp(dtA).</summary>
-    internal Complex ABar(int h, int n, int modes) => Complex.Exp(DtA(h, n, modes));
-
-    /// <summary>ZOH with B = 1: B̄ = (exp(dtA) − 1)/A = dt·(e^{dtA} − 1)/dtA, through an accurate e^z − 1 (tiny dt stays exact).</summary>
-    internal Complex BBar(int h, int n, int modes)
-    {
-        Complex dtA = DtA(h, n, modes);
-        double dt = Math.Exp(LogDt.Data[h]);
-        return dtA == Complex.Zero ? dt : dt * StateSpaceMath.ExpM1(dtA) / dtA;
-    }
-
-    /// <summary>C_hn.</summary>
-    internal Complex C(int h, int n, int modes) => new(CReal.Data[(h * modes) + n], CImag?.Data[(h * modes) + n] ?? 0);
-
-    /// <summary>D_h, 0 if absent.</summary>
-    internal double Skip(int h) => D?.Data[h] ?? 0;
+    /// <summary>real_a: real modes (S4D-Real).</summary>
+    public static Parameter<bool> RealA { get; } =
+        ParameterSpec.Flag("real_a", false, "real modes (S4D-Real): y = C x instead of 2·Re(C x); A_imag, C_imag absent");
 
     /// <summary>
-    /// The convolution kernel of channel h over L steps: K_l = f·Re(Σ_n C_n B̄_n exp(l·dtA_n)), f = 2 (pairs) or 1,
-    /// with exp(l·dtA) taken directly at each l, as s4d.py does (no running product):
+    /// real_a of a bound call, checked against A_imag and C_imag (the one rule the tensor specs cannot state: with real_a
+    /// both are absent, without it both are required).
+    /// </summary>
+    public static bool ReadRealA(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        bool realA = problem.Get(RealA);
+        foreach (string name in new[] { "A_imag", "C_imag" })
+        {
+            if (realA && problem.Has(name))
+            {
+                throw new InputException("real_a is set, so A_imag and C_imag must be absent", tensor: name);
+            }
+            if (!realA && !problem.Has(name))
+            {
+                throw new InputException("required unless real_a is set", tensor: name);
+            }
+        }
+        return realA;
+    }
+
+    private DiagonalSsm(int modes, bool realA)
+    {
+        (DtA, ABar, BBar, C) = (new Complex[modes], new Complex[modes], new Complex[modes], new Complex[modes]);
+        PairFactor = realA ? 1 : 2;
+    }
+
+    /// <summary>dt·A_n.</summary>
+    public Complex[] DtA { get; }
+
+    /// <summary>Ā_n = exp(dt·A_n).</summary>
+    public Complex[] ABar { get; }
+
+    /// <summary>B̄_n = (exp(dt·A_n) − 1)/A_n.</summary>
+    public Complex[] BBar { get; }
+
+    /// <summary>C_n.</summary>
+    public Complex[] C { get; }
+
+    /// <summary>D, 0 if absent.</summary>
+    public double D { get; private init; }
+
+    /// <summary>f: 2 for conjugate pairs (y = 2·Re(C x)), 1 for real modes.</summary>
+    public double PairFactor { get; }
+
+    /// <summary>The number of modes N.</summary>
+    public int Modes => C.Length;
+
+    /// <summary>The discretised SSM of the pair's channel or head h: log_dt_h, A_h, C_h and D_h read from the call.</summary>
+    public static DiagonalSsm Of(Head head, bool realA)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        Span<double> aReal = head.Row("A_real"), cReal = head.Row("C_real");
+        Span<double> aImag = realA ? default : head.Row("A_imag"), cImag = realA ? default : head.Row("C_imag");
+        double dt = Math.Exp(head.Scalar("log_dt"));
+        var ssm = new DiagonalSsm(aReal.Length, realA) { D = head.ScalarOrZero("D") };
+        for (int n = 0; n < ssm.Modes; n++)
+        {
+            Complex dtA = ssm.DtA[n] = dt * new Complex(aReal[n], realA ? 0 : aImag[n]);
+            ssm.ABar[n] = Complex.Exp(dtA);
+            // ZOH with B = 1: B̄ = dt·(e^{dtA} − 1)/dtA, through an accurate e^z − 1 (tiny dt stays exact)
+            ssm.BBar[n] = dtA == Complex.Zero ? dt : dt * StateSpaceMath.ExpM1(dtA) / dtA;
+            ssm.C[n] = new Complex(cReal[n], realA ? 0 : cImag[n]);
+        }
+        return ssm;
+    }
+
+    /// <summary>
+    /// The convolution kernel over <paramref name="length"/> steps: K_l = f·Re(Σ_n C_n B̄_n exp(l·dtA_n)), with
+    /// exp(l·dtA) taken directly at each l, as s4d.py does (no running product):
     /// exp(l·dtA) = e^{l·Re dtA}·(cos(l·Im dtA) + i sin(l·Im dtA)), the magnitudes for all l at once, the phases from
     /// <see cref="StateSpaceMath.CosSinOfMultiples"/>.
     /// </summary>
-    internal double[] Kernel(int h, int length)
+    public double[] Kernel(int length)
     {
-        int modes = AReal.Dim(1);
         var kernel = new double[length];
         double[] magnitude = new double[length], cos = new double[length], sin = new double[length];
-        for (int n = 0; n < modes; n++)
+        for (int n = 0; n < Modes; n++)
         {
-            Complex cb = C(h, n, modes) * BBar(h, n, modes), dtA = DtA(h, n, modes);
+            Complex cb = C[n] * BBar[n], dtA = DtA[n];
             for (int l = 0; l < length; l++)
             {
                 magnitude[l] = l * dtA.Real;
@@ -88,25 +125,5 @@ public sealed record DiagonalSsm(Tensor LogDt, Tensor AReal, Tensor? AImag, Tens
             }
         }
         return kernel;
-    }
-
-    /// <summary>
-    /// The recurrence of channel h over one input sequence: x_t = Ā x_{t−1} + B̄ u_t, y_t = f·Re(C x_t) (no D),
-    /// x_{−1} = 0.
-    /// </summary>
-    internal double[] Recur(int h, double[] u)
-    {
-        int modes = AReal.Dim(1);
-        var y = new double[u.Length];
-        for (int n = 0; n < modes; n++)
-        {
-            Complex aBar = ABar(h, n, modes), bBar = BBar(h, n, modes), c = C(h, n, modes), x = Complex.Zero;
-            for (int t = 0; t < u.Length; t++)
-            {
-                x = aBar * x + bBar * u[t];
-                y[t] += PairFactor * (c * x).Real;
-            }
-        }
-        return y;
     }
 }

@@ -1,3 +1,4 @@
+using AttentionReference.Forms.Common;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.StateSpace;
@@ -19,8 +20,11 @@ namespace AttentionReference.Forms.StateSpace;
 ///    s_t = Ā s_{t−1} + B̄ kv_t,  y_t[i,j] = 2·Re(C s_t) + D_h kv_t[i,j]     (Ā, B̄ by ZOH, see S4d.cs)
 /// 4. o_t[j] = Σ_i q_t[i] y_t[i,j]
 ///
-/// Variants: recurrent (both SSMs step by step: a shift register and the complex diagonal state) and convolution
-/// (both as causal convolutions: the shift kernel padded with zeros, and s4d's K_l = 2·Re(C B̄ Ā^l)).
+/// real_a = true: the diagonal SSM's modes are real (S4D-Real, as in s4d): A_imag, C_imag absent, y = C s.
+///
+/// Variants: recurrent (both SSMs step by step: a shift register and s4d's recurrence on each channel (i, j)) and
+/// convolution (both as causal convolutions: the shift kernel padded with zeros, and K_l = 2·Re(C B̄ Ā^l) of
+/// DiagonalSsm.Kernel, shared with s4d). Each (batch entry, head) is one unit of work (Heads.Run over H).
 /// </code>
 /// Sources: Fu, Dao, Saab, Thomas, Rudra, Ré 2022, "Hungry Hungry Hippos: Towards Language Modeling with State Space
 /// Models" (H3 layer: Q ⊙ SSM_diag(SSM_shift(K) ⊙ V), multi-head with the outer product K Vᵀ per head), and its
@@ -32,96 +36,89 @@ namespace AttentionReference.Forms.StateSpace;
 /// with ZOH); the output is [B,T,H,d] per head, whereas h3.py flattens it as '(d2 h)' before output_linear (a
 /// fixed permutation of channels); no inference state.
 /// </summary>
-public static class H3
+public sealed class H3 : Form
 {
-    /// <summary>Both SSMs step by step: the definition.</summary>
-    public static Tensor Recurrent(Tensor q, Tensor k, Tensor v, H3Shift shift, DiagonalSsm ssm) =>
-        Run(q, k, v, shift, ssm, recurrent: true);
-
-    /// <summary>Both SSMs as direct causal convolutions with their kernels.</summary>
-    public static Tensor Convolution(Tensor q, Tensor k, Tensor v, H3Shift shift, DiagonalSsm ssm) =>
-        Run(q, k, v, shift, ssm, recurrent: false);
-
-    private static Tensor Run(Tensor q, Tensor k, Tensor v, H3Shift shift, DiagonalSsm ssm, bool recurrent)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("h3", "state space", "H3.cs")
     {
-        var dims = Bind(q, k, v, shift, ssm);
-        int batch = dims["B"], time = dims["T"], heads = dims["H"], d = dims["d"], taps = dims["M"];
-        var o = Tensor.Zeros(batch, time, heads, d);
-        Parallel.For(0, batch * heads, index =>
-        {
-            int b = index / heads, h = index % heads;
-            // x[b, :, h, i] for every i, as d contiguous series of T steps
-            double[][] Series(Tensor x)
-            {
-                var series = new double[d][];
-                for (int i = 0; i < d; i++)
-                {
-                    series[i] = new double[time];
-                    for (int t = 0; t < time; t++)
-                    {
-                        series[i][t] = x.Data[(((((b * time) + t) * heads) + h) * d) + i];
-                    }
-                }
-                return series;
-            }
-            double[][] qh = Series(q), kh = Series(k), vh = Series(v);
+        Variants = ["recurrent", "convolution"],
+        Inputs =
+        [
+            new("q", "B,T,H,d", "queries"),
+            new("k", "B,T,H,d", "keys (input of the shift SSM)"),
+            new("v", "B,T,H,d", "values"),
+            new("shift_kernel", "H,d,M", "taps of the shift SSM on k (its C)"),
+            new("shift_D", "H,d", "skip of the shift SSM (zero if absent)", Optional: true),
+            .. DiagonalSsm.Inputs,
+        ],
+        Outputs = [new("o", "B,T,H,d", "output")],
+        Parameters = [DiagonalSsm.RealA],
+        SequenceSymbol = "S",
+    };
 
-            // 1. k̃ = SSM_shift(k), per channel i
-            var kShifted = new double[d][];
-            for (int i = 0; i < d; i++)
-            {
-                double[] taps_i = shift.Kernel.Data.AsSpan(((h * d) + i) * taps, taps).ToArray();
-                kShifted[i] = recurrent ? ShiftRegister(taps_i, kh[i]) : StateSpaceMath.DirectConvolve(Padded(taps_i, time), kh[i]);
-                double skip = shift.D is null ? 0 : shift.D.Data[(h * d) + i];
-                for (int t = 0; t < time; t++)
-                {
-                    kShifted[i][t] += skip * kh[i][t];
-                }
-            }
-            double[]? kernel = recurrent ? null : ssm.Kernel(h, time);
-            var kv = new double[time];
-            var oh = new double[time]; // o[b, :, h, j] for the current j
-            for (int j = 0; j < d; j++)
-            {
-                Array.Clear(oh);
-                for (int i = 0; i < d; i++)
-                {
-                    // 2. kv[i,j], 3. the diagonal SSM on it, 4. summed against q[i]
-                    for (int t = 0; t < time; t++)
-                    {
-                        kv[t] = kShifted[i][t] * vh[j][t];
-                    }
-                    double[] y = kernel is null ? ssm.Recur(h, kv) : StateSpaceMath.DirectConvolve(kernel, kv);
-                    for (int t = 0; t < time; t++)
-                    {
-                        oh[t] += qh[i][t] * (y[t] + ssm.Skip(h) * kv[t]);
-                    }
-                }
-                for (int t = 0; t < time; t++)
-                {
-                    o.Data[(((((b * time) + t) * heads) + h) * d) + j] = oh[t];
-                }
-            }
-        });
-        return o;
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        bool realA = DiagonalSsm.ReadRealA(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, realA)),
+            "convolution" => Heads.Run(problem, head => Convolution(head, realA)),
+            _ => throw UnknownVariant(variant),
+        };
     }
 
-    /// <summary>Checks every input's shape; the bound symbols B, T, H, d, M, N.</summary>
-    internal static Dims Bind(Tensor q, Tensor k, Tensor v, H3Shift shift, DiagonalSsm ssm)
+    /// <summary>Both SSMs step by step (a shift register, then s4d's recurrence): the definition.</summary>
+    public static void Recurrent(Head head, bool realA)
     {
-        ArgumentNullException.ThrowIfNull(shift);
-        ArgumentNullException.ThrowIfNull(ssm);
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,d");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,d");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,d");
-        dims.Bind("shift_kernel", Dims.RequireFloat("shift_kernel", shift.Kernel), "H,d,M");
-        if (shift.D is not null)
+        ArgumentNullException.ThrowIfNull(head);
+        var ssm = DiagonalSsm.Of(head, realA);
+        Layer(head, ssm, ShiftRegister, kv => S4d.Respond(ssm, kv));
+    }
+
+    /// <summary>
+    /// Steps 1–4 of the doc comment for one (batch entry, head), with the two SSMs given as what they do to one series:
+    /// the shift SSM (its taps and k_i ↦ its response) and the diagonal SSM (kv ↦ its response, without D).
+    /// </summary>
+    private static void Layer(Head head, DiagonalSsm ssm, Func<double[], double[], double[]> shiftSsm, Func<double[], double[]> diagonalSsm)
+    {
+        int d = head["d"], M = head["M"], T = head.T;
+        double[][] q = Channels(head.Rows("q")), k = Channels(head.Rows("k")), v = Channels(head.Rows("v"));
+        Span<double> taps = head.Row("shift_kernel"), shiftD = head.Problem.Has("shift_D") ? head.Row("shift_D") : default;
+        // 1. k̃_i = SSM_shift(k_i) + shift_D_i k_i, per channel i
+        var kShifted = new double[d][];
+        for (int i = 0; i < d; i++)
         {
-            dims.Bind("shift_D", Dims.RequireFloat("shift_D", shift.D), "H,d");
+            kShifted[i] = shiftSsm(taps.Slice(i * M, M).ToArray(), k[i]);
+            double skip = shiftD.IsEmpty ? 0 : shiftD[i];
+            for (int t = 0; t < T; t++)
+            {
+                kShifted[i][t] += skip * k[i][t];
+            }
         }
-        ssm.Bind(dims);
-        return dims;
+        RowBlock o = head.Rows("o");
+        double[] kv = new double[T], oj = new double[T]; // kv[i,j] and o[:, j] over the steps
+        for (int j = 0; j < d; j++)
+        {
+            Array.Clear(oj);
+            for (int i = 0; i < d; i++)
+            {
+                for (int t = 0; t < T; t++)
+                {
+                    kv[t] = kShifted[i][t] * v[j][t]; // 2. kv_t[i,j] = k̃_t[i] v_t[j]
+                }
+                double[] y = diagonalSsm(kv); // 3. the diagonal SSM on channel (i, j)
+                for (int t = 0; t < T; t++)
+                {
+                    oj[t] += q[i][t] * (y[t] + (ssm.D * kv[t])); // 4. o_t[j] = Σ_i q_t[i] (y_t[i,j] + D kv_t[i,j])
+                }
+            }
+            for (int t = 0; t < T; t++)
+            {
+                o[t][j] = oj[t];
+            }
+        }
     }
 
     /// <summary>The shift SSM step by step: s_t = (k_t, s_{t−1,0}, …, s_{t−1,M−2}), k̃_t = Σ_m taps_m s_{t,m}.</summary>
@@ -147,6 +144,31 @@ public static class H3
         return y;
     }
 
+    /// <summary>Channel i of the rows as one series: result[i][t] = rows[t][i].</summary>
+    private static double[][] Channels(RowBlock rows)
+    {
+        var channels = new double[rows.Width][];
+        for (int i = 0; i < rows.Width; i++)
+        {
+            channels[i] = new double[rows.Count];
+            for (int t = 0; t < rows.Count; t++)
+            {
+                channels[i][t] = rows[t][i];
+            }
+        }
+        return channels;
+    }
+
+    /// <summary>Both SSMs as direct causal convolutions with their kernels.</summary>
+    public static void Convolution(Head head, bool realA)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        var ssm = DiagonalSsm.Of(head, realA);
+        double[] kernel = ssm.Kernel(head.T);
+        Layer(head, ssm, (taps, k) => StateSpaceMath.DirectConvolve(Padded(taps, k.Length), k),
+            kv => StateSpaceMath.DirectConvolve(kernel, kv));
+    }
+
     /// <summary>The taps as a kernel of <paramref name="length"/> steps (zeros past M, cut at T).</summary>
     private static double[] Padded(double[] taps, int length)
     {
@@ -155,6 +177,3 @@ public static class H3
         return kernel;
     }
 }
-
-/// <summary>H3's shift SSM on k: its taps (kernel) [H,d,M] and its skip shift_D [H,d] (zero if absent).</summary>
-public sealed record H3Shift(Tensor Kernel, Tensor? D = null);

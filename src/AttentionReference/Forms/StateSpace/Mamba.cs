@@ -1,5 +1,4 @@
 using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -11,126 +10,200 @@ namespace AttentionReference.Forms.StateSpace;
 /// <code>
 /// Shapes (mamba's channel-first layout [B, D, L], accepted as mamba takes it: D channels, L steps, N state size):
 ///   u [B,D,L]   delta [B,D,L]   A [D,N]
-///   B, C: [D,N] (time-invariant)  or  [B,N,L] (selective, shared by all channels)
-///         or  [B,G,N,L] (selective, G groups; channel d uses group d / (D/G), mamba's 'B G N L -> B (G H) N L')
+///   B, C: [B,N,L] (selective, shared by all channels)  or  [B,G,N,L] (selective, G groups; channel d uses group
+///         d / (D/G), mamba's 'B G N L -> B (G H) N L')  or  [D,N] (time-invariant)
 ///   D [D] optional   z [B,D,L] optional   delta_bias [D] optional
 ///   cu_seqlens [S+1] optional (B = 1: sequences packed along L)   initial_state [S,D,N] optional (ours)
 ///   →  o [B,D,L] (selective_scan_ref's out)   final_state [S,D,N] (its last_state, always returned)
 ///   (S = B without cu_seqlens, the number of sequences with it)
 ///
-/// Per batch entry b, channel d, state index n:
+/// Per sequence, channel d, state index n:
 ///   Δ_t = delta_t + delta_bias_d,  then Δ_t ← softplus(Δ_t) if delta_softplus     (softplus(x) = x for x > 20)
 ///   x_t[n] = exp(Δ_t A_dn) x_{t−1}[n] + Δ_t B_t[n] u_t       x_{−1} = initial_state (0 if absent)
-///   (with cu_seqlens, every sequence starts afresh from its own initial_state row: selective_scan_ref sets
-///   x = deltaB_u at each boundary, i.e. from 0)
 ///   y_t = Σ_n C_t[n] x_t[n] + D_d u_t
 ///   o_t = y_t · silu(z_t)  if z is given
+///   (with cu_seqlens, every sequence starts afresh from its own initial_state row and ends in its own final_state row)
 ///
 /// Variants:
 ///   recurrent  the loop above (selective_scan_ref)
-///   scan       each (b, d, n) is a first-order recurrence x_t = a_t x_{t−1} + b_t, and the pairs (a, b) compose
-///              associatively: (a₁,b₁) then (a₂,b₂) = (a₂a₁, a₂b₁ + b₂). Blocked parallel scan with block size S:
+///   scan       each (sequence, d, n) is a first-order recurrence x_t = a_t x_{t−1} + b_t, and the pairs (a, b)
+///              compose associatively: (a₁,b₁) then (a₂,b₂) = (a₂a₁, a₂b₁ + b₂). Blocked parallel scan, blocks of
+///              block_size steps (any size ≥ 1; the last block may be short):
 ///              1. each block scans its pairs locally from the identity (1, 0): (α_t, β_t)   (independent blocks)
 ///              2. the block carries combine in order: c_0 = x_{−1}, c_{j+1} = α_last(j) c_j + β_last(j)
 ///              3. every step is fixed up with its block's carry: x_t = α_t c_j + β_t   (independent steps)
 ///              α is a product of exp(Δ A) factors, never divided by, so strong decay only underflows to 0.
 ///
-/// Arithmetic: each (sequence, channel) is one unit of work, computed start to end by one thread in a fixed order,
-/// so results do not depend on the thread count. Its Δ, u and A_d are contiguous rows; the recurrence updates the
-/// state vector x [N] per step through Numerics/VectorKernels.cs (exp(Δ_t A_d) for all n at once, B_t and C_t read
-/// as contiguous rows: a selective B or C is transposed once to [B,G,L,N] for all channels); the scan runs each n
-/// along contiguous series of steps (a selective B or C is already [.., N, L]).
+/// Arithmetic: each (sequence, channel) is one unit of work (Heads.Run over D), computed start to end by one thread in
+/// a fixed order, so results do not depend on the thread count. The recurrence updates the state vector x [N] per step
+/// (exp(Δ_t A_d) for all n at once, B_t and C_t read as rows: a selective B or C is transposed once per call to
+/// [B,G,L,N] by the runner); the scan runs each n along contiguous series of steps (a selective B or C is already
+/// [.., N, L], read in place).
 /// </code>
 /// Sources: state-spaces/mamba mamba_ssm/ops/selective_scan_interface.py, <c>selective_scan_ref(u, delta, A, B, C,
 /// D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False)</c>: delta + delta_bias[..., None],
 /// F.softplus, deltaA = exp(einsum('bdl,dn->bdln', delta, A)), deltaB_u = einsum('bdl,bnl,bdl->bdln', delta, B, u)
 /// (grouped B repeated over channels), x = deltaA·x + deltaB_u, y = einsum('bdn,bn->bd', x, C), out = y + u·D,
-/// out·silu(z), last_state = x after the last step; with cu_seqlens (B = 1) x restarts at every boundary. Softplus's threshold 20: torch's F.softplus default and
-/// mamba's CUDA kernel (selective_scan_fwd_kernel.cuh).
+/// out·silu(z), last_state = x after the last step. Softplus's threshold 20: torch's F.softplus default and mamba's
+/// CUDA kernel (selective_scan_fwd_kernel.cuh).
+/// Varlen: selective_scan_ref on mamba's main branch has no cu_seqlens and no initial state. The open pull request
+/// state-spaces/mamba#244 adds cu_seqlens (B = 1) to it and to the CUDA kernel: at each boundary x = deltaB_u, i.e. the
+/// state restarts from 0, and last_state is the last step's only. vLLM's selective_scan_fn (query_start_loc,
+/// has_initial_state, ssm_states) gives each sequence its own initial and final state. Ours is vLLM's: one
+/// initial_state row and one final_state row per sequence; with zero initial states it is #244's restart.
 /// Our choices: real A, B, C only (selective_scan_ref also takes complex ones, for S4D-style use: not supported
-/// here); <c>initial_state</c> [B,D,N] is ours (selective_scan_ref has none; it enables state passing, and zero
-/// reproduces the reference exactly); the final state is always returned, one row per sequence with cu_seqlens
-/// (selective_scan_ref returns only the last sequence's, our last row); the output is named o and the state
-/// final_state, as the other forms name them.
+/// here); <c>initial_state</c> [S,D,N] is ours (zero reproduces selective_scan_ref exactly; it enables state passing);
+/// the final state is always returned, one row per sequence; the output is named o and the state final_state, as the
+/// other forms name them; block_size is the scan's, not an upstream argument.
 /// </summary>
-public static class Mamba
+public sealed class Mamba : Form
 {
-    /// <summary>selective_scan_ref's loop over time: the definition.</summary>
-    public static StateResult Recurrent(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, MambaOptions? options = null)
+    /// <summary>delta_softplus: Δ = softplus(delta + delta_bias).</summary>
+    public static Parameter<bool> DeltaSoftplus { get; } = ParameterSpec.Flag("delta_softplus", false, "Δ = softplus(delta + delta_bias)");
+
+    /// <summary>block_size: the scan's block length.</summary>
+    public static Parameter<int> BlockSize { get; } =
+        ParameterSpec.WholeNumber("block_size", 16, "block length ≥ 1 of the scan variant (need not divide L)", min: 1);
+
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("mamba", "state space", "Mamba.cs")
     {
-        var p = Bind(u, delta, A, B, C, options);
-        Projection bRows = p.StepRows(p.BIn, p.GroupsB), cRows = p.StepRows(p.CIn, p.GroupsC);
-        return p.Run(channel =>
+        Variants = ["recurrent", "scan"],
+        Inputs =
+        [
+            new("u", "B,D,L", "input, channel-first as mamba"),
+            new("delta", "B,D,L", "step sizes (before delta_bias and softplus)"),
+            new("A", "D,N", "state matrix (diagonal per channel)"),
+            new("B", "B,N,L | B,G,N,L | D,N", "input projection: shared, grouped or time-invariant"),
+            new("C", "B,N,L | B,G,N,L | D,N", "output projection: shared, grouped or time-invariant"),
+            new("D", "D", "skip: + D·u", Optional: true),
+            new("z", "B,D,L", "gate: o = y·silu(z)", Optional: true),
+            new("delta_bias", "D", "added to delta", Optional: true),
+            new("initial_state", "S,D,N", "state before each sequence's first step (zeros if absent; not in selective_scan_ref)", Optional: true),
+            new("cu_seqlens", "S+1", "varlen sequence boundaries along L (B = 1)", Optional: true, HoldsIndices: true, Varlen: "L"),
+        ],
+        Outputs =
+        [
+            new("o", "B,D,L", "output (selective_scan_ref's out)"),
+            new("final_state", "S,D,N", "state after each sequence's last step (selective_scan_ref's last_state)"),
+        ],
+        Parameters = [DeltaSoftplus, BlockSize],
+        Groups = [new HeadGroup("D", "G", "mamba's B/C groups, 'B G N L -> B (G H) N L'")],
+        SequenceSymbol = "S",
+        TimeSymbols = ["L"],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var options = MambaOptions.Read(problem);
+        return variant switch
         {
-            ReadOnlySpan<double> Δ = channel.Δ, u_d = channel.U, A_d = channel.A;
-            Span<double> x = channel.X, y = channel.Y;
-            var decay = new double[p.N]; // exp(Δ_t A_dn) for all n
-            var ΔB = new double[p.N];    // Δ_t B_t[n] for all n
-            for (int i = 0; i < channel.Length; i++)
-            {
-                int t = channel.Start + i;
-                // x_t[n] = exp(Δ_t A_dn) x_{t−1}[n] + Δ_t B_t[n] u_t
-                A_d.CopyTo(decay);
-                VectorKernels.Scale(Δ[i], decay);
-                VectorKernels.Exp(decay, decay);
-                VectorKernels.Multiply(decay, x, x);
-                bRows.Row(channel.Batch, channel.D, t).CopyTo(ΔB);
-                VectorKernels.Scale(Δ[i], ΔB);
-                VectorKernels.Axpy(u_d[i], ΔB, x);
-                // y_t = Σ_n C_t[n] x_t[n]
-                y[i] = VectorKernels.Dot(cRows.Row(channel.Batch, channel.D, t), x);
-            }
-        });
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, options), "D"),
+            "scan" => Heads.Run(problem, head => Scan(head, options), "D"),
+            _ => throw UnknownVariant(variant),
+        };
     }
 
-    /// <summary>The blocked associative scan with blocks of <paramref name="blockSize"/> steps (any S ≥ 1).</summary>
-    public static StateResult Scan(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, int blockSize, MambaOptions? options = null)
+    /// <summary>selective_scan_ref's loop over time, for one (sequence, channel d): the definition.</summary>
+    public static void Recurrent(Head head, MambaOptions options)
     {
-        if (blockSize < 1)
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        Series u = head.Series("u"), delta = head.Series("delta"), o = head.Series("o");
+        Series? z = head.OptionalSeries("z");
+        StepRows B = new(head, "B"), C = new(head, "C");
+        ReadOnlySpan<double> A = head.Row("A");
+        Span<double> x = head.State()[0];
+        double bias = head.ScalarOrZero("delta_bias"), skip = head.ScalarOrZero("D");
+        var decay = new double[x.Length]; // exp(Δ_t A_dn) for all n
+        var ΔB = new double[x.Length];    // Δ_t B_t[n] for all n
+        for (int t = 0; t < u.Length; t++)
         {
-            throw new InputException($"parameter 'block_size': expected an integer ≥ 1, found {blockSize}");
+            double Δ = options.StepSize(delta[t] + bias);
+            // x_t[n] = exp(Δ_t A_dn) x_{t−1}[n] + Δ_t B_t[n] u_t
+            VectorKernels.Multiply(A, Δ, decay);
+            VectorKernels.Exp(decay, decay);
+            VectorKernels.Multiply(decay, x, x);
+            VectorKernels.Multiply(B[t], Δ, ΔB);
+            VectorKernels.Axpy(u[t], ΔB, x);
+            // y_t = Σ_n C_t[n] x_t[n] + D_d u_t,   o_t = y_t · silu(z_t)
+            o[t] = StateSpaceMath.Gated(VectorKernels.Dot(C[t], x) + (skip * u[t]), z?[t]);
         }
-        var p = Bind(u, delta, A, B, C, options);
-        Projection bSeries = p.StepSeries(p.BIn, p.GroupsB), cSeries = p.StepSeries(p.CIn, p.GroupsC);
-        return p.Run(channel =>
-        {
-            int length = channel.Length;
-            ReadOnlySpan<double> Δ = channel.Δ, u_d = channel.U, A_d = channel.A;
-            Span<double> state = channel.X, y = channel.Y; // x_{−1}[n] in, x_{L−1}[n] out
-            // per state index n: a_t = exp(Δ_t A_dn), b_t = Δ_t B_t[n] u_t, and the scan's scratch
-            double[] a = new double[length], bu = new double[length], x = new double[length], c = new double[length];
-            double[] alpha = new double[length], beta = new double[length], carry = new double[length];
-            for (int n = 0; n < p.N; n++)
-            {
-                Δ.CopyTo(a);
-                VectorKernels.Scale(A_d[n], a);
-                VectorKernels.Exp(a, a);
-                VectorKernels.Multiply(Δ, bSeries.Series(channel.Batch, channel.D, n, channel.Start, bu), bu);
-                VectorKernels.Multiply(bu, u_d, bu);
-                BlockedScan(a, bu, state[n], blockSize, alpha, beta, carry, x);
-                // y_t += C_t[n] x_t[n]
-                VectorKernels.Multiply(cSeries.Series(channel.Batch, channel.D, n, channel.Start, c), x, c);
-                VectorKernels.Axpy(1, c, y);
-                if (length > 0)
-                {
-                    state[n] = x[length - 1];
-                }
-            }
-        });
     }
 
-    /// <summary>x_t = a_t x_{t−1} + b_t from x_{−1} = <paramref name="x0"/>, by the three steps of the doc comment.</summary>
-    internal static double[] BlockedScan(double[] a, double[] b, double x0, int blockSize)
+    /// <summary>Whether B or C is selective ([B,N,L] or [B,G,N,L]) rather than time-invariant ([D,N]).</summary>
+    private static bool IsSelective(Problem problem, string name) => problem.ShapeOf(name).Contains("L");
+
+    /// <summary>
+    /// B_t (or C_t) of the pair as rows, one per step: a selective B in place (the runner transposes it once per call to
+    /// [.., L, N]), or the channel's time-invariant row B_d at every step.
+    /// </summary>
+    private readonly ref struct StepRows
     {
-        int length = a.Length;
-        var x = new double[length];
-        BlockedScan(a, b, x0, blockSize, new double[length], new double[length], new double[length], x);
-        return x;
+        private readonly RowBlock? _rows;
+        private readonly ReadOnlySpan<double> _invariant;
+
+        public StepRows(Head head, string name)
+        {
+            if (IsSelective(head.Problem, name))
+            {
+                _rows = head.Rows(name);
+            }
+            else
+            {
+                _invariant = head.Row(name);
+            }
+        }
+
+        public ReadOnlySpan<double> this[int t] => _rows is null ? _invariant : _rows[t];
+    }
+
+    /// <summary>The blocked associative scan with blocks of block_size steps, each state index n along all the steps.</summary>
+    public static void Scan(Head head, MambaOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        int length = head.T;
+        Series delta = head.Series("delta"), o = head.Series("o");
+        Series? z = head.OptionalSeries("z");
+        double bias = head.ScalarOrZero("delta_bias"), skip = head.ScalarOrZero("D");
+        var Δ = new double[length];
+        for (int t = 0; t < length; t++)
+        {
+            Δ[t] = options.StepSize(delta[t] + bias);
+        }
+        ReadOnlySpan<double> u = head.Rows("u").Contiguous(), A = head.Row("A");
+        Span<double> state = head.State()[0]; // x_{−1}[n] in, x_{L−1}[n] out
+        StepSeries B = new(head, "B"), C = new(head, "C");
+        // per state index n: a_t = exp(Δ_t A_dn), b_t = Δ_t B_t[n] u_t, the scan's scratch, and y = Σ_n C_t[n] x_t[n]
+        double[] a = new double[length], bu = new double[length], x = new double[length], c = new double[length];
+        double[] alpha = new double[length], beta = new double[length], carry = new double[length], y = new double[length];
+        for (int n = 0; n < state.Length; n++)
+        {
+            Δ.CopyTo(a);
+            VectorKernels.Scale(A[n], a);
+            VectorKernels.Exp(a, a);
+            VectorKernels.Multiply(Δ, B.Of(n, bu), bu);
+            VectorKernels.Multiply(bu, u, bu);
+            BlockedScan(a, bu, state[n], options.BlockSize, alpha, beta, carry, x);
+            // y_t += C_t[n] x_t[n]
+            VectorKernels.Multiply(C.Of(n, c), x, c);
+            VectorKernels.Axpy(1, c, y);
+            if (length > 0)
+            {
+                state[n] = x[length - 1];
+            }
+        }
+        for (int t = 0; t < length; t++)
+        {
+            o[t] = StateSpaceMath.Gated(y[t] + (skip * u[t]), z?[t]);
+        }
     }
 
     /// <summary>
-    /// <see cref="BlockedScan(double[], double[], double, int)"/> into <paramref name="x"/>, with the local scans α, β and
-    /// the block carries in caller-owned scratch (each at least as long as a).
+    /// x_t = a_t x_{t−1} + b_t from x_{−1} = <paramref name="x0"/> into <paramref name="x"/>, by the three steps of the
+    /// doc comment, with the local scans α, β and the block carries in caller-owned scratch (each at least as long as a).
     /// </summary>
     internal static void BlockedScan(ReadOnlySpan<double> a, ReadOnlySpan<double> b, double x0, int blockSize,
         Span<double> alpha, Span<double> beta, Span<double> carry, Span<double> x)
@@ -164,214 +237,55 @@ public static class Mamba
         }
     }
 
-    /// <summary>Every check of the form (shared with the OpenCL host), and the bound problem.</summary>
-    internal static Problem Bind(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, MambaOptions? options)
-    {
-        options ??= new MambaOptions();
-        var dims = new Dims();
-        dims.Bind("u", Dims.RequireFloat("u", u), "B,D,L");
-        dims.Bind("delta", Dims.RequireFloat("delta", delta), "B,D,L");
-        dims.Bind("A", Dims.RequireFloat("A", A), "D,N");
-        int groupsB = BindProjection(dims, "B", B), groupsC = BindProjection(dims, "C", C);
-        if (options.D is not null)
-        {
-            dims.Bind("D", Dims.RequireFloat("D", options.D), "D");
-        }
-        if (options.Z is not null)
-        {
-            dims.Bind("z", Dims.RequireFloat("z", options.Z), "B,D,L");
-        }
-        if (options.DeltaBias is not null)
-        {
-            dims.Bind("delta_bias", Dims.RequireFloat("delta_bias", options.DeltaBias), "D");
-        }
-        var slices = Sequences.Slices(dims["B"], dims["L"], options.CuSeqlens);
-        if (options.InitialState is not null)
-        {
-            dims.Set("S", slices.Count);
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "S,D,N");
-        }
-        return new Problem(u, delta, A, B, C, groupsB, groupsC, options, slices, dims["B"], dims["D"], dims["N"], dims["L"]);
-    }
-
-    /// <summary>Binds B or C and returns its kind: 0 for [D,N], −1 for [B,N,L], the group count G for [B,G,N,L].</summary>
-    private static int BindProjection(Dims dims, string name, Tensor x)
-    {
-        Dims.RequireFloat(name, x);
-        switch (x.Rank)
-        {
-            case 2:
-                dims.Bind(name, x, "D,N");
-                return 0;
-            case 3:
-                dims.Bind(name, x, "B,N,L");
-                return -1;
-            default:
-                dims.Bind(name, x, "B,G,N,L");
-                int groups = x.Dim(1);
-                return groups > 0 && dims["D"] % groups == 0
-                    ? groups
-                    : throw new InputException($"the group count G = {groups} must divide the channel count D = {dims["D"]}", tensor: name);
-        }
-    }
-
     /// <summary>
-    /// B or C read the way a variant walks it. Time-invariant ([D,N]): row d at every step, or B_dn repeated along
-    /// the steps. Selective ([B,N,L] or [B,G,N,L], kind −1 or G): the steps of (b, group, n) are contiguous as given,
-    /// and for step rows the tensor is transposed once to [B,G,L,N] (G = 1 for [B,N,L]), shared by every channel.
+    /// B_t[n] (or C_t[n]) of the pair along its steps, one n at a time: a selective B is [.., N, L] as mamba lays it out,
+    /// so each n's steps are contiguous and read in place; a time-invariant B_dn is repeated into the scratch.
     /// </summary>
-    internal sealed class Projection
+    private readonly ref struct StepSeries
     {
-        private readonly double[] _data;
-        private readonly int _kind, _channels, _n, _l, _groups;
-        private readonly bool _stepRows;
+        private readonly ReadOnlySpan<double> _values; // selective: the pair's (batch, group) block [N, L]; else the row B_d
+        private readonly int _steps, _start;           // L, and the sequence's first step
+        private readonly bool _selective;
 
-        public Projection(Tensor x, int kind, int channels, int n, int l, bool stepRows)
+        public StepSeries(Head head, string name)
         {
-            (_kind, _channels, _n, _l, _stepRows) = (kind, channels, n, l, stepRows);
-            _groups = kind > 0 ? kind : 1;
-            _data = x.Data;
-            if (kind != 0 && stepRows)
+            Problem problem = head.Problem;
+            _selective = IsSelective(problem, name);
+            if (!_selective)
             {
-                // [B,G,N,L] → [B,G,L,N]
-                int batchGroups = x.Length / (n * l == 0 ? 1 : n * l);
-                _data = new double[x.Length];
-                for (int bg = 0; bg < batchGroups; bg++)
-                {
-                    for (int k = 0; k < n; k++)
-                    {
-                        for (int t = 0; t < l; t++)
-                        {
-                            _data[(((bg * l) + t) * n) + k] = x.Data[(((bg * n) + k) * l) + t];
-                        }
-                    }
-                }
+                _values = head.Row(name);
+                return;
             }
+            Tensor x = problem.Input(name);
+            int groups = x.Rank == 4 ? problem["G"] : 1, group = head.Index / (problem["D"] / groups);
+            (_steps, _start) = (problem["L"], head.Sequence.Steps("L").Start);
+            int block = problem["N"] * _steps;
+            _values = x.Data.AsSpan(((head.Sequence.Batch * groups) + group) * block, block);
         }
 
-        private int Group(int b, int d) => (b * _groups) + (d / (_channels / _groups));
-
-        /// <summary>(B_t[0], …, B_t[N−1]) for channel d (a view, step rows only).</summary>
-        public ReadOnlySpan<double> Row(int b, int d, int t) => _kind == 0
-            ? _data.AsSpan(d * _n, _n)
-            : _data.AsSpan(((Group(b, d) * _l) + t) * _n, _n);
-
-        /// <summary>
-        /// (B_t[n] for t = start, start + 1, …, start + scratch.Length − 1) for channel d: a view of the tensor when
-        /// selective, <paramref name="scratch"/> filled with B_dn when time-invariant.
-        /// </summary>
-        public ReadOnlySpan<double> Series(int b, int d, int n, int start, Span<double> scratch)
+        /// <summary>(B_t[n] for the pair's steps t = 0 … scratch.Length − 1).</summary>
+        public ReadOnlySpan<double> Of(int n, Span<double> scratch)
         {
-            if (_kind != 0)
+            if (_selective)
             {
-                return _data.AsSpan((((Group(b, d) * _n) + n) * _l) + start, scratch.Length);
+                return _values.Slice((n * _steps) + _start, scratch.Length);
             }
-            scratch.Fill(_data[(d * _n) + n]);
+            scratch.Fill(_values[n]);
             return scratch;
-        }
-    }
-
-    /// <summary>
-    /// One (sequence, channel d) as a variant sees it: Δ for its steps, its u and the row A_d (views), the state x
-    /// (x_{−1} on entry; the variant leaves x_{L−1} in it) and y (zeros on entry; the variant writes Σ_n C_t[n] x_t[n]).
-    /// </summary>
-    internal sealed class Channel
-    {
-        private readonly Problem _p;
-        private readonly SequenceSlice _slice;
-
-        public Channel(Problem p, SequenceSlice slice, int d)
-        {
-            (_p, _slice, D) = (p, slice, d);
-            Δ = p.DeltaSeries(slice, d);
-            X = p.InitialState(slice.StateIndex, d);
-            Y = new double[slice.Length];
-        }
-
-        public int Batch => _slice.Batch;
-        public int D { get; }
-        public int Start => _slice.Start;
-        public int Length => _slice.Length;
-        public double[] Δ { get; }
-        public ReadOnlySpan<double> U => _p.U.Data.AsSpan(_p.Offset(Batch, D, Start), Length);
-        public ReadOnlySpan<double> A => _p.AIn.Data.AsSpan(D * _p.N, _p.N);
-        public double[] X { get; }
-        public double[] Y { get; }
-    }
-
-    /// <summary>The bound inputs and the per-(b, d) driver.</summary>
-    internal sealed record Problem(Tensor U, Tensor DeltaIn, Tensor AIn, Tensor BIn, Tensor CIn, int GroupsB, int GroupsC, MambaOptions Options, IReadOnlyList<SequenceSlice> Slices, int Batch, int Channels, int N, int L)
-    {
-        /// <summary>The offset of [b, d, t] in a [B,D,L] tensor.</summary>
-        public int Offset(int b, int d, int t) => (((b * Channels) + d) * L) + t;
-
-        /// <summary>Δ_t = delta_t + delta_bias_d (softplus'd if asked) for the steps of one sequence and channel.</summary>
-        public double[] DeltaSeries(SequenceSlice s, int d)
-        {
-            var Δ = new double[s.Length];
-            double bias = Options.DeltaBias?.Data[d] ?? 0;
-            int offset = Offset(s.Batch, d, s.Start);
-            for (int i = 0; i < s.Length; i++)
-            {
-                double dt = DeltaIn.Data[offset + i] + bias;
-                Δ[i] = Options.DeltaSoftplus ? StateSpaceMath.Softplus(dt) : dt;
-            }
-            return Δ;
-        }
-
-        /// <summary>B or C as rows per step (the recurrence).</summary>
-        public Projection StepRows(Tensor x, int kind) => new(x, kind, Channels, N, L, stepRows: true);
-
-        /// <summary>B or C as series along the steps per state index (the scan).</summary>
-        public Projection StepSeries(Tensor x, int kind) => new(x, kind, Channels, N, L, stepRows: false);
-
-        public double[] InitialState(int row, int d) => Options.InitialState is null
-            ? new double[N]
-            : Options.InitialState.Data.AsSpan(((row * Channels) + d) * N, N).ToArray();
-
-        /// <summary>Runs every (sequence, channel) pair (each by one thread, start to end) and adds D u and the z gate.</summary>
-        public StateResult Run(Action<Channel> variant)
-        {
-            var o = Tensor.Zeros(Batch, Channels, L);
-            var last = Tensor.Zeros(Slices.Count, Channels, N);
-            System.Threading.Tasks.Parallel.For(0, Slices.Count * Channels, index =>
-            {
-                var s = Slices[index / Channels];
-                int d = index % Channels;
-                var channel = new Channel(this, s, d);
-                variant(channel);
-                double skip = Options.D?.Data[d] ?? 0;
-                int offset = Offset(s.Batch, d, s.Start);
-                for (int i = 0; i < s.Length; i++)
-                {
-                    double value = channel.Y[i] + (skip * U.Data[offset + i]);
-                    o.Data[offset + i] = Options.Z is null ? value : value * StateSpaceMath.Silu(Options.Z.Data[offset + i]);
-                }
-                channel.X.CopyTo(last.Data, ((s.StateIndex * Channels) + d) * N);
-            });
-            return new StateResult(o, last);
         }
     }
 }
 
-/// <summary>selective_scan_ref's optional arguments, plus an initial state.</summary>
-public sealed record MambaOptions
+/// <summary>mamba's options, read once from a bound call (shared by the CPU form and the OpenCL host).</summary>
+public sealed record MambaOptions(bool DeltaSoftplus, int BlockSize)
 {
-    /// <summary>Skip D [D]; none if null.</summary>
-    public Tensor? D { get; init; }
+    /// <summary>The options of <paramref name="problem"/>.</summary>
+    public static MambaOptions Read(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        return new(problem.Get(Mamba.DeltaSoftplus), problem.Get(Mamba.BlockSize));
+    }
 
-    /// <summary>Gate z [B,D,L]: o = y·silu(z); none if null.</summary>
-    public Tensor? Z { get; init; }
-
-    /// <summary>delta_bias [D], added to delta before the softplus.</summary>
-    public Tensor? DeltaBias { get; init; }
-
-    /// <summary>Whether Δ = softplus(delta + delta_bias).</summary>
-    public bool DeltaSoftplus { get; init; }
-
-    /// <summary>x_{−1} [S,D,N]; zeros if null (selective_scan_ref has no such argument).</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>Varlen boundaries [S+1] along L (B = 1), as selective_scan_ref's cu_seqlens.</summary>
-    public Tensor? CuSeqlens { get; init; }
+    /// <summary>Δ from delta + delta_bias: its softplus with delta_softplus, else itself.</summary>
+    public double StepSize(double deltaPlusBias) => DeltaSoftplus ? StateSpaceMath.Softplus(deltaPlusBias) : deltaPlusBias;
 }

@@ -1,3 +1,4 @@
+using AttentionReference.Forms.Common;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.StateSpace;
@@ -24,13 +25,15 @@ namespace AttentionReference.Forms.StateSpace;
 ///   convolution  K_l for l &lt; T (Ā^l as exp(l·dt·A), as s4d.py), then the causal sum, directly
 ///                (exp(l·dtA) = e^{l·Re dtA}·(cos + i sin)(l·Im dtA): the magnitudes for all l at once, the phase
 ///                of l = mS + j, S = ⌈√T⌉, from the directly-taken phases of mS and j by the angle-addition formulas:
-///                a few ε per value whatever l, never a running product; see StateSpaceMath.CosSinOfMultiples)
+///                a few ε per value whatever l, never a running product; see StateSpaceMath.CosSinOfMultiples;
+///                the kernel is DiagonalSsm.Kernel, shared with h3)
 ///   fft          the same convolution through a radix-2 complex FFT of size n = the power of two ≥ 2T (zero
 ///                padding, so no wrap-around): o = IFFT(FFT(u)·FFT(K))[0,T). The FFT is written here in a few
 ///                readable lines (StateSpaceMath.Fft, in double, twiddles from cos/sin of the exact angle) rather
 ///                than taken from a package: the reference must need no dependency and be readable end to end.
 ///                Its roundoff is about log2(n)·ε·‖K‖₂·‖u‖₂ per output (ε = 2^-53), unlike the direct sum's
 ///                t·ε·max|K|·max|u|; the tests hold fft to convolution within 16·log2(n)·ε·‖K‖₂‖u‖₂.
+/// Each (batch entry, channel) is one unit of work, computed start to end by one thread (Heads.Run over H).
 /// </code>
 /// Sources: Gu, Gupta, Goel, Ré 2022, "On the Parameterization and Initialization of Diagonal State Space Models"
 /// (S4D; the kernel K = 2·Re(C̃ ⊙ B̄) · V_L(Ā), ZOH) and its reference code state-spaces/s4 models/s4/s4d.py
@@ -40,68 +43,92 @@ namespace AttentionReference.Forms.StateSpace;
 /// dt·expm1(dt·A)/(dt·A) with an accurate complex expm1 so that tiny dt loses nothing; no initial state (s4d.py's
 /// kernel has none); s4d.py's activation, dropout and output linear layer are outside the form.
 /// </summary>
-public static class S4d
+public sealed class S4d : Form
 {
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("s4d", "state space", "S4d.cs")
+    {
+        Variants = ["recurrent", "convolution", "fft"],
+        Inputs = [new("u", "B,T,H", "input sequence, one channel per H"), .. DiagonalSsm.Inputs],
+        Outputs = [new("o", "B,T,H", "output")],
+        Parameters = [DiagonalSsm.RealA],
+        SequenceSymbol = "S",
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        bool realA = DiagonalSsm.ReadRealA(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, realA)),
+            "convolution" => Heads.Run(problem, head => Convolution(head, realA)),
+            "fft" => Fft(problem, realA),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
     /// <summary>The recurrence, step by step: the definition.</summary>
-    public static Tensor Recurrent(Tensor u, DiagonalSsm ssm) =>
-        PerChannel(u, ssm, (h, series) => ssm.Recur(h, series));
+    public static void Recurrent(Head head, bool realA)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        var ssm = DiagonalSsm.Of(head, realA);
+        Series u = head.Series("u"), o = head.Series("o");
+        double[] y = Respond(ssm, u.ToArray());
+        for (int t = 0; t < y.Length; t++)
+        {
+            o[t] = y[t] + (ssm.D * u[t]); // o_t = y_t + D u_t
+        }
+    }
+
+    /// <summary>
+    /// The SSM's response to the series <paramref name="u"/>, mode by mode:
+    /// x_{t,n} = Ā_n x_{t−1,n} + B̄_n u_t from x_{−1,n} = 0, and y_t = Σ_n f·Re(C_n x_{t,n}) (f = 2 for conjugate pairs).
+    /// </summary>
+    internal static double[] Respond(DiagonalSsm ssm, double[] u)
+    {
+        var y = new double[u.Length];
+        for (int n = 0; n < ssm.Modes; n++)
+        {
+            var x = System.Numerics.Complex.Zero;
+            for (int t = 0; t < u.Length; t++)
+            {
+                x = (ssm.ABar[n] * x) + (ssm.BBar[n] * u[t]);
+                y[t] += ssm.PairFactor * (ssm.C[n] * x).Real;
+            }
+        }
+        return y;
+    }
 
     /// <summary>The causal convolution with K_l = 2·Re(C B̄ Ā^l), summed directly.</summary>
-    public static Tensor Convolution(Tensor u, DiagonalSsm ssm) =>
-        PerChannel(u, ssm, (h, series) => StateSpaceMath.DirectConvolve(ssm.Kernel(h, series.Length), series));
-
-    /// <summary>The same convolution through a radix-2 FFT of size ≥ 2T.</summary>
-    public static Tensor Fft(Tensor u, DiagonalSsm ssm)
+    public static void Convolution(Head head, bool realA)
     {
-        var fft = new FftConvolution(Bind(u, ssm)["T"]);
-        return PerChannel(u, ssm, (h, series) => fft.Convolve(ssm.Kernel(h, series.Length), series));
+        ArgumentNullException.ThrowIfNull(head);
+        var ssm = DiagonalSsm.Of(head, realA);
+        double[] u = head.Series("u").ToArray();
+        AddSkip(head, ssm, StateSpaceMath.DirectConvolve(ssm.Kernel(u.Length), u));
     }
 
-    /// <summary>The convolution kernel K [H, L] (K_l = 2·Re(Σ_n C_n B̄_n Ā_n^l), or Σ_n C_n B̄_n Ā_n^l with real_a).</summary>
-    public static Tensor Kernel(DiagonalSsm ssm, int length)
+    /// <summary>The same convolution through a radix-2 FFT of size ≥ 2T (twiddles taken once per call).</summary>
+    private static IReadOnlyDictionary<string, Tensor> Fft(Problem problem, bool realA)
     {
-        ArgumentNullException.ThrowIfNull(ssm);
-        ssm.Bind(new Dims());
-        int channels = ssm.LogDt.Dim(0);
-        var kernel = Tensor.Zeros(channels, length);
-        for (int h = 0; h < channels; h++)
+        var fft = new FftConvolution(problem["T"]);
+        return Heads.Run(problem, head =>
         {
-            ssm.Kernel(h, length).CopyTo(kernel.Data, h * length);
-        }
-        return kernel;
-    }
-
-    /// <summary>Checks every input's shape; the bound symbols B, T, H, N.</summary>
-    internal static Dims Bind(Tensor u, DiagonalSsm ssm)
-    {
-        ArgumentNullException.ThrowIfNull(ssm);
-        var dims = new Dims();
-        dims.Bind("u", Dims.RequireFloat("u", u), "B,T,H");
-        ssm.Bind(dims);
-        return dims;
-    }
-
-    /// <summary>Runs <paramref name="channel"/> on every (batch entry, channel) series of u and adds D u.</summary>
-    private static Tensor PerChannel(Tensor u, DiagonalSsm ssm, Func<int, double[], double[]> channel)
-    {
-        var dims = Bind(u, ssm);
-        int batch = dims["B"], time = dims["T"], channels = dims["H"];
-        var o = Tensor.Zeros(batch, time, channels);
-        Parallel.For(0, batch * channels, index =>
-        {
-            int b = index / channels, h = index % channels;
-            var series = new double[time]; // u[b, :, h]
-            for (int t = 0; t < time; t++)
-            {
-                series[t] = u.Data[(((b * time) + t) * channels) + h];
-            }
-            double[] y = channel(h, series);
-            double skip = ssm.Skip(h);
-            for (int t = 0; t < time; t++)
-            {
-                o.Data[(((b * time) + t) * channels) + h] = y[t] + skip * series[t];
-            }
+            var ssm = DiagonalSsm.Of(head, realA);
+            double[] u = head.Series("u").ToArray();
+            AddSkip(head, ssm, fft.Convolve(ssm.Kernel(u.Length), u));
         });
-        return o;
+    }
+
+    /// <summary>o_t = y_t + D u_t.</summary>
+    private static void AddSkip(Head head, DiagonalSsm ssm, double[] y)
+    {
+        Series u = head.Series("u"), o = head.Series("o");
+        for (int t = 0; t < y.Length; t++)
+        {
+            o[t] = y[t] + (ssm.D * u[t]);
+        }
     }
 }

@@ -1,5 +1,4 @@
 using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -32,12 +31,14 @@ namespace AttentionReference.Forms.StateSpace;
 ///              3. inter-chunk recurrence (A terms): h_c = exp(Σ_{chunk} a) h_{c−1} + S_c, from h_{−1}
 ///              4. state to output (C terms): Y_off_l = exp(cum_l) h_{c−1} C_l
 ///              The suffix sums of step 2 are summed directly too (ssd_minimal.py subtracts cumulative sums there;
-///              same value, less roundoff when decays are strong).
+///              same value, less roundoff when decays are strong). Chunk by chunk, step 4 reads h_{c−1} before step 3
+///              advances it in place.
 ///
-/// Arithmetic: each (sequence, head) is one unit of work, computed start to end by one thread in a fixed order, so
-/// results do not depend on the thread count. Its steps' x, B and C are gathered once as contiguous [T,P], [T,N],
-/// [T,N] blocks and the state is P x N row-major; every row update, dot product and weighted sum of rows goes
-/// through Numerics/VectorKernels.cs and DenseMatrix.cs, and the exps of a row of segment sums are taken at once.
+/// Arithmetic: each (sequence, head) is one unit of work (Heads.Run over H), computed start to end by one thread in a
+/// fixed order, so results do not depend on the thread count. The state is P x N row-major; the quadratic and chunked
+/// variants gather the pair's x, B and C once as contiguous [T,P], [T,N], [T,N] blocks; every row update, dot
+/// product and weighted sum of rows goes through Numerics/VectorKernels.cs and DenseMatrix.cs, and the exps of a
+/// row of segment sums are taken at once.
 /// </code>
 /// Sources: Dao and Gu 2024, "Transformers are SSMs" (SSD, Mamba-2); state-spaces/mamba
 /// mamba_ssm/modules/ssd_minimal.py (segsum, ssd_minimal_discrete(X·dt, A·dt, B, C, block_len, initial_states):
@@ -47,133 +48,208 @@ namespace AttentionReference.Forms.StateSpace;
 /// B and C of shape (batch, seqlen, ngroups, dstate) shared by nheads/ngroups heads; initial_states (batch, nheads,
 /// headdim, dstate); varlen: seq_idx restarts the state at each boundary and, with cu_seqlens,
 /// return_varlen_states gives one final state per sequence). Our choices: dt_limit (clamping Δ) is not supported;
-/// the output is named o, as in every form here, the initial state initial_state (initial_states accepted); varlen goes through
-/// Sequences.cs as in every stateful form here, with one initial_state row per sequence (as fla does, and as
+/// the output is named o, as in every form here, the initial state initial_state (initial_states accepted); varlen
+/// goes through cu_seqlens as in every stateful form here, with one initial_state row per sequence (as fla does, and as
 /// vLLM's mamba_chunk_scan_combined takes initial_states (num_sequences, nheads, headdim, dstate)); upstream
 /// mamba_ssm's seq_idx varlen restarts each sequence from zero: ours with zero initial states. ssd is simple_gla
 /// with q = C, k = Δ·B, v = x, g = Δ·A, scale = 1, D = 0 and the state transposed (a tested law).
 /// </summary>
-public static class Ssd
+public sealed class Ssd : Form
 {
-    /// <summary>The recurrence, step by step: the definition.</summary>
-    public static StateResult Recurrent(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, SsdOptions? options = null) =>
-        Bind(x, dt, A, B, C, options).Run(head =>
+    /// <summary>dt_softplus: Δ = softplus(dt + dt_bias).</summary>
+    public static Parameter<bool> DtSoftplus { get; } = ParameterSpec.Flag("dt_softplus", false, "Δ = softplus(dt + dt_bias)");
+
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("ssd", "state space", "Ssd.cs")
+    {
+        Variants = ["chunked", "quadratic", "recurrent"],
+        Inputs =
+        [
+            new("x", "B,T,H,P", "input per head"),
+            new("dt", "B,T,H", "step sizes (before dt_bias and softplus)"),
+            new("A", "H", "log decay rate per head (decay exp(Δ·A))"),
+            new("B", "B,T,G,N", "input projection, G groups"),
+            new("C", "B,T,G,N", "output projection, G groups"),
+            new("D", "H | H,P", "skip: + D·x, per head or per channel", Optional: true),
+            new("z", "B,T,H,P", "gate: y ← y·silu(z)", Optional: true),
+            new("dt_bias", "H", "added to dt", Optional: true),
+            new("initial_state", "S,H,P,N", "state before the first step (zeros if absent)", Optional: true, Aliases: ["initial_states"]),
+            new("cu_seqlens", "S+1", "varlen sequence boundaries along T (B = 1)", Optional: true, HoldsIndices: true, Varlen: "T"),
+        ],
+        Outputs =
+        [
+            new("o", "B,T,H,P", "output y (mamba_chunk_scan_combined's out)"),
+            new("final_state", "S,H,P,N", "state after each sequence's last step"),
+        ],
+        Parameters = [DtSoftplus, Specs.ChunkSize],
+        Groups = [new HeadGroup("H", "G", "ngroups of B and C: head h reads group h / (H/G)")],
+        SequenceSymbol = "S",
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var options = SsdOptions.Read(problem);
+        return variant switch
         {
-            double[] h = head.H0; // P x N, row p = h[p, :]
-            for (int t = 0; t < head.T; t++)
+            "chunked" => Heads.Run(problem, head => Chunked(head, options)),
+            "quadratic" => Heads.Run(problem, head => Quadratic(head, options)),
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, options)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
+    /// <summary>The recurrence, step by step: the definition.</summary>
+    public static void Recurrent(Head head, SsdOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock x = head.Rows("x"), B = head.Rows("B"), C = head.Rows("C"), o = head.Rows("o"), h = head.State();
+        RowBlock? z = head.OptionalRows("z");
+        Series dt = head.Series("dt");
+        double A = head.Scalar("A"), bias = head.ScalarOrZero("dt_bias");
+        ReadOnlySpan<double> D = head.Problem.Has("D") ? head.Row("D") : default;
+        for (int t = 0; t < dt.Length; t++)
+        {
+            double Δ = options.StepSize(dt[t] + bias), decay = Math.Exp(Δ * A);
+            for (int p = 0; p < h.Count; p++)
             {
-                double decay = Math.Exp(head.Log[t]);
-                for (int p = 0; p < head.P; p++)
-                {
-                    // h_t[p, :] = exp(a_t) h_{t−1}[p, :] + Δ_t x_t[p] B_t
-                    Span<double> row = h.AsSpan(p * head.N, head.N);
-                    VectorKernels.Scale(decay, row);
-                    VectorKernels.Axpy(head.Dt[t] * head.X(t)[p], head.B(t), row);
-                }
-                // y_t = h_t C_t
-                DenseMatrix.TimesTransposed(head.C(t), h, head.Y(t));
+                // h_t[p, :] = exp(Δ_t A) h_{t−1}[p, :] + Δ_t x_t[p] B_t
+                VectorKernels.Scale(decay, h[p]);
+                VectorKernels.Axpy(Δ * x[t][p], B[t], h[p]);
             }
-            return h;
-        });
+            // y_t = h_t C_t + D x_t,   o_t = y_t ⊙ silu(z_t)
+            DenseMatrix.TimesTransposed(C[t], h.Contiguous(), o[t]);
+            SkipAndGate(o[t], x[t], D, z is null ? default : z[t]);
+        }
+    }
+
+    /// <summary>y ← (y + D x) ⊙ silu(z): the skip (D per head, per channel, or none) and the gate (where z is given).</summary>
+    private static void SkipAndGate(Span<double> y, ReadOnlySpan<double> x, ReadOnlySpan<double> D, ReadOnlySpan<double> z)
+    {
+        for (int p = 0; p < y.Length; p++)
+        {
+            double skip = D.IsEmpty ? 0 : D.Length == 1 ? D[0] : D[p];
+            double value = y[p] + (skip * x[p]);
+            y[p] = z.IsEmpty ? value : value * StateSpaceMath.Silu(z[p]);
+        }
+    }
 
     /// <summary>The segment-sum (quadratic) form.</summary>
-    public static StateResult Quadratic(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, SsdOptions? options = null) =>
-        Bind(x, dt, A, B, C, options).Run(head =>
-        {
-            var segsum = new double[head.T + 1]; // segsum[s + 1] = Σ_{r=s+1..t} a_r for the current t, s = −1..t
-            var decay = new double[head.T + 1];  // exp(segsum)
-            var weight = new double[head.T];     // (C_t·B_s) exp(segsum(t, s)) Δ_s for s = 0..t
-            var hC = new double[head.P];
-            for (int t = 0; t < head.T; t++)
-            {
-                for (int s = -1; s < t; s++)
-                {
-                    segsum[s + 1] += head.Log[t];
-                }
-                segsum[t + 1] = 0;
-                Span<double> w = weight.AsSpan(0, t + 1), e = decay.AsSpan(0, t + 2);
-                VectorKernels.Exp(segsum.AsSpan(0, t + 2), e);
-                DenseMatrix.TimesTransposed(head.C(t), head.BRows(0, t + 1), w);
-                VectorKernels.Multiply(w, e[1..], w);
-                VectorKernels.Multiply(w, head.Dt.AsSpan(0, t + 1), w);
-                // y_t = Σ_{s≤t} w_s x_s + exp(segsum(t, −1)) h_{−1} C_t
-                DenseMatrix.AddWeightedRows(w, head.XRows(0, t + 1), head.Y(t));
-                AddStateOutput(head.Y(t), head.H0, head.C(t), e[0], hC);
-            }
-            // the final state is the same sum read at t = T − 1 against B instead of C
-            var h = new double[head.P * head.N];
-            VectorKernels.Exp(segsum, decay);
-            VectorKernels.Axpy(decay[0], head.H0, h);
-            for (int s = 0; s < head.T; s++)
-            {
-                double w = decay[s + 1] * head.Dt[s];
-                for (int p = 0; p < head.P; p++)
-                {
-                    VectorKernels.Axpy(w * head.X(s)[p], head.B(s), h.AsSpan(p * head.N, head.N));
-                }
-            }
-            return h;
-        });
-
-    /// <summary>ssd_minimal.py's chunked algorithm with chunks of <paramref name="chunkSize"/> steps.</summary>
-    public static StateResult Chunked(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, int chunkSize, SsdOptions? options = null)
+    public static void Quadratic(Head head, SsdOptions options)
     {
-        if (chunkSize < 1)
+        ArgumentNullException.ThrowIfNull(head);
+        var s = new Packed(head, options);
+        RowBlock o = head.Rows("o");
+        Span<double> h = head.State().Contiguous();
+        double[] h0 = h.ToArray(); // h_{−1}
+        var segsum = new double[s.T + 1]; // segsum[s + 1] = Σ_{r=s+1..t} a_r for the current t, s = −1..t
+        var decay = new double[s.T + 1];  // exp(segsum)
+        var weight = new double[s.T];     // (C_t·B_s) exp(segsum(t, s)) Δ_s for s = 0..t
+        var hC = new double[s.P];
+        for (int t = 0; t < s.T; t++)
         {
-            throw new InputException($"parameter 'chunk_size': expected an integer ≥ 1, found {chunkSize}");
-        }
-        return Bind(x, dt, A, B, C, options).Run(head =>
-        {
-            double[] h = head.H0; // h_{c−1}: the state entering the chunk, P x N
-            int Q = Math.Min(chunkSize, head.T);
-            double[] cum = new double[Q], segsum = new double[Q], weight = new double[Q];
-            double[] chunkState = new double[head.P * head.N], hC = new double[head.P];
-            for (int start = 0; start < head.T; start += chunkSize)
+            for (int r = -1; r < t; r++)
             {
-                int length = Math.Min(chunkSize, head.T - start);
-                for (int l = 0; l < length; l++)
-                {
-                    cum[l] = (l == 0 ? 0 : cum[l - 1]) + head.Log[start + l];
-                }
-                // 1. intra-chunk outputs (diagonal blocks), with the stable segsum within the chunk
-                for (int l = 0; l < length; l++)
-                {
-                    double sum = 0; // segsum(l, s) = Σ_{r=s+1..l} a_r, grown as s goes down from l
-                    for (int s = l; s >= 0; s--)
-                    {
-                        segsum[s] = sum;
-                        sum += head.Log[start + s];
-                    }
-                    Span<double> w = weight.AsSpan(0, l + 1), e = segsum.AsSpan(0, l + 1);
-                    VectorKernels.Exp(e, e);
-                    DenseMatrix.TimesTransposed(head.C(start + l), head.BRows(start, l + 1), w);
-                    VectorKernels.Multiply(w, e, w);
-                    VectorKernels.Multiply(w, head.Dt.AsSpan(start, l + 1), w);
-                    DenseMatrix.AddWeightedRows(w, head.XRows(start, l + 1), head.Y(start + l));
-                }
-                // 4. state to output (C terms), from the state entering the chunk
-                for (int l = 0; l < length; l++)
-                {
-                    AddStateOutput(head.Y(start + l), h, head.C(start + l), Math.Exp(cum[l]), hC);
-                }
-                // 2. the chunk's own state (B terms), decays to the chunk's end summed directly
-                Array.Clear(chunkState);
-                double toEnd = 0; // Σ_{r=s+1..end} a_r
-                for (int s = length - 1; s >= 0; s--)
-                {
-                    double w = Math.Exp(toEnd) * head.Dt[start + s];
-                    for (int p = 0; p < head.P; p++)
-                    {
-                        VectorKernels.Axpy(w * head.X(start + s)[p], head.B(start + s), chunkState.AsSpan(p * head.N, head.N));
-                    }
-                    toEnd += head.Log[start + s];
-                }
-                // 3. inter-chunk recurrence (A terms): toEnd now is the chunk's whole log decay
-                VectorKernels.Scale(Math.Exp(toEnd), h);
-                VectorKernels.Axpy(1, chunkState, h);
+                segsum[r + 1] += s.Log[t];
             }
-            return h;
-        });
+            segsum[t + 1] = 0;
+            Span<double> w = weight.AsSpan(0, t + 1), e = decay.AsSpan(0, t + 2);
+            VectorKernels.Exp(segsum.AsSpan(0, t + 2), e);
+            DenseMatrix.TimesTransposed(s.C(t), s.BRows(0, t + 1), w);
+            VectorKernels.Multiply(w, e[1..], w);
+            VectorKernels.Multiply(w, s.Dt.AsSpan(0, t + 1), w);
+            // y_t = Σ_{s≤t} w_s x_s + exp(segsum(t, −1)) h_{−1} C_t
+            DenseMatrix.AddWeightedRows(w, s.XRows(0, t + 1), o[t]);
+            AddStateOutput(o[t], h0, s.C(t), e[0], hC);
+        }
+        // the final state is the same sum read at t = T − 1 against B instead of C
+        h.Clear();
+        VectorKernels.Exp(segsum, decay);
+        VectorKernels.Axpy(decay[0], h0, h);
+        for (int r = 0; r < s.T; r++)
+        {
+            double w = decay[r + 1] * s.Dt[r];
+            for (int p = 0; p < s.P; p++)
+            {
+                VectorKernels.Axpy(w * s.X(r)[p], s.B(r), h.Slice(p * s.N, s.N));
+            }
+        }
+        s.SkipAndGate(head, o);
+    }
+
+    /// <summary>
+    /// ssd_minimal.py's chunked algorithm with chunks of <see cref="SsdOptions.ChunkSize"/> steps, its numbered steps
+    /// chunk by chunk (step 4 before step 3: it reads the state entering the chunk, which step 3 advances in place).
+    /// <code>
+    /// Legend (ours → ssd_minimal.py's ssd_minimal_discrete):
+    ///   Δ_s x_s          X (it is given X·dt)
+    ///   s.Log = Δ·A      A (it is given A·dt)
+    ///   cum              A_cumsum, within the chunk
+    ///   exp(segsum)      L = exp(segsum(A))
+    ///   weight           (C·B) ⊙ L, times Δ_s
+    ///   chunkState       states[c]
+    ///   exp(toEnd)       decay_states
+    ///   h                the states between chunks (initial_states in, final_state out)
+    ///   exp(cum)         state_decay_out
+    ///   o                Y_diag (step 1) + Y_off (step 4)
+    /// </code>
+    /// </summary>
+    public static void Chunked(Head head, SsdOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        var s = new Packed(head, options);
+        RowBlock o = head.Rows("o");
+        Span<double> h = head.State().Contiguous(); // h_{c−1}: the state entering the chunk, P x N
+        int Q = Math.Min(options.ChunkSize, Math.Max(s.T, 1));
+        double[] cum = new double[Q], segsum = new double[Q], weight = new double[Q];
+        double[] chunkState = new double[s.P * s.N], hC = new double[s.P];
+        foreach (var (start, end) in Chunks.Of(s.T, options.ChunkSize))
+        {
+            int length = end - start;
+            for (int l = 0; l < length; l++)
+            {
+                cum[l] = (l == 0 ? 0 : cum[l - 1]) + s.Log[start + l];
+            }
+            // 1. intra-chunk outputs (diagonal blocks), with the stable segsum within the chunk
+            for (int l = 0; l < length; l++)
+            {
+                double sum = 0; // segsum(l, r) = Σ_{q=r+1..l} a_q, grown as r goes down from l
+                for (int r = l; r >= 0; r--)
+                {
+                    segsum[r] = sum;
+                    sum += s.Log[start + r];
+                }
+                Span<double> w = weight.AsSpan(0, l + 1), e = segsum.AsSpan(0, l + 1);
+                VectorKernels.Exp(e, e);
+                DenseMatrix.TimesTransposed(s.C(start + l), s.BRows(start, l + 1), w);
+                VectorKernels.Multiply(w, e, w);
+                VectorKernels.Multiply(w, s.Dt.AsSpan(start, l + 1), w);
+                DenseMatrix.AddWeightedRows(w, s.XRows(start, l + 1), o[start + l]);
+            }
+            // 2. the chunk's own state (B terms), decays to the chunk's end summed directly
+            Array.Clear(chunkState);
+            double toEnd = 0; // Σ_{q=r+1..end} a_q
+            for (int r = length - 1; r >= 0; r--)
+            {
+                double w = Math.Exp(toEnd) * s.Dt[start + r];
+                for (int p = 0; p < s.P; p++)
+                {
+                    VectorKernels.Axpy(w * s.X(start + r)[p], s.B(start + r), chunkState.AsSpan(p * s.N, s.N));
+                }
+                toEnd += s.Log[start + r];
+            }
+            // 4. state to output (C terms), from the state entering the chunk (before step 3 advances it)
+            for (int l = 0; l < length; l++)
+            {
+                AddStateOutput(o[start + l], h, s.C(start + l), Math.Exp(cum[l]), hC);
+            }
+            // 3. inter-chunk recurrence (A terms): toEnd now is the chunk's whole log decay
+            VectorKernels.Scale(Math.Exp(toEnd), h);
+            VectorKernels.Axpy(1, chunkState, h);
+        }
+        s.SkipAndGate(head, o);
     }
 
     /// <summary>y += w · h C for h [P,N] row-major; <paramref name="hC"/> (P values) is scratch.</summary>
@@ -183,144 +259,73 @@ public static class Ssd
         VectorKernels.Axpy(w, hC, y);
     }
 
-    /// <summary>Every check of the form (shared with the OpenCL host), and the bound problem.</summary>
-    internal static Problem Bind(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, SsdOptions? options)
-    {
-        options ??= new SsdOptions();
-        var dims = new Dims();
-        dims.Bind("x", Dims.RequireFloat("x", x), "B,T,H,P");
-        dims.Bind("dt", Dims.RequireFloat("dt", dt), "B,T,H");
-        dims.Bind("A", Dims.RequireFloat("A", A), "H");
-        dims.Bind("B", Dims.RequireFloat("B", B), "B,T,G,N");
-        dims.Bind("C", Dims.RequireFloat("C", C), "B,T,G,N");
-        if (dims["G"] == 0 || dims["H"] % dims["G"] != 0)
-        {
-            throw new InputException($"the group count G = {dims["G"]} must divide the head count H = {dims["H"]}", tensor: "B");
-        }
-        if (options.D is not null)
-        {
-            dims.Bind("D", Dims.RequireFloat("D", options.D), options.D.Rank == 1 ? "H" : "H,P");
-        }
-        if (options.Z is not null)
-        {
-            dims.Bind("z", Dims.RequireFloat("z", options.Z), "B,T,H,P");
-        }
-        if (options.DtBias is not null)
-        {
-            dims.Bind("dt_bias", Dims.RequireFloat("dt_bias", options.DtBias), "H");
-        }
-        var slices = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        if (options.InitialState is not null)
-        {
-            dims.Set("S", slices.Count);
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "S,H,P,N");
-        }
-        return new Problem(x, dt, A, B, C, options, slices, dims["T"], dims["H"], dims["P"], dims["N"], dims["G"]);
-    }
-
     /// <summary>
-    /// One (sequence, head): Δ and a = Δ·A_h per step, its steps' x, B and C gathered as contiguous rows ([T,P], [T,N],
-    /// [T,N]), its initial state h_{−1} [P,N] row-major (a copy the variant may update), and y [T,P] for the variant to
-    /// write (zeros on entry).
+    /// One (sequence, head) packed for the matrix kernels: Δ_t and a_t = Δ_t A_h per step, and its steps' x, B and C
+    /// gathered once as contiguous [T,P], [T,N], [T,N] blocks.
     /// </summary>
-    internal sealed class Head(int t, int p, int n, double[] dt, double[] log, double[] x, double[] b, double[] c, double[] h0)
+    private sealed class Packed
     {
-        private readonly double[] _x = x, _b = b, _c = c, _y = new double[t * p];
+        private readonly double[] _x, _b, _c;
 
-        public int T { get; } = t;
-        public int P { get; } = p;
-        public int N { get; } = n;
-        public double[] Dt { get; } = dt;
-        public double[] Log { get; } = log;
-        public double[] H0 { get; } = h0;
+        public Packed(Head head, SsdOptions options)
+        {
+            (T, P, N) = (head.T, head["P"], head["N"]);
+            Series dt = head.Series("dt");
+            double A = head.Scalar("A"), bias = head.ScalarOrZero("dt_bias");
+            (Dt, Log) = (new double[T], new double[T]);
+            for (int t = 0; t < T; t++)
+            {
+                Dt[t] = options.StepSize(dt[t] + bias);
+                Log[t] = Dt[t] * A;
+            }
+            (_x, _b, _c) = (Pack(head.Rows("x")), Pack(head.Rows("B")), Pack(head.Rows("C")));
+        }
+
+        public int T { get; }
+        public int P { get; }
+        public int N { get; }
+        public double[] Dt { get; }
+        public double[] Log { get; }
 
         public ReadOnlySpan<double> X(int s) => _x.AsSpan(s * P, P);
         public ReadOnlySpan<double> XRows(int from, int count) => _x.AsSpan(from * P, count * P);
         public ReadOnlySpan<double> B(int s) => _b.AsSpan(s * N, N);
         public ReadOnlySpan<double> BRows(int from, int count) => _b.AsSpan(from * N, count * N);
         public ReadOnlySpan<double> C(int s) => _c.AsSpan(s * N, N);
-        public Span<double> Y(int s) => _y.AsSpan(s * P, P);
-        public ReadOnlySpan<double> YRows => _y;
-    }
 
-    internal sealed record Problem(Tensor X, Tensor DtIn, Tensor A, Tensor BIn, Tensor CIn, SsdOptions Options,
-        IReadOnlyList<SequenceSlice> Slices, int Steps, int Heads, int P, int N, int Groups)
-    {
-        /// <summary>Runs every (sequence, head), each by one thread start to end, then adds D x and the z gate.</summary>
-        public StateResult Run(Func<Head, double[]> variant)
+        /// <summary>The skip and the gate on every output row, once the variant has written y.</summary>
+        public void SkipAndGate(Head head, RowBlock o)
         {
-            var y = Tensor.Zeros(X.ShapeArray());
-            var final = Tensor.Zeros(Slices.Count, Heads, P, N);
-            System.Threading.Tasks.Parallel.For(0, Slices.Count * Heads, index =>
+            RowBlock? z = head.OptionalRows("z");
+            ReadOnlySpan<double> D = head.Problem.Has("D") ? head.Row("D") : default;
+            for (int t = 0; t < T; t++)
             {
-                var slice = Slices[index / Heads];
-                int h = index % Heads, g = h / (Heads / Groups), b = slice.Batch, length = slice.Length;
-                var dt = new double[length];
-                var log = new double[length];
-                for (int i = 0; i < length; i++)
-                {
-                    dt[i] = Delta(b, slice.Start + i, h);
-                    log[i] = dt[i] * A.Data[h];
-                }
-                double[] h0 = Options.InitialState is null
-                    ? new double[P * N]
-                    : Options.InitialState.Data.AsSpan(((slice.StateIndex * Heads) + h) * P * N, P * N).ToArray();
-                var head = new Head(length, P, N, dt, log,
-                    Gather(X, b, slice, Heads, h, P), Gather(BIn, b, slice, Groups, g, N), Gather(CIn, b, slice, Groups, g, N), h0);
-                double[] state = variant(head);
-                ReadOnlySpan<double> rows = head.YRows;
-                for (int i = 0; i < length; i++)
-                {
-                    int offset = (((b * Steps) + slice.Start + i) * Heads + h) * P;
-                    for (int p = 0; p < P; p++)
-                    {
-                        double skip = Options.D is null ? 0 : Options.D.Rank == 1 ? Options.D.Data[h] : Options.D.Data[(h * P) + p];
-                        double value = rows[(i * P) + p] + (skip * head.X(i)[p]);
-                        y.Data[offset + p] = Options.Z is null ? value : value * StateSpaceMath.Silu(Options.Z.Data[offset + p]);
-                    }
-                }
-                state.CopyTo(final.Data, ((slice.StateIndex * Heads) + h) * P * N);
-            });
-            return new StateResult(y, final);
-        }
-
-        private double Delta(int b, int t, int h)
-        {
-            double dt = DtIn.Data[(((b * Steps) + t) * Heads) + h] + (Options.DtBias?.Data[h] ?? 0);
-            return Options.DtSoftplus ? StateSpaceMath.Softplus(dt) : dt;
-        }
-
-        /// <summary>The rows x[b, t, j, :] (each <paramref name="width"/> wide) of one sequence's steps, as one [T, width] block.</summary>
-        private double[] Gather(Tensor x, int b, SequenceSlice slice, int count, int j, int width)
-        {
-            var rows = new double[slice.Length * width];
-            for (int i = 0; i < slice.Length; i++)
-            {
-                Array.Copy(x.Data, ((((b * Steps) + slice.Start + i) * count) + j) * width, rows, i * width, width);
+                Ssd.SkipAndGate(o[t], X(t), D, z is null ? default : z[t]);
             }
-            return rows;
+        }
+
+        private static double[] Pack(RowBlock rows)
+        {
+            var packed = new double[rows.Count * rows.Width];
+            for (int t = 0; t < rows.Count; t++)
+            {
+                rows[t].CopyTo(packed.AsSpan(t * rows.Width));
+            }
+            return packed;
         }
     }
 }
 
-/// <summary>mamba_chunk_scan_combined's optional arguments (less dt_limit), with varlen through cu_seqlens.</summary>
-public sealed record SsdOptions
+/// <summary>ssd's options, read once from a bound call (shared by the CPU form and the OpenCL host).</summary>
+public sealed record SsdOptions(bool DtSoftplus, int ChunkSize)
 {
-    /// <summary>Skip D [H] or [H,P]; none if null.</summary>
-    public Tensor? D { get; init; }
+    /// <summary>The options of <paramref name="problem"/>.</summary>
+    public static SsdOptions Read(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        return new(problem.Get(Ssd.DtSoftplus), problem.Get(Specs.ChunkSize));
+    }
 
-    /// <summary>Gate z [B,T,H,P]: y ← y·silu(z) after D; none if null.</summary>
-    public Tensor? Z { get; init; }
-
-    /// <summary>dt_bias [H], added to dt before the softplus.</summary>
-    public Tensor? DtBias { get; init; }
-
-    /// <summary>Whether Δ = softplus(dt + dt_bias).</summary>
-    public bool DtSoftplus { get; init; }
-
-    /// <summary>h_{−1} [S,H,P,N]; zeros if null.</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>Varlen boundaries [S+1] (B = 1).</summary>
-    public Tensor? CuSeqlens { get; init; }
+    /// <summary>Δ from dt + dt_bias: its softplus with dt_softplus, else itself.</summary>
+    public double StepSize(double dtPlusBias) => DtSoftplus ? StateSpaceMath.Softplus(dtPlusBias) : dtPlusBias;
 }

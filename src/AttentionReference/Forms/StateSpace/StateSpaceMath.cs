@@ -1,14 +1,21 @@
 using System.Numerics;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 
 namespace AttentionReference.Forms.StateSpace;
 
 /// <summary>
 /// The scalar functions the state-space forms share: softplus and SiLU as mamba computes them, an accurate e^x − 1
-/// (real and complex) for the ZOH discretisation at tiny Δ, and a radix-2 FFT for s4d's and h3's fft variants.
+/// (real and complex) for the ZOH discretisation at tiny Δ, and a radix-2 FFT for s4d's fft variant.
 /// </summary>
 internal static class StateSpaceMath
 {
+    /// <summary>The pair's value of an optional per-channel tensor (D, delta_bias, dt_bias): 0 where it was left out.</summary>
+    public static double ScalarOrZero(this Head head, string name) => head.Problem.Has(name) ? head.Scalar(name) : 0;
+
+    /// <summary>y · silu(z), mamba's output gate; y itself where there is no z.</summary>
+    public static double Gated(double y, double? z) => z is { } gate ? y * Silu(gate) : y;
+
     /// <summary>
     /// softplus(x) = log(1 + e^x), and x itself above 20: torch's F.softplus (threshold 20) and mamba's CUDA kernels
     /// (<c>delta &lt;= 20 ? log1pf(expf(delta)) : delta</c>) both switch there.
