@@ -67,12 +67,12 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
     /// <summary>The time symbols: every symbol of the specs that starts with T, unless a form names its own ("L" for mamba).</summary>
     public IReadOnlyList<string> TimeSymbols
     {
-        get => _timeSymbols ?? Inputs.Concat(Outputs).SelectMany(s => s.Alternatives.SelectMany(a => a))
+        get => _timeSymbols ??= Inputs.Concat(Outputs).SelectMany(s => s.Alternatives.SelectMany(a => a))
             .Where(s => s.StartsWith('T')).Distinct(StringComparer.Ordinal).ToArray();
         init => _timeSymbols = value;
     }
 
-    private readonly IReadOnlyList<string>? _timeSymbols;
+    private IReadOnlyList<string>? _timeSymbols;
 
     /// <summary>
     /// Checks a call against the contract and binds it: resolves names and aliases, checks dtypes, binds every input's

@@ -52,7 +52,11 @@ public sealed class Head
     private readonly TensorViews _views;
     private readonly Dictionary<string, (RowBlock InPlace, RowBlock Aligned)> _states = new(StringComparer.Ordinal);
 
-    internal Head(TensorViews views, Sequence sequence, int index) => (_views, Sequence, Index) = (views, sequence, index);
+    internal Head(TensorViews views, Sequence sequence, int index)
+    {
+        (_views, Sequence, Index) = (views, sequence, index);
+        T = sequence.Steps(views.Problem.Contract.TimeSymbols[0]).Length;
+    }
 
     /// <summary>The sequence.</summary>
     public Sequence Sequence { get; }
@@ -64,7 +68,7 @@ public sealed class Head
     public Problem Problem => _views.Problem;
 
     /// <summary>The number of steps of the sequence on the form's first time axis.</summary>
-    public int T => Sequence.Steps(Problem.Contract.TimeSymbols[0]).Length;
+    public int T { get; }
 
     /// <summary>The extent bound to <paramref name="symbol"/> ("K", "V").</summary>
     public int this[string symbol] => Problem[symbol];
