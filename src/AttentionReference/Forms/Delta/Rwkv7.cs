@@ -35,7 +35,8 @@ namespace AttentionReference.Forms.Delta;
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
 ///   <c>chunked</c>    the WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), any chunk size C ≥ 1,
-///              decays in log space relative to the chunk start; its numbered steps and legend: <see cref="Chunked"/>.
+///              decays in log space relative to the chunk start; its numbered steps and legend are the comment of
+///              <see cref="Chunked"/>, after the definition.
 ///              Every exponent is a sum of log decays over a range of steps (≤ 0 for gk ≤ 0): nothing is divided.
 /// </summary>
 public sealed class Rwkv7 : Form

@@ -14,7 +14,10 @@ internal sealed record DeltaOutputs(Tensor O, Tensor FinalState)
 /// <summary>One variant of a delta-family form on time-axis inputs (named as fla names them), an initial state and cu_seqlens.</summary>
 internal delegate DeltaOutputs DeltaRunner(IReadOnlyDictionary<string, Tensor> inputs, Tensor? initialState, Tensor? cuSeqlens);
 
-/// <summary>The laws every stateful form of the family must satisfy, written once for all of them.</summary>
+/// <summary>
+/// The laws every stateful form of the family must satisfy, written once for all of them as checks on a runner; the
+/// [Law]s of DeltaFamilyTests.cs and of each form's test file state them.
+/// </summary>
 internal static class DeltaLaws
 {
     // Both sides compute the same function in double through different association orders (a WY solve against a
