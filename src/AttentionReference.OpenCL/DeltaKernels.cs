@@ -6,8 +6,8 @@ using AttentionReference.Tensors;
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/WyChunkwise.cl (delta_rule, gated_delta_rule, kda) and Kernels/Rwkv7.cl (rwkv7): checks the inputs
-/// with the CPU forms' own validation (<see cref="DeltaProblem"/>, <see cref="Rwkv7Problem"/>), uploads, launches,
+/// Runs Kernels/WyChunkwise.cl (delta_rule, gated_delta_rule, kda) and Kernels/Rwkv7.cl (rwkv7): binds the call through
+/// the form's contract and reads the same options as the CPU form (<see cref="DeltaOptions"/>), uploads, launches,
 /// downloads o and final_state.
 /// </summary>
 internal static class DeltaKernels
@@ -24,43 +24,41 @@ internal static class DeltaKernels
     // Work-items per group of the chunked kernels: value columns, key channels and Gram entries are shared out.
     private const int GroupSize = 64;
 
-    /// <summary>Runs <paramref name="form"/> (one of the four names above) on the device.</summary>
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string form, string variant,
+    /// <summary>Runs <paramref name="form"/> (one of the four above) on the device.</summary>
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        KernelSupport.Require(form, variant, ["recurrent", "chunked"], parameters,
-            form == "rwkv7" ? s_supportedRwkv7 : s_supported, s_noKernelBecause);
-        // chunk_size is read by the chunked variant only, as on the CPU.
-        int chunkSize = variant == "chunked" ? DeltaFormSpecs.ChunkSize(parameters) : 1;
-        DeltaProblem.RequireChunkSize(chunkSize);
-        return form == "rwkv7"
-            ? RunRwkv7(context, precision, variant, inputs, parameters, chunkSize)
-            : RunDelta(context, precision, form, variant, inputs, parameters, chunkSize);
+        ArgumentNullException.ThrowIfNull(form);
+        KernelSupport.Require(form.Name, variant, ["recurrent", "chunked"], parameters,
+            form.Name == "rwkv7" ? s_supportedRwkv7 : s_supported, s_noKernelBecause);
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        return form.Name == "rwkv7"
+            ? RunRwkv7(context, precision, variant, problem)
+            : RunDelta(context, precision, variant, problem);
     }
 
-    private static Dictionary<string, Tensor> RunDelta(OpenClContext context, Precision precision, string form, string variant,
-        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters, int chunkSize)
+    private static Dictionary<string, Tensor> RunDelta(OpenClContext context, Precision precision, string variant, Problem problem)
     {
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], beta = inputs["beta"];
-        Tensor? g = form == "gated_delta_rule" ? inputs["g"] : null;
-        Tensor? gk = form == "kda" ? inputs["gk"] : null;
-        DeltaOptions options = DeltaFormSpecs.Options(inputs, parameters);
-        var problem = DeltaProblem.Bind(form, q, k, v, beta, g, gk, options, betaPerValueAllowed: form != "kda");
-        int n = problem.Slices.Count, hv = problem.HV, dk = problem.Dk, dv = problem.Dv;
+        DeltaOptions options = DeltaOptions.Read(problem);
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v"), beta = problem.Input("beta");
+        Tensor? g = problem.Optional("g"), gk = problem.Optional("gk"), initialState = problem.Optional("initial_state");
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem);
+        int n = slices.Count, hv = problem["HV"], dk = problem["K"], dv = problem["V"];
+        bool betaPerValue = problem.ShapeOf("beta").Length == 4;
         int mode = g is not null ? 1 : gk is not null ? 2 : 0;
-        int c = Math.Max(1, Math.Min(chunkSize, problem.Slices.Select(s => s.Length).DefaultIfEmpty(1).Max()));
-        int[] oShape = [problem.Batch, problem.Time, hv, dv];
+        int c = Math.Max(1, Math.Min(options.ChunkSize, slices.Select(s => s.Length).DefaultIfEmpty(1).Max()));
+        int[] oShape = [problem["B"], problem["T"], hv, dv];
         int oLength = (int)Tensor.ElementCount(oShape);
-        if ((long)n * hv * dk * dv == 0 || oLength == 0 && options.InitialState is null)
+        if ((long)n * hv * dk * dv == 0 || oLength == 0 && initialState is null)
         {
-            return Results(Tensor.Zeros(oShape), options.InitialState?.Clone() ?? Tensor.Zeros(n, hv, dk, dv));
+            return Results(Tensor.Zeros(oShape), initialState?.Clone() ?? Tensor.Zeros(n, hv, dk, dv));
         }
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
             vBuffer = context.Upload(v.Data, precision), betaBuffer = context.Upload(beta.Data, precision),
             gBuffer = context.Upload(g?.Data ?? gk?.Data ?? [], precision),
-            s0Buffer = context.Upload(options.InitialState?.Data ?? [], precision),
-            seqBuffer = context.UploadInts(Sequences(problem.Slices)),
+            s0Buffer = context.Upload(initialState?.Data ?? [], precision),
+            seqBuffer = context.UploadInts(Sequences(slices)),
             oBuffer = context.Zeros(oLength, precision), sBuffer = context.Allocate(n * hv * dk * dv, precision);
         if (options.UseQkL2Norm)
         {
@@ -68,12 +66,12 @@ internal static class DeltaKernels
             foreach (DeviceBuffer x in new[] { qBuffer, kBuffer })
             {
                 int rows = x.Length / Math.Max(1, dk);
-                l2.Arg(0, x).Arg(1, rows).Arg(2, dk).Arg(3, DeltaProblem.L2NormEpsilon, precision);
+                l2.Arg(0, x).Arg(1, rows).Arg(2, dk).Arg(3, QkL2Norm.Epsilon, precision);
                 context.Run(l2, rows, local: 0);
             }
         }
         bool chunked = variant == "chunked";
-        int nb = problem.BetaPerValue ? dv : 1;
+        int nb = betaPerValue ? dv : 1;
         long scratchLength = chunked ? (long)n * hv * ((long)c * dk + 2L * c * c + (long)nb * c * c + (long)nb * c * dk + (long)c * dv) : 1;
         using DeviceBuffer scratch = context.Allocate(checked((int)scratchLength), precision);
         using OpenClKernel kernel = context.Kernel("WyChunkwise.cl", chunked ? "delta_chunked" : "delta_recurrent", precision);
@@ -84,9 +82,9 @@ internal static class DeltaKernels
         {
             kernel.Arg(next++, scratch);
         }
-        kernel.Arg(next++, n).Arg(next++, problem.Time).Arg(next++, problem.H).Arg(next++, hv).Arg(next++, dk).Arg(next++, dv)
-            .Arg(next++, problem.BetaPerValue ? 1 : 0).Arg(next++, mode).Arg(next++, options.InitialState is null ? 0 : 1)
-            .Arg(next++, problem.Scale, precision);
+        kernel.Arg(next++, n).Arg(next++, problem["T"]).Arg(next++, problem["H"]).Arg(next++, hv).Arg(next++, dk).Arg(next++, dv)
+            .Arg(next++, betaPerValue ? 1 : 0).Arg(next++, mode).Arg(next++, initialState is null ? 0 : 1)
+            .Arg(next++, options.Scale, precision);
         if (chunked)
         {
             kernel.Arg(next, c);
@@ -99,32 +97,27 @@ internal static class DeltaKernels
         return Results(new Tensor(oShape, context.Download(oBuffer)), new Tensor([n, hv, dk, dv], context.Download(sBuffer)));
     }
 
-    private static Dictionary<string, Tensor> RunRwkv7(OpenClContext context, Precision precision, string variant,
-        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters, int chunkSize)
+    private static Dictionary<string, Tensor> RunRwkv7(OpenClContext context, Precision precision, string variant, Problem problem)
     {
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], a = inputs["a"], b = inputs["b"], gk = inputs["gk"];
-        var options = new Rwkv7Options
-        {
-            Scale = parameters.GetOptionalDouble("scale"),
-            InitialState = inputs.GetValueOrDefault("initial_state"),
-            CuSeqlens = inputs.GetValueOrDefault("cu_seqlens"),
-        };
-        _ = Rwkv7Problem.Bind(q, k, v, a, b, gk, options); // the CPU form's checks, errors and all
-        int batch = q.Dim(0), time = q.Dim(1), heads = q.Dim(2), dk = q.Dim(3), dv = v.Dim(3);
-        IReadOnlyList<SequenceSlice> slices = Forms.Common.Sequences.Slices(batch, time, options.CuSeqlens);
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v");
+        Tensor a = problem.Input("a"), b = problem.Input("b"), gk = problem.Input("gk");
+        Tensor? initialState = problem.Optional("initial_state");
+        int batch = problem["B"], time = problem["T"], heads = problem["H"], dk = problem["K"], dv = problem["V"];
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem);
         int n = slices.Count;
         int c = Math.Max(1, Math.Min(chunkSize, slices.Select(s => s.Length).DefaultIfEmpty(1).Max()));
         int[] oShape = [batch, time, heads, dv];
         int oLength = (int)Tensor.ElementCount(oShape);
-        if ((long)n * heads * dk * dv == 0 || oLength == 0 && options.InitialState is null)
+        if ((long)n * heads * dk * dv == 0 || oLength == 0 && initialState is null)
         {
-            return Results(Tensor.Zeros(oShape), options.InitialState?.Clone() ?? Tensor.Zeros(n, heads, dk, dv));
+            return Results(Tensor.Zeros(oShape), initialState?.Clone() ?? Tensor.Zeros(n, heads, dk, dv));
         }
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
             vBuffer = context.Upload(v.Data, precision), aBuffer = context.Upload(a.Data, precision),
             bBuffer = context.Upload(b.Data, precision), gkBuffer = context.Upload(gk.Data, precision),
-            s0Buffer = context.Upload(options.InitialState?.Data ?? [], precision),
+            s0Buffer = context.Upload(initialState?.Data ?? [], precision),
             seqBuffer = context.UploadInts(Sequences(slices)),
             oBuffer = context.Zeros(oLength, precision), sBuffer = context.Allocate(n * heads * dk * dv, precision);
         bool chunked = variant == "chunked";
@@ -139,7 +132,7 @@ internal static class DeltaKernels
             kernel.Arg(next++, scratch);
         }
         kernel.Arg(next++, n).Arg(next++, time).Arg(next++, heads).Arg(next++, dk).Arg(next++, dv)
-            .Arg(next++, options.InitialState is null ? 0 : 1).Arg(next++, options.Scale ?? 1 / Math.Sqrt(dk), precision);
+            .Arg(next++, initialState is null ? 0 : 1).Arg(next++, scale, precision);
         if (chunked)
         {
             kernel.Arg(next, c);

@@ -1,4 +1,4 @@
-using System.Runtime.CompilerServices;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -9,7 +9,7 @@ namespace AttentionReference.Forms.Delta;
 /// <code>
 /// Shapes (layout [B,T,H,D], as fla):
 ///   q [B,T,H,K]  k [B,T,H,K]  v [B,T,HV,V]  beta [B,T,HV] or [B,T,HV,V]  initial_state [N,HV,K,V]
-///   → o [B,T,HV,V]  final_state [N,HV,K,V]
+///   cu_seqlens [N+1] optional (B = 1)   →   o [B,T,HV,V]  final_state [N,HV,K,V]
 ///   HV = H in fla's delta rule; HV a multiple of H is accepted too (GVA, as fla's gated_delta_rule and kda):
 ///   value head hv reads q/k head hv / (HV/H). N = B, or the number of sequences with cu_seqlens (B = 1).
 ///
@@ -31,7 +31,8 @@ namespace AttentionReference.Forms.Delta;
 /// caller's business, as in fla.
 ///
 /// Variants:
-///   <c>recurrent</c>  the definition, one token at a time.
+///   <c>recurrent</c>  the definition, one token at a time (<see cref="Recurrent"/>: decay, predict, correct, read out;
+///              gated_delta_rule and kda are the same step with a decay in front).
 ///   <c>chunked</c>    the WY / UT-transform chunkwise algorithm (its numbered steps: WyChunkwise.cs), any chunk size C ≥ 1.
 ///   <c>parallel</c>   the quadratic form over the whole sequence with one triangular solve (the explicit
 ///              (I + tril(diag(β) K Kᵀ, −1))⁻¹ formulation, written as its own method rather than chunked with C = T):
@@ -40,62 +41,72 @@ namespace AttentionReference.Forms.Delta;
 ///                S_T = S_0 + Kᵀ U
 ///              With per-value β the solve is done per value column (β_t[c] in place of β_t).
 /// </summary>
-public static class DeltaRule
+public sealed class DeltaRule : Form
 {
-    /// <summary>The definition, token by token.</summary>
-    public static DeltaResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor beta, DeltaOptions? options = null)
-    {
-        var problem = DeltaProblem.Bind("delta_rule", q, k, v, beta, null, null, options ?? new DeltaOptions(), betaPerValueAllowed: true);
-        return problem.Run(RecurrentHead);
-    }
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } =
+        DeltaSpecs.Contract("delta_rule", "DeltaRule.cs", ["recurrent", "chunked", "parallel"], decay: null, perValueBeta: true);
 
-    /// <summary>The WY / UT-transform chunkwise form with chunks of <paramref name="chunkSize"/> steps (the last may be shorter).</summary>
-    public static DeltaResult Chunked(Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize, DeltaOptions? options = null)
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem) => variant switch
     {
-        DeltaProblem.RequireChunkSize(chunkSize);
-        var problem = DeltaProblem.Bind("delta_rule", q, k, v, beta, null, null, options ?? new DeltaOptions(), betaPerValueAllowed: true);
-        return problem.Run(head => WyChunkwise.Run(head, logDecay: null, chunkSize));
-    }
+        "recurrent" => DeltaHeads.Run(problem, (head, options) => Recurrent(head, options.Scale, decay: null)),
+        "chunked" => DeltaHeads.Run(problem, (head, options) => WyChunkwise.Chunked(head, options, decay: null)),
+        "parallel" => DeltaHeads.Run(problem, (head, options) => Parallel(head, options.Scale)),
+        _ => throw UnknownVariant(variant),
+    };
 
-    /// <summary>The quadratic form: one triangular solve over the whole sequence.</summary>
-    public static DeltaResult Parallel(Tensor q, Tensor k, Tensor v, Tensor beta, DeltaOptions? options = null)
+    /// <summary>
+    /// The recurrence, token by token: the definition of delta_rule (<paramref name="decay"/> null), and of
+    /// gated_delta_rule and kda, whose log decay γ_t <paramref name="decay"/> fills:
+    ///   S_t = (I − β_t k_t k_tᵀ) Diag(exp(γ_t)) S_{t−1} + β_t k_t v_tᵀ,   o_t = scale · S_tᵀ q_t.
+    /// </summary>
+    public static void Recurrent(Head head, double scale, LogDecay? decay)
     {
-        var problem = DeltaProblem.Bind("delta_rule", q, k, v, beta, null, null, options ?? new DeltaOptions(), betaPerValueAllowed: true);
-        return problem.Run(ParallelHead);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static (double[] O, double[] S) RecurrentHead(DeltaHead x)
-    {
-        int dk = x.Dk, dv = x.Dv;
-        double[] s = (double[])x.InitialState.Clone();
-        var o = new double[x.Length * dv];
-        var u = new double[dv];
-        var sk = new double[dv]; // S'ᵀ k_t
-        var ones = new double[dk]; // no decay: α = 1 in both passes
-        Array.Fill(ones, 1.0);
-        for (int t = 0; t < x.Length; t++)
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), β = head.Rows("beta"), o = head.Rows("o");
+        RowBlock S = head.State();
+        var γ = new double[head["K"]];
+        var p = new double[head["V"]]; // Sᵀ k_t: what the state recalls for k_t
+        var u = new double[head["V"]]; // the new value u_t
+        for (int t = 0; t < head.T; t++)
         {
-            ReadOnlySpan<double> qt = DeltaHead.Row(x.Q, t, dk), kt = DeltaHead.Row(x.K, t, dk), vt = DeltaHead.Row(x.V, t, dv);
-            // u_t = β_t ⊙ (v_t − S_{t−1}ᵀ k_t), with S_{t−1}ᵀ k_t = Σ_d k_td S_{t−1}[d, :]
-            Array.Clear(sk);
-            StateStep.DecayAndRead(new FlatRows(s, dk, dv), ones, kt, sk);
-            for (int c = 0; c < dv; c++)
+            decay?.Invoke(t, γ);
+            Array.Clear(p);
+            for (int a = 0; a < S.Count; a++)
             {
-                u[c] = x.BetaAt(t, c) * (vt[c] - sk[c]);
+                if (decay is not null)
+                {
+                    VectorKernels.Scale(Math.Exp(γ[a]), S[a]); // decay:    S ← Diag(exp(γ_t)) S
+                }
+                VectorKernels.Axpy(k[t][a], S[a], p);          // predict:  p = Sᵀ k_t
             }
-            // S_t = S_{t−1} + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], in one pass over S
-            Span<double> ot = DeltaHead.Row(o, t, dv);
-            StateStep.DecayWriteAndRead(new FlatRows(s, dk, dv), ones, kt, u, qt, ot);
-            VectorKernels.Scale(x.Scale, ot);
+            NewValue(β[t], v[t], p, u);                        // correct:  u_t = β_t ⊙ (v_t − p)
+            for (int a = 0; a < S.Count; a++)
+            {
+                VectorKernels.Axpy(k[t][a], u, S[a]);          //           S ← S + k_t u_tᵀ
+                VectorKernels.Axpy(q[t][a], S[a], o[t]);       // read out: o_t = Sᵀ q_t
+            }
+            VectorKernels.Scale(scale, o[t]);                  //           o_t ← scale · o_t
         }
-        return (o, s);
     }
 
-    private static (double[] O, double[] S) ParallelHead(DeltaHead x)
+    /// <summary>u = β_t ⊙ (v_t − p), with a headwise β_t (one value) or a per-value one (V values).</summary>
+    private static void NewValue(ReadOnlySpan<double> β, ReadOnlySpan<double> v, ReadOnlySpan<double> p, Span<double> u)
     {
-        int length = x.Length, dk = x.Dk, dv = x.Dv;
-        double[] s0 = x.InitialState;
+        for (int c = 0; c < u.Length; c++)
+        {
+            u[c] = β[β.Length == 1 ? 0 : c] * (v[c] - p[c]);
+        }
+    }
+
+    /// <summary>The quadratic form: one triangular solve over the whole sequence (steps in the class comment).</summary>
+    public static void Parallel(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock Q = head.Rows("q"), K = head.Rows("k"), V = head.Rows("v"), β = head.Rows("beta"), O = head.Rows("o");
+        RowBlock S = head.State(); // S_0 on entry, S_T on return
+        int length = head.T, dk = head["K"], dv = head["V"];
         // K Kᵀ and Q Kᵀ, [L x L], lower triangles only.
         var kk = new double[length * length];
         var qk = new double[length * length];
@@ -103,70 +114,72 @@ public static class DeltaRule
         {
             for (int j = 0; j <= r; j++)
             {
-                kk[r * length + j] = Dot(x.K, r, x.K, j, dk);
-                qk[r * length + j] = Dot(x.Q, r, x.K, j, dk);
+                kk[r * length + j] = Dot(K[r], K[j]);
+                qk[r * length + j] = Dot(Q[r], K[j]);
             }
         }
         // (I + tril(diag(β) K Kᵀ, −1)) U = diag(β) (V − K S_0), by forward substitution, one value column at a time
         // (the matrix depends on the column only through a per-value β).
-        var uMatrix = new double[length * dv];
+        var U = RowBlock.Zeros(length, dv);
         for (int c = 0; c < dv; c++)
         {
             for (int r = 0; r < length; r++)
             {
+                Span<double> kr = K[r];
                 double ks0 = 0;
                 for (int d = 0; d < dk; d++)
                 {
-                    ks0 += x.K[r * dk + d] * s0[d * dv + c];
+                    ks0 += kr[d] * S[d][c];
                 }
-                double beta = x.BetaAt(r, c);
-                double rhs = beta * (x.V[r * dv + c] - ks0);
+                double βr = β[r][β.Width == 1 ? 0 : c];
+                double rhs = βr * (V[r][c] - ks0);
                 for (int j = 0; j < r; j++)
                 {
-                    rhs -= beta * kk[r * length + j] * uMatrix[j * dv + c];
+                    rhs -= βr * kk[r * length + j] * U[j][c];
                 }
-                uMatrix[r * dv + c] = rhs;
+                U[r][c] = rhs;
             }
         }
         // O = scale · (Q S_0 + tril(Q Kᵀ) U)
-        var o = new double[length * dv];
         for (int r = 0; r < length; r++)
         {
+            Span<double> qr = Q[r], oRow = O[r];
             for (int c = 0; c < dv; c++)
             {
                 double sum = 0;
                 for (int d = 0; d < dk; d++)
                 {
-                    sum += x.Q[r * dk + d] * s0[d * dv + c];
+                    sum += qr[d] * S[d][c];
                 }
                 for (int j = 0; j <= r; j++)
                 {
-                    sum += qk[r * length + j] * uMatrix[j * dv + c];
+                    sum += qk[r * length + j] * U[j][c];
                 }
-                o[r * dv + c] = x.Scale * sum;
+                oRow[c] = scale * sum;
             }
         }
         // S_T = S_0 + Kᵀ U
-        double[] s = (double[])s0.Clone();
         for (int j = 0; j < length; j++)
         {
             for (int d = 0; d < dk; d++)
             {
+                double kjd = K[j][d];
+                Span<double> Sd = S[d], Uj = U[j];
                 for (int c = 0; c < dv; c++)
                 {
-                    s[d * dv + c] += x.K[j * dk + d] * uMatrix[j * dv + c];
+                    Sd[c] += kjd * Uj[c];
                 }
             }
         }
-        return (o, s);
     }
 
-    private static double Dot(double[] x, int r, double[] y, int j, int width)
+    /// <summary>Σ_d x[d] y[d], summed in order (the quadratic form's scores).</summary>
+    private static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
     {
         double sum = 0;
-        for (int d = 0; d < width; d++)
+        for (int d = 0; d < x.Length; d++)
         {
-            sum += x[r * width + d] * y[j * width + d];
+            sum += x[d] * y[d];
         }
         return sum;
     }

@@ -1,5 +1,4 @@
-using System.Runtime.CompilerServices;
-using AttentionReference.Numerics;
+using AttentionReference.Forms.Common;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Delta;
@@ -9,14 +8,14 @@ namespace AttentionReference.Forms.Delta;
 /// <code>
 /// Shapes (layout [B,T,H,D], as fla's chunk_gated_delta_rule / fused_recurrent_gated_delta_rule):
 ///   q [B,T,H,K]  k [B,T,H,K]  v [B,T,HV,V]  g [B,T,HV]  beta [B,T,HV] or [B,T,HV,V]  initial_state [N,HV,K,V]
-///   → o [B,T,HV,V]  final_state [N,HV,K,V]
+///   cu_seqlens [N+1] optional (B = 1)   →   o [B,T,HV,V]  final_state [N,HV,K,V]
 ///   HV a multiple of H (GVA): value head hv reads q/k head hv / (HV/H). N = B, or the number of sequences.
 ///
 /// Per sequence and value head, S is K x V, S_0 = initial_state (zeros if absent), g_t in log space:
 ///   q_t, k_t ← q_t / √(|q_t|² + 1e-6), k_t / √(|k_t|² + 1e-6)     only with use_qk_l2norm_in_kernel
 ///   S_t = (I − β_t k_t k_tᵀ) exp(g_t) S_{t−1} + β_t k_t v_tᵀ       decay first, then the delta update
 ///   o_t = scale · S_tᵀ q_t                                          scale = K^(-1/2) unless given
-/// Equivalently (what the recurrent variant computes):
+/// Equivalently (what the recurrent variant computes: the delta rule's step, DeltaRule.Recurrent, with γ_t = g_t·1):
 ///   S' = exp(g_t) S_{t−1},   u_t = β_t ⊙ (v_t − S'ᵀ k_t),   S_t = S' + k_t u_tᵀ
 /// With per-value β (β_t ∈ R^V) value column c follows this rule with the scalar β_t[c].
 /// </code>
@@ -32,62 +31,28 @@ namespace AttentionReference.Forms.Delta;
 ///   <c>chunked</c>    the WY / UT-transform chunkwise algorithm with the decay in log space relative to the chunk start
 ///              (steps in WyChunkwise.cs, with γ_t = g_t on every key channel), any chunk size C ≥ 1.
 /// </summary>
-public static class GatedDeltaRule
+public sealed class GatedDeltaRule : Form
 {
-    /// <summary>The definition, token by token.</summary>
-    public static DeltaResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, DeltaOptions? options = null)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = DeltaSpecs.Contract("gated_delta_rule", "GatedDeltaRule.cs", ["recurrent", "chunked"],
+        new("g", "B,T,HV", "log-space decay per head and step (g ≤ 0)"), perValueBeta: true);
+
+    /// <summary>γ_t = g_t·1: the head's one log decay on every key channel.</summary>
+    public static LogDecay Decay(Head head)
     {
-        ArgumentNullException.ThrowIfNull(g);
-        var problem = DeltaProblem.Bind("gated_delta_rule", q, k, v, beta, g, null, options ?? new DeltaOptions(), betaPerValueAllowed: true);
-        return problem.Run(RecurrentHead);
+        ArgumentNullException.ThrowIfNull(head);
+        Series g = head.Series("g");
+        return (t, γ) => γ.Fill(g[t]);
     }
 
-    /// <summary>The WY / UT-transform chunkwise form with chunks of <paramref name="chunkSize"/> steps (the last may be shorter).</summary>
-    public static DeltaResult Chunked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, int chunkSize, DeltaOptions? options = null)
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem) => variant switch
     {
-        ArgumentNullException.ThrowIfNull(g);
-        DeltaProblem.RequireChunkSize(chunkSize);
-        var problem = DeltaProblem.Bind("gated_delta_rule", q, k, v, beta, g, null, options ?? new DeltaOptions(), betaPerValueAllowed: true);
-        return problem.Run(head =>
-        {
-            // γ_t = g_t on every key channel.
-            var gamma = new double[head.Length * head.Dk];
-            for (int t = 0; t < head.Length; t++)
-            {
-                DeltaHead.Row(gamma, t, head.Dk).Fill(head.G![t]);
-            }
-            return WyChunkwise.Run(head, gamma, chunkSize);
-        });
-    }
+        "recurrent" => DeltaHeads.Run(problem, (head, options) => Recurrent(head, options.Scale)),
+        "chunked" => DeltaHeads.Run(problem, (head, options) => WyChunkwise.Chunked(head, options, Decay(head))),
+        _ => throw UnknownVariant(variant),
+    };
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (double[] O, double[] S) RecurrentHead(DeltaHead x)
-    {
-        int dk = x.Dk, dv = x.Dv;
-        double[] s = (double[])x.InitialState.Clone();
-        var o = new double[x.Length * dv];
-        var u = new double[dv];
-        var sk = new double[dv]; // S'ᵀ k_t
-        var decay = new double[dk];
-        var ones = new double[dk]; // the write pass decays no further: α = 1
-        Array.Fill(ones, 1.0);
-        for (int t = 0; t < x.Length; t++)
-        {
-            ReadOnlySpan<double> qt = DeltaHead.Row(x.Q, t, dk), kt = DeltaHead.Row(x.K, t, dk), vt = DeltaHead.Row(x.V, t, dv);
-            // S' = exp(g_t) S_{t−1}  and  S'ᵀ k_t = Σ_d k_td S'[d, :], in one pass over S
-            Array.Fill(decay, Math.Exp(x.G![t]));
-            Array.Clear(sk);
-            StateStep.DecayAndRead(new FlatRows(s, dk, dv), decay, kt, sk);
-            // u_t = β_t ⊙ (v_t − S'ᵀ k_t)
-            for (int c = 0; c < dv; c++)
-            {
-                u[c] = x.BetaAt(t, c) * (vt[c] - sk[c]);
-            }
-            // S_t = S' + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], in one pass over S
-            Span<double> ot = DeltaHead.Row(o, t, dv);
-            StateStep.DecayWriteAndRead(new FlatRows(s, dk, dv), ones, kt, u, qt, ot);
-            VectorKernels.Scale(x.Scale, ot);
-        }
-        return (o, s);
-    }
+    /// <summary>The recurrence, token by token: the delta rule's step with the decay exp(g_t) in front (the definition).</summary>
+    public static void Recurrent(Head head, double scale) => DeltaRule.Recurrent(head, scale, Decay(head));
 }

@@ -1,5 +1,4 @@
-using System.Runtime.CompilerServices;
-using AttentionReference.Numerics;
+using AttentionReference.Forms.Common;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Delta;
@@ -9,14 +8,14 @@ namespace AttentionReference.Forms.Delta;
 /// <code>
 /// Shapes (layout [B,T,H,D], as fla's chunk_kda / fused_recurrent_kda):
 ///   q [B,T,H,K]  k [B,T,H,K]  v [B,T,HV,V]  gk [B,T,HV,K] (fla names it g)  beta [B,T,HV]  initial_state [N,HV,K,V]
-///   → o [B,T,HV,V]  final_state [N,HV,K,V]
+///   cu_seqlens [N+1] optional (B = 1)   →   o [B,T,HV,V]  final_state [N,HV,K,V]
 ///   HV a multiple of H (GVA): value head hv reads q/k head hv / (HV/H). N = B, or the number of sequences.
 ///
 /// Per sequence and value head, S is K x V, S_0 = initial_state (zeros if absent), gk_t ∈ R^K in log space:
 ///   q_t, k_t ← q_t / √(|q_t|² + 1e-6), k_t / √(|k_t|² + 1e-6)     only with use_qk_l2norm_in_kernel
 ///   S_t = (I − β_t k_t k_tᵀ) Diag(exp(gk_t)) S_{t−1} + β_t k_t v_tᵀ     decay first, then the delta update
 ///   o_t = scale · S_tᵀ q_t                                               scale = K^(-1/2) unless given
-/// Equivalently (what the recurrent variant computes):
+/// Equivalently (what the recurrent variant computes: the delta rule's step, DeltaRule.Recurrent, with γ_t = gk_t):
 ///   S' = Diag(exp(gk_t)) S_{t−1}   (row d of S scaled by exp(gk_t[d])),   u_t = β_t (v_t − S'ᵀ k_t),   S_t = S' + k_t u_tᵀ
 /// </code>
 /// Here the order matters (Diag(exp(gk)) does not commute with k kᵀ): fla's <c>naive_recurrent_kda</c>
@@ -33,58 +32,28 @@ namespace AttentionReference.Forms.Delta;
 ///   <c>chunked</c>    the WY / UT-transform chunkwise algorithm with per-channel decay in log space relative to the chunk
 ///              start (steps in WyChunkwise.cs, with γ_t = gk_t), any chunk size C ≥ 1.
 /// </summary>
-public static class Kda
+public sealed class Kda : Form
 {
-    /// <summary>The definition, token by token.</summary>
-    public static DeltaResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor gk, Tensor beta, DeltaOptions? options = null)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = DeltaSpecs.Contract("kda", "Kda.cs", ["recurrent", "chunked"],
+        new("gk", "B,T,HV,K", "log-space decay per key channel (gk ≤ 0); fla's chunk_kda calls it g", Aliases: ["g"]), perValueBeta: false);
+
+    /// <summary>γ_t = gk_t: a log decay per key channel.</summary>
+    public static LogDecay Decay(Head head)
     {
-        ArgumentNullException.ThrowIfNull(gk);
-        var problem = DeltaProblem.Bind("kda", q, k, v, beta, null, gk, options ?? new DeltaOptions(), betaPerValueAllowed: false);
-        return problem.Run(RecurrentHead);
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock gk = head.Rows("gk");
+        return (t, γ) => gk[t].CopyTo(γ);
     }
 
-    /// <summary>The WY / UT-transform chunkwise form with chunks of <paramref name="chunkSize"/> steps (the last may be shorter).</summary>
-    public static DeltaResult Chunked(Tensor q, Tensor k, Tensor v, Tensor gk, Tensor beta, int chunkSize, DeltaOptions? options = null)
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem) => variant switch
     {
-        ArgumentNullException.ThrowIfNull(gk);
-        DeltaProblem.RequireChunkSize(chunkSize);
-        var problem = DeltaProblem.Bind("kda", q, k, v, beta, null, gk, options ?? new DeltaOptions(), betaPerValueAllowed: false);
-        return problem.Run(head => WyChunkwise.Run(head, head.Gk, chunkSize));
-    }
+        "recurrent" => DeltaHeads.Run(problem, (head, options) => Recurrent(head, options.Scale)),
+        "chunked" => DeltaHeads.Run(problem, (head, options) => WyChunkwise.Chunked(head, options, Decay(head))),
+        _ => throw UnknownVariant(variant),
+    };
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (double[] O, double[] S) RecurrentHead(DeltaHead x)
-    {
-        int dk = x.Dk, dv = x.Dv;
-        double[] s = (double[])x.InitialState.Clone();
-        var o = new double[x.Length * dv];
-        var u = new double[dv];
-        var sk = new double[dv]; // S'ᵀ k_t
-        var decay = new double[dk];
-        var ones = new double[dk]; // the write pass decays no further: α = 1
-        Array.Fill(ones, 1.0);
-        for (int t = 0; t < x.Length; t++)
-        {
-            ReadOnlySpan<double> qt = DeltaHead.Row(x.Q, t, dk), kt = DeltaHead.Row(x.K, t, dk), vt = DeltaHead.Row(x.V, t, dv);
-            ReadOnlySpan<double> gkt = DeltaHead.Row(x.Gk!, t, dk);
-            double beta = x.Beta[t];
-            // S' = Diag(exp(gk_t)) S_{t−1}  and  S'ᵀ k_t = Σ_d k_td S'[d, :], in one pass over S
-            for (int d = 0; d < dk; d++)
-            {
-                decay[d] = Math.Exp(gkt[d]);
-            }
-            Array.Clear(sk);
-            StateStep.DecayAndRead(new FlatRows(s, dk, dv), decay, kt, sk);
-            // u_t = β_t (v_t − S'ᵀ k_t)
-            for (int c = 0; c < dv; c++)
-            {
-                u[c] = beta * (vt[c] - sk[c]);
-            }
-            // S_t = S' + k_t u_tᵀ  and  o_t = scale · S_tᵀ q_t = scale · Σ_d q_td S_t[d, :], in one pass over S
-            Span<double> ot = DeltaHead.Row(o, t, dv);
-            StateStep.DecayWriteAndRead(new FlatRows(s, dk, dv), ones, kt, u, qt, ot);
-            VectorKernels.Scale(x.Scale, ot);
-        }
-        return (o, s);
-    }
+    /// <summary>The recurrence, token by token: the delta rule's step with the decay Diag(exp(gk_t)) in front (the definition).</summary>
+    public static void Recurrent(Head head, double scale) => DeltaRule.Recurrent(head, scale, Decay(head));
 }

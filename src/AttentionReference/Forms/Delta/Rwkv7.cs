@@ -1,5 +1,5 @@
-using System.Globalization;
 using AttentionReference.Forms.Common;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Delta;
@@ -10,7 +10,7 @@ namespace AttentionReference.Forms.Delta;
 /// <code>
 /// Shapes (layout [B,T,H,D]; names of fla's chunk_dplr_delta_rule, with chunk_rwkv7's as aliases):
 ///   q [B,T,H,K] (alias r)  k [B,T,H,K]  v [B,T,H,V]  a [B,T,H,K]  b [B,T,H,K]  gk [B,T,H,K] (aliases w, log_w)
-///   initial_state [N,H,K,V]   →   o [B,T,H,V]  final_state [N,H,K,V]
+///   initial_state [N,H,K,V] optional   cu_seqlens [N+1] optional (B = 1)   →   o [B,T,H,V]  final_state [N,H,K,V]
 ///
 /// Per sequence and head, S is K x V, S_0 = initial_state (zeros if absent), gk_t ∈ R^K the log decay:
 ///   S_t = (Diag(exp(gk_t)) + b_t a_tᵀ) S_{t−1} + k_t v_tᵀ
@@ -35,80 +35,100 @@ namespace AttentionReference.Forms.Delta;
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
 ///   <c>chunked</c>    the WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), any chunk size C ≥ 1,
-///              decays in log space relative to the chunk start. In one chunk of n steps r = 0..n−1 from state S:
-///     Γ_r = gk_0 + … + gk_r (inclusive),  Γ⁻_r = Γ_r − gk_r = gk_0 + … + gk_{r−1} (exclusive, Γ⁻_0 = 0)
-///     w_r = S_{r−1}ᵀ a_r  (the value the low-rank term writes, fla's v2); unrolling S_{r−1} gives, for j &lt; r,
-///       A_ab[r,j] = Σ_d a_r[d] b_j[d] exp(Γ⁻_r[d] − Γ_j[d])   A_ak[r,j] = Σ_d a_r[d] k_j[d] exp(Γ⁻_r[d] − Γ_j[d])
-///       w_r = Σ_{j&lt;r} A_ab[r,j] w_j + Σ_{j&lt;r} A_ak[r,j] v_j + Sᵀ (exp(Γ⁻_r) ⊙ a_r)
-///     1. Γ, Γ⁻.
-///     2. A_ab, A_ak; T = (I − A_ab)⁻¹ by forward substitution: T_r = e_r + Σ_{j&lt;r} A_ab[r,j] T_j.
-///     3. U = T A_ak V and W = T Ã with Ã_r = exp(Γ⁻_r) ⊙ a_r.
-///     4. w = U + W S.
-///     5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [Σ_d q_r k_j e^{Γ_r−Γ_j}] v_j + [Σ_d q_r b_j e^{Γ_r−Γ_j}] w_j).
-///     6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) (k_j v_jᵀ + b_j w_jᵀ).
-///   Every exponent is a sum of log decays over a range of steps (≤ 0 for gk ≤ 0): nothing is divided.
+///              decays in log space relative to the chunk start; its numbered steps and legend are the comment of
+///              <see cref="Chunked"/>, after the definition.
+///              Every exponent is a sum of log decays over a range of steps (≤ 0 for gk ≤ 0): nothing is divided.
 /// </summary>
-public static class Rwkv7
+public sealed class Rwkv7 : Form
 {
-    /// <summary>The definition, token by token.</summary>
-    public static DeltaResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor a, Tensor b, Tensor gk, Rwkv7Options? options = null) =>
-        Rwkv7Problem.Bind(q, k, v, a, b, gk, options ?? new Rwkv7Options()).Run(RecurrentHead);
-
-    /// <summary>The WY chunkwise DPLR form with chunks of <paramref name="chunkSize"/> steps (the last may be shorter).</summary>
-    public static DeltaResult Chunked(Tensor q, Tensor k, Tensor v, Tensor a, Tensor b, Tensor gk, int chunkSize, Rwkv7Options? options = null)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("rwkv7", "delta rule", "Rwkv7.cs")
     {
-        DeltaProblem.RequireChunkSize(chunkSize);
-        return Rwkv7Problem.Bind(q, k, v, a, b, gk, options ?? new Rwkv7Options()).Run(x => ChunkedHead(x, chunkSize));
-    }
+        Variants = ["recurrent", "chunked"],
+        Inputs =
+        [
+            new("q", "B,T,H,K", "queries (RWKV's receptance r)", Aliases: ["r"]),
+            Specs.K, Specs.V,
+            new("a", "B,T,H,K", "the low-rank vector that reads the state (RWKV-7: −κ̂)"),
+            new("b", "B,T,H,K", "the low-rank vector that writes the state (RWKV-7: κ̂·a)"),
+            new("gk", "B,T,H,K", "log-space decay per key channel; chunk_rwkv7's w / log_w", Aliases: ["w", "log_w"]),
+            Specs.InitialState, Specs.CuSeqlens,
+        ],
+        Outputs = Specs.StateOutputs,
+        Parameters = [Scale, Specs.ChunkSize],
+    };
 
-    private static (double[] O, double[] S) RecurrentHead(Rwkv7Head x)
+    /// <summary>scale, K^-0.5 unless given (fla's chunk_rwkv7 defaults to 1).</summary>
+    public static Parameter<double?> Scale { get; } =
+        ParameterSpec.OptionalReal("scale", "K^-0.5", "o_t = scale · S_tᵀ q_t (fla's chunk_rwkv7 defaults to 1)");
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
     {
-        int dk = x.Dk, dv = x.Dv;
-        double[] s = (double[])x.InitialState.Clone();
-        var o = new double[x.Length * dv];
-        var sa = new double[dv];
-        for (int t = 0; t < x.Length; t++)
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
         {
-            ReadOnlySpan<double> qt = Row(x.Q, t, dk), kt = Row(x.K, t, dk), vt = Row(x.V, t, dv);
-            ReadOnlySpan<double> at = Row(x.A, t, dk), bt = Row(x.B, t, dk), gkt = Row(x.Gk, t, dk);
-            // S_{t−1}ᵀ a_t, read before the state changes
-            for (int c = 0; c < dv; c++)
-            {
-                double sum = 0;
-                for (int d = 0; d < dk; d++)
-                {
-                    sum += s[d * dv + c] * at[d];
-                }
-                sa[c] = sum;
-            }
-            // S_t = Diag(exp(gk_t)) S_{t−1} + b_t (S_{t−1}ᵀ a_t)ᵀ + k_t v_tᵀ
-            for (int d = 0; d < dk; d++)
-            {
-                double decay = Math.Exp(gkt[d]);
-                for (int c = 0; c < dv; c++)
-                {
-                    s[d * dv + c] = decay * s[d * dv + c] + bt[d] * sa[c] + kt[d] * vt[c];
-                }
-            }
-            // o_t = scale · S_tᵀ q_t
-            for (int c = 0; c < dv; c++)
-            {
-                double sq = 0;
-                for (int d = 0; d < dk; d++)
-                {
-                    sq += s[d * dv + c] * qt[d];
-                }
-                o[t * dv + c] = x.Scale * sq;
-            }
-        }
-        return (o, s);
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, scale)),
+            "chunked" => Heads.Run(problem, head => Chunked(head, scale, chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
     }
 
-    private static (double[] O, double[] S) ChunkedHead(Rwkv7Head x, int chunkSize)
+    /// <summary>The recurrence, token by token: the definition the chunked variant is held to.</summary>
+    public static void Recurrent(Head head, double scale)
     {
-        int length = x.Length, dk = x.Dk, dv = x.Dv, cs = chunkSize;
-        double[] s = (double[])x.InitialState.Clone();
-        var o = new double[length * dv];
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o");
+        RowBlock a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk"), S = head.State();
+        var sa = new double[head["V"]]; // S_{t−1}ᵀ a_t
+        for (int t = 0; t < head.T; t++)
+        {
+            // S_{t−1}ᵀ a_t, read before the state changes
+            Array.Clear(sa);
+            for (int d = 0; d < S.Count; d++)
+            {
+                VectorKernels.Axpy(a[t][d], S[d], sa);
+            }
+            for (int d = 0; d < S.Count; d++)
+            {
+                // S_t[d, :] = exp(gk_td) S_{t−1}[d, :] + b_td (S_{t−1}ᵀ a_t) + k_td v_t
+                VectorKernels.Scale(Math.Exp(gk[t][d]), S[d]);
+                VectorKernels.Axpy(b[t][d], sa, S[d]);
+                VectorKernels.Axpy(k[t][d], v[t], S[d]);
+                // o_t = Σ_d q_td S_t[d, :]
+                VectorKernels.Axpy(q[t][d], S[d], o[t]);
+            }
+            VectorKernels.Scale(scale, o[t]); // o_t ← scale · o_t
+        }
+    }
+
+    /// <summary>
+    /// The WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), chunks of
+    /// <paramref name="chunkSize"/> steps (the last may be shorter), decays in log space relative to the chunk start.
+    /// <code>
+    /// In one chunk of n steps r = 0..n−1 from state S; code name → symbol:
+    ///   gamma, gammaBefore  Γ_r = gk_0 + … + gk_r (inclusive),  Γ⁻_r = Γ_r − gk_r = gk_0 + … + gk_{r−1} (exclusive, Γ⁻_0 = 0)
+    ///   wNew                w_r = S_{r−1}ᵀ a_r  (the value the low-rank term writes, fla's v2); unrolling S_{r−1} gives
+    ///                         w_r = Σ_{j&lt;r} A_ab[r,j] w_j + Σ_{j&lt;r} A_ak[r,j] v_j + Sᵀ (exp(Γ⁻_r) ⊙ a_r)
+    ///   aab, aak            A_ab[r,j] = Σ_d a_r[d] b_j[d] exp(Γ⁻_r[d] − Γ_j[d]),  A_ak[r,j] = Σ_d a_r[d] k_j[d] exp(Γ⁻_r[d] − Γ_j[d])
+    ///                       for j &lt; r (strictly lower)
+    ///   tMatrix             T = (I − A_ab)⁻¹
+    ///   akv, u, w           A_ak V,  U = T A_ak V,  W = T Ã
+    /// Steps, per chunk:
+    ///   1. Γ, Γ⁻.
+    ///   2. A_ab, A_ak; T = (I − A_ab)⁻¹ by forward substitution: T_r = e_r + Σ_{j&lt;r} A_ab[r,j] T_j.
+    ///   3. U = T A_ak V and W = T Ã with Ã_r = exp(Γ⁻_r) ⊙ a_r.
+    ///   4. w = U + W S.
+    ///   5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [Σ_d q_r k_j e^{Γ_r−Γ_j}] v_j + [Σ_d q_r b_j e^{Γ_r−Γ_j}] w_j).
+    ///   6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) (k_j v_jᵀ + b_j w_jᵀ).
+    /// </code>
+    /// </summary>
+    public static void Chunked(Head head, double scale, int chunkSize)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o");
+        RowBlock a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk"), S = head.State();
+        int length = head.T, dk = head["K"], dv = head["V"], cs = Math.Min(chunkSize, Math.Max(length, 1));
         var gamma = new double[cs * dk];       // Γ
         var gammaBefore = new double[cs * dk]; // Γ⁻
         var aab = new double[cs * cs];         // A_ab
@@ -119,31 +139,34 @@ public static class Rwkv7
         var w = new double[cs * dk];           // W
         var wNew = new double[cs * dv];        // w = U + W S
 
-        for (int start = 0; start < length; start += cs)
+        foreach (var (start, end) in Chunks.Of(length, cs))
         {
-            int n = Math.Min(cs, length - start);
+            int n = end - start;
 
             // 1. Γ_r (inclusive) and Γ⁻_r (exclusive), relative to the chunk start.
             for (int r = 0; r < n; r++)
             {
+                Span<double> gkr = gk[start + r];
                 for (int d = 0; d < dk; d++)
                 {
                     gammaBefore[r * dk + d] = r == 0 ? 0 : gamma[(r - 1) * dk + d];
-                    gamma[r * dk + d] = gammaBefore[r * dk + d] + x.Gk[(start + r) * dk + d];
+                    gamma[r * dk + d] = gammaBefore[r * dk + d] + gkr[d];
                 }
             }
 
             // 2. A_ab, A_ak (strictly lower); T = (I − A_ab)⁻¹ row by row.
             for (int r = 0; r < n; r++)
             {
+                Span<double> ar = a[start + r];
                 for (int j = 0; j < r; j++)
                 {
+                    Span<double> bj = b[start + j], kj = k[start + j];
                     double ab = 0, ak = 0;
                     for (int d = 0; d < dk; d++)
                     {
-                        double ad = x.A[(start + r) * dk + d] * Math.Exp(gammaBefore[r * dk + d] - gamma[j * dk + d]);
-                        ab += ad * x.B[(start + j) * dk + d];
-                        ak += ad * x.K[(start + j) * dk + d];
+                        double ad = ar[d] * Math.Exp(gammaBefore[r * dk + d] - gamma[j * dk + d]);
+                        ab += ad * bj[d];
+                        ak += ad * kj[d];
                     }
                     aab[r * cs + j] = ab;
                     aak[r * cs + j] = ak;
@@ -170,7 +193,7 @@ public static class Rwkv7
                     double sum = 0;
                     for (int j = 0; j < r; j++)
                     {
-                        sum += aak[r * cs + j] * x.V[(start + j) * dv + c];
+                        sum += aak[r * cs + j] * v[start + j][c];
                     }
                     akv[r * dv + c] = sum;
                 }
@@ -191,7 +214,7 @@ public static class Rwkv7
                     double sum = 0;
                     for (int j = 0; j <= r; j++)
                     {
-                        sum += tMatrix[r * cs + j] * Math.Exp(gammaBefore[j * dk + d]) * x.A[(start + j) * dk + d];
+                        sum += tMatrix[r * cs + j] * Math.Exp(gammaBefore[j * dk + d]) * a[start + j][d];
                     }
                     w[r * dk + d] = sum;
                 }
@@ -205,7 +228,7 @@ public static class Rwkv7
                     double sum = u[r * dv + c];
                     for (int d = 0; d < dk; d++)
                     {
-                        sum += w[r * dk + d] * s[d * dv + c];
+                        sum += w[r * dk + d] * S[d][c];
                     }
                     wNew[r * dv + c] = sum;
                 }
@@ -214,32 +237,34 @@ public static class Rwkv7
             // 5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [q_r·k_j]_Γ v_j + [q_r·b_j]_Γ w_j).
             for (int r = 0; r < n; r++)
             {
-                Span<double> oRow = o.AsSpan((start + r) * dv, dv);
+                Span<double> oRow = o[start + r], qr = q[start + r];
                 for (int d = 0; d < dk; d++)
                 {
-                    double qd = x.Q[(start + r) * dk + d] * Math.Exp(gamma[r * dk + d]);
+                    double qd = qr[d] * Math.Exp(gamma[r * dk + d]);
+                    Span<double> Sd = S[d];
                     for (int c = 0; c < dv; c++)
                     {
-                        oRow[c] += qd * s[d * dv + c];
+                        oRow[c] += qd * Sd[c];
                     }
                 }
                 for (int j = 0; j <= r; j++)
                 {
+                    Span<double> kj = k[start + j], bj = b[start + j], vj = v[start + j];
                     double qk = 0, qb = 0;
                     for (int d = 0; d < dk; d++)
                     {
-                        double qd = x.Q[(start + r) * dk + d] * Math.Exp(gamma[r * dk + d] - gamma[j * dk + d]);
-                        qk += qd * x.K[(start + j) * dk + d];
-                        qb += qd * x.B[(start + j) * dk + d];
+                        double qd = qr[d] * Math.Exp(gamma[r * dk + d] - gamma[j * dk + d]);
+                        qk += qd * kj[d];
+                        qb += qd * bj[d];
                     }
                     for (int c = 0; c < dv; c++)
                     {
-                        oRow[c] += qk * x.V[(start + j) * dv + c] + qb * wNew[j * dv + c];
+                        oRow[c] += qk * vj[c] + qb * wNew[j * dv + c];
                     }
                 }
                 for (int c = 0; c < dv; c++)
                 {
-                    oRow[c] *= x.Scale;
+                    oRow[c] *= scale;
                 }
             }
 
@@ -247,96 +272,23 @@ public static class Rwkv7
             int last = n - 1;
             for (int d = 0; d < dk; d++)
             {
+                Span<double> Sd = S[d];
                 double decay = Math.Exp(gamma[last * dk + d]);
                 for (int c = 0; c < dv; c++)
                 {
-                    s[d * dv + c] *= decay;
+                    Sd[c] *= decay;
                 }
                 for (int j = 0; j < n; j++)
                 {
                     double toEnd = Math.Exp(gamma[last * dk + d] - gamma[j * dk + d]);
-                    double kj = toEnd * x.K[(start + j) * dk + d], bj = toEnd * x.B[(start + j) * dk + d];
+                    double kj = toEnd * k[start + j][d], bj = toEnd * b[start + j][d];
+                    Span<double> vj = v[start + j];
                     for (int c = 0; c < dv; c++)
                     {
-                        s[d * dv + c] += kj * x.V[(start + j) * dv + c] + bj * wNew[j * dv + c];
+                        Sd[c] += kj * vj[c] + bj * wNew[j * dv + c];
                     }
                 }
             }
         }
-        return (o, s);
-    }
-
-    private static ReadOnlySpan<double> Row(double[] x, int t, int width) => x.AsSpan(t * width, width);
-}
-
-/// <summary>The options of <see cref="Rwkv7"/>, named as in fla's <c>chunk_dplr_delta_rule</c>.</summary>
-public sealed record Rwkv7Options
-{
-    /// <summary>Output scale; null means K^(-1/2).</summary>
-    public double? Scale { get; init; }
-
-    /// <summary>The state each sequence starts from, [N,H,K,V]; null means zeros.</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>Varlen offsets [N+1] (B = 1); null means each batch entry is one sequence.</summary>
-    public Tensor? CuSeqlens { get; init; }
-}
-
-/// <summary>The inputs of one (sequence, head) pair of <see cref="Rwkv7"/>, gathered into row-major arrays.</summary>
-internal sealed record Rwkv7Head(int Length, int Dk, int Dv, double Scale, double[] Q, double[] K, double[] V,
-    double[] A, double[] B, double[] Gk, double[] InitialState);
-
-/// <summary>Validation and per-head plumbing of <see cref="Rwkv7"/>.</summary>
-internal sealed class Rwkv7Problem
-{
-    private readonly Tensor _q, _k, _v, _a, _b, _gk;
-    private readonly Tensor? _initialState;
-    private readonly int _batch, _time, _heads, _dk, _dv;
-    private readonly double _scale;
-    private readonly IReadOnlyList<SequenceSlice> _slices;
-
-    private Rwkv7Problem(Tensor q, Tensor k, Tensor v, Tensor a, Tensor b, Tensor gk, Dims dims, Rwkv7Options options,
-        IReadOnlyList<SequenceSlice> slices)
-    {
-        (_q, _k, _v, _a, _b, _gk) = (q, k, v, a, b, gk);
-        (_batch, _time, _heads, _dk, _dv) = (dims["B"], dims["T"], dims["H"], dims["K"], dims["V"]);
-        _initialState = options.InitialState;
-        _scale = options.Scale ?? 1 / Math.Sqrt(_dk);
-        _slices = slices;
-    }
-
-    public static Rwkv7Problem Bind(Tensor q, Tensor k, Tensor v, Tensor a, Tensor b, Tensor gk, Rwkv7Options options)
-    {
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,K");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,V");
-        dims.Bind("a", Dims.RequireFloat("a", a), "B,T,H,K");
-        dims.Bind("b", Dims.RequireFloat("b", b), "B,T,H,K");
-        dims.Bind("gk", Dims.RequireFloat("gk", gk), "B,T,H,K");
-        var slices = Sequences.Slices(dims["B"], dims["T"], options.CuSeqlens);
-        dims.Set("N", Sequences.StateCount(slices));
-        if (options.InitialState is { } s0)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", s0), "N,H,K,V");
-        }
-        if (options.Scale is { } scale && !double.IsFinite(scale))
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'scale' must be finite, found {scale}"));
-        }
-        return new Rwkv7Problem(q, k, v, a, b, gk, dims, options, slices);
-    }
-
-    /// <summary>Runs <paramref name="perHead"/> on every (sequence, head) pair; it returns o's rows and the final S.</summary>
-    public DeltaResult Run(Func<Rwkv7Head, (double[] O, double[] S)> perHead)
-    {
-        var result = SequenceHeads.Run(_slices, _batch, _time, _heads, _dv, [new StateTensor(_initialState, _dk, _dv)], pair =>
-        {
-            var (o, s) = perHead(new Rwkv7Head(pair.Length, _dk, _dv, _scale, pair.Gather(_q), pair.Gather(_k), pair.Gather(_v),
-                pair.Gather(_a), pair.Gather(_b), pair.Gather(_gk), pair.State()));
-            pair.WriteO(o);
-            s.CopyTo(pair.State(), 0);
-        });
-        return new DeltaResult(result.O, result.FinalStates[0]);
     }
 }

@@ -204,16 +204,25 @@ public static class NatsL
         // Gated DeltaNet branch: S̄ [B,H,K,V] is the state at the current chunk's start.
         var oLinear = Tensor.Zeros(B, T, H, V);
         Tensor sBar = options.InitialState?.Clone() ?? Tensor.Zeros(B, H, K, V);
+        var gatedDeltaRule = new GatedDeltaRule();
+        var parameters = new FormParameters(new Dictionary<string, string> { ["chunk_size"] = chunkSize.ToString(CultureInfo.InvariantCulture) });
+        if (options.Scale is { } scale)
+        {
+            parameters = parameters.With("scale", scale.ToString("R", CultureInfo.InvariantCulture));
+        }
         for (int start = 0; start < T; start += chunkSize)
         {
             int m = Math.Min(chunkSize, T - start), chunk = start / chunkSize;
-            var part = GatedDeltaRule.Chunked(TimeSlice(q, start, m), TimeSlice(k, start, m), TimeSlice(v, start, m),
-                TimeSlice(g, start, m), TimeSlice(beta, start, m), chunkSize, new DeltaOptions { Scale = options.Scale, InitialState = sBar });
+            var part = gatedDeltaRule.Run("chunked", new Dictionary<string, Tensor>
+            {
+                ["q"] = TimeSlice(q, start, m), ["k"] = TimeSlice(k, start, m), ["v"] = TimeSlice(v, start, m),
+                ["g"] = TimeSlice(g, start, m), ["beta"] = TimeSlice(beta, start, m), ["initial_state"] = sBar,
+            }, parameters);
             for (int b = 0; b < B; b++)
             {
-                Array.Copy(part.O.Data, b * m * H * V, oLinear.Data, (b * T + start) * H * V, m * H * V);
+                Array.Copy(part["o"].Data, b * m * H * V, oLinear.Data, (b * T + start) * H * V, m * H * V);
             }
-            var next = part.FinalState;
+            var next = part["final_state"];
             if (m == chunkSize)
             {
                 for (int b = 0; b < B; b++)

@@ -83,7 +83,7 @@ internal static class DeltaCases
             Tensor kappa = random.Normal(1, s.B, s.T, s.H, s.K);
             for (int row = 0; row < s.B * s.T * s.H; row++)
             {
-                Forms.Delta.DeltaProblem.L2Normalise(kappa.Data.AsSpan(row * s.K, s.K));
+                Forms.Delta.QkL2Norm.Normalise(kappa.Data.AsSpan(row * s.K, s.K));
             }
             Tensor learningRate = Map(random.Normal(1, s.B, s.T, s.H, s.K), Sigmoid);
             var inputs = new Dictionary<string, Tensor>

@@ -28,17 +28,17 @@ public sealed record DeltaCase(
 {
     public int HV => H * Group;
 
+    /// <summary>The cases every law draws from (the regimes below are this case with one thing pinned).</summary>
     public static Arbitrary<DeltaCase> Arbitrary { get; } = Generator().ToArbitrary();
 
-    /// <summary>Cases with one value head per key head (rwkv7, and laws across forms that need H = HV).</summary>
-    public static Arbitrary<DeltaCase> WithoutGva { get; } = Generator().Select(c => c with { Group = 1 }).ToArbitrary();
+    /// <summary>One value head per key head (rwkv7, and laws across forms that need H = HV).</summary>
+    public DeltaCase WithoutGva() => this with { Group = 1 };
 
-    /// <summary>β ∈ [1.9, 1.99] with L2-normalised keys in every case: the edge of the delta rule's stable range.</summary>
-    public static Arbitrary<DeltaCase> NearTwo { get; } =
-        Generator().Select(c => c with { Beta = BetaRegime.NearTwo, L2Norm = true }).ToArbitrary();
+    /// <summary>β ∈ [1.9, 1.99] with L2-normalised keys: the edge of the delta rule's stable range.</summary>
+    public DeltaCase NearTwo() => this with { Beta = BetaRegime.NearTwo, L2Norm = true };
 
-    /// <summary>Log gates uniform in [−20, 0] per step in every case.</summary>
-    public static Arbitrary<DeltaCase> StrongGates { get; } = Generator().Select(c => c with { GateFloor = 20 }).ToArbitrary();
+    /// <summary>Log gates uniform in [−20, 0] per step.</summary>
+    public DeltaCase StrongGates() => this with { GateFloor = 20 };
 
     private static Gen<DeltaCase> Generator() =>
         from b in Gen.Choose(1, 2)
@@ -77,7 +77,7 @@ public sealed record DeltaCase(
         Tensor kappa = TestTensors.Normal(random, 1, B, T, H, K);
         for (int row = 0; row < B * T * H; row++)
         {
-            DeltaProblem.L2Normalise(kappa.Data.AsSpan(row * K, K));
+            QkL2Norm.Normalise(kappa.Data.AsSpan(row * K, K));
         }
         Tensor alpha = Uniform(random, BetaLow, BetaHigh, B, T, H, K);
         var a = Tensor.Zeros(B, T, H, K);
@@ -96,11 +96,6 @@ public sealed record DeltaCase(
 
     /// <summary>The initial state, or null when the case has none.</summary>
     public Tensor? InitialState(Dictionary<string, Tensor> all) => WithInitialState ? all["initial_state"] : null;
-
-    public DeltaOptions Options(Dictionary<string, Tensor> all) =>
-        new() { UseQkL2Norm = L2Norm, InitialState = InitialState(all) };
-
-    public Rwkv7Options Rwkv7Options(Dictionary<string, Tensor> all) => new() { InitialState = InitialState(all) };
 
     private double BetaLow => Beta switch { BetaRegime.NearZero => 0, BetaRegime.NearTwo => 1.9, _ => 0 };
     private double BetaHigh => Beta switch { BetaRegime.NearZero => 1e-3, BetaRegime.NearTwo => 1.99, _ => 1 };

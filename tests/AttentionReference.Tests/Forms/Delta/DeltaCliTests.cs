@@ -1,4 +1,4 @@
-using AttentionReference.Forms.Delta;
+using AttentionReference.Forms;
 using AttentionReference.IO;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
@@ -42,24 +42,17 @@ public sealed class DeltaCliTests
         return file;
     }
 
-    private static DeltaResult Library(string form, string variant, TensorFile input)
+    /// <summary>The form called in the library with the canonical names, the same parameters as the command line.</summary>
+    private static IReadOnlyDictionary<string, Tensor> Library(string form, string variant, TensorFile input, string[] parameters)
     {
-        var options = new DeltaOptions { UseQkL2Norm = true, InitialState = input["initial_state"], CuSeqlens = input["cu_seqlens"] };
-        var (q, k, v) = (form == "rwkv7" ? input["r"] : input["q"], input["k"], input["v"]);
-        return (form, variant) switch
+        var inputs = input.Names.ToDictionary(name => (form, name) switch
         {
-            ("delta_rule", "recurrent") => DeltaRule.Recurrent(q, k, v, input["beta"], options),
-            ("delta_rule", "chunked") => DeltaRule.Chunked(q, k, v, input["beta"], 3, options),
-            ("delta_rule", _) => DeltaRule.Parallel(q, k, v, input["beta"], options),
-            ("gated_delta_rule", "recurrent") => GatedDeltaRule.Recurrent(q, k, v, input["g"], input["beta"], options),
-            ("gated_delta_rule", _) => GatedDeltaRule.Chunked(q, k, v, input["g"], input["beta"], 3, options),
-            ("kda", "recurrent") => Kda.Recurrent(q, k, v, input["g"], input["beta"], options),
-            ("kda", _) => Kda.Chunked(q, k, v, input["g"], input["beta"], 3, options),
-            (_, "recurrent") => Rwkv7.Recurrent(q, k, v, input["a"], input["b"], input["w"],
-                new Rwkv7Options { InitialState = input["initial_state"], CuSeqlens = input["cu_seqlens"], Scale = 1 }),
-            _ => Rwkv7.Chunked(q, k, v, input["a"], input["b"], input["w"], 3,
-                new Rwkv7Options { InitialState = input["initial_state"], CuSeqlens = input["cu_seqlens"], Scale = 1 }),
-        };
+            ("kda", "g") => "gk",
+            ("rwkv7", "r") => "q",
+            ("rwkv7", "w") => "gk",
+            _ => name,
+        }, name => input[name]);
+        return FormCatalog.Find(form).Call(variant, inputs, parameters);
     }
 
     [Theory]
@@ -70,16 +63,15 @@ public sealed class DeltaCliTests
         string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
         TensorFile file = FlaInput(form, new Tensor([3], [0, 2, 7], DType.I64));
         TensorFiles.Write(input, file);
-        string[] settings = form == "rwkv7"
-            ? ["--set", "chunk_size=3", "--set", "scale=1"]
-            : ["--set", "chunk_size=3", "--set", "use_qk_l2norm_in_kernel=true"];
+        string[] parameters = form == "rwkv7" ? ["chunk_size=3", "scale=1"] : ["chunk_size=3", "use_qk_l2norm_in_kernel=true"];
+        string[] settings = parameters.SelectMany(p => new[] { "--set", p }).ToArray();
 
         var run = CliRunner.Run(["run", form, "--in", input, "--out", output, "--variant", variant, .. settings]);
         Assert.True(run.ExitCode == 0, run.Error);
         TensorFile written = TensorFiles.Read(output);
-        DeltaResult expected = Library(form, variant, file);
-        Assert.Equal(expected.O.Data, written["o"].Data);
-        Assert.Equal(expected.FinalState.Data, written["final_state"].Data);
+        var expected = Library(form, variant, file, parameters);
+        Assert.Equal(expected["o"].Data, written["o"].Data);
+        Assert.Equal(expected["final_state"].Data, written["final_state"].Data);
         Assert.Equal(variant, written.Metadata["variant"]);
 
         var check = CliRunner.Run(["check", form, "--in", input, "--candidate", output, "--variant", variant, .. settings]);

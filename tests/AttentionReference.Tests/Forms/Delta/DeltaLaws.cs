@@ -1,13 +1,23 @@
-using AttentionReference.Forms.Delta;
+using System.Globalization;
+using AttentionReference.Forms;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.Delta;
 
-/// <summary>One variant of a delta-family form on time-axis inputs (named as fla names them), an initial state and cu_seqlens.</summary>
-internal delegate DeltaResult DeltaRunner(IReadOnlyDictionary<string, Tensor> inputs, Tensor? initialState, Tensor? cuSeqlens);
+/// <summary>The outputs of a delta-family form: o [B,T,HV,V] and final_state [N,HV,K,V].</summary>
+internal sealed record DeltaOutputs(Tensor O, Tensor FinalState)
+{
+    public static DeltaOutputs Of(IReadOnlyDictionary<string, Tensor> outputs) => new(outputs["o"], outputs["final_state"]);
+}
 
-/// <summary>The laws every stateful form of the family must satisfy, written once for all of them.</summary>
+/// <summary>One variant of a delta-family form on time-axis inputs (named as fla names them), an initial state and cu_seqlens.</summary>
+internal delegate DeltaOutputs DeltaRunner(IReadOnlyDictionary<string, Tensor> inputs, Tensor? initialState, Tensor? cuSeqlens);
+
+/// <summary>
+/// The laws every stateful form of the family must satisfy, written once for all of them as checks on a runner; the
+/// [Law]s of DeltaFamilyTests.cs and of each form's test file state them.
+/// </summary>
 internal static class DeltaLaws
 {
     // Both sides compute the same function in double through different association orders (a WY solve against a
@@ -15,14 +25,37 @@ internal static class DeltaLaws
     // stays O(1) and each side's rounding error is a small multiple of T·K·eps ≈ 1e-14, far below this bound.
     public const double SameMathInDouble = 1e-12;
 
+    /// <summary>
+    /// <paramref name="variant"/> of <paramref name="form"/> called through its contract, with the case's chunk size and
+    /// (where the form has it) in-kernel L2 norm.
+    /// </summary>
+    public static DeltaRunner Runner(IForm form, string variant, DeltaCase c) => (x, s0, cu) =>
+    {
+        var inputs = new Dictionary<string, Tensor>(x);
+        if (s0 is not null)
+        {
+            inputs["initial_state"] = s0;
+        }
+        if (cu is not null)
+        {
+            inputs["cu_seqlens"] = cu;
+        }
+        var parameters = new List<string> { FormCalls.ChunkSize(c.Chunk) };
+        if (form.Parameters.Any(p => p.Name == "use_qk_l2norm_in_kernel"))
+        {
+            parameters.Add("use_qk_l2norm_in_kernel=" + c.L2Norm.ToString(CultureInfo.InvariantCulture));
+        }
+        return DeltaOutputs.Of(form.Call(variant, inputs, [.. parameters]));
+    };
+
     /// <summary>The time-axis tensors a form reads, picked from a case's full input set.</summary>
     public static Dictionary<string, Tensor> Pick(Dictionary<string, Tensor> all, params string[] names) =>
         names.ToDictionary(n => n, n => all[n]);
 
-    public static bool Agree(DeltaResult actual, DeltaResult expected, double tolerance = SameMathInDouble) =>
+    public static bool Agree(DeltaOutputs actual, DeltaOutputs expected, double tolerance = SameMathInDouble) =>
         TestTensors.Close(actual.O, expected.O, tolerance) && TestTensors.Close(actual.FinalState, expected.FinalState, tolerance);
 
-    public static bool Identical(DeltaResult actual, DeltaResult expected) =>
+    public static bool Identical(DeltaOutputs actual, DeltaOutputs expected) =>
         actual.O.Data.SequenceEqual(expected.O.Data) && actual.FinalState.Data.SequenceEqual(expected.FinalState.Data);
 
     /// <summary>Running [0, t) then [t, T) from the first part's final state equals one run, for a t from the seed.</summary>
@@ -30,10 +63,10 @@ internal static class DeltaLaws
     {
         int time = inputs["q"].Dim(1);
         int split = new Random(seed).Next(0, time + 1);
-        DeltaResult whole = run(inputs, initialState, null);
-        DeltaResult first = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.Slice(kv.Value, 0, split)), initialState, null);
-        DeltaResult second = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.Slice(kv.Value, split, time - split)), first.FinalState, null);
-        return Agree(new DeltaResult(TimeAxis.Concat(first.O, second.O), second.FinalState), whole);
+        DeltaOutputs whole = run(inputs, initialState, null);
+        DeltaOutputs first = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.Slice(kv.Value, 0, split)), initialState, null);
+        DeltaOutputs second = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.Slice(kv.Value, split, time - split)), first.FinalState, null);
+        return Agree(new DeltaOutputs(TimeAxis.Concat(first.O, second.O), second.FinalState), whole);
     }
 
     /// <summary>
@@ -49,13 +82,13 @@ internal static class DeltaLaws
         Tensor states = TestTensors.Normal(random, 1, count, heads, dk, dv);
         var entry = inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.Entry(kv.Value, 0));
         var cu = new Tensor([cuts.Length], cuts.Select(x => (double)x).ToArray(), DType.I64);
-        DeltaResult packed = run(entry, states, cu);
+        DeltaOutputs packed = run(entry, states, cu);
 
         var outputs = new List<Tensor>();
         for (int n = 0; n < count; n++)
         {
             var piece = entry.ToDictionary(kv => kv.Key, kv => TimeAxis.Slice(kv.Value, cuts[n], cuts[n + 1] - cuts[n]));
-            DeltaResult alone = run(piece, TimeAxis.Entry(states, n), null);
+            DeltaOutputs alone = run(piece, TimeAxis.Entry(states, n), null);
             outputs.Add(alone.O);
             if (!alone.FinalState.Data.SequenceEqual(TimeAxis.Entry(packed.FinalState, n).Data))
             {
@@ -70,19 +103,19 @@ internal static class DeltaLaws
     {
         int time = inputs["q"].Dim(1);
         int from = new Random(seed).Next(0, time);
-        DeltaResult before = run(inputs, initialState, null);
-        DeltaResult after = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.PerturbFrom(kv.Value, from)), initialState, null);
+        DeltaOutputs before = run(inputs, initialState, null);
+        DeltaOutputs after = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.PerturbFrom(kv.Value, from)), initialState, null);
         return TimeAxis.Slice(before.O, 0, from).Data.SequenceEqual(TimeAxis.Slice(after.O, 0, from).Data);
     }
 
     /// <summary>Batch entries are independent: running entry b alone gives entry b of the batched run, bit for bit.</summary>
     public static bool BatchEntriesIndependent(DeltaRunner run, IReadOnlyDictionary<string, Tensor> inputs, Tensor? initialState)
     {
-        DeltaResult all = run(inputs, initialState, null);
+        DeltaOutputs all = run(inputs, initialState, null);
         int batch = inputs["q"].Dim(0);
         for (int b = 0; b < batch; b++)
         {
-            DeltaResult alone = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.Entry(kv.Value, b)),
+            DeltaOutputs alone = run(inputs.ToDictionary(kv => kv.Key, kv => TimeAxis.Entry(kv.Value, b)),
                 initialState is null ? null : TimeAxis.Entry(initialState, b), null);
             if (!alone.O.Data.SequenceEqual(TimeAxis.Entry(all.O, b).Data)
                 || !alone.FinalState.Data.SequenceEqual(TimeAxis.Entry(all.FinalState, b).Data))
@@ -104,7 +137,7 @@ internal static class Textbook
     /// S_t = (I − β_t k_t k_tᵀ) Diag(exp(γ_t)) S_{t−1} + β_t k_t v_tᵀ per value column (β per value when beta has 4 axes),
     /// γ_t from <paramref name="logDecay"/>(b, t, hv, d) — 0 for the delta rule.
     /// </summary>
-    public static DeltaResult DeltaFamily(Tensor q, Tensor k, Tensor v, Tensor beta, Func<int, int, int, int, double> logDecay,
+    public static DeltaOutputs DeltaFamily(Tensor q, Tensor k, Tensor v, Tensor beta, Func<int, int, int, int, double> logDecay,
         bool l2Norm, Tensor? initialState)
     {
         int batch = q.Dim(0), time = q.Dim(1), heads = q.Dim(2), dk = q.Dim(3), hv = v.Dim(2), dv = v.Dim(3);
@@ -162,11 +195,11 @@ internal static class Textbook
                 }
             }
         }
-        return new DeltaResult(o, final);
+        return new DeltaOutputs(o, final);
     }
 
     /// <summary>S_t = (Diag(exp(gk_t)) + b_t a_tᵀ) S_{t−1} + k_t v_tᵀ, fla's dplr convention.</summary>
-    public static DeltaResult Dplr(Tensor q, Tensor k, Tensor v, Tensor a, Tensor bVec, Tensor gk, Tensor? initialState)
+    public static DeltaOutputs Dplr(Tensor q, Tensor k, Tensor v, Tensor a, Tensor bVec, Tensor gk, Tensor? initialState)
     {
         int batch = q.Dim(0), time = q.Dim(1), heads = q.Dim(2), dk = q.Dim(3), dv = v.Dim(3);
         double scale = 1 / Math.Sqrt(dk);
@@ -220,7 +253,7 @@ internal static class Textbook
                 }
             }
         }
-        return new DeltaResult(o, final);
+        return new DeltaOutputs(o, final);
     }
 
     private static double[] Vector(Tensor x, int b, int t, int h, int width, bool l2Norm)

@@ -71,7 +71,7 @@ public sealed class NatsLTests
     public void Every_chunk_routed_to_gated_deltanet_gives_gated_delta_rule_and_softmax_inside_each_chunk() => PropertyRuns.Check(Prop.ForAll(NatsCase.Arbitrary, c =>
     {
         var (q, k, v, g, beta, route, options) = (c with { Routes = 0 }).Inputs(new Random(c.Seed));
-        var gdr = GatedDeltaRule.Recurrent(q, k, v, g, beta, new DeltaOptions { InitialState = options.InitialState });
+        var gdr = GatedDeltaRuleRecurrent(q, k, v, g, beta, options.InitialState);
         var withinChunks = SoftmaxAttention.Naive(q, k, v, new SoftmaxOptions { Causal = true, Mask = SameChunk(c.T, c.ChunkSize), MaskKind = MaskKind.Boolean });
         var recurrent = NatsL.Recurrent(q, k, v, g, beta, route, c.ChunkSize, options);
         return Close(recurrent, new NatsLResult(gdr.O, withinChunks.O, gdr.FinalState), SameMathInDouble)
@@ -90,8 +90,8 @@ public sealed class NatsLTests
         for (int start = 0; start < c.T; start += c.ChunkSize)
         {
             int end = Math.Min(c.T, start + c.ChunkSize);
-            var part = GatedDeltaRule.Recurrent(PowerTests.Slice(q, start, end), PowerTests.Slice(k, start, end), PowerTests.Slice(v, start, end),
-                PowerTests.Slice(g, start, end), PowerTests.Slice(beta, start, end), new DeltaOptions { InitialState = Decayed(options, g, start, c.K, c.V) });
+            var part = GatedDeltaRuleRecurrent(PowerTests.Slice(q, start, end), PowerTests.Slice(k, start, end), PowerTests.Slice(v, start, end),
+                PowerTests.Slice(g, start, end), PowerTests.Slice(beta, start, end), Decayed(options, g, start, c.K, c.V));
             for (int b = 0; b < c.B; b++)
             {
                 Array.Copy(part.O.Data, b * (end - start) * c.H * c.V, oLinear.Data, (b * c.T + start) * c.H * c.V, (end - start) * c.H * c.V);
@@ -107,7 +107,7 @@ public sealed class NatsLTests
     public void One_incomplete_chunk_gives_gated_delta_rule_and_causal_softmax_whatever_its_route() => PropertyRuns.Check(Prop.ForAll(NatsCase.Arbitrary, c =>
     {
         var (q, k, v, g, beta, route, options) = (c with { ChunkSize = c.T + 1 }).Inputs(new Random(c.Seed));
-        var gdr = GatedDeltaRule.Recurrent(q, k, v, g, beta, new DeltaOptions { InitialState = options.InitialState });
+        var gdr = GatedDeltaRuleRecurrent(q, k, v, g, beta, options.InitialState);
         var softmax = SoftmaxAttention.Naive(q, k, v, new SoftmaxOptions { Causal = true });
         var expected = new NatsLResult(gdr.O, softmax.O, gdr.FinalState);
         return Close(NatsL.Recurrent(q, k, v, g, beta, route, c.T + 1, options), expected, SameMathInDouble)
@@ -253,5 +253,17 @@ public sealed class NatsLTests
             }
         }
         return state;
+    }
+
+    /// <summary>gated_delta_rule's recurrent variant, called through its contract.</summary>
+    private static (Tensor O, Tensor FinalState) GatedDeltaRuleRecurrent(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor? initialState)
+    {
+        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["g"] = g, ["beta"] = beta };
+        if (initialState is not null)
+        {
+            inputs["initial_state"] = initialState;
+        }
+        var outputs = new GatedDeltaRule().Call("recurrent", inputs);
+        return (outputs["o"], outputs["final_state"]);
     }
 }
