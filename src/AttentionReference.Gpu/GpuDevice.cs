@@ -55,7 +55,7 @@ public sealed class GpuDevice : IDisposable
         Context context;
         try
         {
-            context = Context.Create(builder => builder.Cuda().CPU(CPUDeviceKind.Default).EnableAlgorithms());
+            context = Context.Create(builder => GpuMath.UseOnCuda(builder.Cuda().CPU(CPUDeviceKind.Default).EnableAlgorithms()));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

@@ -67,7 +67,7 @@ public sealed class GpuBackendTests(CpuAcceleratorFixture accelerator) : IClassF
     [Fact]
     public void Every_kernel_compiles_to_ptx_for_the_h100()
     {
-        using Context context = Context.Create(builder => builder.Cuda().DefaultCPU().EnableAlgorithms());
+        using Context context = Context.Create(builder => GpuMath.UseOnCuda(builder.Cuda().DefaultCPU().EnableAlgorithms()));
         using var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null);
         var kernels = Kernels().ToList();
         Assert.Contains(kernels, k => k.Name == "IntraChunk"); // an explicitly grouped kernel with shared memory and barriers
@@ -84,6 +84,38 @@ public sealed class GpuBackendTests(CpuAcceleratorFixture accelerator) : IClassF
                 Assert.Contains(".entry", compiled.PTXAssembly, StringComparison.Ordinal);
             }
         }
+    }
+
+    /// <summary>
+    /// The double exp that CUDA runs (GpuMath.ExpOnCuda, plain C#, so it can be measured here) is within 1 ulp of .NET's
+    /// over the whole range, subnormal results and overflow included. On PTX the Horner steps may be fused into FMAs,
+    /// which only removes roundings.
+    /// </summary>
+    [Fact]
+    public void The_exp_compiled_for_cuda_is_within_one_ulp_of_the_cpu()
+    {
+        var random = new Random(18);
+        double[] x = [0, -0.0, 1, -1, 709.78, 709.7827128933839, 710.5, -708.4, -720, -744.4, -745.13, -745.2, -800, 1e-300, -1e-300,
+            double.PositiveInfinity, double.NegativeInfinity, double.NaN,
+            .. Enumerable.Range(0, 200_000).Select(_ => -746 + 1456 * random.NextDouble()),
+            .. Enumerable.Range(0, 100_000).Select(_ => -1 + 2 * random.NextDouble())];
+        foreach (double xi in x)
+        {
+            double expected = Math.Exp(xi), actual = GpuMath.ExpOnCuda(xi);
+            Assert.True(actual.Equals(expected) || Math.Abs(actual - expected) <= Math.BitIncrement(Math.Abs(expected)) - Math.Abs(expected),
+                $"exp({xi:R}): {actual:R}, .NET {expected:R}");
+        }
+    }
+
+    [Fact]
+    public void Cuda_runs_that_exp_instead_of_ilgpus_cordic_routine()
+    {
+        using Context context = Context.Create(builder => GpuMath.UseOnCuda(builder.Cuda().DefaultCPU().EnableAlgorithms()));
+        using var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null);
+        MethodInfo exp = typeof(GpuMathKernels).GetMethod(nameof(GpuMathKernels.Exp))!.MakeGenericMethod(typeof(double));
+        string code = ((PTXCompiledKernel)ptx.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(exp), KernelSpecialization.Empty)).PTXAssembly;
+        string lastTaylorCoefficient = "0d" + BitConverter.DoubleToInt64Bits(1.0 / 6227020800).ToString("X16", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Contains(lastTaylorCoefficient, code, StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>Every kernel of the GPU version: the public static void generic methods of its *Kernels classes.</summary>
