@@ -9,9 +9,11 @@ namespace AttentionReference.Tests.Support;
 /// REF_PROPERTY_RUNS (<see cref="PropertyRuns.Multiplier"/>). Every type of this assembly with a public static property
 /// returning its own <c>Arbitrary&lt;T&gt;</c> (a case record's <c>Arbitrary</c>) is registered, so a law takes its case
 /// as a parameter: <c>[Law] public bool Chunked_equals_recurrent_for_any_chunk_size(StatefulCase c)</c>.
+/// Not sealed: a law that runs once per implementation may derive to decide per test class whether it can run
+/// (Gpu/AcceleratorLawAttribute.cs).
 /// </summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class LawAttribute : PropertyAttribute
+public class LawAttribute : PropertyAttribute
 {
     private static readonly Type[] s_arbitraries = typeof(LawAttribute).Assembly.GetTypes()
         .Where(t => t.GetProperties(BindingFlags.Public | BindingFlags.Static)
