@@ -14,7 +14,7 @@ namespace AttentionReference.Tests.Runner;
 /// and ends with the line "N passed, N failed" (exit 0 when none failed, 1 otherwise, 2 for bad arguments).
 /// What it honours of xunit: [Fact], [Theory] with [InlineData] and [MemberData] (static property, field or method of
 /// the test class), FsCheck.Xunit's [Property] (and our [Law]: checked by FsCheck with the attribute's MaxTest and
-/// arbitraries), Skip, IClassFixture (one fixture per class, disposed after it) and IDisposable test classes.
+/// arbitraries), Skip (and a GPU law class's [Accelerator] where this machine lacks it), IClassFixture (one fixture per class, disposed after it) and IDisposable test classes.
 /// Anything else in a test class's constructor fails that class loudly rather than being skipped quietly.
 /// </summary>
 internal static class Program
@@ -126,23 +126,25 @@ internal static class Program
     {
         var fact = method.GetCustomAttribute<FactAttribute>()!;
         string name = $"{type.FullName}.{method.Name}";
+        // A class of GPU laws on an accelerator this machine lacks is skipped, as its xunit discoverer skips it.
+        string? skip = fact.Skip ?? AttentionReference.Tests.Gpu.AcceleratorAttribute.SkipReasonOf(type);
         if (fact is not TheoryAttribute)
         {
-            yield return (name, [], fact.Skip);
+            yield return (name, [], skip);
             yield break;
         }
         foreach (var inline in method.GetCustomAttributes<InlineDataAttribute>())
         {
             foreach (object?[] row in inline.GetData(method))
             {
-                yield return (Describe(name, row), row, fact.Skip);
+                yield return (Describe(name, row), row, skip);
             }
         }
         foreach (var member in method.GetCustomAttributes<MemberDataAttribute>())
         {
             foreach (object?[] row in MemberRows(member.MemberType ?? type, member.MemberName, member.Parameters))
             {
-                yield return (Describe(name, row), row, fact.Skip);
+                yield return (Describe(name, row), row, skip);
             }
         }
     }
