@@ -66,7 +66,7 @@ public static class InputFactory
         }
         return symbol switch
         {
-            "B" or "N" => s.B,
+            "B" or "N" or "Blocks" => s.B,
             "Tq" when c.Form.Name == "softmax" && c.Variant == "decode" => 1,
             "T" or "Tq" or "Tk" or "Sk" or "Tcache" => s.T,
             "H" or "Hq" or "Hkv" or "HV" => s.H,

@@ -11,8 +11,8 @@ public static partial class FormCatalog
     /// <summary>All forms, in the order of FORMS.md.</summary>
     public static IReadOnlyList<IForm> All { get; } =
     [
-        new Softmax.SoftmaxForm(),
-        new Softmax.SparseForm(),
+        new Softmax.Softmax(),
+        new Softmax.Sparse(),
         new Softmax.MlaForm(),
         new Softmax.ForgettingForm(),
         new Linear.LinearForm(),

@@ -52,7 +52,7 @@ public sealed class ForgettingOpenClTests(OpenClFixture fixture) : IClassFixture
         foreach (string variant in s_variants)
         {
             var gpu = fixture.F64.Run(Forgetting, variant, inputs, new FormParameters(new Dictionary<string, string>()));
-            Assert.True(Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), v), variant);
+            Assert.True(Agreement.Close(new SoftmaxOutputs(gpu["o"], gpu["lse"]), new SoftmaxOutputs(cpu.O, cpu.Lse), v), variant);
         }
     }
 
@@ -63,7 +63,7 @@ public sealed class ForgettingOpenClTests(OpenClFixture fixture) : IClassFixture
         {
             BlockQ = c.BlockQ,
             BlockK = c.BlockK,
-            CuSeqlens = lengths is null ? null : SoftmaxVarlenDecodeTests.CumulativeLengths(lengths),
+            CuSeqlens = lengths is null ? null : FamilyTensors.CumulativeLengths(lengths),
         };
         var cpu = variant == "naive" ? AttentionReference.Forms.Softmax.Forgetting.Naive(q, k, v, g, options)
             : AttentionReference.Forms.Softmax.Forgetting.Tiled(q, k, v, g, options);
@@ -78,7 +78,7 @@ public sealed class ForgettingOpenClTests(OpenClFixture fixture) : IClassFixture
             ["block_k"] = c.BlockK.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });
         var gpu = backend.Run(Forgetting, variant, inputs, parameters);
-        return Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), v, tolerance);
+        return Agreement.Close(new SoftmaxOutputs(gpu["o"], gpu["lse"]), new SoftmaxOutputs(cpu.O, cpu.Lse), v, tolerance);
     }
 
     /// <summary>Sequence lengths summing to <paramref name="t"/>, cut at the given points (empty sequences included).</summary>

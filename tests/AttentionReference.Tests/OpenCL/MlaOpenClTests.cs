@@ -76,7 +76,7 @@ public sealed class MlaOpenClTests(OpenClFixture fixture) : IClassFixture<OpenCl
         var gpu = backend.Run(Mla, variant, inputs, parameters);
         // o is a combination of the expanded values W_UV c_j: their largest entry is the scale of its rounding.
         var values = new Tensor([c.B * c.Sk * c.H * c.Dv], ExpandedValues(x, c));
-        return Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), values, tolerance);
+        return Agreement.Close(new SoftmaxOutputs(gpu["o"], gpu["lse"]), new SoftmaxOutputs(cpu.O, cpu.Lse), values, tolerance);
     }
 
     /// <summary>wkv_b [H, Dn+Dv, Dc] = [W_UK; W_UV] per head.</summary>
