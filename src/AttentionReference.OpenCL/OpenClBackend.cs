@@ -59,7 +59,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
         {
             "softmax" => SoftmaxKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "forgetting" => ForgettingKernels.Run(_context, Precision, variant, inputs, parameters),
-            "mla" => MlaKernels.Run(_context, Precision, variant, inputs, parameters),
+            "mla" => MlaKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "sparse" => SparseKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "linear" => LinearKernels.Run(_context, Precision, variant, inputs, parameters),
             "gla" => GatedLinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),

@@ -13,7 +13,7 @@ public static partial class FormCatalog
     [
         new Softmax.Softmax(),
         new Softmax.Sparse(),
-        new Softmax.MlaForm(),
+        new Softmax.Mla(),
         new Softmax.ForgettingForm(),
         new Linear.LinearForm(),
         new GatedLinear.Retention(),

@@ -31,6 +31,9 @@ public static class SoftmaxSpecs
     /// <summary>scale, K^-0.5 unless given.</summary>
     public static Parameter<double?> Scale { get; } = ParameterSpec.OptionalReal("scale", "K^-0.5", "score scale: s_ij = scale · q_i · k_j");
 
+    /// <summary>mla's scale, (Dn + Dr)^-0.5 unless given.</summary>
+    public static Parameter<double?> MlaScale { get; } = ParameterSpec.OptionalReal("scale", "(Dn+Dr)^-0.5", "score scale (DeepSeek's softmax_scale)");
+
     /// <summary>causal, false unless given.</summary>
     public static Parameter<bool> Causal { get; } = ParameterSpec.Flag("causal", false,
         "causal mask: query i reads keys up to its diagonal key (bottom-right, as flash-attn: the last query sees the last key)");
