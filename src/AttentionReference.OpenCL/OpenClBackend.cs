@@ -58,7 +58,7 @@ public sealed class OpenClBackend : IBackend, IDisposable
         return form.Name switch
         {
             "softmax" => SoftmaxKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
-            "forgetting" => ForgettingKernels.Run(_context, Precision, variant, inputs, parameters),
+            "forgetting" => ForgettingKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "mla" => MlaKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "sparse" => SparseKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "linear" => LinearKernels.Run(_context, Precision, variant, inputs, parameters),

@@ -14,7 +14,7 @@ public static partial class FormCatalog
         new Softmax.Softmax(),
         new Softmax.Sparse(),
         new Softmax.Mla(),
-        new Softmax.ForgettingForm(),
+        new Softmax.Forgetting(),
         new Linear.LinearForm(),
         new GatedLinear.Retention(),
         new GatedLinear.SimpleGla(),
