@@ -11,7 +11,7 @@ namespace AttentionReference.Forms.Softmax;
 /// (default: all). Both caches are bound to one symbolic shape, [Blocks,Tcache,Hkv,·], where an unpaged cache has
 /// Blocks = B. Entries of block_table past a batch entry's valid keys are never read, so they may hold anything.
 /// </summary>
-public sealed class KvCache
+internal sealed class KvCache
 {
     private readonly RowBlock[] _k, _v; // every cache row of each key/value head
     private readonly int[][] _rows;     // the cache rows of each batch entry's valid keys
