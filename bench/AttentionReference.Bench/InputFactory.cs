@@ -11,7 +11,8 @@ namespace AttentionReference.Bench;
 /// seeded by the case, so every machine times the same inputs.
 /// </summary>
 /// <remarks>
-/// Symbols: B and N = B; T, Tq, Tk, Sk, Tcache = T (Tq = 1 for softmax decode); H, Hq, Hkv, HV = H (no GQA);
+/// Symbols: B, N and Blocks = B (softmax decode's cache is unpaged); T, Tq, Tk, Sk, Tcache = T (Tq = 1 for softmax
+/// decode); H, Hq, Hkv, HV = H (no GQA);
 /// K, F, Dn, M = K; V, Dv = V; Dr = K/2, Dc = 4K (DeepSeek-V3's 64 and 512 at K = 128); Dnv = K + V;
 /// Nq, Nk = ⌈T / 64⌉ (the default block size); G = 64 (the first block is global); NC = ⌈T / 64⌉ (nats_l's chunks).
 /// State-space forms (symbols of their own, see <see cref="StateSpaceSymbol"/>): s4d channels H = H·V (a model width)
@@ -66,7 +67,7 @@ public static class InputFactory
         }
         return symbol switch
         {
-            "B" or "N" => s.B,
+            "B" or "N" or "Blocks" => s.B,
             "Tq" when c.Form.Name == "softmax" && c.Variant == "decode" => 1,
             "T" or "Tq" or "Tk" or "Sk" or "Tcache" => s.T,
             "H" or "Hq" or "Hkv" or "HV" => s.H,

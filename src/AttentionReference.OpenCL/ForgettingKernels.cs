@@ -1,47 +1,29 @@
-using System.Globalization;
 using AttentionReference.Forms;
 using AttentionReference.Forms.Common;
+using AttentionReference.Forms.Softmax;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
-/// <summary>Runs Kernels/Forgetting.cl (naive: the streaming row kernel; tiled: the FA2-blocked kernel where it fits): checks the inputs as the CPU form does, uploads, launches, downloads.</summary>
+/// <summary>Runs Kernels/Forgetting.cl (naive: the streaming row kernel; tiled: the FA2-blocked kernel where it fits) on a call bound to forgetting's contract: uploads, launches, downloads.</summary>
 internal static class ForgettingKernels
 {
     // Forgetting.cl's forgetting_tiled: BR query rows × BC keys per work-group, ≤ 16 output columns per work-item.
     private const int TileRows = 16, TileKeys = 8, MaxTiledV = TileKeys * 16;
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         if (variant is not ("naive" or "tiled"))
         {
             throw new InputException($"--backend opencl: unknown variant '{variant}' of forgetting; variants on opencl: naive, tiled");
         }
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], g = inputs["g"];
-        // The checks of Forgetting's ForgettingProblem.Bind, with its messages.
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,Hq,K");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,Hkv,K");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,Hkv,V");
-        dims.Bind("g", Dims.RequireFloat("g", g), "B,T,Hq");
-        int batch = dims["B"], t = dims["T"], hq = dims["Hq"], hkv = dims["Hkv"], dk = dims["K"], dv = dims["V"];
-        if (hkv == 0 ? hq != 0 : hq % hkv != 0)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                $"the number of key/value heads Hkv = {hkv} must divide the number of query heads Hq = {hq} (GQA/MQA)"), tensor: "k");
-        }
-        var sequences = Sequences.Slices(batch, t, inputs.GetValueOrDefault("cu_seqlens"));
-        if (variant == "tiled")
-        {
-            int blockQ = parameters.GetInt("block_q", 64), blockK = parameters.GetInt("block_k", 64);
-            if (blockQ < 1 || blockK < 1)
-            {
-                throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                    $"block sizes must be ≥ 1, found block_q = {blockQ}, block_k = {blockK}"));
-            }
-        }
-        double scale = parameters.GetOptionalDouble("scale") ?? 1 / Math.Sqrt(dk);
+        // The CPU form's binding (shapes, GQA, cu_seqlens, block sizes), with its messages.
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v"), g = problem.Input("g");
+        int batch = problem["B"], t = problem["T"], hq = problem["Hq"], hkv = problem["Hkv"], dk = problem["K"], dv = problem["V"];
+        var sequences = problem.Sequences.Select(s => new SequenceSlice(s.Batch, s.Steps("T").Start, s.Steps("T").Length, s.Index)).ToArray();
+        double scale = SoftmaxSpecs.ScaleOf(problem);
         var sequenceStart = new int[t];
         foreach (SequenceSlice sequence in sequences)
         {

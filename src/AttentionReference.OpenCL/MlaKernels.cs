@@ -21,26 +21,21 @@ internal static class MlaKernels
     // Mla.cl's mla_project: a work-group of 256 items per 64 × 64 tile of the product.
     private const int ProjectTile = 64, ProjectGroup = 256;
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         if (variant is not ("naive" or "absorbed"))
         {
             throw new InputException($"--backend opencl: unknown variant '{variant}' of mla; variants on opencl: naive, absorbed");
         }
-        var (qNope, qPe, cKv, kPe) = (inputs["q_nope"], inputs["q_pe"], inputs["c_kv"], inputs["k_pe"]);
-        var (wUk, wUv) = Weights(inputs, qNope);
-        // The checks of Mla's MlaProblem.Bind, with its messages.
-        var dims = new Dims();
-        dims.Bind("q_nope", Dims.RequireFloat("q_nope", qNope), "B,Tq,H,Dn");
-        dims.Bind("q_pe", Dims.RequireFloat("q_pe", qPe), "B,Tq,H,Dr");
-        dims.Bind("c_kv", Dims.RequireFloat("c_kv", cKv), "B,Sk,Dc");
-        dims.Bind("k_pe", Dims.RequireFloat("k_pe", kPe), "B,Sk,Dr");
-        dims.Bind("w_uk", Dims.RequireFloat("w_uk", wUk), "H,Dn,Dc");
-        dims.Bind("w_uv", Dims.RequireFloat("w_uv", wUv), "H,Dv,Dc");
-        int batch = dims["B"], tq = dims["Tq"], sk = dims["Sk"], h = dims["H"], dn = dims["Dn"], dr = dims["Dr"], dc = dims["Dc"], dv = dims["Dv"];
-        double scale = parameters.GetOptionalDouble("scale") ?? 1 / Math.Sqrt(dn + dr);
-        bool causal = parameters.GetBool("causal", false);
+        // The CPU form's binding, options and up-projections (wkv_b split as it splits it), with its messages.
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        var options = MlaOptions.Read(problem);
+        problem = Mla.WithUpProjections(problem);
+        var (qNope, qPe, cKv, kPe, wUk, wUv) = (problem.Input("q_nope"), problem.Input("q_pe"), problem.Input("c_kv"), problem.Input("k_pe"),
+            problem.Input("w_uk"), problem.Input("w_uv"));
+        int batch = problem["B"], tq = problem["Tq"], sk = problem["Sk"], h = problem["H"], dn = problem["Dn"], dr = problem["Dr"], dc = problem["Dc"], dv = problem["Dv"];
+        var (scale, causal) = (options.Scale, options.Causal);
         int rows = checked(batch * tq * h), keys = checked(batch * sk); // query rows (b, i, h); cache rows (b, j)
 
         using DeviceBuffer qNopeBuffer = context.Upload(qNope.Data, precision), qPeBuffer = context.Upload(qPe.Data, precision),
@@ -108,19 +103,5 @@ internal static class MlaKernels
         using OpenClKernel place = context.Kernel("Mla.cl", "mla_place", precision);
         place.Arg(0, dst).Arg(1, ldd).Arg(2, offset).Arg(3, src).Arg(4, width).Arg(5, rows).Arg(6, share);
         context.Run(place, (long)rows * width, local: 64);
-    }
-
-    /// <summary>w_uk and w_uv as given, or split from wkv_b at Dn; exactly one of the two ways (as MlaForm).</summary>
-    private static (Tensor WUk, Tensor WUv) Weights(IReadOnlyDictionary<string, Tensor> inputs, Tensor qNope)
-    {
-        var (wUk, wUv, wkvB) = (inputs.GetValueOrDefault("w_uk"), inputs.GetValueOrDefault("w_uv"), inputs.GetValueOrDefault("wkv_b"));
-        if (wkvB is not null)
-        {
-            return wUk is null && wUv is null
-                ? Mla.SplitWkvB(wkvB, qNope.Rank == 4 ? qNope.Dim(3) : 0)
-                : throw new InputException("give either wkv_b or w_uk and w_uv, not both", tensor: "wkv_b");
-        }
-        return (wUk ?? throw new InputException("missing (expected shape [H,Dn,Dc]; or give wkv_b [H,Dn+Dv,Dc])", tensor: "w_uk"),
-                wUv ?? throw new InputException("missing (expected shape [H,Dv,Dc]; or give wkv_b [H,Dn+Dv,Dc])", tensor: "w_uv"));
     }
 }

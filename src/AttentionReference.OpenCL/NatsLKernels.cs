@@ -1,7 +1,7 @@
+using System.Globalization;
 using AttentionReference.Forms;
 using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Hybrid;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
@@ -118,9 +118,13 @@ internal static class NatsLKernels
                 }
             }
         }
-        var softmaxOptions = new SoftmaxOptions { Scale = scale, Causal = true, Mask = keyMask, MaskKind = MaskKind.Boolean };
-        var (o1, lse1) = SoftmaxKernels.Attend(context, precision, SoftmaxProblem.Bind(q, k, v, softmaxOptions), q, k, v, softmaxOptions,
-            parts: 1, tiled: true);
+        var softmax = new Forms.Softmax.Softmax();
+        Problem problem = softmax.Contract.Bind(new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = keyMask },
+            new FormParameters(new Dictionary<string, string>
+            {
+                ["scale"] = scale.ToString("R", CultureInfo.InvariantCulture), ["causal"] = "true", ["mask_type"] = "bool",
+            }));
+        var (o1, lse1) = SoftmaxKernels.Attend(context, precision, problem, parts: 1, tiled: true);
 
         // A2_t: the own chunk's keys where that chunk is a Gated DeltaNet chunk.
         using DeviceBuffer o = context.Upload(o1.Data, precision), lse = context.Upload(lse1.Data, precision);

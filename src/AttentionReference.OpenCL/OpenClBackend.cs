@@ -57,10 +57,10 @@ public sealed class OpenClBackend : IBackend, IDisposable
         ArgumentNullException.ThrowIfNull(form);
         return form.Name switch
         {
-            "softmax" => SoftmaxKernels.Run(_context, Precision, variant, inputs, parameters),
-            "forgetting" => ForgettingKernels.Run(_context, Precision, variant, inputs, parameters),
-            "mla" => MlaKernels.Run(_context, Precision, variant, inputs, parameters),
-            "sparse" => SparseKernels.Run(_context, Precision, variant, inputs, parameters),
+            "softmax" => SoftmaxKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
+            "forgetting" => ForgettingKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
+            "mla" => MlaKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
+            "sparse" => SparseKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "linear" => LinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "gla" => GatedLinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "simple_gla" => GatedLinearKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),

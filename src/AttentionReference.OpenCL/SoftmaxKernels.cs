@@ -1,14 +1,15 @@
-using System.Globalization;
 using AttentionReference.Forms;
+using AttentionReference.Forms.Common;
 using AttentionReference.Forms.Softmax;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/Softmax.cl. The inputs are checked by the CPU form's own <see cref="SoftmaxProblem"/> (same errors,
-/// same sequences: batch entries, varlen sequences, contiguous or paged caches), which the host flattens into the
-/// kernels' sequence and key-row tables; then upload, launch, download.
+/// Runs Kernels/Softmax.cl on a call bound to softmax's contract, with the options the CPU form reads
+/// (<see cref="SoftmaxOptions"/>): the same errors, the same sequences (batch entries, varlen sequences, contiguous or
+/// paged caches through <see cref="KvCache"/>), which the host flattens into the kernels' sequence and key-row tables;
+/// then upload, launch, download.
 /// </summary>
 internal static class SoftmaxKernels
 {
@@ -20,83 +21,71 @@ internal static class SoftmaxKernels
     // rows still occupy many work-items; the split count changes only the summation order.
     private const int DecodeKeysPerPart = 256;
 
-    private static readonly string[] s_cacheNames = ["k_cache", "v_cache", "cache_seqlens", "block_table"];
-
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
-        SoftmaxOptions options = SoftmaxForm.Options(inputs, parameters);
-        if (variant != "decode" && s_cacheNames.FirstOrDefault(inputs.ContainsKey) is { } cacheName)
+        if (!form.Variants.Contains(variant))
         {
-            throw new InputException($"only the decode variant reads a KV cache, found it with variant '{variant}'", tensor: cacheName);
+            throw new InputException($"--backend opencl: unknown variant '{variant}' of softmax; variants on opencl: {string.Join(", ", form.Variants)}");
         }
-        Tensor q = inputs["q"];
-        (SoftmaxProblem problem, Tensor k, Tensor v) = variant switch
-        {
-            "naive" or "tiled" or "split" => Bind(q, Required(inputs, "k", variant), Required(inputs, "v", variant), options),
-            "decode" => BindDecode(q, inputs, options),
-            _ => throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                $"--backend opencl: unknown variant '{variant}' of softmax; variants on opencl: naive, tiled, split, decode")),
-        };
-        if (variant == "tiled")
-        {
-            // The CPU tiled variant's block sizes change only its summation order; the kernel's tiles are its own.
-            RequirePositive("block_q", parameters.GetInt("block_q", 64));
-            RequirePositive("block_k", parameters.GetInt("block_k", 64));
-        }
-        int numSplits = parameters.GetInt("num_splits", 4);
-        if (variant is "split" or "decode")
-        {
-            RequirePositive("num_splits", numSplits);
-        }
-        int maxTk = problem.Sequences.Count == 0 ? 0 : problem.Sequences.Max(s => s.Tk);
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        KvCache.RequireKeysOf(variant, problem);
+        var options = SoftmaxOptions.Read(problem);
+        bool decode = variant == "decode";
+        KeySequence[] sequences = decode ? CacheSequences(problem, options) : KeySequences(problem, options);
+        int maxTk = sequences.Select(s => s.Tk).DefaultIfEmpty(0).Max();
         int parts = variant switch
         {
-            "split" => numSplits,
-            "decode" => Math.Max(numSplits, (int)(((long)maxTk + DecodeKeysPerPart - 1) / DecodeKeysPerPart)),
+            "split" => options.NumSplits,
+            "decode" => Math.Max(options.NumSplits, (int)(((long)maxTk + DecodeKeysPerPart - 1) / DecodeKeysPerPart)),
             _ => 1,
         };
-        var (o, lse) = Attend(context, precision, problem, q, k, v, options, parts, tiled: variant is "tiled" or "split");
+        var (o, lse) = AttendSequences(context, precision, problem, sequences, ScoreArgs.Of(problem, options),
+            problem.Input(decode ? "k_cache" : "k"), problem.Input(decode ? "v_cache" : "v"), parts, tiled: variant is "tiled" or "split");
         return new Dictionary<string, Tensor> { ["o"] = o, ["lse"] = lse };
     }
 
     /// <summary>
-    /// Softmax attention of a bound problem on the device: <paramref name="parts"/> key partitions (1 = no split) by
-    /// the tiled kernel where asked and where it fits, else the row kernel, then the log-sum-exp merge.
+    /// Softmax attention of a call bound to softmax's contract, with k and v (no cache), on the device: <paramref name="parts"/>
+    /// key partitions (1 = no split) by the tiled kernel where asked and where it fits, else the row kernel, then the
+    /// log-sum-exp merge.
     /// </summary>
-    internal static (Tensor O, Tensor Lse) Attend(OpenClContext context, Precision precision, SoftmaxProblem problem,
-        Tensor q, Tensor k, Tensor v, SoftmaxOptions options, int parts, bool tiled)
+    internal static (Tensor O, Tensor Lse) Attend(OpenClContext context, Precision precision, Problem problem, int parts, bool tiled)
     {
-        var geometry = new Geometry(problem.Batch, problem.Tq, problem.Hq, problem.Hkv, problem.Dk, problem.Dv,
-            Tables(problem.Sequences, problem.Batch, problem.Tq, (s, i) => problem.Window(problem.Row(s, i, 0)), TileRows));
-        using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
+        var options = SoftmaxOptions.Read(problem);
+        return AttendSequences(context, precision, problem, KeySequences(problem, options), ScoreArgs.Of(problem, options),
+            problem.Input("k"), problem.Input("v"), parts, tiled);
+    }
+
+    private static (Tensor O, Tensor Lse) AttendSequences(OpenClContext context, Precision precision, Problem problem, KeySequence[] sequences,
+        ScoreArgs scores, Tensor k, Tensor v, int parts, bool tiled)
+    {
+        var (batch, tq, hq, dv) = (problem["B"], problem["Tq"], problem["Hq"], problem["V"]);
+        int rows = checked(batch * tq * hq);
+        var geometry = new Geometry(batch, tq, hq, problem["Hkv"], problem["K"], dv, Tables(sequences, batch, tq, TileRows));
+        using DeviceBuffer qBuffer = context.Upload(problem.Input("q").Data, precision), kBuffer = context.Upload(k.Data, precision),
             vBuffer = context.Upload(v.Data, precision),
-            oBuffer = context.Allocate(checked(problem.RowCount * problem.Dv), precision), lseBuffer = context.Allocate(problem.RowCount, precision);
-        Launch(context, precision, geometry, qBuffer, kBuffer, vBuffer, oBuffer, lseBuffer, options, parts, tiled);
-        return (new Tensor([problem.Batch, problem.Tq, problem.Hq, problem.Dv], context.Download(oBuffer)),
-            new Tensor([problem.Batch, problem.Tq, problem.Hq], context.Download(lseBuffer)));
+            oBuffer = context.Allocate(checked(rows * dv), precision), lseBuffer = context.Allocate(rows, precision);
+        Launch(context, precision, geometry, qBuffer, kBuffer, vBuffer, oBuffer, lseBuffer, scores, parts, tiled);
+        return (new Tensor([batch, tq, hq, dv], context.Download(oBuffer)), new Tensor([batch, tq, hq], context.Download(lseBuffer)));
     }
 
     /// <summary>
     /// Plain softmax attention of inputs a form has built on the device (MLA's concatenated q, k and v): q
     /// [B,Tq,Hq,Dk], k [B,Tk,Hkv,Dk], v [B,Tk,Hkv,Dv] (Hq a multiple of Hkv), each batch entry one sequence, causal
     /// aligned bottom-right, no window, mask, softcap or ALiBi; writes o [B,Tq,Hq,Dv] and lse [B,Tq,Hq]. The same
-    /// kernels as <see cref="Attend"/> with one part: softmax_tiled where its local memory fits, else softmax_rows.
+    /// kernels as <see cref="Attend"/> with one part: softmax_tiled where
+    /// its local memory fits, else softmax_rows.
     /// </summary>
     internal static void AttendDense(OpenClContext context, Precision precision, DenseAttention a,
         DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse)
     {
+        Window window = a.Causal ? Window.Causal(a.Tq, a.Tk) : Window.Full;
         var sequences = Enumerable.Range(0, a.Batch)
-            .Select(b => new SoftmaxSequence(b, 0, a.Tq, 0, a.Tk, Enumerable.Range(b * a.Tk, a.Tk).ToArray(), a.Tk - a.Tq))
+            .Select(b => new KeySequence(b, 0, a.Tq, 0, a.Tk, window, Enumerable.Range(b * a.Tk, a.Tk).ToArray()))
             .ToArray();
-        // SoftmaxProblem.Window without a sliding window: every key, or those up to the bottom-right diagonal.
-        (int, int) Window(SoftmaxSequence s, int i)
-        {
-            long end = a.Causal ? Math.Min(s.Tk, (long)i + s.DiagonalOffset + 1) : s.Tk;
-            return end > 0 ? (0, (int)end) : (0, 0);
-        }
-        var geometry = new Geometry(a.Batch, a.Tq, a.Hq, a.Hkv, a.Dk, a.Dv, Tables(sequences, a.Batch, a.Tq, Window, TileRows));
-        Launch(context, precision, geometry, q, k, v, o, lse, new SoftmaxOptions { Scale = a.Scale, Causal = a.Causal }, parts: 1, tiled: true);
+        var geometry = new Geometry(a.Batch, a.Tq, a.Hq, a.Hkv, a.Dk, a.Dv, Tables(sequences, a.Batch, a.Tq, TileRows));
+        Launch(context, precision, geometry, q, k, v, o, lse, new ScoreArgs(a.Scale, 0, null, -1, a.Causal ? 0 : -1, null), parts: 1, tiled: true);
     }
 
     /// <summary>
@@ -104,15 +93,15 @@ internal static class SoftmaxKernels
     /// device, then softmax_merge if <paramref name="parts"/> &gt; 1; o and lse are written in place.
     /// </summary>
     private static void Launch(OpenClContext context, Precision precision, Geometry g, DeviceBuffer qBuffer, DeviceBuffer kBuffer,
-        DeviceBuffer vBuffer, DeviceBuffer oBuffer, DeviceBuffer lseBuffer, SoftmaxOptions options, int parts, bool tiled)
+        DeviceBuffer vBuffer, DeviceBuffer oBuffer, DeviceBuffer lseBuffer, ScoreArgs scores, int parts, bool tiled)
     {
         int rows = checked(g.Batch * g.Tq * g.Hq), dv = g.Dv;
         var (sequences, keyRows, rowSequence, blocks) = g.Tables;
         int passes = Math.Max(1, (dv + 127) / 128); // the tiled kernel's passes of 128 value columns
-        var (bias, strides) = MaskBias(options);
+        var (bias, strides) = MaskBias(scores.Mask);
 
         using DeviceBuffer biasBuffer = context.Upload(bias, precision),
-            slopeBuffer = context.Upload(options.AlibiSlopes?.Data ?? [], precision),
+            slopeBuffer = context.Upload(scores.Slopes?.Data ?? [], precision),
             sequenceBuffer = context.UploadInts(sequences), keyRowBuffer = context.UploadInts(keyRows),
             oParts = context.Allocate(parts > 1 ? checked(parts * rows * dv) : 0, precision),
             lseParts = context.Allocate(parts > 1 ? checked(parts * rows) : 0, precision);
@@ -133,10 +122,10 @@ internal static class SoftmaxKernels
             kernel.Arg(next++, blockCount);
         }
         kernel.Arg(next++, g.Batch).Arg(next++, g.Tq).Arg(next++, g.Hq).Arg(next++, g.Hkv).Arg(next++, g.Dk).Arg(next++, dv)
-            .Arg(next++, options.Scale ?? 1 / Math.Sqrt(g.Dk), precision).Arg(next++, options.Softcap, precision)
-            .Arg(next++, options.AlibiSlopes is null ? 0 : 1).Arg(next++, options.AlibiSlopes?.Rank == 2 ? 1 : 0)
-            .Arg(next++, options.WindowLeft).Arg(next++, options.Causal ? 0 : options.WindowRight)
-            .Arg(next++, options.Mask is null ? 0 : 1)
+            .Arg(next++, scores.Scale, precision).Arg(next++, scores.Softcap, precision)
+            .Arg(next++, scores.Slopes is null ? 0 : 1).Arg(next++, scores.Slopes?.Rank == 2 ? 1 : 0)
+            .Arg(next++, scores.WindowLeft).Arg(next++, scores.WindowRight)
+            .Arg(next++, scores.Mask is null ? 0 : 1)
             .Arg(next++, strides[0]).Arg(next++, strides[1]).Arg(next++, strides[2]).Arg(next++, strides[3])
             .Arg(next++, parts);
         if (tiled)
@@ -163,8 +152,8 @@ internal static class SoftmaxKernels
     /// most keys first (a causal block near the end sees all keys before it): launched in that order, the long
     /// blocks start early and the short ones fill the tail.
     /// </summary>
-    private static (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables(IReadOnlyList<SoftmaxSequence> all,
-        int batch, int tq, Func<SoftmaxSequence, int, (int First, int End)> window, int blockRows)
+    private static (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables(IReadOnlyList<KeySequence> all,
+        int batch, int tq, int blockRows)
     {
         var sequences = new List<int>();
         var keyRows = new List<int>();
@@ -172,8 +161,8 @@ internal static class SoftmaxKernels
         var rowSequence = Enumerable.Repeat(-1, batch * tq).ToArray();
         for (int n = 0; n < all.Count; n++)
         {
-            SoftmaxSequence s = all[n];
-            sequences.AddRange([s.Batch, s.QueryStart, s.Tq, s.KeyStart, s.Tk, s.DiagonalOffset, keyRows.Count]);
+            KeySequence s = all[n];
+            sequences.AddRange([s.Batch, s.QueryStart, s.Tq, s.KeyStart, s.Tk, s.Window.Offset, keyRows.Count]);
             keyRows.AddRange(s.KeyRows);
             for (int i = 0; i < s.Tq; i++)
             {
@@ -182,7 +171,7 @@ internal static class SoftmaxKernels
             for (int i0 = 0; i0 < s.Tq; i0 += blockRows)
             {
                 var windows = Enumerable.Range(i0, Math.Min(blockRows, s.Tq - i0))
-                    .Select(i => window(s, i)).Where(w => w.First < w.End).ToArray();
+                    .Select(i => s.Window.Keys(i, s.Tk)).Where(w => w.First < w.End).ToArray();
                 int keys = windows.Length == 0 ? 0 : windows.Max(w => w.End) - windows.Min(w => w.First);
                 blocks.Add((n, i0, keys));
             }
@@ -193,56 +182,49 @@ internal static class SoftmaxKernels
 
     /// <summary>
     /// The mask as the additive bias the kernels add (a bool mask becomes 0 / −∞, as the reference reads it) with its
-    /// element strides over (b, h, t, u), 0 on a broadcast axis. SoftmaxProblem has already checked its shape and kind.
+    /// element strides over (b, h, t, u), 0 on a broadcast axis, as <see cref="SoftmaxMask"/> read them.
     /// </summary>
-    private static (double[] Bias, int[] Strides) MaskBias(SoftmaxOptions options)
+    private static (double[] Bias, int[] Strides) MaskBias(SoftmaxMask? mask) =>
+        mask is null ? ([], new int[4])
+        : (mask.IsBool ? mask.Data.Select(x => x != 0 ? 0 : double.NegativeInfinity).ToArray() : mask.Data, mask.Strides);
+
+    /// <summary>The sequences of a call with k and v: key j of sequence n is row b·Tk + its start + j of k seen as [rows, Hkv, K].</summary>
+    private static KeySequence[] KeySequences(Problem problem, SoftmaxOptions options) => problem.Sequences.Select(s =>
     {
-        var strides = new int[4];
-        if (options.Mask is not { } mask)
+        StepRange queries = s.Steps("Tq"), keys = s.Steps("Tk");
+        return new KeySequence(s.Batch, queries.Start, queries.Length, keys.Start, keys.Length, options.WindowOf(queries.Length, keys.Length),
+            Enumerable.Range(s.Batch * problem["Tk"] + keys.Start, keys.Length).ToArray());
+    }).ToArray();
+
+    /// <summary>The batch entries of a decode call: key j of entry b is its cache row (<see cref="KvCache.Rows"/>).</summary>
+    private static KeySequence[] CacheSequences(Problem problem, SoftmaxOptions options)
+    {
+        KvCache cache = KvCache.Read(problem);
+        int tq = problem["Tq"];
+        return Enumerable.Range(0, problem["B"]).Select(b =>
         {
-            return ([], strides);
-        }
-        int[] shape = mask.ShapeArray(), own = mask.Strides();
-        for (int axis = 0; axis < 4; axis++)
-        {
-            int mine = axis - (4 - shape.Length); // right-aligned, as broadcasting aligns
-            strides[axis] = mine < 0 || shape[mine] == 1 ? 0 : own[mine];
-        }
-        bool isBool = options.MaskKind == MaskKind.Boolean || (options.MaskKind is null && mask.DType is DType.I32 or DType.I64);
-        double[] bias = isBool ? mask.Data.Select(x => x != 0 ? 0 : double.NegativeInfinity).ToArray() : mask.Data;
-        return (bias, strides);
+            IReadOnlyList<int> rows = cache.Rows(b);
+            return new KeySequence(b, 0, tq, 0, rows.Count, options.WindowOf(tq, rows.Count), rows.ToArray());
+        }).ToArray();
     }
 
-    private static (SoftmaxProblem, Tensor, Tensor) Bind(Tensor q, Tensor k, Tensor v, SoftmaxOptions options) =>
-        (SoftmaxProblem.Bind(q, k, v, options), k, v);
+    /// <summary>
+    /// One independent problem of a call as the kernels see it: queries [QueryStart, QueryStart + Tq) of batch entry
+    /// Batch, Tk keys with key j at row KeyRows[j] of k (or of the cache) seen as [rows, Hkv, K], KeyStart its column in
+    /// the mask, and the window of its rows.
+    /// </summary>
+    private sealed record KeySequence(int Batch, int QueryStart, int Tq, int KeyStart, int Tk, Window Window, int[] KeyRows);
 
-    private static (SoftmaxProblem, Tensor, Tensor) BindDecode(Tensor q, IReadOnlyDictionary<string, Tensor> inputs, SoftmaxOptions options)
+    /// <summary>What the kernels compute a score from: <see cref="Scores"/>'s parts, window_right already 0 when causal.</summary>
+    private sealed record ScoreArgs(double Scale, double Softcap, Tensor? Slopes, int WindowLeft, int WindowRight, SoftmaxMask? Mask)
     {
-        if (inputs.ContainsKey("k") || inputs.ContainsKey("v"))
-        {
-            throw new InputException("the decode variant reads k_cache and v_cache; appending new keys is not supported (write them into the cache and raise cache_seqlens)",
-                tensor: inputs.ContainsKey("k") ? "k" : "v");
-        }
-        var cache = new KvCache(Required(inputs, "k_cache", "decode"), Required(inputs, "v_cache", "decode"),
-            inputs.GetValueOrDefault("cache_seqlens"), inputs.GetValueOrDefault("block_table"));
-        return (SoftmaxProblem.BindDecode(q, cache, options), cache.K, cache.V);
+        public static ScoreArgs Of(Problem problem, SoftmaxOptions options) => new(options.Scale, options.Softcap,
+            problem.Optional("alibi_slopes"), options.WindowLeft, options.Causal ? 0 : options.WindowRight, options.Mask);
     }
-
-    private static Tensor Required(IReadOnlyDictionary<string, Tensor> inputs, string name, string variant) =>
-        inputs.GetValueOrDefault(name)
-        ?? throw new InputException($"missing: the {variant} variant needs it", tensor: name);
 
     /// <summary>The extents the kernels take and the tables of <see cref="Tables"/>.</summary>
     private sealed record Geometry(int Batch, int Tq, int Hq, int Hkv, int Dk, int Dv,
         (int[] Sequences, int[] KeyRows, int[] RowSequence, int[] Blocks) Tables);
-
-    private static void RequirePositive(string name, int value)
-    {
-        if (value < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter '{name}' must be ≥ 1, found {value}"));
-        }
-    }
 }
 
 /// <summary>

@@ -11,10 +11,10 @@ public static partial class FormCatalog
     /// <summary>All forms, in the order of FORMS.md.</summary>
     public static IReadOnlyList<IForm> All { get; } =
     [
-        new Softmax.SoftmaxForm(),
-        new Softmax.SparseForm(),
-        new Softmax.MlaForm(),
-        new Softmax.ForgettingForm(),
+        new Softmax.Softmax(),
+        new Softmax.Sparse(),
+        new Softmax.Mla(),
+        new Softmax.Forgetting(),
         new Linear.Linear(),
         new GatedLinear.Retention(),
         new GatedLinear.SimpleGla(),

@@ -1,5 +1,4 @@
 using AttentionReference.Forms;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.OpenCL;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.Softmax;
@@ -48,37 +47,26 @@ public sealed class ForgettingOpenClTests(OpenClFixture fixture) : IClassFixture
         var (q, k, v, _) = c.Inputs();
         var g = new Tensor([1, 40, 2], Enumerable.Repeat(-20.0, 80).ToArray());
         var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["g"] = g };
-        var cpu = AttentionReference.Forms.Softmax.Forgetting.Naive(q, k, v, g);
+        var cpu = SoftmaxOutputs.Of(Forgetting.Call("naive", inputs));
         foreach (string variant in s_variants)
         {
             var gpu = fixture.F64.Run(Forgetting, variant, inputs, new FormParameters(new Dictionary<string, string>()));
-            Assert.True(Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), v), variant);
+            Assert.True(Agreement.Close(SoftmaxOutputs.Of(gpu), cpu, v), variant);
         }
     }
 
     private static bool Agree(OpenClBackend backend, string variant, ForgettingCase c, int[]? lengths, double tolerance)
     {
         var (q, k, v, g) = c.Inputs();
-        var options = new ForgettingOptions
-        {
-            BlockQ = c.BlockQ,
-            BlockK = c.BlockK,
-            CuSeqlens = lengths is null ? null : SoftmaxVarlenDecodeTests.CumulativeLengths(lengths),
-        };
-        var cpu = variant == "naive" ? AttentionReference.Forms.Softmax.Forgetting.Naive(q, k, v, g, options)
-            : AttentionReference.Forms.Softmax.Forgetting.Tiled(q, k, v, g, options);
+        var cpu = c.Run(variant, q, k, v, g, lengths is null ? null : FamilyTensors.CumulativeLengths(lengths));
         var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["g"] = g };
-        if (options.CuSeqlens is { } cu)
+        if (lengths is not null)
         {
-            inputs["cu_seqlens"] = cu;
+            inputs["cu_seqlens"] = FamilyTensors.CumulativeLengths(lengths);
         }
-        var parameters = new FormParameters(new Dictionary<string, string>
-        {
-            ["block_q"] = c.BlockQ.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["block_k"] = c.BlockK.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        });
-        var gpu = backend.Run(Forgetting, variant, inputs, parameters);
-        return Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), v, tolerance);
+        var parameters = FamilyTensors.Parameters([FamilyTensors.Parameter("block_q", c.BlockQ), FamilyTensors.Parameter("block_k", c.BlockK)]);
+        var gpu = SoftmaxOutputs.Of(backend.Run(Forgetting, variant, inputs, parameters));
+        return Agreement.Close(gpu, cpu, v, tolerance);
     }
 
     /// <summary>Sequence lengths summing to <paramref name="t"/>, cut at the given points (empty sequences included).</summary>

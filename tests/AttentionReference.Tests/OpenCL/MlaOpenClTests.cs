@@ -1,5 +1,4 @@
 using AttentionReference.Forms;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.OpenCL;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.Softmax;
@@ -59,37 +58,12 @@ public sealed class MlaOpenClTests(OpenClFixture fixture) : IClassFixture<OpenCl
     private static bool Agree(OpenClBackend backend, string variant, MlaCase c, bool stacked, double tolerance)
     {
         var x = c.Inputs();
-        var options = new MlaOptions { Causal = c.Causal };
-        var cpu = variant == "naive"
-            ? AttentionReference.Forms.Softmax.Mla.Naive(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, options)
-            : AttentionReference.Forms.Softmax.Mla.Absorbed(x.QNope, x.QPe, x.CKv, x.KPe, x.WUk, x.WUv, options);
-        var inputs = new Dictionary<string, Tensor> { ["q_nope"] = x.QNope, ["q_pe"] = x.QPe, ["c_kv"] = x.CKv, ["k_pe"] = x.KPe };
-        if (stacked)
-        {
-            inputs["wkv_b"] = Stack(x.WUk, x.WUv);
-        }
-        else
-        {
-            (inputs["w_uk"], inputs["w_uv"]) = (x.WUk, x.WUv);
-        }
-        var parameters = new FormParameters(new Dictionary<string, string> { ["causal"] = c.Causal ? "true" : "false" });
-        var gpu = backend.Run(Mla, variant, inputs, parameters);
+        var inputs = stacked ? x.Stacked() : x.Tensors();
+        var cpu = c.Run(variant, inputs);
+        var gpu = SoftmaxOutputs.Of(backend.Run(Mla, variant, inputs, FamilyTensors.Parameters([FamilyTensors.Parameter("causal", c.Causal)])));
         // o is a combination of the expanded values W_UV c_j: their largest entry is the scale of its rounding.
         var values = new Tensor([c.B * c.Sk * c.H * c.Dv], ExpandedValues(x, c));
-        return Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), values, tolerance);
-    }
-
-    /// <summary>wkv_b [H, Dn+Dv, Dc] = [W_UK; W_UV] per head.</summary>
-    private static Tensor Stack(Tensor wUk, Tensor wUv)
-    {
-        int h = wUk.Dim(0), dn = wUk.Dim(1), dv = wUv.Dim(1), dc = wUk.Dim(2);
-        var data = new double[h * (dn + dv) * dc];
-        for (int head = 0; head < h; head++)
-        {
-            Array.Copy(wUk.Data, head * dn * dc, data, head * (dn + dv) * dc, dn * dc);
-            Array.Copy(wUv.Data, head * dv * dc, data, (head * (dn + dv) + dn) * dc, dv * dc);
-        }
-        return new Tensor([h, dn + dv, dc], data);
+        return Agreement.Close(gpu, cpu, values, tolerance);
     }
 
     private static double[] ExpandedValues(MlaCase.MlaInputs x, MlaCase c)

@@ -1,12 +1,10 @@
 using AttentionReference.Forms;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.OpenCL;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
 using AttentionReference.Tests.Forms.Softmax;
 using AttentionReference.Tests.Support;
 using FsCheck.Fluent;
-using Sm = AttentionReference.Forms.Softmax.Softmax;
 
 namespace AttentionReference.Tests.OpenCL;
 
@@ -124,7 +122,7 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         var x = c.Inputs();
         foreach (var (name, cpu) in c.AllVariants(x))
         {
-            var gpu = RunOpenCl(fixture.F64, name, x, c.BlockQ, c.BlockK, c.NumSplits);
+            var gpu = RunOpenCl(fixture.F64, name, x, c.VariantParameters(name));
             if (!Agreement.Close(gpu, cpu, x.V))
             {
                 return false.Label(name);
@@ -145,7 +143,7 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         var x = c.Inputs();
         foreach (var (name, cpu) in c.AllVariants(x))
         {
-            var gpu = RunOpenCl(fixture.F32, name, x, c.BlockQ, c.BlockK, c.NumSplits);
+            var gpu = RunOpenCl(fixture.F32, name, x, c.VariantParameters(name));
             if (!Agreement.Close(gpu, cpu, x.V, SinglePrecisionEveryOption))
             {
                 return false.Label(name);
@@ -174,10 +172,10 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         PropertyRuns.Check(Prop.ForAll(ManyTileCases, c =>
     {
         var x = c.Inputs();
-        var cpu = Sm.Naive(x.Q, x.K, x.V, x.Options);
+        var cpu = x.Run("naive");
         foreach (string name in s_tiledKernelVariants)
         {
-            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, c.BlockQ, c.BlockK, c.NumSplits), cpu, x.V))
+            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, c.VariantParameters(name)), cpu, x.V))
             {
                 return false.Label(name);
             }
@@ -198,7 +196,7 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
     public void OpenCL_tiled_f64_equals_the_cpu_reference_with_head_dims_up_to_256() => PropertyRuns.Check(Prop.ForAll(WideHeadCases, c =>
     {
         var x = c.Inputs();
-        return Agreement.Close(RunOpenCl(fixture.F64, "tiled", x, c.BlockQ, c.BlockK, c.NumSplits), Sm.Naive(x.Q, x.K, x.V, x.Options), x.V);
+        return Agreement.Close(RunOpenCl(fixture.F64, "tiled", x, c.VariantParameters("tiled")), x.Run("naive"), x.V);
     }), cases: 12);
 
     /// <summary>
@@ -217,10 +215,10 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         {
             x.V.Data[random.Next(x.V.Length)] = specials[random.Next(specials.Length)];
         }
-        var cpu = Sm.Naive(x.Q, x.K, x.V, x.Options);
+        var cpu = x.Run("naive");
         foreach (string name in s_tiledKernelVariants)
         {
-            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, c.BlockQ, c.BlockK, c.NumSplits), cpu, x.V))
+            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, c.VariantParameters(name)), cpu, x.V))
             {
                 return false.Label(name);
             }
@@ -237,37 +235,26 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         var q = new Tensor([1, 100, 1, 1], Enumerable.Repeat(1.0, 100).ToArray());
         var k = new Tensor([1, 100, 1, 1], Enumerable.Range(0, 100).Select(j => j == 70 ? -2000.0 : 0.01 * j).ToArray());
         var v = new Tensor([1, 100, 1, 1], Enumerable.Range(0, 100).Select(j => j == 70 ? double.NaN : Math.Sin(j)).ToArray());
-        var x = new SoftmaxInputs(q, k, v, new SoftmaxOptions { Causal = true });
-        var cpu = Sm.Naive(q, k, v, x.Options);
+        var x = new SoftmaxInputs(q, k, v) { Causal = true };
+        var cpu = x.Run("naive");
         Assert.True(double.IsNaN(cpu.O.Data[70]) && double.IsFinite(cpu.O.Data[69])); // the law's premise
         foreach (string name in s_keyedVariants)
         {
-            Assert.True(Agreement.Close(RunOpenCl(fixture.F64, name, x, 64, 64, 3), cpu, v), name);
+            Assert.True(Agreement.Close(RunOpenCl(fixture.F64, name, x, "block_q=64", "block_k=64", "num_splits=3"), cpu, v), name);
         }
     }
 
     [Fact]
     public void OpenCL_varlen_equals_the_cpu_reference_in_every_variant() =>
-        PropertyRuns.Check(Prop.ForAll(SoftmaxVarlenDecodeTests.VarlenCase.Arbitrary, c =>
+        PropertyRuns.Check(Prop.ForAll(VarlenCase.Arbitrary, c =>
     {
         var s = c.Shared;
-        var random = new Random(s.Seed);
-        var q = TestTensors.Normal(random, 1, 1, c.Tq.Sum(), s.Hq, s.K);
-        var k = TestTensors.Normal(random, 1, 1, c.Tk.Sum(), s.Hkv, s.K);
-        var v = TestTensors.Normal(random, 1, 1, c.Tk.Sum(), s.Hkv, s.V);
-        var mask = new Tensor([c.Tq.Sum(), c.Tk.Sum()],
-            Enumerable.Range(0, c.Tq.Sum() * c.Tk.Sum()).Select(_ => random.Next(4) == 0 ? 0.0 : 1.0).ToArray(), DType.I32);
-        var options = s.Options(random) with
-        {
-            CuSeqlensQ = SoftmaxVarlenDecodeTests.CumulativeLengths(c.Tq),
-            CuSeqlensK = SoftmaxVarlenDecodeTests.CumulativeLengths(c.Tk),
-            Mask = c.Masked ? mask : null,
-        };
-        var x = new SoftmaxInputs(q, k, v, options);
-        var cpu = Sm.Naive(q, k, v, options);
+        var x = c.Inputs();
+        var cpu = x.Run("naive");
         foreach (string name in s_keyedVariants)
         {
-            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, s.BlockQ, s.BlockK, s.NumSplits), cpu, v))
+            string[] parameters = [FamilyTensors.Parameter("block_q", s.BlockQ), FamilyTensors.Parameter("block_k", s.BlockK), FamilyTensors.Parameter("num_splits", s.NumSplits)];
+            if (!Agreement.Close(RunOpenCl(fixture.F64, name, x, parameters), cpu, x.V))
             {
                 return false.Label(name);
             }
@@ -277,36 +264,17 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
 
     [Fact]
     public void OpenCL_decode_equals_the_cpu_reference_with_a_paged_or_contiguous_cache() =>
-        PropertyRuns.Check(Prop.ForAll(SoftmaxVarlenDecodeTests.DecodeCase.Arbitrary, c =>
+        PropertyRuns.Check(Prop.ForAll(DecodeCase.Arbitrary, c =>
     {
-        var s = c.Shared;
-        var random = new Random(s.Seed);
-        int blocks = c.B * c.MaxBlocks + c.ExtraBlocks, capacity = c.Page * c.MaxBlocks;
-        var q = TestTensors.Normal(random, 1, c.B, c.Tq, s.Hq, s.K);
-        var kPaged = TestTensors.Normal(random, 1, blocks, c.Page, s.Hkv, s.K);
-        var vPaged = TestTensors.Normal(random, 1, blocks, c.Page, s.Hkv, s.V);
-        int[] order = Enumerable.Range(0, blocks).OrderBy(_ => random.Next()).ToArray();
-        var table = new Tensor([c.B, c.MaxBlocks], order.Take(c.B * c.MaxBlocks).Select(x => (double)x).ToArray(), DType.I32);
-        var lengths = new Tensor([c.B], c.Lengths.Select(x => (double)x).ToArray(), DType.I32);
-        var kCache = TestTensors.Normal(random, 1, c.B, capacity, s.Hkv, s.K);
-        var vCache = TestTensors.Normal(random, 1, c.B, capacity, s.Hkv, s.V);
-        var options = s.Options(random);
-        var parameters = Parameters(options, s.BlockQ, s.BlockK, s.NumSplits);
-        foreach (var cache in new[] { new KvCache(kPaged, vPaged, lengths, table), new KvCache(kCache, vCache, lengths) })
+        var (x, paged, contiguous) = c.Inputs();
+        string splits = FamilyTensors.Parameter("num_splits", c.Shared.NumSplits);
+        foreach (var (name, cache) in new[] { ("paged", paged), ("contiguous", contiguous) })
         {
-            var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k_cache"] = cache.K, ["v_cache"] = cache.V, ["cache_seqlens"] = lengths };
-            if (cache.BlockTable is { } blockTable)
+            var cpu = SoftmaxOutputs.Of(SoftmaxInputs.Form.Call("decode", cache, x.Parameters(splits)));
+            var gpu = SoftmaxOutputs.Of(fixture.F64.Run(Softmax, "decode", cache, x.FormParameters(splits)));
+            if (!Agreement.Close(gpu, cpu, cache["v_cache"]))
             {
-                inputs["block_table"] = blockTable;
-            }
-            if (options.AlibiSlopes is { } slopes)
-            {
-                inputs["alibi_slopes"] = slopes;
-            }
-            var gpu = fixture.F64.Run(Softmax, "decode", inputs, parameters);
-            if (!Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), Sm.Decode(q, cache, options, s.NumSplits), cache.V))
-            {
-                return false.Label(cache.BlockTable is null ? "contiguous" : "paged");
+                return false.Label(name);
             }
         }
         return true.ToProperty();
@@ -320,12 +288,12 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
         var x = c.Inputs();
         x.V[0, 3, 0, 1] = double.NaN;
         var mask = new Tensor([20, 12], Enumerable.Range(0, 240).Select(e => e % 12 == 3 ? 0.0 : 1.0).ToArray(), DType.I32);
-        x = x with { Options = x.Options with { Mask = mask } };
+        x = x with { Mask = mask };
         foreach (string name in s_keyedVariants)
         {
-            var gpu = RunOpenCl(fixture.F64, name, x, 4, 4, 3);
+            var gpu = RunOpenCl(fixture.F64, name, x, "block_q=4", "block_k=4", "num_splits=3");
             Assert.DoesNotContain(gpu.O.Data, double.IsNaN);
-            Assert.True(Agreement.Close(gpu, Sm.Naive(x.Q, x.K, x.V, x.Options), x.V), name);
+            Assert.True(Agreement.Close(gpu, x.Run("naive"), x.V), name);
         }
     }
 
@@ -334,11 +302,11 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
     {
         var c = new SoftmaxOptionsCase(1, 3, 4, 1, 1, 2, 2, false, false, -1, -1, 0, false, MaskChoice.Bool, 4, 4, 4, 3, 1);
         var x = c.Inputs();
-        var badMask = x with { Options = x.Options with { Mask = new Tensor([2, 4], new double[8], DType.I32) } };
-        var cpuError = Assert.Throws<InputException>(() => Sm.Naive(badMask.Q, badMask.K, badMask.V, badMask.Options));
-        var gpuError = Assert.Throws<InputException>(() => RunOpenCl(fixture.F64, "tiled", badMask, 4, 4, 3));
+        var badMask = x with { Mask = new Tensor([2, 4], new double[8], DType.I32) };
+        var cpuError = Assert.Throws<InputException>(() => badMask.Run("naive"));
+        var gpuError = Assert.Throws<InputException>(() => RunOpenCl(fixture.F64, "tiled", badMask));
         Assert.Equal(cpuError.Message, gpuError.Message);
-        var unknown = Assert.Throws<InputException>(() => RunOpenCl(fixture.F64, "flash", x, 4, 4, 3));
+        var unknown = Assert.Throws<InputException>(() => RunOpenCl(fixture.F64, "flash", x));
         Assert.Contains("variants on opencl: naive, tiled, split, decode", unknown.Message, StringComparison.Ordinal);
     }
 
@@ -365,54 +333,8 @@ public sealed class SoftmaxOpenClTests(OpenClFixture fixture) : IClassFixture<Op
     }
 
     /// <summary>Runs <paramref name="variant"/> on an OpenCL backend with the case's options as the CLI passes them.</summary>
-    private static SoftmaxResult RunOpenCl(OpenClBackend backend, string variant, SoftmaxInputs x, int blockQ, int blockK, int numSplits)
-    {
-        var inputs = new Dictionary<string, Tensor>();
-        if (variant == "decode")
-        {
-            (inputs["q"], inputs["k_cache"], inputs["v_cache"]) = (x.Q, x.K, x.V);
-        }
-        else
-        {
-            (inputs["q"], inputs["k"], inputs["v"]) = (x.Q, x.K, x.V);
-        }
-        foreach (var (name, tensor) in new[] { ("alibi_slopes", x.Options.AlibiSlopes), ("mask", x.Options.Mask),
-            ("cu_seqlens_q", x.Options.CuSeqlensQ), ("cu_seqlens_k", x.Options.CuSeqlensK) })
-        {
-            if (tensor is not null)
-            {
-                inputs[name] = tensor;
-            }
-        }
-        var outputs = backend.Run(Softmax, variant, inputs, Parameters(x.Options, blockQ, blockK, numSplits));
-        return new SoftmaxResult(outputs["o"], outputs["lse"]);
-    }
-
-    private static FormParameters Parameters(SoftmaxOptions options, int blockQ, int blockK, int numSplits)
-    {
-        var values = new Dictionary<string, string>
-        {
-            ["causal"] = options.Causal ? "true" : "false",
-            ["causal_align"] = options.Alignment == CausalAlignment.TopLeft ? "top_left" : "bottom_right",
-            ["window_left"] = Invariant(options.WindowLeft),
-            ["window_right"] = Invariant(options.WindowRight),
-            ["softcap"] = Invariant(options.Softcap),
-            ["block_q"] = Invariant(blockQ),
-            ["block_k"] = Invariant(blockK),
-            ["num_splits"] = Invariant(numSplits),
-        };
-        if (options.Scale is { } scale)
-        {
-            values["scale"] = Invariant(scale);
-        }
-        if (options.MaskKind is { } kind)
-        {
-            values["mask_type"] = kind == MaskKind.Boolean ? "bool" : "additive";
-        }
-        return new FormParameters(values);
-    }
-
-    private static string Invariant(IFormattable value) => value.ToString(null, System.Globalization.CultureInfo.InvariantCulture);
+    private static SoftmaxOutputs RunOpenCl(OpenClBackend backend, string variant, SoftmaxInputs x, params string[] more) =>
+        SoftmaxOutputs.Of(backend.Run(Softmax, variant, x.Tensors(variant), x.FormParameters(more)));
 
     private static (IReadOnlyDictionary<string, Tensor> Cpu, IReadOnlyDictionary<string, Tensor> Gpu) Both(
         SoftmaxCase c, Func<IForm, string, IReadOnlyDictionary<string, Tensor>, FormParameters, IReadOnlyDictionary<string, Tensor>> gpu)

@@ -1,6 +1,4 @@
-using System.Globalization;
 using AttentionReference.Forms;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.OpenCL;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.Softmax;
@@ -46,45 +44,17 @@ public sealed class SparseOpenClTests(OpenClFixture fixture) : IClassFixture<Ope
         var c = new SparseCase(1, 6, 6, 1, 1, 2, 2, 2, 2, 1, false, true, 4);
         var (q, k, v) = c.Inputs(c.Tk);
         var wrongLayout = new Tensor([1, 2, 2], [1, 0, 0, 1], DType.I32); // Nq = Nk = 3 for T = 6, block 2
-        var cpu = Assert.Throws<InputException>(() => AttentionReference.Forms.Softmax.Sparse.Block(q, k, v, wrongLayout, new SparseOptions { BlockQ = 2, BlockK = 2 }));
-        var gpu = Assert.Throws<InputException>(() => fixture.F64.Run(Sparse, "block",
-            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = wrongLayout }, Parameters(c)));
+        var tensors = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = wrongLayout };
+        var cpu = Assert.Throws<InputException>(() => SparseCase.Form.Call("block", tensors, "block_q=2", "block_k=2"));
+        var gpu = Assert.Throws<InputException>(() => fixture.F64.Run(Sparse, "block", tensors, FamilyTensors.Parameters(["block_q=2", "block_k=2"])));
         Assert.Equal(cpu.Message, gpu.Message);
     }
 
     private static bool Agree(OpenClBackend backend, string variant, SparseCase c, double tolerance)
     {
-        // BigBird is self-attention with one block size: T = Tq, B = Bq, window_blocks = Window % 3 (as the CPU law).
-        bool bigBird = variant == "bigbird";
-        var shape = bigBird ? c with { Tk = c.Tq, Bk = c.Bq, Window = c.Window % 3 } : c;
-        var (q, k, v) = shape.Inputs(shape.Tk);
-        var options = new SparseOptions { Causal = c.Causal, BlockQ = shape.Bq, BlockK = shape.Bk, Window = shape.Window, WindowBlocks = shape.Window };
-        Tensor layout = shape.Layout(shape.Tk, shape.Bq, shape.Bk), globalTokens = shape.GlobalTokens(shape.Tk);
-        var cpu = variant switch
-        {
-            "block" => AttentionReference.Forms.Softmax.Sparse.Block(q, k, v, layout, options),
-            "longformer" => AttentionReference.Forms.Softmax.Sparse.Longformer(q, k, v, globalTokens, options),
-            _ => AttentionReference.Forms.Softmax.Sparse.BigBird(q, k, v, layout, globalTokens, options),
-        };
-        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v };
-        if (variant != "longformer")
-        {
-            inputs["block_mask"] = layout;
-        }
-        if (variant != "block")
-        {
-            inputs["global_tokens"] = globalTokens;
-        }
-        var gpu = backend.Run(Sparse, variant, inputs, Parameters(shape));
-        return Agreement.Close(new SoftmaxResult(gpu["o"], gpu["lse"]), new SoftmaxResult(cpu.O, cpu.Lse), v, tolerance);
+        var (tensors, parameters) = c.Call(variant);
+        var cpu = SoftmaxOutputs.Of(SparseCase.Form.Call(variant, tensors, parameters));
+        var gpu = SoftmaxOutputs.Of(backend.Run(Sparse, variant, tensors, FamilyTensors.Parameters(parameters)));
+        return Agreement.Close(gpu, cpu, tensors["v"], tolerance);
     }
-
-    private static FormParameters Parameters(SparseCase c) => new(new Dictionary<string, string>
-    {
-        ["causal"] = c.Causal ? "true" : "false",
-        ["block_q"] = c.Bq.ToString(CultureInfo.InvariantCulture),
-        ["block_k"] = c.Bk.ToString(CultureInfo.InvariantCulture),
-        ["window"] = c.Window.ToString(CultureInfo.InvariantCulture),
-        ["window_blocks"] = c.Window.ToString(CultureInfo.InvariantCulture),
-    });
 }

@@ -18,8 +18,28 @@ public static class Heads
     /// </summary>
     public static IReadOnlyDictionary<string, Tensor> Run(Problem problem, Action<Head> body, string headSymbol = "H")
     {
-        ArgumentNullException.ThrowIfNull(problem);
         ArgumentNullException.ThrowIfNull(body);
+        HeadViews views = Views(problem, headSymbol);
+        int heads = problem[headSymbol];
+        IReadOnlyList<Sequence> sequences = problem.Sequences;
+        Parallel.For(0, sequences.Count * heads, pair =>
+        {
+            Head head = views.Pair(sequences[pair / heads], pair % heads);
+            body(head);
+            head.StoreStates();
+        });
+        return views.Outputs;
+    }
+
+    /// <summary>
+    /// The contract's outputs, allocated as <see cref="Run"/> allocates them, and a <see cref="Head"/> for any pair: for
+    /// an engine that schedules its own parallel work within and across pairs (FlashAttention's query blocks of all the
+    /// heads that read one key/value head, which share its packed keys). Each task must still be computed start to end
+    /// by one thread. Outputs only: a state is stored back by <see cref="Run"/>.
+    /// </summary>
+    public static HeadViews Views(Problem problem, string headSymbol = "H")
+    {
+        ArgumentNullException.ThrowIfNull(problem);
         var outputs = problem.Contract.Outputs.ToDictionary(s => s.Name, s => problem.NewOutput(s.Name), StringComparer.Ordinal);
         foreach (var (name, final) in outputs)
         {
@@ -28,17 +48,22 @@ public static class Heads
                 initial.Data.CopyTo(final.Data, 0);
             }
         }
-        var views = new TensorViews(problem, headSymbol, outputs);
-        int heads = problem[headSymbol];
-        IReadOnlyList<Sequence> sequences = problem.Sequences;
-        Parallel.For(0, sequences.Count * heads, pair =>
-        {
-            var head = new Head(views, sequences[pair / heads], pair % heads);
-            body(head);
-            head.StoreStates();
-        });
-        return outputs;
+        return new HeadViews(new TensorViews(problem, headSymbol, outputs), outputs);
     }
+}
+
+/// <summary>The outputs of a bound call and a <see cref="Head"/> for each of its (sequence, head) pairs (<see cref="Heads.Views"/>).</summary>
+public sealed class HeadViews
+{
+    private readonly TensorViews _views;
+
+    internal HeadViews(TensorViews views, IReadOnlyDictionary<string, Tensor> outputs) => (_views, Outputs) = (views, outputs);
+
+    /// <summary>The contract's outputs, written through the pairs' output rows.</summary>
+    public IReadOnlyDictionary<string, Tensor> Outputs { get; }
+
+    /// <summary>The pair (<paramref name="sequence"/>, <paramref name="head"/>).</summary>
+    public Head Pair(Sequence sequence, int head) => new(_views, sequence, head);
 }
 
 /// <summary>

@@ -94,6 +94,10 @@ public static class Sequences
             TensorSpec missing = varlen.First(s => !inputs.ContainsKey(s.Name));
             throw new InputException($"varlen needs {string.Join(" and ", varlen.Select(s => s.Name))} together", tensor: missing.Name);
         }
+        foreach (TensorSpec spec in given.Where(s => !dims.IsBound(s.Varlen!)))
+        {
+            throw new InputException($"cuts the time axis {spec.Varlen}, which no tensor of this call has", tensor: spec.Name);
+        }
         var cuts = given.ToDictionary(s => s.Varlen!, s => Slices(batch, dims[s.Varlen!], inputs[s.Name], s.Name), StringComparer.Ordinal);
         int count = cuts.Values.First().Count;
         foreach (TensorSpec spec in given.Where(s => cuts[s.Varlen!].Count != count))

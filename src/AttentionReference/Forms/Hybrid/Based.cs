@@ -2,7 +2,6 @@ using System.Globalization;
 using AttentionReference.Forms.Common;
 using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Linear;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 using LinearAttention = AttentionReference.Forms.Linear.Linear;
@@ -119,7 +118,7 @@ public static class Based
     {
         options ??= new BasedOptions();
         Bind(q, k, v, options);
-        return Sum(LinearBranch("parallel", q, k, v, options, 64), SoftmaxAttention.Naive(q, k, v, WindowPart(options)));
+        return Sum(LinearBranch("parallel", q, k, v, options, 64), WindowPart(q, k, v, options, "naive", 64));
     }
 
     /// <summary>linear's chunked form plus softmax's tiled form, chunks and blocks of <paramref name="chunkSize"/>.</summary>
@@ -127,8 +126,7 @@ public static class Based
     {
         options ??= new BasedOptions();
         Bind(q, k, v, options);
-        return Sum(LinearBranch("chunked", q, k, v, options, chunkSize),
-            SoftmaxAttention.Tiled(q, k, v, WindowPart(options), chunkSize, chunkSize));
+        return Sum(LinearBranch("chunked", q, k, v, options, chunkSize), WindowPart(q, k, v, options, "tiled", chunkSize));
     }
 
     /// <summary>The linear branch: linear's <paramref name="variant"/> through its contract, taylor2, normalised, scale a, eps.</summary>
@@ -154,26 +152,38 @@ public static class Based
         return new LinearResult(outputs["o"], outputs["final_state"], outputs["final_normalizer"]);
     }
 
-    /// <summary>The window branch's options: causal softmax over the last <c>window</c> keys.</summary>
-    public static SoftmaxOptions WindowPart(BasedOptions options)
+    /// <summary>
+    /// The window branch: causal softmax over the last <c>window</c> keys, as softmax's <paramref name="variant"/> (blocks
+    /// of <paramref name="block"/> where tiled), called through softmax's contract.
+    /// </summary>
+    public static Tensor WindowPart(Tensor q, Tensor k, Tensor v, BasedOptions options, string variant, int block)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new SoftmaxOptions
+        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v };
+        if (options.CuSeqlens is { } cu)
         {
-            Scale = options.Scale,
-            Causal = true,
-            WindowLeft = options.Window - 1,
-            CuSeqlensQ = options.CuSeqlens,
-            CuSeqlensK = options.CuSeqlens,
+            (inputs["cu_seqlens_q"], inputs["cu_seqlens_k"]) = (cu, cu);
+        }
+        var parameters = new Dictionary<string, string>
+        {
+            ["causal"] = "true",
+            ["window_left"] = (options.Window - 1).ToString(CultureInfo.InvariantCulture),
+            ["block_q"] = block.ToString(CultureInfo.InvariantCulture),
+            ["block_k"] = block.ToString(CultureInfo.InvariantCulture),
         };
+        if (options.Scale is { } scale)
+        {
+            parameters["scale"] = scale.ToString("R", CultureInfo.InvariantCulture);
+        }
+        return new SoftmaxAttention().Run(variant, inputs, new FormParameters(parameters))["o"];
     }
 
-    private static LinearResult Sum(LinearResult linear, SoftmaxResult window)
+    private static LinearResult Sum(LinearResult linear, Tensor window)
     {
         var o = linear.O.Clone();
         for (int i = 0; i < o.Length; i++)
         {
-            o.Data[i] += window.O.Data[i];
+            o.Data[i] += window.Data[i];
         }
         return new LinearResult(o, linear.FinalState, linear.FinalNormalizer);
     }

@@ -1,6 +1,5 @@
 using System.Globalization;
 using AttentionReference.Forms.Delta;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.Tensors;
 using SoftmaxAttention = AttentionReference.Forms.Softmax.Softmax;
 
@@ -266,9 +265,20 @@ public static class NatsL
                 }
             }
         }
-        var softmax = SoftmaxAttention.Tiled(q, k, v,
-            new SoftmaxOptions { Scale = options.Scale, Causal = true, Mask = mask, MaskKind = MaskKind.Boolean }, chunkSize, chunkSize);
-        return new NatsLResult(oLinear, softmax.O, sBar);
+        var softmaxParameters = new Dictionary<string, string>
+        {
+            ["causal"] = "true",
+            ["mask_type"] = "bool",
+            ["block_q"] = chunkSize.ToString(CultureInfo.InvariantCulture),
+            ["block_k"] = chunkSize.ToString(CultureInfo.InvariantCulture),
+        };
+        if (options.Scale is { } softmaxScale)
+        {
+            softmaxParameters["scale"] = softmaxScale.ToString("R", CultureInfo.InvariantCulture);
+        }
+        var softmax = new SoftmaxAttention().Run("tiled", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = mask },
+            new FormParameters(softmaxParameters));
+        return new NatsLResult(oLinear, softmax["o"], sBar);
     }
 
     /// <summary>

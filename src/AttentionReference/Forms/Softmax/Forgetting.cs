@@ -1,4 +1,4 @@
-using System.Globalization;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -44,227 +44,162 @@ namespace AttentionReference.Forms.Softmax;
 ///             D_ij = A_i + E_j  for j ≤ q0;   D_ij = Σ_{r=j+1..i} g_r directly for q0 &lt; j ≤ i (inside the block)
 ///           The key blocks are visited from the diagonal leftwards so that E_j grows as one running sum; each tile
 ///           updates the running max m, the running sum l and the unnormalised output, rescaled by exp(m_old − m_new).
+/// Both variants take the score scale · q_i · k_j from softmax's Scores.cs and end with its stable softmax of a row;
+/// one task per (sequence, query head, query block) in the tiled variant, each computed start to end by one thread.
 /// </summary>
-public static class Forgetting
+public sealed class Forgetting : Form
 {
-    /// <summary>The reference: the row's bias and scores materialised, then a stable softmax.</summary>
-    public static ForgettingResult Naive(Tensor q, Tensor k, Tensor v, Tensor g, ForgettingOptions? options = null)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("forgetting", "softmax", "Forgetting.cs")
     {
-        var p = ForgettingProblem.Bind(q, k, v, g, options ?? new ForgettingOptions());
-        var o = Tensor.Zeros(p.Batch, p.T, p.Hq, p.Dv);
-        var lse = Tensor.Zeros(p.Batch, p.T, p.Hq);
+        Variants = ["naive", "tiled"],
+        Inputs =
+        [
+            new("q", "B,T,Hq,K", "queries"),
+            new("k", "B,T,Hkv,K", "keys (Hq a multiple of Hkv: GQA/MQA)"),
+            new("v", "B,T,Hkv,V", "values"),
+            new("g", "B,T,Hq", "log forget gates log f_t ≤ 0, per query head"),
+            Specs.CuSeqlens,
+        ],
+        Outputs =
+        [
+            new("o", "B,T,Hq,V", "attention output"),
+            new("lse", "B,T,Hq", "natural-log sum-exp of each row's biased scores"),
+        ],
+        Parameters = [SoftmaxSpecs.Scale, SoftmaxSpecs.BlockQ, SoftmaxSpecs.BlockK],
+        Groups = [SoftmaxSpecs.Gqa],
+    };
 
-        // One task per (b, i, h) row, computed start to end by one thread: the result does not depend on the thread count.
-        Parallel.For(0, p.Batch * p.T * p.Hq, () => new double[p.T], (row, _, scores) =>
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        double scale = SoftmaxSpecs.ScaleOf(problem);
+        return variant switch
         {
-            int h = row % p.Hq, i = row / p.Hq % p.T, b = row / p.Hq / p.T;
-            int start = p.SequenceStart[i]; // keys j = start … i
-            Span<double> s = scores.AsSpan(0, i + 1 - start);
-            double bias = 0; // D_ii = 0
-            for (int j = i; j >= start; j--)
-            {
-                s[j - start] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, i), p.KeyRow(b, h, j)) + bias;
-                bias += p.Gate(b, h, j); // D_i,j−1 = D_ij + g_j
-            }
-            double m = VectorKernels.Max(s);
-            double l = VectorKernels.ExpShiftedInPlace(s, m); // s now holds exp(s − m)
-            Span<double> oRow = o.Data.AsSpan(((b * p.T + i) * p.Hq + h) * p.Dv, p.Dv);
-            for (int j = start; j <= i; j++)
-            {
-                VectorKernels.Axpy(s[j - start], p.ValueRow(b, h, j), oRow);
-            }
-            VectorKernels.Scale(1 / l, oRow);
-            lse.Data[row] = m + Math.Log(l);
-            return scores;
-        }, _ => { });
+            "naive" => Heads.Run(problem, head => Naive(head, scale), "Hq"),
+            "tiled" => Tiled(problem, scale, problem.Get(SoftmaxSpecs.BlockQ), problem.Get(SoftmaxSpecs.BlockK)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
 
-        return new ForgettingResult(o, lse);
+    /// <summary>The definition, per (sequence, query head): each row's bias D_ij summed from the diagonal leftwards, then the stable softmax.</summary>
+    public static void Naive(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        var scores = new Scores(head.Rows("q"), KeyValues.Of(head), scale, Window.Causal(head.T, head.T));
+        Series g = head.Series("g"), lse = head.Series("lse");
+        RowBlock o = head.Rows("o");
+        int[] keys = Enumerable.Range(0, head.T).ToArray();
+        var s = new double[head.T];
+        for (int i = 0; i < head.T; i++)
+        {
+            double bias = 0; // D_ii = 0
+            for (int j = i; j >= 0; j--)
+            {
+                s[j] = scores.Score(i, j) + bias; // s_ij = scale · q_i · k_j + D_ij
+                bias += g[j];                     // D_i,j−1 = D_ij + g_j
+            }
+            lse[i] = SoftmaxRow.Attend(s.AsSpan(0, i + 1), keys.AsSpan(0, i + 1), scores.Keys, o[i]); // keys j ≤ i
+        }
     }
 
     /// <summary>FlashAttention-2's online softmax over tiles, the bias of each tile from sums relative to the query block's start.</summary>
-    public static ForgettingResult Tiled(Tensor q, Tensor k, Tensor v, Tensor g, ForgettingOptions? options = null)
+    public static IReadOnlyDictionary<string, Tensor> Tiled(Problem problem, double scale, int blockQ, int blockK)
     {
-        options ??= new ForgettingOptions();
-        var p = ForgettingProblem.Bind(q, k, v, g, options);
-        if (options.BlockQ < 1 || options.BlockK < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                $"block sizes must be ≥ 1, found block_q = {options.BlockQ}, block_k = {options.BlockK}"));
-        }
-        int bq = options.BlockQ, bk = options.BlockK;
-        var o = Tensor.Zeros(p.Batch, p.T, p.Hq, p.Dv);
-        var lse = Tensor.Zeros(p.Batch, p.T, p.Hq);
-
-        // One task per (sequence, h, query block); each computes its rows start to end. Tiles are laid out from the
-        // start of each sequence, and every time index below is relative to it (position t0 + t in the tensors).
-        var tasks = (from sequence in p.Sequences
-                     from h in Enumerable.Range(0, p.Hq)
-                     from q0 in Enumerable.Range(0, (sequence.Length + bq - 1) / bq).Select(n => n * bq)
+        ArgumentNullException.ThrowIfNull(problem);
+        HeadViews heads = Heads.Views(problem, "Hq");
+        // One task per (sequence, query head, query block); each computes its rows start to end.
+        var tasks = (from sequence in problem.Sequences
+                     from h in Enumerable.Range(0, problem["Hq"])
+                     from q0 in Enumerable.Range(0, (sequence.Steps("T").Length + blockQ - 1) / blockQ).Select(n => n * blockQ)
                      select (sequence, h, q0)).ToArray();
-        Parallel.ForEach(tasks, task =>
+        Parallel.ForEach(tasks, task => TiledBlock(heads.Pair(task.sequence, task.h), scale, task.q0, blockQ, blockK));
+        return heads.Outputs;
+    }
+
+    /// <summary>Rows q0 … q0 + Bq of one pair, steps 1 to 4 of the tiled variant.</summary>
+    private static void TiledBlock(Head head, double scale, int q0, int bq, int bk)
+    {
+        var scores = new Scores(head.Rows("q"), KeyValues.Of(head), scale, Window.Causal(head.T, head.T));
+        RowBlock v = head.Rows("v"), o = head.Rows("o");
+        Series g = head.Series("g"), lse = head.Series("lse");
+        int length = head.T, rows = Math.Min(bq, length - q0), dv = v.Width;
+
+        // 1. A_i = Σ_{r=q0+1..i} g_r for the block's queries.
+        var a = new double[rows];
+        for (int r = 1; r < rows; r++)
         {
-            var (sequence, h, q0) = task;
-            int b = sequence.Batch, t0 = sequence.Start, length = sequence.Length;
-            int rows = Math.Min(bq, length - q0);
+            a[r] = a[r - 1] + g[q0 + r];
+        }
 
-            // 1. A_i = Σ_{r=q0+1..i} g_r for the block's queries.
-            var a = new double[rows];
-            for (int r = 1; r < rows; r++)
+        // 2. Running state per query row: max m, sum l, unnormalised output acc.
+        var m = new double[rows];
+        Array.Fill(m, double.NegativeInfinity);
+        var l = new double[rows];
+        var acc = new double[rows * dv];
+        var tile = new double[rows * bk];
+
+        // 3. Key blocks from the one holding the block's last query leftwards; e = E_j carried across them.
+        int last = q0 + rows - 1;
+        double e = 0; // E_{q0} = 0; E_j for j < q0 is reached by adding g_{j+1} going left
+        int eAt = q0;
+        for (int k0 = last / bk * bk; k0 >= 0; k0 -= bk)
+        {
+            int k1 = Math.Min(k0 + bk, length);
+            // 3a. The tile's scores with their bias; entries j > i stay −∞ (causal).
+            tile.AsSpan().Fill(double.NegativeInfinity);
+            for (int j = Math.Min(k1, q0 + 1) - 1; j >= k0; j--)
             {
-                a[r] = a[r - 1] + p.Gate(b, h, t0 + q0 + r);
-            }
-
-            // 2. Running state per query row: max m, sum l, unnormalised output acc.
-            var m = new double[rows];
-            Array.Fill(m, double.NegativeInfinity);
-            var l = new double[rows];
-            var acc = new double[rows * p.Dv];
-            var tile = new double[rows * bk];
-
-            // 3. Key blocks from the one holding the block's last query leftwards; e = E_j carried across them.
-            int last = q0 + rows - 1;
-            double e = 0; // E_{q0} = 0; E_j for j < q0 is reached by adding g_{j+1} going left
-            int eAt = q0;
-            for (int k0 = last / bk * bk; k0 >= 0; k0 -= bk)
-            {
-                int k1 = Math.Min(k0 + bk, length);
-                // 3a. The tile's scores with their bias; entries j > i stay −∞ (causal).
-                tile.AsSpan().Fill(double.NegativeInfinity);
-                for (int j = Math.Min(k1, q0 + 1) - 1; j >= k0; j--)
+                while (eAt > j)
                 {
-                    while (eAt > j)
-                    {
-                        e += p.Gate(b, h, t0 + eAt); // E_{eAt−1} = E_{eAt} + g_{eAt}
-                        eAt--;
-                    }
-                    for (int r = 0; r < rows; r++)
-                    {
-                        tile[r * bk + j - k0] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, t0 + q0 + r), p.KeyRow(b, h, t0 + j)) + a[r] + e;
-                    }
+                    e += g[eAt]; // E_{eAt−1} = E_{eAt} + g_{eAt}
+                    eAt--;
                 }
                 for (int r = 0; r < rows; r++)
                 {
-                    int i = q0 + r;
-                    double inside = 0; // Σ_{t=j+1..i} g_t for q0 < j ≤ i, summed from the diagonal leftwards
-                    for (int j = i; j > q0 && j >= k0; j--)
-                    {
-                        if (j < k1)
-                        {
-                            tile[r * bk + j - k0] = p.Scale * VectorKernels.Dot(p.QueryRow(b, h, t0 + i), p.KeyRow(b, h, t0 + j)) + inside;
-                        }
-                        inside += p.Gate(b, h, t0 + j);
-                    }
-                }
-
-                // 3b. Online softmax update of each row with this tile.
-                for (int r = 0; r < rows; r++)
-                {
-                    Span<double> s = tile.AsSpan(r * bk, k1 - k0);
-                    double tileMax = VectorKernels.Max(s);
-                    if (double.IsNegativeInfinity(tileMax))
-                    {
-                        continue; // nothing allowed in this tile for row r
-                    }
-                    double mNew = Math.Max(m[r], tileMax);
-                    Span<double> accRow = acc.AsSpan(r * p.Dv, p.Dv);
-                    double rescale = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first tile
-                    VectorKernels.Scale(rescale, accRow);
-                    l[r] = l[r] * rescale + VectorKernels.ExpShiftedInPlace(s, mNew);
-                    for (int j = k0; j < k1; j++)
-                    {
-                        VectorKernels.Axpy(s[j - k0], p.ValueRow(b, h, t0 + j), accRow);
-                    }
-                    m[r] = mNew;
+                    tile[r * bk + j - k0] = scores.Score(q0 + r, j) + a[r] + e;
                 }
             }
-
-            // 4. Normalise and write: o_i = acc_i / l_i, lse_i = m_i + ln l_i.
             for (int r = 0; r < rows; r++)
             {
-                Span<double> oRow = o.Data.AsSpan(((b * p.T + t0 + q0 + r) * p.Hq + h) * p.Dv, p.Dv);
-                acc.AsSpan(r * p.Dv, p.Dv).CopyTo(oRow);
-                VectorKernels.Scale(1 / l[r], oRow);
-                lse[b, t0 + q0 + r, h] = m[r] + Math.Log(l[r]);
+                int i = q0 + r;
+                double inside = 0; // Σ_{t=j+1..i} g_t for q0 < j ≤ i, summed from the diagonal leftwards
+                for (int j = i; j > q0 && j >= k0; j--)
+                {
+                    if (j < k1)
+                    {
+                        tile[r * bk + j - k0] = scores.Score(i, j) + inside;
+                    }
+                    inside += g[j];
+                }
             }
-        });
 
-        return new ForgettingResult(o, lse);
-    }
-
-    /// <summary>The validated q, k, v, g of one call and the row accessors both variants share.</summary>
-    private sealed class ForgettingProblem
-    {
-        private readonly Tensor _q, _k, _v, _g;
-        private readonly int _hkv, _groupSize;
-
-        private ForgettingProblem(Tensor q, Tensor k, Tensor v, Tensor g, Dims dims, ForgettingOptions options)
-        {
-            (_q, _k, _v, _g) = (q, k, v, g);
-            (Batch, T, Hq, _hkv, Dk, Dv) = (dims["B"], dims["T"], dims["Hq"], dims["Hkv"], dims["K"], dims["V"]);
-            _groupSize = _hkv == 0 ? 1 : Hq / _hkv;
-            Scale = options.Scale ?? 1 / Math.Sqrt(Dk);
-            Sequences = Common.Sequences.Slices(Batch, T, options.CuSeqlens);
-            SequenceStart = new int[T];
-            foreach (var sequence in Sequences)
+            // 3b. Online softmax update of each row with this tile.
+            for (int r = 0; r < rows; r++)
             {
-                Array.Fill(SequenceStart, sequence.Start, sequence.Start, sequence.Length);
+                Span<double> s = tile.AsSpan(r * bk, k1 - k0);
+                double tileMax = VectorKernels.Max(s);
+                if (double.IsNegativeInfinity(tileMax))
+                {
+                    continue; // nothing allowed in this tile for row r
+                }
+                double mNew = Math.Max(m[r], tileMax);
+                Span<double> accRow = acc.AsSpan(r * dv, dv);
+                double rescale = Math.Exp(m[r] - mNew); // exp(−∞) = 0 on the first tile
+                VectorKernels.Scale(rescale, accRow);
+                l[r] = l[r] * rescale + VectorKernels.ExpShiftedInPlace(s, mNew);
+                for (int j = k0; j < k1; j++)
+                {
+                    VectorKernels.Axpy(s[j - k0], v[j], accRow);
+                }
+                m[r] = mNew;
             }
         }
 
-        /// <summary>The independent sequences: each batch entry, or with cu_seqlens each packed sequence.</summary>
-        public IReadOnlyList<Common.SequenceSlice> Sequences { get; }
-
-        /// <summary>For each time step, the first step of its sequence (0 without cu_seqlens).</summary>
-        public int[] SequenceStart { get; }
-
-        public int Batch { get; }
-        public int T { get; }
-        public int Hq { get; }
-        public int Dk { get; }
-        public int Dv { get; }
-        public double Scale { get; }
-
-        public static ForgettingProblem Bind(Tensor q, Tensor k, Tensor v, Tensor g, ForgettingOptions options)
+        // 4. Normalise and write: o_i = acc_i / l_i, lse_i = m_i + ln l_i.
+        for (int r = 0; r < rows; r++)
         {
-            var dims = new Dims();
-            dims.Bind("q", Dims.RequireFloat("q", q), "B,T,Hq,K");
-            dims.Bind("k", Dims.RequireFloat("k", k), "B,T,Hkv,K");
-            dims.Bind("v", Dims.RequireFloat("v", v), "B,T,Hkv,V");
-            dims.Bind("g", Dims.RequireFloat("g", g), "B,T,Hq");
-            if (dims["Hkv"] == 0 ? dims["Hq"] != 0 : dims["Hq"] % dims["Hkv"] != 0)
-            {
-                throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                    $"the number of key/value heads Hkv = {dims["Hkv"]} must divide the number of query heads Hq = {dims["Hq"]} (GQA/MQA)"), tensor: "k");
-            }
-            return new ForgettingProblem(q, k, v, g, dims, options);
+            lse[q0 + r] = SoftmaxRow.Normalise(acc.AsSpan(r * dv, dv), o[q0 + r], m[r], l[r]);
         }
-
-        public ReadOnlySpan<double> QueryRow(int b, int h, int i) => _q.Data.AsSpan(((b * T + i) * Hq + h) * Dk, Dk);
-
-        public ReadOnlySpan<double> KeyRow(int b, int h, int j) => _k.Data.AsSpan(((b * T + j) * _hkv + h / _groupSize) * Dk, Dk);
-
-        public ReadOnlySpan<double> ValueRow(int b, int h, int j) => _v.Data.AsSpan(((b * T + j) * _hkv + h / _groupSize) * Dv, Dv);
-
-        /// <summary>g_t of batch b, query head h.</summary>
-        public double Gate(int b, int h, int t) => _g.Data[(b * T + t) * Hq + h];
     }
 }
-
-/// <summary>The options of <see cref="Forgetting"/>.</summary>
-public sealed record ForgettingOptions
-{
-    /// <summary>Score scale; null means K^(-1/2).</summary>
-    public double? Scale { get; init; }
-
-    /// <summary>Tiled: queries per tile.</summary>
-    public int BlockQ { get; init; } = 64;
-
-    /// <summary>Tiled: keys per tile.</summary>
-    public int BlockK { get; init; } = 64;
-
-    /// <summary>Varlen: int32/int64 [N+1] sequence boundaries along T (B = 1); null = each batch entry is one sequence.</summary>
-    public Tensor? CuSeqlens { get; init; }
-}
-
-/// <summary>Outputs of forgetting attention: o [B,T,Hq,V] and lse [B,T,Hq].</summary>
-public sealed record ForgettingResult(Tensor O, Tensor Lse);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -48,200 +49,170 @@ namespace AttentionReference.Forms.Softmax;
 /// stops at the per-head output o, as attention kernels do.
 ///
 /// Empty rows. With causal and Tq > Sk the first queries see no key: o_i = 0 and lse_i = −∞ (flash-attn's
-/// convention; FlashMLA's sparse kernels report lse = +∞ for such rows instead).
+/// convention; FlashMLA's sparse kernels report lse = +∞ for such rows instead). The causal window and the stable
+/// softmax of a row are softmax's (Scores.cs: Window, SoftmaxRow).
 /// </summary>
-public static class Mla
+public sealed class Mla : Form
 {
-    /// <summary>The expanded form: k and v up-projected per head from the latent, then softmax attention row by row.</summary>
-    public static MlaResult Naive(Tensor qNope, Tensor qPe, Tensor cKv, Tensor kPe, Tensor wUk, Tensor wUv, MlaOptions? options = null)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("mla", "softmax", "Mla.cs")
     {
-        var p = MlaProblem.Bind(qNope, qPe, cKv, kPe, wUk, wUv, options ?? new MlaOptions());
-        var o = Tensor.Zeros(p.Batch, p.Tq, p.H, p.Dv);
-        var lse = Tensor.Zeros(p.Batch, p.Tq, p.H);
+        Variants = ["naive", "absorbed"],
+        Inputs =
+        [
+            new("q_nope", "B,Tq,H,Dn", "query, non-RoPE part"),
+            new("q_pe", "B,Tq,H,Dr", "query, RoPE part (already rotated)"),
+            // The cache length Sk is not a T symbol: the cache has no head axis, so the layout option leaves it alone.
+            new("c_kv", "B,Sk,Dc", "compressed key-value latent (DeepSeek's kv_cache, after kv_norm)", Aliases: ["kv_cache"]),
+            new("k_pe", "B,Sk,Dr", "key RoPE part shared by all heads (already rotated; DeepSeek's pe_cache)", Aliases: ["pe_cache"]),
+            new("w_uk", "H,Dn,Dc", "key up-projection W_UK (give w_uk and w_uv, or wkv_b)", Optional: true),
+            new("w_uv", "H,Dv,Dc", "value up-projection W_UV", Optional: true),
+            new("wkv_b", "H,Dnv,Dc", "DeepSeek-V3's wkv_b.weight viewed [H, Dn+Dv, Dc] = [W_UK; W_UV] per head", Optional: true),
+        ],
+        Outputs =
+        [
+            new("o", "B,Tq,H,Dv", "attention output per head (before W_O)"),
+            new("lse", "B,Tq,H", "natural-log sum-exp of each row's scores (−inf for a row with no allowed key)"),
+        ],
+        Parameters = [SoftmaxSpecs.MlaScale, SoftmaxSpecs.Causal],
+        TimeSymbols = ["Tq", "Sk"],
+    };
 
-        // One task per (b, h): it expands that head's keys and values once, then runs every query row of it.
-        Parallel.For(0, p.Batch * p.H, pair =>
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var options = MlaOptions.Read(problem);
+        problem = WithUpProjections(problem);
+        return variant switch
         {
-            int b = pair / p.H, h = pair % p.H;
-            var kNope = new double[p.Sk * p.Dn];
-            var v = new double[p.Sk * p.Dv];
-            for (int j = 0; j < p.Sk; j++)
-            {
-                p.UpProject(p.WUk, h, p.Dn, p.Latent(b, j), kNope.AsSpan(j * p.Dn, p.Dn)); // kn_j = W_UK[h] c_j
-                p.UpProject(p.WUv, h, p.Dv, p.Latent(b, j), v.AsSpan(j * p.Dv, p.Dv));     // v_j  = W_UV[h] c_j
-            }
-            var s = new double[p.Sk];
-            for (int i = 0; i < p.Tq; i++)
-            {
-                int end = p.KeyEnd(i);
-                for (int j = 0; j < end; j++)
-                {
-                    s[j] = p.Scale * (VectorKernels.Dot(p.QueryNope(b, h, i), kNope.AsSpan(j * p.Dn, p.Dn))
-                                      + VectorKernels.Dot(p.QueryRope(b, h, i), p.KeyRope(b, j)));
-                }
-                Span<double> oRow = o.Data.AsSpan(((b * p.Tq + i) * p.H + h) * p.Dv, p.Dv);
-                lse[b, i, h] = SoftmaxRow(s.AsSpan(0, end), v, p.Dv, oRow);
-            }
-        });
-        return new MlaResult(o, lse);
+            "naive" => Heads.Run(problem, head => Naive(head, options)),
+            "absorbed" => Heads.Run(problem, head => Absorbed(head, options)),
+            _ => throw UnknownVariant(variant),
+        };
     }
 
-    /// <summary>The absorbed form: W_UK folded into the query, scores and weighted sum on the latent cache, W_UV at the end.</summary>
-    public static MlaResult Absorbed(Tensor qNope, Tensor qPe, Tensor cKv, Tensor kPe, Tensor wUk, Tensor wUv, MlaOptions? options = null)
+    /// <summary>The definition, per (batch entry, head): k and v up-projected from the latent, then softmax attention.</summary>
+    public static void Naive(Head head, MlaOptions options)
     {
-        var p = MlaProblem.Bind(qNope, qPe, cKv, kPe, wUk, wUv, options ?? new MlaOptions());
-        var o = Tensor.Zeros(p.Batch, p.Tq, p.H, p.Dv);
-        var lse = Tensor.Zeros(p.Batch, p.Tq, p.H);
-        // The latent cache of batch b, [Sk, Dc] row-major, is read in place: it plays the part of both k and v.
-        Parallel.For(0, p.Batch * p.H, pair =>
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock qNope = head.Rows("q_nope"), qPe = head.Rows("q_pe"), c = head.Rows("c_kv"), kPe = head.Rows("k_pe"), o = head.Rows("o");
+        Series lse = head.Series("lse");
+        Span<double> wUk = head.Row("w_uk"), wUv = head.Row("w_uv");
+        int sk = c.Count;
+        RowBlock kNope = RowBlock.Zeros(sk, head["Dn"]), v = RowBlock.Zeros(sk, head["Dv"]);
+        for (int j = 0; j < sk; j++)
         {
-            int b = pair / p.H, h = pair % p.H;
-            ReadOnlySpan<double> cache = p.CKv.Data.AsSpan(b * p.Sk * p.Dc, p.Sk * p.Dc);
-            var qLatent = new double[p.Dc];
-            var oLatent = new double[p.Dc];
-            var s = new double[p.Sk];
-            for (int i = 0; i < p.Tq; i++)
+            UpProject(wUk, c[j], kNope[j]); // kn_j = W_UK[h] c_j
+            UpProject(wUv, c[j], v[j]);     // v_j  = W_UV[h] c_j
+        }
+        var values = new KeyValues(kNope, v, sk);
+        int[] keys = Enumerable.Range(0, sk).ToArray();
+        var scores = new double[sk];
+        Window window = options.WindowOf(head.T, sk);
+        for (int i = 0; i < head.T; i++)
+        {
+            int end = window.Keys(i, sk).End; // keys j < end: every key, or j ≤ d_i under causal
+            Span<double> s = scores.AsSpan(0, end);
+            for (int j = 0; j < end; j++)
             {
-                // ql_i = W_UK[h]ᵀ q_nope_i: row n of W_UK[h] weighted by q_nope_i[n].
-                Array.Clear(qLatent);
-                ReadOnlySpan<double> qn = p.QueryNope(b, h, i);
-                for (int n = 0; n < p.Dn; n++)
-                {
-                    VectorKernels.Axpy(qn[n], p.WeightRow(p.WUk, h, p.Dn, n), qLatent);
-                }
-                int end = p.KeyEnd(i);
-                for (int j = 0; j < end; j++)
-                {
-                    s[j] = p.Scale * (VectorKernels.Dot(qLatent, p.Latent(b, j)) + VectorKernels.Dot(p.QueryRope(b, h, i), p.KeyRope(b, j)));
-                }
-                Array.Clear(oLatent);
-                lse[b, i, h] = SoftmaxRow(s.AsSpan(0, end), cache, p.Dc, oLatent); // ol_i = Σ p_ij c_j
-                p.UpProject(p.WUv, h, p.Dv, oLatent, o.Data.AsSpan(((b * p.Tq + i) * p.H + h) * p.Dv, p.Dv)); // o_i = W_UV[h] ol_i
+                s[j] = options.Scale * (VectorKernels.Dot(qNope[i], kNope[j]) + VectorKernels.Dot(qPe[i], kPe[j]));
             }
-        });
-        return new MlaResult(o, lse);
+            lse[i] = SoftmaxRow.Attend(s, keys.AsSpan(0, end), values, o[i]); // o_i = Σ_j softmax_j(s_ij) v_j
+        }
+    }
+
+    /// <summary>The absorbed form: W_UK folded into the query, the scores and the weighted sum on the latent cache, W_UV at the end.</summary>
+    public static void Absorbed(Head head, MlaOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock qNope = head.Rows("q_nope"), qPe = head.Rows("q_pe"), c = head.Rows("c_kv"), kPe = head.Rows("k_pe"), o = head.Rows("o");
+        Series lse = head.Series("lse");
+        Span<double> wUk = head.Row("w_uk"), wUv = head.Row("w_uv");
+        int sk = c.Count, dc = c.Width;
+        var latent = new KeyValues(c, c, sk); // the latent cache plays both k and v
+        int[] keys = Enumerable.Range(0, sk).ToArray();
+        var scores = new double[sk];
+        var qLatent = new double[dc];
+        var oLatent = new double[dc];
+        Window window = options.WindowOf(head.T, sk);
+        for (int i = 0; i < head.T; i++)
+        {
+            // ql_i = W_UK[h]ᵀ q_nope_i: row n of W_UK[h] weighted by q_nope_i[n].
+            Array.Clear(qLatent);
+            for (int n = 0; n < qNope.Width; n++)
+            {
+                VectorKernels.Axpy(qNope[i][n], wUk.Slice(n * dc, dc), qLatent);
+            }
+            int end = window.Keys(i, sk).End;
+            Span<double> s = scores.AsSpan(0, end);
+            for (int j = 0; j < end; j++)
+            {
+                s[j] = options.Scale * (VectorKernels.Dot(qLatent, c[j]) + VectorKernels.Dot(qPe[i], kPe[j]));
+            }
+            Array.Clear(oLatent);
+            lse[i] = SoftmaxRow.Attend(s, keys.AsSpan(0, end), latent, oLatent); // ol_i = Σ_j softmax_j(s_ij) c_j
+            UpProject(wUv, oLatent, o[i]);                                       // o_i = W_UV[h] ol_i
+        }
+    }
+
+    /// <summary>y = W x for W [rows x Dc] (row n at n·Dc) and a latent vector x [Dc]: y_n = W[n] · x.</summary>
+    private static void UpProject(ReadOnlySpan<double> w, ReadOnlySpan<double> x, Span<double> y)
+    {
+        for (int n = 0; n < y.Length; n++)
+        {
+            y[n] = VectorKernels.Dot(w.Slice(n * x.Length, x.Length), x);
+        }
     }
 
     /// <summary>
-    /// DeepSeek-V3's wkv_b [H, Dn+Dv, Dc] (its Linear weight viewed per head) split into W_UK = the first Dn rows of
-    /// each head and W_UV = the remaining Dv rows.
+    /// The call with w_uk and w_uv: as given, or DeepSeek-V3's wkv_b [H, Dn+Dv, Dc] split into W_UK = the first Dn rows
+    /// of each head and W_UV = the remaining Dv rows; exactly one of the two ways.
     /// </summary>
-    public static (Tensor WUk, Tensor WUv) SplitWkvB(Tensor wkvB, int dNope)
+    internal static Problem WithUpProjections(Problem problem)
     {
-        Dims.RequireFloat("wkv_b", wkvB);
-        if (wkvB.Rank != 3 || dNope > wkvB.Dim(1))
+        ArgumentNullException.ThrowIfNull(problem);
+        var (wUk, wUv, wkvB) = (problem.Optional("w_uk"), problem.Optional("w_uv"), problem.Optional("wkv_b"));
+        if (wkvB is null)
+        {
+            _ = wUk ?? throw new InputException("missing (expected shape [H,Dn,Dc]; or give wkv_b [H,Dn+Dv,Dc])", tensor: "w_uk");
+            _ = wUv ?? throw new InputException("missing (expected shape [H,Dv,Dc]; or give wkv_b [H,Dn+Dv,Dc])", tensor: "w_uv");
+            return problem;
+        }
+        if (wUk is not null || wUv is not null)
+        {
+            throw new InputException("give either wkv_b or w_uk and w_uv, not both", tensor: "wkv_b");
+        }
+        int h = problem["H"], dn = problem["Dn"], rows = problem["Dnv"], dc = problem["Dc"], dv = rows - dn;
+        if (dv < 0)
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                $"expected shape [H,Dn+Dv,Dc] with Dn = {dNope} (q_nope's last extent), found {wkvB.ShapeString}"), tensor: "wkv_b");
+                $"expected shape [H,Dn+Dv,Dc] with Dn = {dn} (q_nope's last extent), found {wkvB.ShapeString}"), tensor: "wkv_b");
         }
-        int h = wkvB.Dim(0), rows = wkvB.Dim(1), dc = wkvB.Dim(2), dv = rows - dNope;
-        var wUk = Tensor.Zeros(h, dNope, dc);
-        var wUv = Tensor.Zeros(h, dv, dc);
+        problem.Dims.Set("Dv", dv);
+        var (uk, uv) = (Tensor.Zeros(h, dn, dc), Tensor.Zeros(h, dv, dc));
         for (int head = 0; head < h; head++)
         {
-            Array.Copy(wkvB.Data, head * rows * dc, wUk.Data, head * dNope * dc, dNope * dc);
-            Array.Copy(wkvB.Data, (head * rows + dNope) * dc, wUv.Data, head * dv * dc, dv * dc);
+            Array.Copy(wkvB.Data, head * rows * dc, uk.Data, head * dn * dc, dn * dc);
+            Array.Copy(wkvB.Data, (head * rows + dn) * dc, uv.Data, head * dv * dc, dv * dc);
         }
-        return (wUk, wUv);
-    }
-
-    /// <summary>
-    /// The stable softmax of one row of scores <paramref name="s"/> (overwritten with exp(s − m)), accumulating
-    /// Σ_j p_j · values[j] into <paramref name="output"/> (values are rows of <paramref name="width"/>); returns lse.
-    /// An empty row leaves the output at 0 and returns −∞.
-    /// </summary>
-    private static double SoftmaxRow(Span<double> s, ReadOnlySpan<double> values, int width, Span<double> output)
-    {
-        if (s.IsEmpty)
-        {
-            return double.NegativeInfinity;
-        }
-        double m = VectorKernels.Max(s);
-        double l = VectorKernels.ExpShiftedInPlace(s, m);
-        for (int j = 0; j < s.Length; j++)
-        {
-            VectorKernels.Axpy(s[j], values.Slice(j * width, width), output);
-        }
-        VectorKernels.Scale(1 / l, output);
-        return m + Math.Log(l);
-    }
-
-    /// <summary>The validated inputs of one MLA call and the row accessors both variants share.</summary>
-    private sealed class MlaProblem
-    {
-        private MlaProblem(Tensor qNope, Tensor qPe, Tensor cKv, Tensor kPe, Tensor wUk, Tensor wUv, Dims dims, MlaOptions options)
-        {
-            (QNope, QPe, CKv, KPe, WUk, WUv) = (qNope, qPe, cKv, kPe, wUk, wUv);
-            (Batch, Tq, Sk, H) = (dims["B"], dims["Tq"], dims["Sk"], dims["H"]);
-            (Dn, Dr, Dc, Dv) = (dims["Dn"], dims["Dr"], dims["Dc"], dims["Dv"]);
-            Scale = options.Scale ?? 1 / Math.Sqrt(Dn + Dr);
-            Causal = options.Causal;
-        }
-
-        public Tensor QNope { get; }
-        public Tensor QPe { get; }
-        public Tensor CKv { get; }
-        public Tensor KPe { get; }
-        public Tensor WUk { get; }
-        public Tensor WUv { get; }
-        public int Batch { get; }
-        public int Tq { get; }
-        public int Sk { get; }
-        public int H { get; }
-        public int Dn { get; }
-        public int Dr { get; }
-        public int Dc { get; }
-        public int Dv { get; }
-        public double Scale { get; }
-        public bool Causal { get; }
-
-        public static MlaProblem Bind(Tensor qNope, Tensor qPe, Tensor cKv, Tensor kPe, Tensor wUk, Tensor wUv, MlaOptions options)
-        {
-            var dims = new Dims();
-            dims.Bind("q_nope", Dims.RequireFloat("q_nope", qNope), "B,Tq,H,Dn");
-            dims.Bind("q_pe", Dims.RequireFloat("q_pe", qPe), "B,Tq,H,Dr");
-            dims.Bind("c_kv", Dims.RequireFloat("c_kv", cKv), "B,Sk,Dc");
-            dims.Bind("k_pe", Dims.RequireFloat("k_pe", kPe), "B,Sk,Dr");
-            dims.Bind("w_uk", Dims.RequireFloat("w_uk", wUk), "H,Dn,Dc");
-            dims.Bind("w_uv", Dims.RequireFloat("w_uv", wUv), "H,Dv,Dc");
-            return new MlaProblem(qNope, qPe, cKv, kPe, wUk, wUv, dims, options);
-        }
-
-        /// <summary>The end (exclusive) of query i's allowed keys: all Sk, or up to d_i = i + Sk − Tq under causal.</summary>
-        public int KeyEnd(int i) => Causal ? Math.Clamp(i + Sk - Tq + 1, 0, Sk) : Sk;
-
-        public ReadOnlySpan<double> QueryNope(int b, int h, int i) => QNope.Data.AsSpan(((b * Tq + i) * H + h) * Dn, Dn);
-
-        public ReadOnlySpan<double> QueryRope(int b, int h, int i) => QPe.Data.AsSpan(((b * Tq + i) * H + h) * Dr, Dr);
-
-        /// <summary>c_j of batch b: row j of the latent cache.</summary>
-        public ReadOnlySpan<double> Latent(int b, int j) => CKv.Data.AsSpan((b * Sk + j) * Dc, Dc);
-
-        public ReadOnlySpan<double> KeyRope(int b, int j) => KPe.Data.AsSpan((b * Sk + j) * Dr, Dr);
-
-        /// <summary>Row n of head h's up-projection W [H, rows, Dc].</summary>
-        public ReadOnlySpan<double> WeightRow(Tensor w, int h, int rows, int n) => w.Data.AsSpan((h * rows + n) * Dc, Dc);
-
-        /// <summary>y = W[h] x for a latent vector x [Dc]: y_n = W[h][n] · x.</summary>
-        public void UpProject(Tensor w, int h, int rows, ReadOnlySpan<double> x, Span<double> y)
-        {
-            for (int n = 0; n < rows; n++)
-            {
-                y[n] = VectorKernels.Dot(WeightRow(w, h, rows, n), x);
-            }
-        }
+        return problem.With("w_uk", uk, "H,Dn,Dc").With("w_uv", uv, "H,Dv,Dc");
     }
 }
 
-/// <summary>The options of <see cref="Mla"/>; defaults give full attention with scale (Dn + Dr)^-1/2.</summary>
-public sealed record MlaOptions
+/// <summary>The options of an MLA call, read once from the bound call; the CPU form and the OpenCL host read the same.</summary>
+/// <param name="Scale">The score scale, (Dn + Dr)^(-1/2) unless given (DeepSeek's softmax_scale).</param>
+/// <param name="Causal">Causal masking, bottom-right: key j allowed for query i iff j ≤ i + Sk − Tq.</param>
+public sealed record MlaOptions(double Scale, bool Causal)
 {
-    /// <summary>Score scale; null means (Dn + Dr)^(-1/2).</summary>
-    public double? Scale { get; init; }
+    /// <summary>The options of <paramref name="problem"/>.</summary>
+    public static MlaOptions Read(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        return new(problem.Get(SoftmaxSpecs.MlaScale) ?? 1 / Math.Sqrt(problem["Dn"] + problem["Dr"]), problem.Get(SoftmaxSpecs.Causal));
+    }
 
-    /// <summary>Causal masking, bottom-right: key j allowed for query i iff j ≤ i + Sk − Tq.</summary>
-    public bool Causal { get; init; }
+    /// <summary>The keys of a query: all Sk, or those up to its bottom-right diagonal under causal.</summary>
+    public Window WindowOf(int tq, int sk) => Causal ? Window.Causal(tq, sk) : Window.Full;
 }
-
-/// <summary>Outputs of MLA: o [B,Tq,H,Dv] and lse [B,Tq,H].</summary>
-public sealed record MlaResult(Tensor O, Tensor Lse);

@@ -1,5 +1,5 @@
 using System.Globalization;
-using AttentionReference.Numerics;
+using AttentionReference.Forms.Common;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Softmax;
@@ -60,125 +60,90 @@ namespace AttentionReference.Forms.Softmax;
 ///
 /// Sources: the two papers above; for the <c>block</c> pattern, the 0/1 layout [H, Tq/Bq, Tk/Bk] that Triton's and
 /// xformers' block-sparse attention take (the [1, …] form shared by all heads is our convenience); flash-attn ≥ 2.1
-/// for the bottom-right causal alignment. Every variant computes row by row: the allowed keys are gathered, their scores
-/// materialised, then max, exp, sum, as <see cref="Softmax.Naive"/> does.
+/// for the bottom-right causal alignment. Every pattern runs softmax's definition (<see cref="Softmax.Naive"/>) with the
+/// pattern as a sparse mask on A_i (Scores.cs): the allowed keys gathered, their scores materialised, then max, exp, sum.
 /// </summary>
-public static class Sparse
+public sealed class Sparse : Form
 {
-    /// <summary>The <c>block</c> pattern: query block ⌊i/Bq⌋ sees key block ⌊j/Bk⌋ where the layout holds 1.</summary>
-    public static SparseResult Block(Tensor q, Tensor k, Tensor v, Tensor blockMask, SparseOptions? options = null)
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("sparse", "softmax", "Sparse.cs")
     {
-        options ??= new SparseOptions();
-        var problem = SparseProblem.Bind(q, k, v, options);
-        var layout = BlockLayout.Bind("block_mask", blockMask, problem, options);
-        return Attend(problem, (h, i, j) => layout.Allows(h, i / options.BlockQ, j / options.BlockK));
+        Variants = ["block", "longformer", "bigbird"],
+        Inputs =
+        [
+            SoftmaxSpecs.Q, SoftmaxSpecs.K, SoftmaxSpecs.V,
+            new("block_mask", "Hq,Nq,Nk", "0/1 block layout, [Hq,…] or [1,…] shared by all heads; Nq = ceil(Tq/block_q), Nk = ceil(Tk/block_k); block: the pattern, bigbird: the random blocks",
+                Optional: true, HoldsIndices: true, AcceptsBool: true, Broadcast: true),
+            new("global_tokens", "G", "global token indices in [0, Tk) (longformer, bigbird)", Optional: true, HoldsIndices: true),
+        ],
+        Outputs = SoftmaxSpecs.Outputs,
+        Parameters = [SoftmaxSpecs.Scale, SoftmaxSpecs.Causal, SoftmaxSpecs.LayoutBlockQ, SoftmaxSpecs.LayoutBlockK, SoftmaxSpecs.Window, SoftmaxSpecs.WindowBlocks],
+        Groups = [SoftmaxSpecs.Gqa],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        var options = SparseOptions.Read(problem);
+        Pattern allowed = variant switch
+        {
+            "block" => Block(problem, options),
+            "longformer" => Longformer(problem, options),
+            "bigbird" => BigBird(problem, options),
+            _ => throw UnknownVariant(variant),
+        };
+        return Heads.Run(problem, head => Softmax.Naive(head, options.ScoresOf(head, allowed)), "Hq");
     }
 
-    /// <summary>The <c>longformer</c> pattern: a window of w keys each side of d_i, plus global tokens.</summary>
-    public static SparseResult Longformer(Tensor q, Tensor k, Tensor v, Tensor? globalTokens, SparseOptions? options = null)
+    /// <summary>block: allowed_h(i, j) = M[h, ⌊i/Bq⌋, ⌊j/Bk⌋] ≠ 0.</summary>
+    public static Pattern Block(Problem problem, SparseOptions options)
     {
-        options ??= new SparseOptions();
-        var problem = SparseProblem.Bind(q, k, v, options);
-        if (options.Window < 0)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"window must be ≥ 0 (keys on each side), found {options.Window}"));
-        }
-        bool[] global = GlobalTokens(globalTokens, problem.Tk);
-        int offset = problem.Tk - problem.Tq, w = options.Window;
-        return Attend(problem, (_, i, j) =>
+        ArgumentNullException.ThrowIfNull(options);
+        var layout = BlockLayout.Read(problem, options, "block");
+        return (h, i, j) => layout.Allows(h, i / options.BlockQ, j / options.BlockK);
+    }
+
+    /// <summary>longformer: allowed(i, j) = |j − d_i| ≤ w ∨ d_i ∈ G ∨ j ∈ G, with d_i = i + Tk − Tq.</summary>
+    public static Pattern Longformer(Problem problem, SparseOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        ArgumentNullException.ThrowIfNull(options);
+        bool[] global = GlobalTokens(problem);
+        int offset = problem["Tk"] - problem["Tq"], w = options.WindowKeys;
+        return (_, i, j) =>
         {
             int d = i + offset;
             return Math.Abs(j - d) <= w || (d >= 0 && global[d]) || global[j];
-        });
+        };
     }
 
-    /// <summary>The <c>bigbird</c> pattern: w_b blocks each side, global tokens, and the given random blocks.</summary>
-    public static SparseResult BigBird(Tensor q, Tensor k, Tensor v, Tensor randomBlocks, Tensor? globalTokens, SparseOptions? options = null)
+    /// <summary>bigbird: allowed_h(i, j) = |⌊i/B⌋ − ⌊j/B⌋| ≤ w_b ∨ i ∈ G ∨ j ∈ G ∨ R[h, ⌊i/B⌋, ⌊j/B⌋] ≠ 0.</summary>
+    public static Pattern BigBird(Problem problem, SparseOptions options)
     {
-        options ??= new SparseOptions();
-        var problem = SparseProblem.Bind(q, k, v, options);
-        if (problem.Tq != problem.Tk || options.BlockQ != options.BlockK)
+        ArgumentNullException.ThrowIfNull(problem);
+        ArgumentNullException.ThrowIfNull(options);
+        var (tq, tk) = (problem["Tq"], problem["Tk"]);
+        if (tq != tk || options.BlockQ != options.BlockK)
         {
             throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                $"bigbird is self-attention with one block size: needs Tq = Tk and block_q = block_k, found Tq = {problem.Tq}, Tk = {problem.Tk}, block_q = {options.BlockQ}, block_k = {options.BlockK}"));
+                $"bigbird is self-attention with one block size: needs Tq = Tk and block_q = block_k, found Tq = {tq}, Tk = {tk}, block_q = {options.BlockQ}, block_k = {options.BlockK}"));
         }
-        if (options.WindowBlocks < 0)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"window_blocks must be ≥ 0 (blocks on each side), found {options.WindowBlocks}"));
-        }
-        var random = BlockLayout.Bind("block_mask", randomBlocks, problem, options);
-        bool[] global = GlobalTokens(globalTokens, problem.Tk);
+        var random = BlockLayout.Read(problem, options, "bigbird");
+        bool[] global = GlobalTokens(problem);
         int size = options.BlockQ, wb = options.WindowBlocks;
-        return Attend(problem, (h, i, j) =>
+        return (h, i, j) =>
         {
             int qb = i / size, kb = j / size;
             return Math.Abs(qb - kb) <= wb || global[i] || global[j] || random.Allows(h, qb, kb);
-        });
-    }
-
-    /// <summary>
-    /// The shared core: for each row, the keys the pattern allows (and causal allows), their scores, then the stable
-    /// softmax. <paramref name="allowed"/> takes (query head, query position, key position).
-    /// </summary>
-    private static SparseResult Attend(SparseProblem problem, Func<int, int, int, bool> allowed)
-    {
-        var (batch, tq, tk, hq, dv) = (problem.Batch, problem.Tq, problem.Tk, problem.Hq, problem.Dv);
-        var o = Tensor.Zeros(batch, tq, hq, dv);
-        var lse = Tensor.Zeros(batch, tq, hq);
-        int offset = tk - tq;
-
-        // One task per (b, i, h) row, computed start to end by one thread: the result does not depend on the thread count.
-        Parallel.For(0, batch * tq * hq, () => (Keys: new int[tk], Scores: new double[tk]), (row, _, scratch) =>
-        {
-            int h = row % hq, i = row / hq % tq, b = row / hq / tq;
-            int count = 0;
-            for (int j = 0; j < tk; j++)
-            {
-                if ((!problem.Causal || j <= i + offset) && allowed(h, i, j))
-                {
-                    scratch.Keys[count++] = j;
-                }
-            }
-            Span<double> oRow = o.Data.AsSpan(((b * tq + i) * hq + h) * dv, dv);
-            if (count == 0)
-            {
-                lse.Data[row] = double.NegativeInfinity; // no allowed key: o = 0, lse = −∞
-                return scratch;
-            }
-
-            Span<double> s = scratch.Scores.AsSpan(0, count);
-            for (int n = 0; n < count; n++)
-            {
-                s[n] = problem.Scale * VectorKernels.Dot(problem.QueryRow(b, h, i), problem.KeyRow(b, h, scratch.Keys[n]));
-            }
-            double m = VectorKernels.Max(s);
-            double l = VectorKernels.ExpShiftedInPlace(s, m); // s now holds exp(s − m)
-            for (int n = 0; n < count; n++)
-            {
-                VectorKernels.Axpy(s[n], problem.ValueRow(b, h, scratch.Keys[n]), oRow);
-            }
-            VectorKernels.Scale(1 / l, oRow);
-            lse.Data[row] = m + Math.Log(l);
-            return scratch;
-        }, _ => { });
-
-        return new SparseResult(o, lse);
+        };
     }
 
     /// <summary>global_tokens [G] as a membership table over the Tk key positions (all false when absent).</summary>
-    private static bool[] GlobalTokens(Tensor? globalTokens, int tk)
+    internal static bool[] GlobalTokens(Problem problem)
     {
+        int tk = problem["Tk"];
         var global = new bool[tk];
-        if (globalTokens is null)
-        {
-            return global;
-        }
-        Dims.RequireInteger("global_tokens", globalTokens);
-        if (globalTokens.Rank != 1)
-        {
-            throw new InputException($"expected shape [G], found {globalTokens.ShapeString}", tensor: "global_tokens");
-        }
-        foreach (double index in globalTokens.Data)
+        foreach (double index in problem.Optional("global_tokens")?.Data ?? [])
         {
             if (!(index >= 0 && index < tk))
             {
@@ -189,119 +154,83 @@ public static class Sparse
         }
         return global;
     }
-
-    /// <summary>The validated q, k, v of one call, with the row accessors every pattern shares.</summary>
-    private sealed class SparseProblem
-    {
-        private readonly Tensor _q, _k, _v;
-        private readonly int _hkv, _groupSize;
-
-        private SparseProblem(Tensor q, Tensor k, Tensor v, Dims dims, SparseOptions options)
-        {
-            (_q, _k, _v) = (q, k, v);
-            (Batch, Tq, Tk, Hq, Dk, Dv) = (dims["B"], dims["Tq"], dims["Tk"], dims["Hq"], dims["K"], dims["V"]);
-            _hkv = dims["Hkv"];
-            _groupSize = _hkv == 0 ? 1 : Hq / _hkv;
-            Scale = options.Scale ?? 1 / Math.Sqrt(Dk);
-            Causal = options.Causal;
-        }
-
-        public int Batch { get; }
-        public int Tq { get; }
-        public int Tk { get; }
-        public int Hq { get; }
-        public int Dk { get; }
-        public int Dv { get; }
-        public double Scale { get; }
-        public bool Causal { get; }
-
-        public static SparseProblem Bind(Tensor q, Tensor k, Tensor v, SparseOptions options)
-        {
-            var dims = new Dims();
-            dims.Bind("q", Dims.RequireFloat("q", q), "B,Tq,Hq,K");
-            dims.Bind("k", Dims.RequireFloat("k", k), "B,Tk,Hkv,K");
-            dims.Bind("v", Dims.RequireFloat("v", v), "B,Tk,Hkv,V");
-            if (dims["Hkv"] == 0 ? dims["Hq"] != 0 : dims["Hq"] % dims["Hkv"] != 0)
-            {
-                throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                    $"the number of key/value heads Hkv = {dims["Hkv"]} must divide the number of query heads Hq = {dims["Hq"]} (GQA/MQA)"), tensor: "k");
-            }
-            if (options.BlockQ < 1 || options.BlockK < 1)
-            {
-                throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                    $"block sizes must be ≥ 1, found block_q = {options.BlockQ}, block_k = {options.BlockK}"));
-            }
-            return new SparseProblem(q, k, v, dims, options);
-        }
-
-        public ReadOnlySpan<double> QueryRow(int b, int h, int i) => _q.Data.AsSpan(((b * Tq + i) * Hq + h) * Dk, Dk);
-
-        public ReadOnlySpan<double> KeyRow(int b, int h, int j) => _k.Data.AsSpan(((b * Tk + j) * _hkv + h / _groupSize) * Dk, Dk);
-
-        public ReadOnlySpan<double> ValueRow(int b, int h, int j) => _v.Data.AsSpan(((b * Tk + j) * _hkv + h / _groupSize) * Dv, Dv);
-    }
-
-    /// <summary>A 0/1 block layout [Hq or 1, ceil(Tq/Bq), ceil(Tk/Bk)], checked once.</summary>
-    private sealed class BlockLayout
-    {
-        private readonly double[] _cells;
-        private readonly int _heads, _rows, _columns;
-
-        private BlockLayout(Tensor layout)
-        {
-            _cells = layout.Data;
-            (_heads, _rows, _columns) = (layout.Dim(0), layout.Dim(1), layout.Dim(2));
-        }
-
-        public static BlockLayout Bind(string name, Tensor layout, SparseProblem problem, SparseOptions options)
-        {
-            if (layout.DType != DType.Bool)
-            {
-                Dims.RequireInteger(name, layout); // a layout is bool or 0/1 integers, never floats
-            }
-            int rows = (problem.Tq + options.BlockQ - 1) / options.BlockQ, columns = (problem.Tk + options.BlockK - 1) / options.BlockK;
-            if (layout.Rank != 3 || (layout.Dim(0) != problem.Hq && layout.Dim(0) != 1) || layout.Dim(1) != rows || layout.Dim(2) != columns)
-            {
-                throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                    $"expected shape [Hq,Nq,Nk] = [{problem.Hq},{rows},{columns}] or [1,{rows},{columns}] (Nq = ceil(Tq/block_q), Nk = ceil(Tk/block_k)), found {layout.ShapeString}"),
-                    tensor: name);
-            }
-            foreach (double cell in layout.Data)
-            {
-                if (cell is not (0 or 1))
-                {
-                    throw new InputException(string.Create(CultureInfo.InvariantCulture, $"expected 0/1 entries, found {cell}"), tensor: name);
-                }
-            }
-            return new BlockLayout(layout);
-        }
-
-        /// <summary>Whether query head h's block row qb sees block column kb.</summary>
-        public bool Allows(int h, int qb, int kb) => _cells[((_heads == 1 ? 0 : h) * _rows + qb) * _columns + kb] != 0;
-    }
 }
 
-/// <summary>The options of <see cref="Sparse"/>; each pattern reads the ones it names.</summary>
-public sealed record SparseOptions
+/// <summary>A sparsity pattern: whether query i of head h may read key j (before causal masking).</summary>
+public delegate bool Pattern(int h, int i, int j);
+
+/// <summary>The options of a sparse call, read once from the bound call; the CPU form and the OpenCL host read the same.</summary>
+/// <param name="Scale">The score scale (K^-0.5 unless given).</param>
+/// <param name="Causal">Causal masking on top of the pattern (j ≤ i + Tk − Tq, bottom-right as flash-attn).</param>
+/// <param name="BlockQ">Query block size Bq of the layout (block, bigbird).</param>
+/// <param name="BlockK">Key block size Bk of the layout (block, bigbird).</param>
+/// <param name="WindowKeys">Longformer: keys allowed on each side of the diagonal (Hugging Face's attention_window / 2).</param>
+/// <param name="WindowBlocks">BigBird: neighbouring blocks on each side (1 = the paper's 3-block window).</param>
+public sealed record SparseOptions(double Scale, bool Causal, int BlockQ, int BlockK, int WindowKeys, int WindowBlocks)
 {
-    /// <summary>Score scale; null means K^(-1/2).</summary>
-    public double? Scale { get; init; }
+    /// <summary>The options of <paramref name="problem"/>.</summary>
+    public static SparseOptions Read(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        return new(SoftmaxSpecs.ScaleOf(problem), problem.Get(SoftmaxSpecs.Causal), problem.Get(SoftmaxSpecs.LayoutBlockQ),
+            problem.Get(SoftmaxSpecs.LayoutBlockK), problem.Get(SoftmaxSpecs.Window), problem.Get(SoftmaxSpecs.WindowBlocks));
+    }
 
-    /// <summary>Causal masking on top of the pattern (j ≤ i + Tk − Tq, bottom-right as flash-attn).</summary>
-    public bool Causal { get; init; }
-
-    /// <summary>Query block size Bq of the layout (block, bigbird).</summary>
-    public int BlockQ { get; init; } = 64;
-
-    /// <summary>Key block size Bk of the layout (block, bigbird).</summary>
-    public int BlockK { get; init; } = 64;
-
-    /// <summary>Longformer: keys allowed on each side of the diagonal (Hugging Face's attention_window / 2).</summary>
-    public int Window { get; init; } = 256;
-
-    /// <summary>BigBird: neighbouring blocks on each side (1 = the paper's 3-block window).</summary>
-    public int WindowBlocks { get; init; } = 1;
+    /// <summary>The scores of a (batch entry, query head) pair: the plain scaled dot product, A_i the pattern's keys (∧ causal).</summary>
+    public Scores ScoresOf(Head head, Pattern allowed)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(allowed);
+        var keys = KeyValues.Of(head);
+        int h = head.Index;
+        return new Scores(head.Rows("q"), keys, Scale, Causal ? Window.Causal(head.T, keys.Count) : Window.Full)
+        {
+            Pattern = (i, j) => allowed(h, i, j),
+        };
+    }
 }
 
-/// <summary>Outputs of sparse attention: o [B,Tq,Hq,V] and lse [B,Tq,Hq].</summary>
-public sealed record SparseResult(Tensor O, Tensor Lse);
+/// <summary>A 0/1 block layout [Hq or 1, ceil(Tq/Bq), ceil(Tk/Bk)], checked once.</summary>
+internal sealed class BlockLayout
+{
+    private BlockLayout(Tensor layout) => (Cells, Heads, Rows, Columns) = (layout.Data, layout.Dim(0), layout.Dim(1), layout.Dim(2));
+
+    /// <summary>The cells, [Heads, Rows, Columns] row-major.</summary>
+    public double[] Cells { get; }
+
+    /// <summary>Hq, or 1 for a layout shared by all heads.</summary>
+    public int Heads { get; }
+
+    public int Rows { get; }
+
+    public int Columns { get; }
+
+    /// <summary>block_mask of a bound call, which <paramref name="variant"/> needs: bool or 0/1 integers, of the layout's shape.</summary>
+    public static BlockLayout Read(Problem problem, SparseOptions options, string variant)
+    {
+        Tensor layout = problem.Optional("block_mask")
+            ?? throw new InputException($"missing: the {variant} variant needs it (expected shape [Hq,Nq,Nk] or [1,Nq,Nk])", tensor: "block_mask");
+        if (layout.DType is not (DType.Bool or DType.I32 or DType.I64))
+        {
+            throw new InputException($"expected an integer tensor (i32 or i64), found {layout.DType.ShortName()}", tensor: "block_mask"); // a layout is never floats
+        }
+        int hq = problem["Hq"], rows = (problem["Tq"] + options.BlockQ - 1) / options.BlockQ, columns = (problem["Tk"] + options.BlockK - 1) / options.BlockK;
+        if (layout.Rank != 3 || (layout.Dim(0) != hq && layout.Dim(0) != 1) || layout.Dim(1) != rows || layout.Dim(2) != columns)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"expected shape [Hq,Nq,Nk] = [{hq},{rows},{columns}] or [1,{rows},{columns}] (Nq = ceil(Tq/block_q), Nk = ceil(Tk/block_k)), found {layout.ShapeString}"),
+                tensor: "block_mask");
+        }
+        foreach (double cell in layout.Data)
+        {
+            if (cell is not (0 or 1))
+            {
+                throw new InputException(string.Create(CultureInfo.InvariantCulture, $"expected 0/1 entries, found {cell}"), tensor: "block_mask");
+            }
+        }
+        return new BlockLayout(layout);
+    }
+
+    /// <summary>Whether query head h's block row qb sees block column kb.</summary>
+    public bool Allows(int h, int qb, int kb) => Cells[((Heads == 1 ? 0 : h) * Rows + qb) * Columns + kb] != 0;
+}

@@ -1,12 +1,11 @@
 using AttentionReference.Forms.Hybrid;
 using AttentionReference.Forms.Linear;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.Tensors;
+using AttentionReference.Tests.Forms.Softmax;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
 using LinearAttention = AttentionReference.Forms.Linear.Linear;
-using SoftmaxAttention = AttentionReference.Forms.Softmax.Softmax;
 
 namespace AttentionReference.Tests.Forms.Hybrid;
 
@@ -61,7 +60,7 @@ public sealed class BasedTests
             (linearInputs["initial_state"], linearInputs["initial_normalizer"]) = (options.InitialState, options.InitialNormalizer!);
         }
         var linear = new LinearAttention().Call("recurrent", linearInputs, "feature_map=taylor2", "normalize=true", "eps=1e-12", "scale=1");
-        var window = SoftmaxAttention.Naive(q, k, v, new SoftmaxOptions { Causal = true, WindowLeft = c.Window - 1 });
+        var window = new SoftmaxInputs(q, k, v) { Causal = true, WindowLeft = c.Window - 1 }.Run("naive");
         var sum = new Tensor(linear["o"].ShapeArray(), linear["o"].Data.Zip(window.O.Data, (a, b) => a + b).ToArray());
         return new[] { Based.Recurrent(q, k, v, options), Based.Parallel(q, k, v, options), Based.Chunked(q, k, v, c.ChunkSize, options) }
             .All(r => TestTensors.Close(r.O, sum, SameMathInDouble) && TestTensors.Close(r.FinalState, linear["final_state"], SameMathInDouble)

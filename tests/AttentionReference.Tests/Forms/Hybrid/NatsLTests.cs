@@ -1,11 +1,10 @@
 using AttentionReference.Forms.Delta;
 using AttentionReference.Forms.Hybrid;
-using AttentionReference.Forms.Softmax;
 using AttentionReference.Tensors;
+using AttentionReference.Tests.Forms.Softmax;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
-using SoftmaxAttention = AttentionReference.Forms.Softmax.Softmax;
 
 namespace AttentionReference.Tests.Forms.Hybrid;
 
@@ -72,7 +71,7 @@ public sealed class NatsLTests
     {
         var (q, k, v, g, beta, route, options) = (c with { Routes = 0 }).Inputs(new Random(c.Seed));
         var gdr = GatedDeltaRuleRecurrent(q, k, v, g, beta, options.InitialState);
-        var withinChunks = SoftmaxAttention.Naive(q, k, v, new SoftmaxOptions { Causal = true, Mask = SameChunk(c.T, c.ChunkSize), MaskKind = MaskKind.Boolean });
+        var withinChunks = new SoftmaxInputs(q, k, v) { Causal = true, Mask = SameChunk(c.T, c.ChunkSize), MaskType = "bool" }.Run("naive");
         var recurrent = NatsL.Recurrent(q, k, v, g, beta, route, c.ChunkSize, options);
         return Close(recurrent, new NatsLResult(gdr.O, withinChunks.O, gdr.FinalState), SameMathInDouble)
             && Close(NatsL.Chunked(q, k, v, g, beta, route, c.ChunkSize, options), recurrent, SameMathInDouble);
@@ -82,7 +81,7 @@ public sealed class NatsLTests
     public void Every_chunk_routed_to_softmax_gives_causal_softmax_and_gated_delta_rule_restarted_at_each_chunk() => PropertyRuns.Check(Prop.ForAll(NatsCase.Arbitrary, c =>
     {
         var (q, k, v, g, beta, route, options) = (c with { Routes = 1 }).Inputs(new Random(c.Seed));
-        var softmax = SoftmaxAttention.Naive(q, k, v, new SoftmaxOptions { Causal = true });
+        var softmax = new SoftmaxInputs(q, k, v) { Causal = true }.Run("naive");
         // The linear branch: each chunk on its own from the initial state decayed to the chunk's start (δ = 1), or
         // from the initial state itself (δ = 0); a complete last chunk is then undone too.
         var oLinear = Tensor.Zeros(c.B, c.T, c.H, c.V);
@@ -108,7 +107,7 @@ public sealed class NatsLTests
     {
         var (q, k, v, g, beta, route, options) = (c with { ChunkSize = c.T + 1 }).Inputs(new Random(c.Seed));
         var gdr = GatedDeltaRuleRecurrent(q, k, v, g, beta, options.InitialState);
-        var softmax = SoftmaxAttention.Naive(q, k, v, new SoftmaxOptions { Causal = true });
+        var softmax = new SoftmaxInputs(q, k, v) { Causal = true }.Run("naive");
         var expected = new NatsLResult(gdr.O, softmax.O, gdr.FinalState);
         return Close(NatsL.Recurrent(q, k, v, g, beta, route, c.T + 1, options), expected, SameMathInDouble)
             && Close(NatsL.Chunked(q, k, v, g, beta, route, c.T + 1, options), expected, SameMathInDouble);

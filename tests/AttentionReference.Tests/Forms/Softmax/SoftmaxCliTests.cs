@@ -1,9 +1,7 @@
-using AttentionReference.Forms.Softmax;
 using AttentionReference.IO;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
 using AttentionReference.Tests.Support;
-using Sm = AttentionReference.Forms.Softmax.Softmax;
 
 namespace AttentionReference.Tests.Forms.Softmax;
 
@@ -43,7 +41,7 @@ public sealed class SoftmaxCliTests
         var written = TensorFiles.Read(output);
         // The CLI runs the library's code on the same doubles (the f64 file round trip is exact): identical bits, which
         // also shows that block_k and softcap came from the command line (block_q does not change a row's arithmetic).
-        var expected = Sm.Tiled(q, k, v, new SoftmaxOptions { Causal = true, Softcap = 4, Mask = mask }, blockQ: 2, blockK: 3);
+        var expected = new SoftmaxInputs(q, k, v) { Causal = true, Softcap = 4, Mask = mask }.Run("tiled", "block_q=2", "block_k=3");
         Assert.Equal(expected.O.Data, written.Tensors["o"].Data);
         Assert.Equal(expected.Lse.Data, written.Tensors["lse"].Data);
         Assert.Equal("tiled", written.Metadata["variant"]);
@@ -68,7 +66,7 @@ public sealed class SoftmaxCliTests
         var outcome = CliRunner.Run("run", "softmax", "--in", input, "--out", output, "--layout", "bhtd", "--set", "mask_type=bool");
 
         Assert.True(outcome.ExitCode == 0, outcome.Error);
-        var expected = Sm.Naive(q, k, v, new SoftmaxOptions { Mask = mask, MaskKind = MaskKind.Boolean });
+        var expected = new SoftmaxInputs(q, k, v) { Mask = mask, MaskType = "bool" }.Run("naive");
         Assert.Equal(Layouts.SwapTimeAndHeads(expected.O).Data, TensorFiles.Read(output).Tensors["o"].Data);
         Assert.Equal(Layouts.SwapTimeAndHeads(expected.Lse).Data, TensorFiles.Read(output).Tensors["lse"].Data);
     }
@@ -92,7 +90,10 @@ public sealed class SoftmaxCliTests
         var outcome = CliRunner.Run("run", "softmax", "--in", input, "--out", output, "--variant", "decode", "--set", "causal=true", "--set", "num_splits=2");
 
         Assert.True(outcome.ExitCode == 0, outcome.Error);
-        var expected = Sm.Decode(q, new KvCache(kCache, vCache, lengths, table), new SoftmaxOptions { Causal = true }, numSplits: 2);
+        var expected = SoftmaxOutputs.Of(SoftmaxInputs.Form.Call("decode", new Dictionary<string, Tensor>
+        {
+            ["q"] = q, ["k_cache"] = kCache, ["v_cache"] = vCache, ["block_table"] = table, ["cache_seqlens"] = lengths,
+        }, "causal=true", "num_splits=2"));
         Assert.Equal(expected.O.Data, TensorFiles.Read(output).Tensors["o"].Data);
     }
 
@@ -104,7 +105,7 @@ public sealed class SoftmaxCliTests
         var (q, k, v) = (TestTensors.Normal(random, 1, 1, 4, 2, 3), TestTensors.Normal(random, 1, 1, 6, 1, 3), TestTensors.Normal(random, 1, 1, 6, 1, 3));
         string input = Write(temp, "in.safetensors", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v },
             new Dictionary<string, string> { ["window_left"] = "2" });
-        var split = Sm.Split(q, k, v, new SoftmaxOptions { WindowLeft = 2 }, numSplits: 5);
+        var split = new SoftmaxInputs(q, k, v) { WindowLeft = 2 }.Run("split", "num_splits=5");
         string candidate = Write(temp, "cand.safetensors", new Dictionary<string, Tensor> { ["o"] = split.O, ["lse"] = split.Lse });
 
         var outcome = CliRunner.Run("check", "softmax", "--in", input, "--candidate", candidate);

@@ -1,10 +1,11 @@
-using AttentionReference.Forms.Softmax;
+using AttentionReference.Forms;
 using AttentionReference.IO;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
+using static AttentionReference.Tests.Forms.Softmax.FamilyTensors;
 
 namespace AttentionReference.Tests.Forms.Softmax;
 
@@ -14,6 +15,8 @@ namespace AttentionReference.Tests.Forms.Softmax;
 /// </summary>
 public sealed record SparseCase(int B, int Tq, int Tk, int Hkv, int Group, int K, int V, int Bq, int Bk, int Window, bool Causal, bool SharedLayout, int Seed)
 {
+    public static IForm Form { get; } = new AttentionReference.Forms.Softmax.Sparse();
+
     public int Hq => Hkv * Group;
 
     public (Tensor Q, Tensor K, Tensor V) Inputs(int tk)
@@ -45,6 +48,35 @@ public sealed record SparseCase(int B, int Tq, int Tk, int Hkv, int Group, int K
         return new Tensor([picked.Length], picked, DType.I64);
     }
 
+    /// <summary>
+    /// The variant's call on this case's tensors: block reads the layout, longformer the global tokens, bigbird both
+    /// (T = Tq, one block size Bq, window_blocks = Window % 3).
+    /// </summary>
+    public (Dictionary<string, Tensor> Tensors, string[] Parameters) Call(string variant)
+    {
+        bool bigBird = variant == "bigbird";
+        int tk = bigBird ? Tq : Tk, bk = bigBird ? Bq : Bk;
+        var (q, k, v) = Inputs(tk);
+        var tensors = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v };
+        if (variant != "longformer")
+        {
+            tensors["block_mask"] = Layout(tk, Bq, bk);
+        }
+        if (variant != "block")
+        {
+            tensors["global_tokens"] = GlobalTokens(tk);
+        }
+        return (tensors, [Parameter("causal", Causal), Parameter("block_q", Bq), Parameter("block_k", bk),
+            Parameter("window", Window), Parameter("window_blocks", Window % 3)]);
+    }
+
+    /// <summary>o and lse of <paramref name="variant"/> on this case.</summary>
+    public SoftmaxOutputs Run(string variant)
+    {
+        var (tensors, parameters) = Call(variant);
+        return SoftmaxOutputs.Of(Form.Call(variant, tensors, parameters));
+    }
+
     public static Arbitrary<SparseCase> Arbitrary { get; } =
         (from b in Gen.Choose(1, 2)
          from tq in Gen.Choose(1, 11)
@@ -62,98 +94,91 @@ public sealed record SparseCase(int B, int Tq, int Tk, int Hkv, int Group, int K
          select new SparseCase(b, tq, tk, hkv, g, k, v, bq, bk, window, causal, shared, seed)).ToArbitrary();
 }
 
+/// <summary>sparse's laws: each pattern is softmax with the equivalent dense mask.</summary>
 public sealed class SparseTests
 {
-    // Both sides compute the same sums in double, in different orders and with different exp routines: a few ulps
-    // per term over at most 11 terms, far below 1e-12.
-    private const double SameMathInDouble = 1e-12;
+    // Both sides compute the same sums in double, in different orders and with different exp routines:
+    // Agreement.Close's bounds (1e-12 on the scale of each output) and their reasons.
 
-    [Fact]
-    public void Block_equals_softmax_with_the_dense_mask() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
+    private static readonly string[] s_variants = ["block", "longformer", "bigbird"];
+
+    /// <summary>The dense reference: the textbook softmax with −∞ where <paramref name="allowed"/>(h, i, j) is false.</summary>
+    private static SoftmaxOutputs Dense(SparseCase c, Dictionary<string, Tensor> x, Func<int, int, int, bool> allowed)
     {
-        var (q, k, v) = c.Inputs(c.Tk);
-        Tensor layout = c.Layout(c.Tk, c.Bq, c.Bk);
-        var options = new SparseOptions { Causal = c.Causal, BlockQ = c.Bq, BlockK = c.Bk };
-        var sparse = Sparse.Block(q, k, v, layout, options);
-        var dense = MaskedTextbook(c, q, k, v, (h, i, j) =>
+        var (q, k, v) = (x["q"], x["k"], x["v"]);
+        return Textbook.Attention(c.B, c.Tq, k.Dim(1), c.Hq, c.V,
+            (b, h, i, j) => allowed(h, i, j) ? Textbook.Dot(q, k, b, h, i, j, c.Group) / Math.Sqrt(c.K) : double.NegativeInfinity,
+            (b, h, j, d) => v[b, j, h / c.Group, d]);
+    }
+
+    [Law]
+    public bool Block_equals_softmax_with_the_dense_mask(SparseCase c)
+    {
+        var (x, _) = c.Call("block");
+        Tensor layout = x["block_mask"];
+        var dense = Dense(c, x, (h, i, j) =>
             layout[layout.Dim(0) == 1 ? 0 : h, i / c.Bq, j / c.Bk] == 1 && (!c.Causal || j <= i + c.Tk - c.Tq));
-        return TestTensors.Close(sparse.O, dense.O, SameMathInDouble) && TestTensors.Close(sparse.Lse, dense.Lse, SameMathInDouble);
-    }));
+        return Agreement.Close(c.Run("block"), dense, x["v"]);
+    }
 
-    [Fact]
-    public void Longformer_equals_softmax_with_the_dense_mask() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
+    [Law]
+    public bool Longformer_equals_softmax_with_the_dense_mask(SparseCase c)
     {
-        var (q, k, v) = c.Inputs(c.Tk);
-        Tensor globalTokens = c.GlobalTokens(c.Tk);
-        var global = globalTokens.Data.Select(x => (int)x).ToHashSet();
-        var sparse = Sparse.Longformer(q, k, v, globalTokens, new SparseOptions { Causal = c.Causal, Window = c.Window });
+        var (x, _) = c.Call("longformer");
+        var global = x["global_tokens"].Data.Select(t => (int)t).ToHashSet();
         // Beltagy et al. §3.1: a window of w keys on each side of the query's own position, plus symmetric global attention.
-        var dense = MaskedTextbook(c, q, k, v, (_, i, j) =>
+        var dense = Dense(c, x, (_, i, j) =>
         {
             int self = i + c.Tk - c.Tq;
             bool allowed = Math.Abs(j - self) <= c.Window || global.Contains(self) || global.Contains(j);
             return allowed && (!c.Causal || j <= self);
         });
-        return TestTensors.Close(sparse.O, dense.O, SameMathInDouble) && TestTensors.Close(sparse.Lse, dense.Lse, SameMathInDouble);
-    }));
+        return Agreement.Close(c.Run("longformer"), dense, x["v"]);
+    }
 
-    [Fact]
-    public void BigBird_equals_softmax_with_the_dense_mask() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
+    [Law]
+    public bool BigBird_equals_softmax_with_the_dense_mask(SparseCase c)
     {
         // Self-attention with one block size: T = Tq, B = Bq; the window counts blocks (window_blocks = Window % 3).
-        int t = c.Tq, size = c.Bq, windowBlocks = c.Window % 3;
-        var (q, k, v) = c.Inputs(t);
-        Tensor random = c.Layout(t, size, size), globalTokens = c.GlobalTokens(t);
-        var global = globalTokens.Data.Select(x => (int)x).ToHashSet();
-        var options = new SparseOptions { Causal = c.Causal, BlockQ = size, BlockK = size, WindowBlocks = windowBlocks };
-        var sparse = Sparse.BigBird(q, k, v, random, globalTokens, options);
-        var dense = MaskedTextbook(c with { Tk = t }, q, k, v, (h, i, j) =>
+        var (x, _) = c.Call("bigbird");
+        int size = c.Bq, windowBlocks = c.Window % 3;
+        Tensor random = x["block_mask"];
+        var global = x["global_tokens"].Data.Select(t => (int)t).ToHashSet();
+        var dense = Dense(c, x, (h, i, j) =>
         {
             bool window = Math.Abs(i / size - j / size) <= windowBlocks;
             bool randomBlock = random[random.Dim(0) == 1 ? 0 : h, i / size, j / size] == 1;
             return (window || global.Contains(i) || global.Contains(j) || randomBlock) && (!c.Causal || j <= i);
         });
-        return TestTensors.Close(sparse.O, dense.O, SameMathInDouble) && TestTensors.Close(sparse.Lse, dense.Lse, SameMathInDouble);
-    }));
+        return Agreement.Close(c.Run("bigbird"), dense, x["v"]);
+    }
 
-    [Fact]
-    public void An_all_ones_layout_equals_full_softmax() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
+    [Law]
+    public bool Gqa_equals_mha_with_repeated_keys_and_values_in_every_pattern(SparseCase c)
     {
-        var (q, k, v) = c.Inputs(c.Tk);
-        Tensor layout = c.Layout(c.Tk, c.Bq, c.Bk);
-        Array.Fill(layout.Data, 1.0);
-        var sparse = Sparse.Block(q, k, v, layout, new SparseOptions { Causal = c.Causal, BlockQ = c.Bq, BlockK = c.Bk });
-        var dense = AttentionReference.Forms.Softmax.Softmax.Naive(q, k, v, new SoftmaxOptions { Causal = c.Causal });
-        return TestTensors.Close(sparse.O, dense.O, SameMathInDouble) && TestTensors.Close(sparse.Lse, dense.Lse, SameMathInDouble);
-    }), cases: 200);
+        return s_variants.All(variant =>
+        {
+            var (x, parameters) = c.Call(variant);
+            var full = new Dictionary<string, Tensor>(x) { ["k"] = RepeatHeads(x["k"], c.Group), ["v"] = RepeatHeads(x["v"], c.Group) };
+            // Identical arithmetic on identical numbers: bit for bit.
+            return SoftmaxOutputs.Of(SparseCase.Form.Call(variant, x, parameters)).SameBits(SoftmaxOutputs.Of(SparseCase.Form.Call(variant, full, parameters)));
+        });
+    }
 
-    [Fact]
-    public void Longformer_without_global_tokens_equals_softmax_with_a_symmetric_window() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
+    [Law]
+    public bool A_shared_layout_equals_the_same_layout_repeated_over_heads(SparseCase c)
     {
-        var (q, k, v) = c.Inputs(c.Tk);
-        var sparse = Sparse.Longformer(q, k, v, null, new SparseOptions { Causal = c.Causal, Window = c.Window });
-        var dense = AttentionReference.Forms.Softmax.Softmax.Naive(q, k, v,
-            new SoftmaxOptions { Causal = c.Causal, WindowLeft = c.Window, WindowRight = c.Window });
-        return TestTensors.Close(sparse.O, dense.O, SameMathInDouble) && TestTensors.Close(sparse.Lse, dense.Lse, SameMathInDouble);
-    }), cases: 200);
-
-    [Fact]
-    public void A_shared_layout_equals_the_same_layout_repeated_over_heads() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
-    {
-        var shared = c with { SharedLayout = true };
-        var (q, k, v) = shared.Inputs(c.Tk);
-        Tensor layout = shared.Layout(c.Tk, c.Bq, c.Bk);
+        var (x, parameters) = (c with { SharedLayout = true }).Call("block");
+        Tensor layout = x["block_mask"];
         var repeated = Tensor.Zeros(c.Hq, layout.Dim(1), layout.Dim(2));
         for (int h = 0; h < c.Hq; h++)
         {
             Array.Copy(layout.Data, 0, repeated.Data, h * layout.Length, layout.Length);
         }
-        var options = new SparseOptions { Causal = c.Causal, BlockQ = c.Bq, BlockK = c.Bk };
-        var once = Sparse.Block(q, k, v, layout, options);
-        var perHead = Sparse.Block(q, k, v, new Tensor(repeated.ShapeArray(), repeated.Data, DType.I32), options);
+        var perHead = new Dictionary<string, Tensor>(x) { ["block_mask"] = new Tensor(repeated.ShapeArray(), repeated.Data, DType.I32) };
         // The same keys in the same order: bit for bit.
-        return once.O.Data.SequenceEqual(perHead.O.Data) && once.Lse.Data.SequenceEqual(perHead.Lse.Data);
-    }), cases: 200);
+        return SoftmaxOutputs.Of(SparseCase.Form.Call("block", x, parameters)).SameBits(SoftmaxOutputs.Of(SparseCase.Form.Call("block", perHead, parameters)));
+    }
 
     [Fact]
     public void Rows_of_an_empty_block_row_give_zero_output_and_minus_infinity_lse()
@@ -162,7 +187,8 @@ public sealed class SparseTests
         var c = new SparseCase(1, 6, 5, 1, 1, 4, 3, 2, 2, 0, false, true, 11);
         var (q, k, v) = c.Inputs(c.Tk);
         var layout = new Tensor([1, 3, 3], [1, 0, 1, 0, 0, 0, 0, 1, 1], DType.I32);
-        var result = Sparse.Block(q, k, v, layout, new SparseOptions { BlockQ = 2, BlockK = 2 });
+        var result = SoftmaxOutputs.Of(SparseCase.Form.Call("block",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = layout }, "block_q=2", "block_k=2"));
         for (int i = 0; i < 6; i++)
         {
             bool empty = i is 2 or 3;
@@ -171,8 +197,8 @@ public sealed class SparseTests
         }
     }
 
-    [Fact]
-    public void A_nan_in_a_disallowed_key_does_not_reach_the_output() => PropertyRuns.Check(Prop.ForAll(SparseCase.Arbitrary, c =>
+    [Law]
+    public bool A_nan_in_a_disallowed_key_does_not_reach_the_output(SparseCase c)
     {
         // Longformer with window 0 and no global token: query i sees only key d_i, so key 0 is outside every row
         // but the one whose d_i = 0; a NaN there may reach that row only.
@@ -185,7 +211,7 @@ public sealed class SparseTests
                 v[b, 0, h, 0] = double.NaN;
             }
         }
-        var result = Sparse.Longformer(q, k, v, null, new SparseOptions { Window = 0 });
+        var result = SoftmaxOutputs.Of(SparseCase.Form.Call("longformer", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v }, "window=0"));
         for (int i = 0; i < c.Tq; i++)
         {
             bool seesKey0 = i + c.Tk - c.Tq == 0;
@@ -201,7 +227,7 @@ public sealed class SparseTests
             }
         }
         return true;
-    }), cases: 200);
+    }
 
     [Fact]
     public void A_layout_of_the_wrong_shape_is_bad_input_naming_block_mask()
@@ -209,8 +235,12 @@ public sealed class SparseTests
         var c = new SparseCase(1, 6, 5, 1, 2, 4, 3, 2, 2, 0, false, false, 3);
         var (q, k, v) = c.Inputs(c.Tk);
         var layout = new Tensor([2, 3, 2], new double[12], DType.I32); // Nk must be ceil(5/2) = 3
-        var error = Assert.Throws<InputException>(() => Sparse.Block(q, k, v, layout, new SparseOptions { BlockQ = 2, BlockK = 2 }));
+        var error = Assert.Throws<InputException>(() => SparseCase.Form.Call("block",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = layout }, "block_q=2", "block_k=2"));
         Assert.Equal("block_mask", error.Tensor);
+        var floats = new Tensor([2, 3, 3], new double[18]); // a layout is never floats
+        Assert.Equal("block_mask", Assert.Throws<InputException>(() => SparseCase.Form.Call("block",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = floats }, "block_q=2", "block_k=2")).Tensor);
     }
 
     [Fact]
@@ -218,8 +248,19 @@ public sealed class SparseTests
     {
         var c = new SparseCase(1, 4, 4, 1, 1, 4, 3, 2, 2, 1, false, true, 5);
         var (q, k, v) = c.Inputs(c.Tk);
-        var error = Assert.Throws<InputException>(() => Sparse.Longformer(q, k, v, new Tensor([1], [4], DType.I32), new SparseOptions { Window = 1 }));
+        var error = Assert.Throws<InputException>(() => SparseCase.Form.Call("longformer",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["global_tokens"] = new Tensor([1], [4], DType.I32) }, "window=1"));
         Assert.Equal("global_tokens", error.Tensor);
+    }
+
+    [Fact]
+    public void Bigbird_on_cross_attention_or_with_two_block_sizes_is_bad_input()
+    {
+        var c = new SparseCase(1, 4, 6, 1, 1, 4, 3, 2, 2, 1, false, true, 5);
+        var (q, k, v) = c.Inputs(c.Tk);
+        var tensors = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = c.Layout(c.Tk, 2, 2) };
+        var error = Assert.Throws<InputException>(() => SparseCase.Form.Call("bigbird", tensors, "block_q=2", "block_k=2"));
+        Assert.Contains("needs Tq = Tk and block_q = block_k", error.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -238,8 +279,8 @@ public sealed class SparseTests
         file.Add("v", v);
         file.Add("block_mask", layout);
         file.Add("global_tokens", globalTokens);
-        foreach (var (key, value) in new Dictionary<string, string>
-                 { ["causal"] = "true", ["block_q"] = "2", ["block_k"] = "2", ["window"] = "1", ["window_blocks"] = "1" })
+        var parameters = new Dictionary<string, string> { ["causal"] = "true", ["block_q"] = "2", ["block_k"] = "2", ["window"] = "1", ["window_blocks"] = "1" };
+        foreach (var (key, value) in parameters)
         {
             file.Metadata[key] = value;
         }
@@ -248,68 +289,21 @@ public sealed class SparseTests
 
         var run = CliRunner.Run("run", "sparse", "--in", input, "--out", output, "--variant", variant);
         Assert.Equal(0, run.ExitCode);
-        var options = new SparseOptions { Causal = true, BlockQ = 2, BlockK = 2, Window = 1, WindowBlocks = 1 };
-        SparseResult expected = variant switch
+        var tensors = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v };
+        if (variant != "longformer")
         {
-            "block" => Sparse.Block(q, k, v, layout, options),
-            "longformer" => Sparse.Longformer(q, k, v, globalTokens, options),
-            _ => Sparse.BigBird(q, k, v, layout, globalTokens, options),
-        };
+            tensors["block_mask"] = layout;
+        }
+        if (variant != "block")
+        {
+            tensors["global_tokens"] = globalTokens;
+        }
+        var expected = SparseCase.Form.Run(variant, tensors, new FormParameters(parameters));
         var written = TensorFiles.Read(output);
-        Assert.Equal(expected.O.Data, written["o"].Data);
-        Assert.Equal(expected.Lse.Data, written["lse"].Data);
+        Assert.Equal(expected["o"].Data, written["o"].Data);
+        Assert.Equal(expected["lse"].Data, written["lse"].Data);
 
         var check = CliRunner.Run("check", "sparse", "--in", input, "--candidate", output, "--variant", variant);
         Assert.Equal(0, check.ExitCode);
-    }
-
-    /// <summary>
-    /// The dense reference from the textbook: the full score matrix with −∞ where the mask forbids, then a stable
-    /// softmax (max, exp, sum) with Math.Exp; an all-masked row gives o = 0 and lse = −∞.
-    /// </summary>
-    private static (Tensor O, Tensor Lse) MaskedTextbook(SparseCase c, Tensor q, Tensor k, Tensor v, Func<int, int, int, bool> allowed)
-    {
-        int tk = k.Dim(1);
-        var o = Tensor.Zeros(c.B, c.Tq, c.Hq, c.V);
-        var lse = Tensor.Zeros(c.B, c.Tq, c.Hq);
-        double scale = 1 / Math.Sqrt(c.K);
-        for (int b = 0; b < c.B; b++)
-        {
-            for (int h = 0; h < c.Hq; h++)
-            {
-                int hk = h / c.Group;
-                for (int i = 0; i < c.Tq; i++)
-                {
-                    var s = new double[tk];
-                    for (int j = 0; j < tk; j++)
-                    {
-                        double dot = 0;
-                        for (int d = 0; d < c.K; d++)
-                        {
-                            dot += q[b, i, h, d] * k[b, j, hk, d];
-                        }
-                        s[j] = allowed(h, i, j) ? scale * dot : double.NegativeInfinity;
-                    }
-                    double m = s.Length == 0 ? double.NegativeInfinity : s.Max();
-                    if (double.IsNegativeInfinity(m))
-                    {
-                        lse[b, i, h] = double.NegativeInfinity;
-                        continue;
-                    }
-                    double total = s.Sum(x => Math.Exp(x - m));
-                    lse[b, i, h] = m + Math.Log(total);
-                    for (int d = 0; d < c.V; d++)
-                    {
-                        double sum = 0;
-                        for (int j = 0; j < tk; j++)
-                        {
-                            sum += Math.Exp(s[j] - m) * v[b, j, hk, d];
-                        }
-                        o[b, i, h, d] = sum / total;
-                    }
-                }
-            }
-        }
-        return (o, lse);
     }
 }
