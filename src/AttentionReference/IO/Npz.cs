@@ -38,8 +38,9 @@ public static class Npz
     /// <summary>
     /// Parses an .npz archive from a seekable <paramref name="stream"/>, inflating only the members for which
     /// <paramref name="wanted"/> holds (all when null). Before a member is inflated, the sizes its zip entry declares are
-    /// checked against the archive, deflate's largest expansion and <paramref name="limits"/>, and inflating stops one
-    /// byte past the declared size.
+    /// checked against the archive, deflate's largest expansion and <paramref name="limits"/>; an encrypted member is
+    /// refused; inflating stops one byte past the declared size; and the CRC-32 of what was inflated must match the
+    /// entry's, as NumPy (through Python's zipfile) requires.
     /// </summary>
     public static TensorFile Parse(Stream stream, string fileName, Func<string, bool>? wanted, ReadLimits limits)
     {
@@ -98,6 +99,10 @@ public static class Npz
 
     private static byte[] ReadMember(ZipArchiveEntry entry, long archiveLength, ReadLimits limits, ref long inflated, string fileName, string name)
     {
+        if (entry.IsEncrypted)
+        {
+            throw new InputException("member is encrypted; an .npz member must be stored or deflated in the clear", fileName, name);
+        }
         // The sizes the entry declares bound everything below, so they are checked before a byte is inflated.
         long declared = entry.Length, compressed = entry.CompressedLength;
         if (declared > limits.MaxMemberBytes)
@@ -134,6 +139,12 @@ public static class Npz
         if (member.ReadByte() != -1)
         {
             throw new InputException($"member is longer than the {declared} bytes its zip entry declares", fileName, name);
+        }
+        uint crc = Crc32.Compute(bytes);
+        if (crc != entry.Crc32)
+        {
+            throw new InputException(
+                $"member's CRC-32 is {crc:x8} but its zip entry declares {entry.Crc32:x8}: the archive is corrupt", fileName, name);
         }
         return bytes;
     }

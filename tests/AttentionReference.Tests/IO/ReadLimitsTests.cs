@@ -114,6 +114,36 @@ public sealed class ReadLimitsTests
     }
 
     [Fact]
+    public void The_crc32_is_the_zip_crc32()
+    {
+        Assert.Equal(0xCBF43926u, Crc32.Compute("123456789"u8));
+        Assert.Equal(0u, Crc32.Compute([]));
+        byte[] zip = ZipBytes.Build(("q.npy", Q, CompressionLevel.Optimal));
+        Assert.Equal(ZipBytes.Crc(zip, 0), Crc32.Compute(Q));
+    }
+
+    [Theory]
+    [InlineData(CompressionLevel.NoCompression)]
+    [InlineData(CompressionLevel.Optimal)]
+    public void A_member_with_a_wrong_crc32_is_refused(CompressionLevel level)
+    {
+        byte[] zip = ZipBytes.Build(("q.npy", Q, level));
+        uint crc = ZipBytes.Crc(zip, 0);
+        ZipBytes.SetCrc(zip, 0, crc ^ 0x10);
+        Assert.Equal($"case.npz: tensor 'q': member's CRC-32 is {crc:x8} but its zip entry declares {crc ^ 0x10:x8}: the archive is corrupt",
+            Refused(() => Npz.Parse(zip, "case.npz"), "case.npz").Message);
+    }
+
+    [Fact]
+    public void An_encrypted_member_is_refused_not_read_as_plain_data()
+    {
+        byte[] zip = ZipBytes.Build(("q.npy", Q, CompressionLevel.NoCompression));
+        ZipBytes.SetFlags(zip, 0, 1); // bit 0: encrypted
+        Assert.Equal("case.npz: tensor 'q': member is encrypted; an .npz member must be stored or deflated in the clear",
+            Refused(() => Npz.Parse(zip, "case.npz"), "case.npz").Message);
+    }
+
+    [Fact]
     public void A_member_declaring_more_than_the_largest_member_is_refused_before_anything_is_allocated()
     {
         byte[] zip = ZipBytes.Build(("q.npy", Q, CompressionLevel.Optimal));
@@ -139,8 +169,10 @@ public sealed class ReadLimitsTests
         byte[] zip = ZipBytes.Build(("q.npy", Q, CompressionLevel.Optimal));
         ZipBytes.SetUncompressedSize(zip, 0, 16);
         // Inflating stops at the 16 declared bytes (ZipArchive's stream ends there; ours reads one byte more to be
-        // sure); the 16 bytes are then not a whole .npy file.
-        Assert.StartsWith("case.npz: tensor 'q': ", Refused(() => Npz.Parse(zip, "case.npz"), "case.npz").Message, StringComparison.Ordinal);
+        // sure); the 16 bytes then fail the CRC-32 of the whole member.
+        string message = Refused(() => Npz.Parse(zip, "case.npz"), "case.npz").Message;
+        Assert.True(message.StartsWith("case.npz: tensor 'q': member's CRC-32 is ", StringComparison.Ordinal)
+            || message == "case.npz: tensor 'q': member is longer than the 16 bytes its zip entry declares", message);
     }
 
     [Fact]
