@@ -23,7 +23,7 @@ internal static class ExamplesCommand
         write.SetAction(parsed => context.Guard(() =>
         {
             string folder = Path.Combine(parsed.GetValue(dir)!, "softmax");
-            Directory.CreateDirectory(folder);
+            AtomicFile.CreateFolder(folder);
             var random = GoldenRandom.For("examples/softmax");
             var input = new TensorFile()
                 .Add("q", random.Normal(1, 1, 64, 4, 32).RoundTo(DType.F32))
