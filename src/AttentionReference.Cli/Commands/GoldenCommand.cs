@@ -97,5 +97,5 @@ internal static class GoldenCommand
     }
 
     private static Option<string> DirectoryOption() =>
-        new("--dir") { Description = "the golden folder", DefaultValueFactory = _ => "golden" };
+        Shared.PathOption(new Option<string>("--dir") { Description = "the golden folder", DefaultValueFactory = _ => "golden" });
 }
