@@ -23,6 +23,7 @@ internal static class GoldenCommand
         {
             // Goldens are f64 and compared under the f64 profile, so the backend computes in f64.
             string directory = parsed.GetValue(verifyDir)!;
+            GoldenManifest.Check(directory);
             IBackend chosen = Shared.Backend(parsed.GetValue(backend) ?? "cpu", "f64", parsed.GetValue(device));
             IReadOnlyList<GoldenResult> results;
             try

@@ -219,6 +219,28 @@ public sealed class HostileInputTests : IDisposable
         Refused(RunSoftmax(), $"{_input}: unknown variant 'nope' of softmax");
     }
 
+    [Fact]
+    public void A_golden_manifest_without_format_is_one_clear_line()
+    {
+        string dir = _temp.File("golden");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), """{"cases": []}""");
+        var outcome = CliRunner.Run("golden", "verify", "--dir", dir);
+        Directory.Delete(dir, recursive: true);
+        Refused(outcome, $"{Path.Combine(dir, "manifest.json")}: manifest lacks the string \"format\" (expected \"attnref-golden/1\")");
+    }
+
+    [Fact]
+    public void A_golden_manifest_case_without_a_field_is_one_clear_line()
+    {
+        string dir = _temp.File("golden");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), """{"format": "attnref-golden/1", "cases": [{"form": "softmax", "case": "x"}]}""");
+        var outcome = CliRunner.Run("golden", "verify", "--dir", dir);
+        Directory.Delete(dir, recursive: true);
+        Refused(outcome, "manifest case 0 lacks the string \"variant\"");
+    }
+
     // Decided: --out = --in is refused; a repeated --set key is refused.
 
     [Fact]
