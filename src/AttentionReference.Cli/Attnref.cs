@@ -43,7 +43,11 @@ internal sealed class CliContext(TextWriter stdout, TextWriter stderr)
     public TextWriter Out { get; } = stdout;
     public TextWriter Error { get; } = stderr;
 
-    /// <summary>Runs a command body; bad input becomes one line on stderr and exit code 2.</summary>
+    /// <summary>
+    /// Runs a command body; bad input becomes one line on stderr and exit code 2. So does a file-system error that
+    /// escaped the readers and writers (which name the file and the reason themselves): a path that cannot be read or
+    /// written is the user's to fix, never a crash with a stack trace.
+    /// </summary>
     public int Guard(Func<int> body)
     {
         try
@@ -52,8 +56,21 @@ internal sealed class CliContext(TextWriter stdout, TextWriter stderr)
         }
         catch (InputException error)
         {
-            Error.WriteLine($"attnref: {error.Message}");
-            return Attnref.BadInput;
+            return Fail(error.Message);
         }
+        catch (IOException error)
+        {
+            return Fail(error.Message);
+        }
+        catch (UnauthorizedAccessException error)
+        {
+            return Fail(error.Message);
+        }
+    }
+
+    private int Fail(string message)
+    {
+        Error.WriteLine($"attnref: {message.ReplaceLineEndings(" ")}");
+        return Attnref.BadInput;
     }
 }

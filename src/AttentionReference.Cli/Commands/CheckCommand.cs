@@ -16,14 +16,17 @@ namespace AttentionReference.Cli.Commands;
 /// </summary>
 internal static class CheckCommand
 {
+    /// <summary>The most worst elements listed per failing tensor (<c>--worst</c>).</summary>
+    public const int MaxWorst = 10_000;
+
     public static Command Create(CliContext context)
     {
         var form = Shared.FormArgument();
         var input = Shared.InputOption();
-        var candidate = new Option<string>("--candidate") { Description = "the kernel's outputs to check (same names as the form's outputs)", Required = true };
+        var candidate = Shared.PathOption(new Option<string>("--candidate") { Description = "the kernel's outputs to check (same names as the form's outputs)", Required = true });
         var profile = new Option<string?>("--profile") { Description = "tolerance profile f64|f32|tf32|f16|bf16 (default: each candidate tensor's dtype)" };
-        var report = new Option<string?>("--report") { Description = "also write the comparison as JSON to this file" };
-        var worst = new Option<int>("--worst") { Description = "how many worst elements to list per failing tensor", DefaultValueFactory = _ => 5 };
+        var report = Shared.PathOption(new Option<string?>("--report") { Description = "also write the comparison as JSON to this file (never an input file)" });
+        var worst = Shared.BoundedOption(new Option<int>("--worst") { Description = $"how many worst elements to list per failing tensor (0 to {MaxWorst})", DefaultValueFactory = _ => 5 }, 0, MaxWorst);
         var variant = Shared.VariantOption();
         var backend = Shared.BackendOption();
         var precision = Shared.PrecisionOption();
@@ -41,16 +44,25 @@ internal static class CheckCommand
             ToleranceProfile? fixedProfile = profileName is null ? null
                 : ToleranceProfile.TryParse(profileName, out ToleranceProfile? p) ? p
                 : throw new InputException($"--profile must be one of {string.Join(", ", ToleranceProfile.All.Select(x => x.Name))}, found '{profileName}'");
-            RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision, device);
+            RunOptions options = Shared.Options(chosen, parsed, variant, layout, set, backend, precision, device);
             using var ownedBackend = options.Backend as IDisposable; // an OpenCL context is released when the command ends
             string inputPath = parsed.GetRequiredValue(input), candidatePath = parsed.GetRequiredValue(candidate);
-            TensorFile inputFile = Shared.Read(inputPath);
-            TensorFile candidateFile = Shared.Read(candidatePath);
+            string? reportPath = parsed.GetValue(report);
+            if (reportPath is not null)
+            {
+                // Checked before the run: a report that cannot be written fails fast, and never replaces an input.
+                Shared.RefuseOverwritingInput(reportPath, "--report", inputPath, "--in");
+                Shared.RefuseOverwritingInput(reportPath, "--report", candidatePath, "--candidate");
+                AtomicFile.CheckWritable(reportPath);
+            }
+            TensorFile inputFile = Shared.Read(inputPath, Shared.InputNames(chosen));
+            var outputNames = chosen.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+            TensorFile candidateFile = Shared.Read(candidatePath, outputNames.Contains);
             RunResult result = Shared.RunForm(chosen, inputPath, inputFile, options);
 
             CheckReport checkReport = Compare(chosen, result, candidateFile, candidatePath, fixedProfile, parsed.GetValue(worst));
             Render(context.Out, checkReport, candidatePath, fixedProfile);
-            if (parsed.GetValue(report) is { } reportPath)
+            if (reportPath is not null)
             {
                 AtomicFile.WriteAllBytes(reportPath, Encoding.UTF8.GetBytes(checkReport.ToJson()));
             }
@@ -65,7 +77,7 @@ internal static class CheckCommand
         var outputNames = form.Outputs.Select(o => o.Name).ToList();
         if (!outputNames.Any(candidate.Contains))
         {
-            throw new InputException($"holds none of {form.Name}'s outputs ({string.Join(", ", outputNames)}); it holds {string.Join(", ", candidate.Names)}", candidatePath);
+            throw new InputException($"holds none of {form.Name}'s outputs ({string.Join(", ", outputNames)}); it holds {string.Join(", ", candidate.Names.Concat(candidate.Unread))}", candidatePath);
         }
         var comparisons = new List<TensorComparison>();
         foreach (TensorSpec spec in form.Outputs.Where(o => candidate.Contains(o.Name)))
@@ -94,7 +106,7 @@ internal static class CheckCommand
             Profile = fixedProfile,
             Tensors = comparisons,
             MissingOutputs = outputNames.Where(n => !candidate.Contains(n)).ToList(),
-            IgnoredTensors = candidate.Names.Where(n => !outputNames.Contains(n)).ToList(),
+            IgnoredTensors = candidate.Names.Concat(candidate.Unread).Where(n => !outputNames.Contains(n)).ToList(),
         };
     }
 

@@ -17,13 +17,13 @@ internal static class ExamplesCommand
 
     public static Command Create(CliContext context)
     {
-        var dir = new Option<string>("--dir") { Description = "the examples folder", DefaultValueFactory = _ => "examples" };
+        var dir = Shared.PathOption(new Option<string>("--dir") { Description = "the examples folder", DefaultValueFactory = _ => "examples" });
         var command = new Command("examples", "write the README's example files") { Hidden = true };
         var write = new Command("write", "write examples/softmax/{input,candidate_good,candidate_bad}.safetensors") { dir };
         write.SetAction(parsed => context.Guard(() =>
         {
             string folder = Path.Combine(parsed.GetValue(dir)!, "softmax");
-            Directory.CreateDirectory(folder);
+            AtomicFile.CreateFolder(folder);
             var random = GoldenRandom.For("examples/softmax");
             var input = new TensorFile()
                 .Add("q", random.Normal(1, 1, 64, 4, 32).RoundTo(DType.F32))

@@ -3,7 +3,9 @@ using System.Globalization;
 using AttentionReference.Compare;
 using AttentionReference.Forms;
 using AttentionReference.Golden;
+using AttentionReference.IO;
 using AttentionReference.Numerics;
+using AttentionReference.Tensors;
 using Spectre.Console;
 
 namespace AttentionReference.Cli.Commands;
@@ -20,11 +22,13 @@ internal static class GoldenCommand
         verify.SetAction(parsed => context.Guard(() =>
         {
             // Goldens are f64 and compared under the f64 profile, so the backend computes in f64.
+            string directory = parsed.GetValue(verifyDir)!;
+            GoldenManifest.Check(directory);
             IBackend chosen = Shared.Backend(parsed.GetValue(backend) ?? "cpu", "f64", parsed.GetValue(device));
             IReadOnlyList<GoldenResult> results;
             try
             {
-                results = GoldenStore.Verify(parsed.GetValue(verifyDir)!, chosen);
+                results = GoldenStore.Verify(directory, chosen);
             }
             finally
             {
@@ -63,14 +67,29 @@ internal static class GoldenCommand
         var write = new Command("write", "compute every golden case with the CPU reference and write the files and the manifest") { writeDir, forms, manifestOnly };
         write.SetAction(parsed => context.Guard(() =>
         {
+            string directory = parsed.GetValue(writeDir)!;
             if (parsed.GetValue(manifestOnly))
             {
-                GoldenStore.WriteManifest(parsed.GetValue(writeDir)!);
+                if (!Directory.Exists(directory))
+                {
+                    throw new InputException(File.Exists(directory) ? "is a file; expected the golden folder" : "no such folder", directory);
+                }
+                GoldenStore.WriteManifest(directory);
                 context.Out.WriteLine("rewrote the manifest from the case files present");
                 return Attnref.Ok;
             }
+            // Every --form is checked before anything is made or written: a typo writes nothing.
             string[] chosen = parsed.GetValue(forms) ?? [];
-            IReadOnlyList<string> written = GoldenStore.Write(parsed.GetValue(writeDir)!, chosen.Length == 0 ? null : chosen);
+            foreach (string name in chosen)
+            {
+                FormCatalog.Find(name);
+                if (!GoldenCases.All.Any(c => c.Form == name))
+                {
+                    throw new InputException($"--form {name}: the form has no golden cases");
+                }
+            }
+            AtomicFile.CreateFolder(directory);
+            IReadOnlyList<string> written = GoldenStore.Write(directory, chosen.Length == 0 ? null : chosen);
             context.Out.WriteLine($"wrote {written.Count} golden cases and the manifest");
             return Attnref.Ok;
         }));
@@ -79,5 +98,5 @@ internal static class GoldenCommand
     }
 
     private static Option<string> DirectoryOption() =>
-        new("--dir") { Description = "the golden folder", DefaultValueFactory = _ => "golden" };
+        Shared.PathOption(new Option<string>("--dir") { Description = "the golden folder", DefaultValueFactory = _ => "golden" });
 }

@@ -15,7 +15,7 @@ internal static class RunCommand
     {
         var form = Shared.FormArgument();
         var input = Shared.InputOption();
-        var output = new Option<string>("--out") { Description = "output file (.safetensors, or .npy for a single output)", Required = true };
+        var output = Shared.PathOption(new Option<string>("--out") { Description = "output file (.safetensors, or .npy for a single output); never the input file", Required = true });
         var variant = Shared.VariantOption();
         var backend = Shared.BackendOption();
         var precision = Shared.PrecisionOption();
@@ -35,10 +35,13 @@ internal static class RunCommand
             {
                 throw new InputException($"--out-dtype must be f64, f32, f16 or bf16, found '{dtypeText}'");
             }
-            RunOptions options = Shared.Options(parsed, variant, layout, set, backend, precision, device);
+            RunOptions options = Shared.Options(chosen, parsed, variant, layout, set, backend, precision, device);
             using var ownedBackend = options.Backend as IDisposable; // an OpenCL context is released when the command ends
-            string inputPath = parsed.GetRequiredValue(input);
-            TensorFile inputFile = Shared.Read(inputPath);
+            string inputPath = parsed.GetRequiredValue(input), outputPath = parsed.GetRequiredValue(output);
+            // The output's path is checked before the run (which may take long), and may never be the input's.
+            Shared.RefuseOverwritingInput(outputPath, "--out", inputPath, "--in");
+            AtomicFile.CheckWritable(outputPath);
+            TensorFile inputFile = Shared.Read(inputPath, Shared.InputNames(chosen));
             var clock = System.Diagnostics.Stopwatch.StartNew();
             RunResult result = Shared.RunForm(chosen, inputPath, inputFile, options);
             double seconds = clock.Elapsed.TotalSeconds;
@@ -52,7 +55,6 @@ internal static class RunCommand
             {
                 file.Metadata[key] = value;
             }
-            string outputPath = parsed.GetRequiredValue(output);
             TensorFiles.Write(outputPath, file);
             context.Out.WriteLine($"{chosen.Name} ({result.Variant}, {result.Backend}): wrote {string.Join(", ", result.Outputs.Select(o => $"{o.Key}{o.Value.ShapeString}"))} as {dtype.ShortName()} to {outputPath} (computed in {seconds:F3} s)");
             return Attnref.Ok;

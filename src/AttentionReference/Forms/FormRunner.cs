@@ -109,17 +109,28 @@ public static class FormRunner
                 values[key] = value;
             }
         }
-        // An override must name a parameter: a typo on the command line is an error, not a silent default.
+        // An override must name a parameter: a typo on the command line is an error, not a silent default. A
+        // bookkeeping key (variant, layout, form, ...) is no parameter either: set as one it would be ignored, so the
+        // run would silently use the default; it is refused with the option that does set it.
         foreach (var (key, value) in overrides ?? new Dictionary<string, string>())
         {
-            if (!known.Contains(key) && !s_bookkeepingKeys.Contains(key))
+            if (!known.Contains(key))
             {
-                throw new InputException($"unknown parameter '{key}' of {form.Name}; known parameters: {string.Join(", ", known)}");
+                throw new InputException(s_bookkeepingKeys.Contains(key)
+                    ? $"'{key}' is not a parameter of {form.Name}: {BookkeepingHint(key)}"
+                    : $"unknown parameter '{key}' of {form.Name}; known parameters: {string.Join(", ", known)}");
             }
             values[key] = value;
         }
         return new FormParameters(values);
     }
+
+    private static string BookkeepingHint(string key) => key switch
+    {
+        "variant" or "layout" or "backend" => $"choose the {key} with --{key} (RunOptions.{char.ToUpperInvariant(key[0])}{key[1..]})",
+        "form" => "the form is the command's FORM argument",
+        _ => $"'{key}' is file metadata (a file's provenance or case), not a setting of the run",
+    };
 
     private static Tensor? Resolve(TensorSpec spec, IReadOnlyDictionary<string, Tensor> tensors)
     {

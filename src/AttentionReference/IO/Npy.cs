@@ -20,7 +20,14 @@ public static class Npy
     private const int Alignment = 64;
 
     /// <summary>Reads an .npy file; the tensor is named by the file's stem in errors.</summary>
-    public static Tensor Read(string path) => Parse(FileBytes.ReadAll(path), path, Path.GetFileNameWithoutExtension(path));
+    public static Tensor Read(string path) => Read(path, ReadLimits.Default);
+
+    /// <summary>Reads an .npy file within <paramref name="limits"/>; the tensor is named by the file's stem in errors.</summary>
+    public static Tensor Read(string path, ReadLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        return Parse(FileBytes.ReadAll(path, limits.MaxFileBytes), path, Path.GetFileNameWithoutExtension(path));
+    }
 
     /// <summary>
     /// Parses the bytes of an .npy file. <paramref name="fileName"/> and <paramref name="tensorName"/> name it in

@@ -21,6 +21,7 @@ internal sealed class NpyHeader
     private readonly string _file;
     private readonly string _tensor;
     private int _pos;
+    private int _depth; // brackets open at _pos: bounded, so that no header can exhaust the stack
 
     private NpyHeader(string text, string file, string tensor)
     {
@@ -126,9 +127,9 @@ internal sealed class NpyHeader
         char c = _text[_pos];
         switch (c)
         {
-            case '{': return DictLiteral();
-            case '(': return new PyTuple(Sequence('(', ')'));
-            case '[': return Sequence('[', ']');
+            case '{': return Nested(DictLiteral);
+            case '(': return Nested(() => new PyTuple(Sequence('(', ')')));
+            case '[': return Nested(() => Sequence('[', ']'));
             case '\'' or '"': return StringLiteral();
         }
         if (c == '-' || char.IsAsciiDigit(c))
@@ -147,6 +148,18 @@ internal sealed class NpyHeader
             "None" => null,
             _ => throw Error($"unexpected character '{c}' at position {start} of the header"),
         };
+    }
+
+    /// <summary>Parses a bracketed value one level deeper, refusing nesting past <see cref="ReadLimits.NpyHeaderMaxDepth"/>.</summary>
+    private object Nested(Func<object> parse)
+    {
+        if (++_depth > ReadLimits.NpyHeaderMaxDepth)
+        {
+            throw Error($"header nests brackets more than {ReadLimits.NpyHeaderMaxDepth} deep at position {_pos} (NumPy writes 2: a dict holding the shape tuple)");
+        }
+        object value = parse();
+        _depth--;
+        return value;
     }
 
     private Dictionary<string, object?> DictLiteral()

@@ -19,7 +19,19 @@ public static class SafeTensors
     public const long MaxHeaderBytes = 100_000_000;
 
     /// <summary>Reads a safetensors file; a missing or malformed file is an <see cref="InputException"/>.</summary>
-    public static TensorFile Read(string path) => Parse(FileBytes.ReadAll(path), path);
+    public static TensorFile Read(string path) => Read(path, wanted: null, ReadLimits.Default);
+
+    /// <summary>
+    /// Reads a safetensors file within <paramref name="limits"/>: the header whole, then the data of only those tensors
+    /// for which <paramref name="wanted"/> holds (all when null), each from where it lies in the file. The others are
+    /// listed in <see cref="TensorFile.Unread"/>; their header entries are checked all the same.
+    /// </summary>
+    public static TensorFile Read(string path, Func<string, bool>? wanted, ReadLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        using FileStream stream = FileBytes.Open(path, limits.MaxFileBytes, out long length);
+        return Parse(stream, length, path, wanted);
+    }
 
     /// <summary>
     /// Parses the bytes of a safetensors file; <paramref name="fileName"/> names it in errors. Every value converts
@@ -28,30 +40,52 @@ public static class SafeTensors
     public static TensorFile Parse(ReadOnlySpan<byte> bytes, string fileName)
     {
         ArgumentNullException.ThrowIfNull(fileName);
-        if (bytes.Length < 8)
+        using var stream = new MemoryStream(bytes.ToArray(), writable: false);
+        return Parse(stream, bytes.Length, fileName, wanted: null);
+    }
+
+    /// <summary>Parses a safetensors file of <paramref name="length"/> bytes from the start of a seekable stream.</summary>
+    private static TensorFile Parse(Stream stream, long length, string fileName, Func<string, bool>? wanted)
+    {
+        if (length < 8)
         {
-            throw new InputException($"file is {bytes.Length} bytes, too short for the 8-byte header length that starts a safetensors file", fileName);
+            throw new InputException($"file is {length} bytes, too short for the 8-byte header length that starts a safetensors file", fileName);
         }
-        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        Span<byte> prefix = stackalloc byte[8];
+        FileBytes.ReadExactly(stream, prefix, fileName);
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
         if (headerLength > MaxHeaderBytes)
         {
             throw new InputException($"header length {headerLength} exceeds the safetensors limit of {MaxHeaderBytes} bytes (not a safetensors file?)", fileName);
         }
-        if (headerLength > (ulong)(bytes.Length - 8))
+        if (headerLength > (ulong)(length - 8))
         {
-            throw new InputException($"header length {headerLength} runs past the end of the file ({bytes.Length} bytes)", fileName);
+            throw new InputException($"header length {headerLength} runs past the end of the file ({length} bytes)", fileName);
         }
-        int dataStart = 8 + (int)headerLength;
-        ReadOnlySpan<byte> data = bytes[dataStart..];
+        var header = new byte[headerLength];
+        FileBytes.ReadExactly(stream, header, fileName);
+        long dataStart = 8 + (long)headerLength, dataLength = length - dataStart;
 
         var file = new TensorFile(fileName);
-        List<SafeTensorsEntry> entries = SafeTensorsHeader.Parse(bytes[8..dataStart], data.Length, fileName, file.Metadata);
-        CheckLayout(entries, data.Length, fileName);
+        List<SafeTensorsEntry> entries = SafeTensorsHeader.Parse(header, dataLength, fileName, file.Metadata);
+        CheckLayout(entries, dataLength, fileName);
 
         foreach (SafeTensorsEntry entry in entries)
         {
-            var values = new double[(entry.End - entry.Begin) / entry.DType.ByteSize()];
-            ElementCodec.Decode(data[(int)entry.Begin..(int)entry.End], entry.DType, bigEndian: false, values, fileName, entry.Name);
+            if (wanted is not null && !wanted(entry.Name))
+            {
+                file.Unread.Add(entry.Name);
+                continue;
+            }
+            long size = entry.End - entry.Begin; // checked against the shape and the data buffer: the file holds it
+            var values = new double[size / entry.DType.ByteSize()];
+            if (size > 0)
+            {
+                var raw = new byte[size];
+                stream.Position = dataStart + entry.Begin;
+                FileBytes.ReadExactly(stream, raw, fileName);
+                ElementCodec.Decode(raw, entry.DType, bigEndian: false, values, fileName, entry.Name);
+            }
             file.Add(entry.Name, new Tensor(entry.Shape, values, entry.DType));
         }
         return file;

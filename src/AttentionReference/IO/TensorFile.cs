@@ -21,6 +21,12 @@ public sealed class TensorFile
     /// <summary>safetensors' <c>__metadata__</c>: parameters of the case, provenance of an output.</summary>
     public Dictionary<string, string> Metadata { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Names of tensors the file holds but that were not read, because the reader was told which tensors are wanted
+    /// (see <see cref="TensorFiles.Read(string, Func{string, bool}?)"/>): their bytes were neither inflated nor decoded.
+    /// </summary>
+    public IList<string> Unread { get; } = new List<string>();
+
     /// <summary>The path the file was read from, if any; <see cref="this[string]"/> names it in its errors.</summary>
     public string? Source { get; }
 
@@ -39,7 +45,7 @@ public sealed class TensorFile
         get => Tensors.TryGetValue(name, out Tensor? tensor)
             ? tensor
             : throw new InputException(
-                Count == 0 ? "no such tensor; the file holds none" : $"no such tensor; the file holds {string.Join(", ", Names)}",
+                Count + Unread.Count == 0 ? "no such tensor; the file holds none" : $"no such tensor; the file holds {string.Join(", ", Names.Concat(Unread))}",
                 Source, name);
         set => Tensors[name] = value;
     }

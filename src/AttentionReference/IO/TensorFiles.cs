@@ -9,27 +9,36 @@ namespace AttentionReference.IO;
 /// </summary>
 public static class TensorFiles
 {
-    /// <summary>The extensions <see cref="Read"/> understands.</summary>
+    /// <summary>The extensions <see cref="Read(string)"/> understands.</summary>
     public static IReadOnlyList<string> Extensions { get; } = [".safetensors", ".npy", ".npz"];
 
     /// <summary>Reads <paramref name="path"/>, choosing the format by its extension.</summary>
-    public static TensorFile Read(string path)
+    public static TensorFile Read(string path) => Read(path, wanted: null);
+
+    /// <summary>
+    /// Reads <paramref name="path"/>, choosing the format by its extension, and only the tensors for which
+    /// <paramref name="wanted"/> holds (all when null): the others are listed in <see cref="TensorFile.Unread"/>, their
+    /// bytes neither read (safetensors), inflated (.npz) nor decoded. A file's header is checked whole either way.
+    /// An .npy file holds one tensor, which is always read. Reading stays within <see cref="ReadLimits.Default"/>.
+    /// </summary>
+    public static TensorFile Read(string path, Func<string, bool>? wanted) => Read(path, wanted, ReadLimits.Default);
+
+    /// <summary>As <see cref="Read(string, Func{string, bool}?)"/>, within <paramref name="limits"/>.</summary>
+    public static TensorFile Read(string path, Func<string, bool>? wanted, ReadLimits limits)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(limits);
         string extension = Extension(path);
-        if (!File.Exists(path))
-        {
-            throw new InputException("no such file", path);
-        }
+        FileBytes.Check(path, limits.MaxFileBytes); // a directory, a missing or special file: named before the extension
         switch (extension)
         {
             case ".safetensors":
-                return SafeTensors.Read(path);
+                return SafeTensors.Read(path, wanted, limits);
             case ".npz":
-                return Npz.Read(path);
+                return Npz.Read(path, wanted, limits);
             case ".npy":
                 var file = new TensorFile(path);
-                file.Add(Path.GetFileNameWithoutExtension(path), Npy.Read(path));
+                file.Add(Path.GetFileNameWithoutExtension(path), Npy.Read(path, limits));
                 return file;
             default:
                 throw Unknown(path, extension);

@@ -19,6 +19,23 @@ public sealed class NpyTests
         return error;
     }
 
+    /// <summary>Issue #21, cause 4: a shape nesting 10^5 parentheses overflowed the stack of the recursive parser.</summary>
+    [Fact]
+    public void A_header_nesting_brackets_100000_deep_is_refused_without_exhausting_the_stack()
+    {
+        string shape = new string('(', 100_000) + new string(')', 100_000);
+        var error = Rejected(HandBuilt.Npy(2, "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }\n", []));
+        Assert.Contains($"header nests brackets more than {ReadLimits.NpyHeaderMaxDepth} deep", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_header_nesting_within_the_limit_is_parsed_and_judged_on_its_content()
+    {
+        string shape = new string('(', 10) + "2," + new string(')', 10);
+        var error = Rejected(HandBuilt.NpyV1("{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }", HandBuilt.F64(1, 2)));
+        Assert.Contains("'shape' must be a tuple of non-negative integers", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Version_1_little_endian_f8_reads_in_C_order()
     {

@@ -99,11 +99,13 @@ public sealed class TensorFilesTests : IDisposable
         string path = PathOf("out.safetensors");
         File.WriteAllBytes(path, [1, 2, 3]);
 
-        Assert.Throws<IOException>(() => AtomicFile.Write(path, stream =>
+        // A write error (here a full disk) is bad input naming the file and the reason, as every write error is.
+        var error = Assert.Throws<InputException>(() => AtomicFile.Write(path, stream =>
         {
             stream.Write(new byte[4096]);
             throw new IOException("disk full");
         }));
+        Assert.Equal($"{path}: cannot write: disk full", error.Message);
 
         Assert.Equal([path], Directory.GetFileSystemEntries(_dir));
         Assert.Equal([1, 2, 3], File.ReadAllBytes(path));
@@ -144,5 +146,41 @@ public sealed class TensorFilesTests : IDisposable
         var error = Assert.Throws<InputException>(() => TensorFiles.Write(path, OneTensor("o", Tensor.Zeros(1))));
         Assert.StartsWith($"{path}: cannot write: ", error.Message, StringComparison.Ordinal);
         Assert.Empty(Directory.GetFileSystemEntries(_dir));
+    }
+
+    [Fact]
+    public void Writing_under_a_regular_file_names_the_file_in_the_way()
+    {
+        string file = PathOf("file");
+        File.WriteAllBytes(file, [1]);
+        string path = Path.Combine(file, "sub", "r.json");
+        var error = Assert.Throws<InputException>(() => AtomicFile.WriteAllBytes(path, [2]));
+        Assert.Equal($"{path}: cannot write: '{file}' is a file, not a folder", error.Message);
+        Assert.Equal([file], Directory.GetFileSystemEntries(_dir));
+    }
+
+    [Fact]
+    public void Writing_to_a_directory_is_refused_and_leaves_it_as_it_was()
+    {
+        var error = Assert.Throws<InputException>(() => AtomicFile.WriteAllBytes(_dir, [2]));
+        Assert.Equal($"{_dir}: cannot write: is a directory; expected a file name", error.Message);
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));
+    }
+
+    [Fact]
+    public void A_folder_is_made_unless_a_file_is_in_the_way()
+    {
+        string made = Path.Combine(_dir, "a", "b");
+        AtomicFile.CreateFolder(made);
+        Assert.True(Directory.Exists(made));
+        AtomicFile.CreateFolder(made); // exists already: nothing to do
+
+        string file = PathOf("file");
+        File.WriteAllBytes(file, [1]);
+        Assert.Equal($"{file}: cannot make the folder: a file of that name exists",
+            Assert.Throws<InputException>(() => AtomicFile.CreateFolder(file)).Message);
+        string under = Path.Combine(file, "g");
+        Assert.Equal($"{under}: cannot make the folder: '{file}' is a file, not a folder",
+            Assert.Throws<InputException>(() => AtomicFile.CreateFolder(under)).Message);
     }
 }
