@@ -36,6 +36,9 @@ public sealed class GpuBackend : IBackend, IDisposable
     /// <summary>The device in use, in words (for check's header and output metadata).</summary>
     public string Device => _device.Description;
 
+    /// <inheritdoc/>
+    public string DeviceName => $"{Device}, {(Precision == Precision.F64 ? "f64" : "f32")}";
+
     /// <summary>Whether the device is a CUDA GPU (else ILGPU's CPU accelerator).</summary>
     public bool IsCuda => _device.IsCuda;
 

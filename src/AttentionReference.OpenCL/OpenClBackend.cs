@@ -23,6 +23,9 @@ public sealed class OpenClBackend : IBackend, IDisposable
     /// <inheritdoc/>
     public string Name => "opencl";
 
+    /// <inheritdoc/>
+    public string DeviceName => $"OpenCL {Device.Description}, {(Precision == Precision.F64 ? "f64" : "f32")}";
+
     /// <summary>The kernels' arithmetic.</summary>
     public Precision Precision { get; }
 

@@ -102,6 +102,7 @@ internal static class CheckCommand
             Form = form.Name,
             Variant = result.Variant,
             Backend = result.Backend,
+            Device = result.Device,
             Parameters = result.Parameters.Values,
             Profile = fixedProfile,
             Tensors = comparisons,
@@ -133,7 +134,7 @@ internal static class CheckCommand
     {
         var console = Terminal.For(output);
         string profileText = fixedProfile is null ? "profile from each tensor's dtype" : $"profile {fixedProfile.Name}";
-        console.MarkupLine(Markup.Escape($"{report.Form} ({report.Variant}, {report.Backend} reference) vs {candidatePath}: {profileText}"));
+        console.MarkupLine(Markup.Escape($"{report.Form} ({report.Variant}, {report.Backend} reference on {report.Device}) vs {candidatePath}: {profileText}"));
         var table = new Table().AddColumns("tensor", "dtype", "shape", "profile", "max abs err", "max rel err", "‖c−r‖/‖r‖",
             "max ulps", "over tol", "NaN/Inf mismatch", "verdict");
         foreach (TensorComparison c in report.Tensors)

@@ -25,6 +25,7 @@ internal static class GoldenCommand
             string directory = parsed.GetValue(verifyDir)!;
             GoldenManifest.Check(directory);
             IBackend chosen = Shared.Backend(parsed.GetValue(backend) ?? "cpu", "f64", parsed.GetValue(device));
+            context.Out.WriteLine($"device: {chosen.DeviceName}");
             IReadOnlyList<GoldenResult> results;
             try
             {

@@ -85,13 +85,21 @@ internal static class Shared
 
     public static Option<string?> VariantOption() => new("--variant") { Description = "the variant (default: the input's metadata, else the form's first)" };
 
-    public static Option<string> BackendOption() => new("--backend") { Description = "cpu (the exact reference) or opencl", DefaultValueFactory = _ => "cpu" };
+    public static Option<string> BackendOption() => new("--backend")
+    {
+        Description = "cpu (the exact reference), gpu (ILGPU: CUDA where an NVIDIA driver is present, else ILGPU's CPU accelerator) or opencl",
+        DefaultValueFactory = _ => "cpu",
+    };
 
     public static Option<string?> LayoutOption() => new("--layout") { Description = "bthd ([B,T,H,D], default) or bhtd ([B,H,T,D], PyTorch SDPA)" };
 
-    public static Option<string?> DeviceOption() => new("--device") { Description = "OpenCL device: a substring of \"platform: device\" (default: REF_OPENCL_DEVICE, else the first)" };
+    public static Option<string?> DeviceOption() => new("--device")
+    {
+        Description = "gpu: a substring of the device's name or kind (\"cuda\", \"cpu\", \"H100\"; default: REF_GPU_DEVICE, else CUDA, else the CPU accelerator); "
+            + "opencl: a substring of \"platform: device\" (default: REF_OPENCL_DEVICE, else the first)",
+    };
 
-    public static Option<string> PrecisionOption() => new("--precision") { Description = "f64 (default) or f32 (OpenCL only)", DefaultValueFactory = _ => "f64" };
+    public static Option<string> PrecisionOption() => new("--precision") { Description = "f64 (default) or f32 (gpu and opencl)", DefaultValueFactory = _ => "f64" };
 
     public static Option<string[]> SetOption() => new("--set")
     {
@@ -186,11 +194,13 @@ internal static class Shared
             case "cpu":
                 // The reference is exact by design: it computes in double only.
                 return precision == "f64" ? CpuBackend.Instance
-                    : throw new InputException($"--precision {precision}: the cpu backend computes in f64 only (f32 is an OpenCL option)");
+                    : throw new InputException($"--precision {precision}: the cpu backend computes in f64 only (f32 is a gpu and opencl option)");
+            case "gpu":
+                return new Gpu.GpuBackend(device, precision == "f64" ? Gpu.Precision.F64 : Gpu.Precision.F32);
             case "opencl":
                 return new OpenCL.OpenClBackend(device, precision == "f64" ? OpenCL.Precision.F64 : OpenCL.Precision.F32);
             default:
-                throw new InputException($"--backend must be cpu or opencl, found '{name}'");
+                throw new InputException($"--backend must be cpu, gpu or opencl, found '{name}'");
         }
     }
 }

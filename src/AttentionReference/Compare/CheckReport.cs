@@ -58,6 +58,9 @@ public sealed class CheckReport
     /// <summary>The reference's backend ("cpu", "opencl").</summary>
     public required string Backend { get; init; }
 
+    /// <summary>The device the reference was computed on, in words.</summary>
+    public string Device { get; init; } = "";
+
     /// <summary>The form's parameters as given (file metadata overridden by the command line).</summary>
     public required IReadOnlyDictionary<string, string> Parameters { get; init; }
 
@@ -95,6 +98,7 @@ public sealed class CheckReport
             json.WriteString("form", Form);
             json.WriteString("variant", Variant);
             json.WriteString("backend", Backend);
+            json.WriteString("device", Device);
 
             json.WriteStartObject("parameters");
             foreach (var (key, value) in Parameters.OrderBy(p => p.Key, StringComparer.Ordinal))

@@ -8,8 +8,11 @@ namespace AttentionReference.Forms;
 /// </summary>
 public interface IBackend
 {
-    /// <summary>"cpu", "opencl".</summary>
+    /// <summary>"cpu", "gpu", "opencl".</summary>
     string Name { get; }
+
+    /// <summary>The device in words, for check's header and an output file's metadata.</summary>
+    string DeviceName { get; }
 
     /// <summary>Computes <paramref name="form"/>'s outputs in the [B,T,H,...] layout.</summary>
     IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters);
@@ -25,6 +28,9 @@ public sealed class CpuBackend : IBackend
 
     /// <inheritdoc/>
     public string Name => "cpu";
+
+    /// <inheritdoc/>
+    public string DeviceName => $"CPU reference, double, {Numerics.VectorKernels.SimdWidth}, {Environment.ProcessorCount} threads";
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)

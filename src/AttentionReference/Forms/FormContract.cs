@@ -89,7 +89,7 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
         var shapes = new Dictionary<string, string[]>(StringComparer.Ordinal);
         foreach (TensorSpec spec in Inputs)
         {
-            if (Resolve(spec, tensors) is { } tensor)
+            if (spec.Resolve(tensors) is { } tensor)
             {
                 inputs[spec.Name] = tensor;
             }
@@ -116,31 +116,6 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
         }
         var values = Parameters.ToDictionary(p => p.Name, p => p.ReadValue(parameters), StringComparer.Ordinal);
         return new Problem(this, dims, inputs, shapes, sequences, values, parameters);
-    }
-
-    /// <summary>The tensor named by the spec or one of its aliases, dtype-checked; null when optional and absent.</summary>
-    private static Tensor? Resolve(TensorSpec spec, IReadOnlyDictionary<string, Tensor> tensors)
-    {
-        string[] names = [spec.Name, .. spec.Aliases ?? []];
-        string[] present = names.Where(tensors.ContainsKey).ToArray();
-        if (present.Length > 1)
-        {
-            throw new InputException($"given twice, as {string.Join(" and ", present.Select(n => $"'{n}'"))}", tensor: spec.Name);
-        }
-        if (present.Length == 0)
-        {
-            return spec.Optional ? null : throw new InputException($"missing (expected shape {spec.ShapeText})", tensor: spec.Name);
-        }
-        Tensor tensor = tensors[present[0]];
-        if (tensor.DType == DType.Bool && !spec.AcceptsBool)
-        {
-            throw new InputException($"expected {(spec.HoldsIndices ? "an integer" : "a float")} tensor, found bool", tensor: spec.Name);
-        }
-        if (spec.AcceptsBool)
-        {
-            return tensor; // bool, integer 0/1 or (where the form allows it) float: the form reads each kind
-        }
-        return spec.HoldsIndices ? Dims.RequireInteger(spec.Name, tensor) : Dims.RequireFloat(spec.Name, tensor);
     }
 
     /// <summary>Binds the tensor's shape to the alternative of its rank and returns that alternative's symbols.</summary>

@@ -25,6 +25,7 @@ public sealed record RunResult(
     Layout Layout,
     FormParameters Parameters,
     string Backend,
+    string Device,
     IReadOnlyDictionary<string, Tensor> Outputs)
 {
     /// <summary>The <c>__metadata__</c> an output file carries: form, variant, parameters, layout, backend, version.</summary>
@@ -36,6 +37,7 @@ public sealed record RunResult(
             ["variant"] = Variant,
             ["layout"] = Layout == Tensors.Layout.Bhtd ? "bhtd" : "bthd",
             ["backend"] = Backend,
+            ["device"] = Device,
             ["library"] = "AttentionReference " + FormCatalog.LibraryVersion,
         };
         return metadata;
@@ -50,7 +52,7 @@ public static class FormRunner
 {
     /// <summary>Metadata keys that describe a file rather than set a parameter (PyTorch writes "format": "pt").</summary>
     private static readonly HashSet<string> s_bookkeepingKeys =
-        new(["form", "variant", "layout", "backend", "library", "format", "case"], StringComparer.Ordinal);
+        new(["form", "variant", "layout", "backend", "device", "library", "format", "case"], StringComparer.Ordinal);
 
     /// <summary>Runs <paramref name="form"/> on <paramref name="tensors"/>.</summary>
     public static RunResult Run(
@@ -75,7 +77,7 @@ public static class FormRunner
         var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (TensorSpec spec in form.Inputs)
         {
-            if (Resolve(spec, tensors) is { } tensor)
+            if (spec.Resolve(tensors) is { } tensor)
             {
                 inputs[spec.Name] = spec.HasTimeAxis ? Layouts.Convert(tensor, layout) : tensor;
             }
@@ -90,7 +92,7 @@ public static class FormRunner
                 userOutputs[spec.Name] = spec.HasTimeAxis ? Layouts.Convert(tensor, layout) : tensor;
             }
         }
-        return new RunResult(form, variant, layout, parameters, options.Backend.Name, userOutputs);
+        return new RunResult(form, variant, layout, parameters, options.Backend.Name, options.Backend.DeviceName, userOutputs);
     }
 
     /// <summary>The form's parameters present in <paramref name="metadata"/>, then <paramref name="overrides"/> over them.</summary>
@@ -128,41 +130,10 @@ public static class FormRunner
     private static string BookkeepingHint(string key) => key switch
     {
         "variant" or "layout" or "backend" => $"choose the {key} with --{key} (RunOptions.{char.ToUpperInvariant(key[0])}{key[1..]})",
+        "device" => "choose the device with --device",
         "form" => "the form is the command's FORM argument",
         _ => $"'{key}' is file metadata (a file's provenance or case), not a setting of the run",
     };
-
-    private static Tensor? Resolve(TensorSpec spec, IReadOnlyDictionary<string, Tensor> tensors)
-    {
-        string[] names = [spec.Name, .. spec.Aliases ?? []];
-        string[] present = names.Where(tensors.ContainsKey).ToArray();
-        if (present.Length > 1)
-        {
-            throw new InputException($"given twice, as {string.Join(" and ", present.Select(n => $"'{n}'"))}", tensor: spec.Name);
-        }
-        if (present.Length == 0)
-        {
-            return spec.Optional ? null : throw new InputException($"missing (expected shape {spec.ShapeText})", tensor: spec.Name);
-        }
-        Tensor tensor = tensors[present[0]];
-        if (tensor.DType == DType.Bool && !spec.AcceptsBool)
-        {
-            throw new InputException($"expected {(spec.HoldsIndices ? "an integer" : "a float")} tensor, found bool", tensor: spec.Name);
-        }
-        if (spec.AcceptsBool)
-        {
-            return tensor; // bool, integer 0/1 or (where the form allows it) float: the form reads each kind
-        }
-        if (spec.HoldsIndices)
-        {
-            Dims.RequireInteger(spec.Name, tensor);
-        }
-        else
-        {
-            Dims.RequireFloat(spec.Name, tensor);
-        }
-        return tensor;
-    }
 
     private static Layout ParseLayout(string? text) =>
         text is null ? Layout.Bthd

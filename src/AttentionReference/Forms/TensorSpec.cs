@@ -1,3 +1,6 @@
+using System.Globalization;
+using AttentionReference.Tensors;
+
 namespace AttentionReference.Forms;
 
 /// <summary>
@@ -49,6 +52,42 @@ public sealed record TensorSpec(
     /// [B,H,T,...] (the first shape's second symbol starts with T).
     /// </summary>
     public bool HasTimeAxis => Alternatives[0] is { Length: >= 3 } symbols && symbols[1].StartsWith('T');
+
+    /// <summary>
+    /// The tensor named by the spec or one of its aliases in <paramref name="tensors"/>, dtype-checked (floats; integers
+    /// for indices; for a mask also bool, or integers that are all 0 or 1); null when optional and absent.
+    /// </summary>
+    public Tensor? Resolve(IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        string[] names = [Name, .. Aliases ?? []];
+        string[] present = names.Where(tensors.ContainsKey).ToArray();
+        if (present.Length > 1)
+        {
+            throw new InputException($"given twice, as {string.Join(" and ", present.Select(n => $"'{n}'"))}", tensor: Name);
+        }
+        if (present.Length == 0)
+        {
+            return Optional ? null : throw new InputException($"missing (expected shape {ShapeText})", tensor: Name);
+        }
+        Tensor tensor = tensors[present[0]];
+        if (tensor.DType == DType.Bool && !AcceptsBool)
+        {
+            throw new InputException($"expected {(HoldsIndices ? "an integer" : "a float")} tensor, found bool", tensor: Name);
+        }
+        if (AcceptsBool)
+        {
+            // bool, integer 0/1 or (where the form allows it) float: the form reads each kind; an integer mask holds
+            // 0 and 1 only, as a bool tensor would.
+            if (tensor.DType is DType.I32 or DType.I64 && tensor.Data.Any(x => x is not (0 or 1)))
+            {
+                throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                    $"an integer mask holds 0 (drop) or 1 (keep) only, found {tensor.Data.First(x => x is not (0 or 1))}"), tensor: Name);
+            }
+            return tensor;
+        }
+        return HoldsIndices ? Dims.RequireInteger(Name, tensor) : Dims.RequireFloat(Name, tensor);
+    }
 
     /// <summary>The symbols of the alternative of rank <paramref name="rank"/>, or null when none has it.</summary>
     public string[]? ShapeOfRank(int rank) => Alternatives.FirstOrDefault(a => a.Length == rank);

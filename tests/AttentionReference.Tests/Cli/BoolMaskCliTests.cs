@@ -50,4 +50,25 @@ public sealed class BoolMaskCliTests
         }
         return copy;
     }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(-1)]
+    public void An_integer_mask_holding_more_than_0_and_1_is_bad_input(int value)
+    {
+        // The contract says 0 (drop) or 1 (keep); any other integer is refused, never read as a keep or a drop.
+        using var temp = new TempFolder();
+        var random = new Random(3);
+        var file = new TensorFile()
+            .Add("q", TestTensors.Normal(random, 1, 1, 2, 1, 2))
+            .Add("k", TestTensors.Normal(random, 1, 1, 2, 1, 2))
+            .Add("v", TestTensors.Normal(random, 1, 1, 2, 1, 2))
+            .Add("mask", new Tensor([2, 2], [1, 0, value, 1], DType.I32));
+        TensorFiles.Write(temp.File("in.safetensors"), file);
+        var outcome = CliRunner.Run("run", "softmax", "--in", temp.File("in.safetensors"), "--out", temp.File("out.safetensors"));
+        Assert.Equal(2, outcome.ExitCode);
+        Assert.Contains("tensor 'mask'", outcome.Error, StringComparison.Ordinal);
+        Assert.Contains("0 (drop) or 1 (keep)", outcome.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(temp.File("out.safetensors")));
+    }
 }

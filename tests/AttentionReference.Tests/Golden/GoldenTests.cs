@@ -86,6 +86,8 @@ public sealed class GoldenSkipTests
     {
         public string Name => "softmax-only";
 
+        public string DeviceName => "the CPU reference for softmax only";
+
         public IReadOnlyDictionary<string, AttentionReference.Tensors.Tensor> Run(AttentionReference.Forms.IForm form, string variant,
             IReadOnlyDictionary<string, AttentionReference.Tensors.Tensor> inputs, AttentionReference.Forms.FormParameters parameters) =>
             form.Name == "softmax"
@@ -123,6 +125,8 @@ public sealed class GoldenEveryVariantTests
         private readonly int _size = size;
 
         public string Name => $"cpu, variant {_variant}, sizes {_size}";
+
+        public string DeviceName => "the CPU reference";
 
         public IReadOnlyDictionary<string, AttentionReference.Tensors.Tensor> Run(AttentionReference.Forms.IForm form, string variant,
             IReadOnlyDictionary<string, AttentionReference.Tensors.Tensor> inputs, AttentionReference.Forms.FormParameters parameters)
