@@ -5,10 +5,8 @@ namespace AttentionReference.Forms.Common;
 /// <summary>
 /// <see cref="Count"/> rows of <see cref="Width"/> values in one array, row t at [offset + t·stride, … + width): one
 /// (sequence, head) pair's q_t, k_t, v_t or o_t seen in place inside a [B,T,H,D] tensor (stride H·D, see
-/// <see cref="SequenceHead.Rows"/>), or rows of a scratch block of its own (<see cref="Zeros"/>). Seeing the rows in
-/// place instead of copying them into one array per step is what lets a recurrence run at the speed of its state
-/// update: at T = 4096, H = 8, K = V = 128 the copies of q, k, v, gk and o came to 244 MB per call, and the work they
-/// made for the allocator and the garbage collector took longer than the recurrence itself.
+/// <see cref="Head.Rows"/>), or rows of a block of its own (<see cref="Zeros"/>, <see cref="AlignedZeros"/>). Rows are
+/// seen in place rather than copied so that a form reads its inputs without allocating per step.
 /// </summary>
 public sealed class RowBlock
 {
@@ -29,11 +27,10 @@ public sealed class RowBlock
 
     /// <summary>
     /// <paramref name="count"/> rows of <paramref name="width"/> zeros, packed, in an array that never moves (the pinned
-    /// object heap) with row 0 on a 64-byte boundary, and so every row where the width is a multiple of 8: a recurrent
-    /// state that the vector loops then load and store in whole cache lines. A .NET array's data sits 16 bytes past an
-    /// 8-byte-aligned object, so an ordinary array lands on a boundary only by chance; measured on one core at
-    /// K = V = 128, one StateStep took 1.33 µs on an aligned state and 2.1 µs on one 16 bytes off, and a run of a form
-    /// took one time or the other as its arrays fell.
+    /// object heap) with row 0 on a 64-byte boundary, and so every row where the width is a multiple of 8: a state or a
+    /// workspace that vector loops load and store in whole cache lines. A .NET array's data sits 16 bytes past an
+    /// 8-byte-aligned object, so an ordinary array lands on a boundary only by chance, and how fast a loop over it runs
+    /// varies with where it fell (bench/results).
     /// </summary>
     public static RowBlock AlignedZeros(int count, int width)
     {
