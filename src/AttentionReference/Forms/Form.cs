@@ -73,6 +73,17 @@ public abstract class Form : IForm
     /// <summary>Computes the outputs of <paramref name="variant"/> of a bound call.</summary>
     public abstract IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem);
 
+    /// <summary>Whether the form computes gradients (<see cref="Backward"/>).</summary>
+    public virtual bool HasGradients => false;
+
+    /// <summary>
+    /// The backward pass of <paramref name="variant"/>: the gradient of every differentiable input the call gave
+    /// (<see cref="FormContract.Gradients"/>: "dq", "dk", ..., "dinitial_state"), from the cotangents it gave
+    /// (<see cref="FormContract.Cotangents"/>: "do", "dfinal_state", ...; an absent one is zero).
+    /// </summary>
+    public virtual IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) =>
+        throw new InputException($"{Name}: gradients are not implemented yet") { Unsupported = true };
+
     /// <summary>The error for a variant the form does not have.</summary>
     protected InputException UnknownVariant(string variant) =>
         new($"unknown variant '{variant}' of {Name}; known variants: {string.Join(", ", Variants)}");

@@ -52,6 +52,26 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
     /// <summary>The scalar parameters.</summary>
     public IReadOnlyList<ParameterSpec> Parameters { get; init; } = [];
 
+    /// <summary>
+    /// The cotangent of each output, an optional input named "d" + the output's name ("do", "dfinal_state" alias fla's
+    /// "dht"), of the output's shape: what the backward pass propagates; an absent one is zero.
+    /// </summary>
+    public IReadOnlyList<TensorSpec> Cotangents => _cotangents ??= Outputs.Select(o => new TensorSpec("d" + o.Name, o.Shape,
+        $"cotangent of {o.Name} (zero if absent)", Optional: true, Aliases: o.Name == "final_state" ? ["dht"] : null)).ToArray();
+
+    /// <summary>
+    /// The gradient of each differentiable input, an output of the backward pass named "d" + the input's name ("dq",
+    /// "dinitial_state" alias fla's "dh0"), of the input's shape.
+    /// </summary>
+    public IReadOnlyList<TensorSpec> Gradients => _gradients ??= Inputs.Where(i => i.Differentiable).Select(i => new TensorSpec("d" + i.Name,
+        i.Shape, $"gradient of {i.Name}", Aliases: i.Name == "initial_state" ? ["dh0"] : null)).ToArray();
+
+    private IReadOnlyList<TensorSpec>? _cotangents, _gradients;
+
+    /// <summary>The input whose gradient is <paramref name="gradient"/> ("q" for "dq"), or null when it names none.</summary>
+    public string? InputOfGradient(string gradient) =>
+        Gradients.Any(g => g.Name == gradient) ? gradient[1..] : null;
+
     /// <summary>Head symbols that read groups of another's heads (GQA, GVA, mamba's B/C groups).</summary>
     public IReadOnlyList<HeadGroup> Groups { get; init; } = [];
 
@@ -87,7 +107,8 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
         var dims = new Dims();
         var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var shapes = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        foreach (TensorSpec spec in Inputs)
+        TensorSpec[] given = [.. Inputs, .. Cotangents]; // the cotangents of a backward pass are inputs too
+        foreach (TensorSpec spec in given)
         {
             if (spec.Resolve(tensors) is { } tensor)
             {
@@ -96,7 +117,7 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
         }
         // Shapes first; the tensors indexed by sequence wait until the sequences are known.
         bool PerSequence(TensorSpec spec) => spec.Alternatives.Any(a => a.Contains(SequenceSymbol));
-        foreach (TensorSpec spec in Inputs.Where(s => s.Varlen is null && !PerSequence(s) && inputs.ContainsKey(s.Name)))
+        foreach (TensorSpec spec in given.Where(s => s.Varlen is null && !PerSequence(s) && inputs.ContainsKey(s.Name)))
         {
             shapes[spec.Name] = BindShape(dims, spec, inputs[spec.Name]);
         }
@@ -106,7 +127,7 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
         }
         IReadOnlyList<Sequence> sequences = Sequences.Of(this, dims, inputs);
         dims.Set(SequenceSymbol, sequences.Count);
-        foreach (TensorSpec spec in Inputs.Where(s => s.Varlen is null && PerSequence(s) && inputs.ContainsKey(s.Name)))
+        foreach (TensorSpec spec in given.Where(s => s.Varlen is null && PerSequence(s) && inputs.ContainsKey(s.Name)))
         {
             shapes[spec.Name] = BindShape(dims, spec, inputs[spec.Name]);
         }

@@ -16,6 +16,12 @@ public sealed record RunOptions
 
     /// <summary>The backend.</summary>
     public IBackend Backend { get; init; } = CpuBackend.Instance;
+
+    /// <summary>
+    /// Whether to compute the gradients too (the backward pass) even where no cotangent is given: a run given any
+    /// cotangent ("do", "dfinal_state", ...) computes them anyway, taking the absent cotangents as zero.
+    /// </summary>
+    public bool Gradients { get; init; }
 }
 
 /// <summary>What a run produced, in the user's layout, with everything needed to label an output file.</summary>
@@ -28,6 +34,9 @@ public sealed record RunResult(
     string Device,
     IReadOnlyDictionary<string, Tensor> Outputs)
 {
+    /// <summary>The cotangents a backward pass took as zero because the call did not give them.</summary>
+    public IReadOnlyList<string> AssumedZero { get; init; } = [];
+
     /// <summary>The <c>__metadata__</c> an output file carries: form, variant, parameters, layout, backend, version.</summary>
     public Dictionary<string, string> Metadata()
     {
@@ -75,24 +84,45 @@ public static class FormRunner
         Layout layout = options.Layout ?? ParseLayout(metadata.GetValueOrDefault("layout"));
 
         var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (TensorSpec spec in form.Inputs)
+        IReadOnlyList<TensorSpec> cotangents = form is Form withContract ? withContract.Contract.Cotangents : [];
+        foreach (TensorSpec spec in form.Inputs.Concat(cotangents))
         {
             if (spec.Resolve(tensors) is { } tensor)
             {
                 inputs[spec.Name] = spec.HasTimeAxis ? Layouts.Convert(tensor, layout) : tensor;
             }
         }
+        bool backward = options.Gradients || cotangents.Any(c => inputs.ContainsKey(c.Name));
+        if (backward && (form is not Form { HasGradients: true } || options.Backend is not CpuBackend))
+        {
+            throw new InputException(form is Form { HasGradients: true }
+                ? $"gradients are computed by the CPU reference only; use --backend cpu"
+                : $"{form.Name}: gradients are not implemented yet") { Unsupported = true };
+        }
 
-        var outputs = options.Backend.Run(form, variant, inputs, parameters);
+        var outputs = new Dictionary<string, Tensor>(options.Backend.Run(form, variant, inputs, parameters), StringComparer.Ordinal);
+        IReadOnlyList<TensorSpec> produced = form.Outputs;
+        if (backward)
+        {
+            var bound = (Form)form;
+            foreach (var (name, gradient) in bound.Backward(variant, bound.Contract.Bind(inputs, parameters)))
+            {
+                outputs[name] = gradient;
+            }
+            produced = [.. form.Outputs, .. bound.Contract.Gradients];
+        }
         var userOutputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (TensorSpec spec in form.Outputs)
+        foreach (TensorSpec spec in produced)
         {
             if (outputs.TryGetValue(spec.Name, out Tensor? tensor))
             {
                 userOutputs[spec.Name] = spec.HasTimeAxis ? Layouts.Convert(tensor, layout) : tensor;
             }
         }
-        return new RunResult(form, variant, layout, parameters, options.Backend.Name, options.Backend.DeviceName, userOutputs);
+        return new RunResult(form, variant, layout, parameters, options.Backend.Name, options.Backend.DeviceName, userOutputs)
+        {
+            AssumedZero = backward ? cotangents.Where(c => !inputs.ContainsKey(c.Name)).Select(c => c.Name).ToArray() : [],
+        };
     }
 
     /// <summary>The form's parameters present in <paramref name="metadata"/>, then <paramref name="overrides"/> over them.</summary>

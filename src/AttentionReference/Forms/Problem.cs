@@ -46,10 +46,14 @@ public sealed class Problem
     /// <summary>The input <paramref name="name"/>, or null when it was left out.</summary>
     public Tensor? Optional(string name) => _inputs.GetValueOrDefault(name);
 
-    /// <summary>The symbols of the shape the tensor <paramref name="name"/> was bound to (an input or an output).</summary>
+    /// <summary>
+    /// The symbols of the shape the tensor <paramref name="name"/> was bound to: an input (a cotangent included), an
+    /// output, or the gradient of a given input (its input's shape).
+    /// </summary>
     public string[] ShapeOf(string name) =>
         _shapes.TryGetValue(name, out string[]? symbols) ? symbols
         : Contract.Outputs.FirstOrDefault(s => s.Name == name)?.Alternatives[0]
+        ?? (Contract.InputOfGradient(name) is { } input && _shapes.TryGetValue(input, out string[]? inputSymbols) ? inputSymbols : null)
         ?? throw new InvalidOperationException($"{Contract.Name}: no tensor '{name}' in this call");
 
     /// <summary>The value of <paramref name="parameter"/>, read at binding by its rule.</summary>

@@ -89,6 +89,9 @@ public sealed record TensorSpec(
         return HoldsIndices ? Dims.RequireInteger(Name, tensor) : Dims.RequireFloat(Name, tensor);
     }
 
+    /// <summary>Whether the tensor has a gradient: a float input, not indices, a mask or sequence boundaries.</summary>
+    public bool Differentiable => !HoldsIndices && !AcceptsBool && Varlen is null;
+
     /// <summary>The symbols of the alternative of rank <paramref name="rank"/>, or null when none has it.</summary>
     public string[]? ShapeOfRank(int rank) => Alternatives.FirstOrDefault(a => a.Length == rank);
 }

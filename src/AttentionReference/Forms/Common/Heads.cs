@@ -7,8 +7,11 @@ namespace AttentionReference.Forms.Common;
 /// The one runner of every per-head form: for every (sequence, head) pair of a bound call, in parallel, run the form's
 /// body on a <see cref="Head"/>, the pair's view of every tensor. Before the loop, every output of the contract is
 /// allocated and each <c>final_X</c> starts as <c>initial_X</c> (zeros where it was left out), so a body that steps its
-/// state in place leaves the final state behind. Pairs are independent and each is computed start to end by one
-/// thread, so the result does not depend on the thread count.
+/// state in place leaves the final state behind. A backward pass runs the same way over the contract's gradients, each
+/// <c>dinitial_X</c> starting as the cotangent <c>dfinal_X</c>. Pairs are independent and each is computed start to end
+/// by one thread; an output that several pairs write (a gradient of a per-head parameter, or of q and k read by a group
+/// of value heads) is summed from the pairs' own copies in pair order after the loop, so the result does not depend on
+/// the thread count.
 /// </summary>
 public static class Heads
 {
@@ -16,18 +19,38 @@ public static class Heads
     /// Runs <paramref name="body"/> once per (sequence, head) pair, the heads counted by <paramref name="headSymbol"/>
     /// (H; HV for the delta rule's value heads; D for mamba's channels), and returns the contract's outputs.
     /// </summary>
-    public static IReadOnlyDictionary<string, Tensor> Run(Problem problem, Action<Head> body, string headSymbol = "H")
+    public static IReadOnlyDictionary<string, Tensor> Run(Problem problem, Action<Head> body, string headSymbol = "H") =>
+        RunOver(problem, body, headSymbol, problem?.Contract.Outputs ?? []);
+
+    /// <summary>
+    /// The backward pass: runs <paramref name="body"/> once per pair like <see cref="Run(Problem, Action{Head}, string)"/>,
+    /// and returns the gradients of the inputs the call gave (the contract's <see cref="FormContract.Gradients"/>).
+    /// </summary>
+    public static IReadOnlyDictionary<string, Tensor> Backward(Problem problem, Action<Head> body, string headSymbol = "H")
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        return RunOver(problem, body, headSymbol,
+            problem.Contract.Gradients.Where(g => problem.Has(problem.Contract.InputOfGradient(g.Name)!)).ToArray());
+    }
+
+    private static IReadOnlyDictionary<string, Tensor> RunOver(Problem problem, Action<Head> body, string headSymbol, IReadOnlyList<TensorSpec> outputs)
     {
         ArgumentNullException.ThrowIfNull(body);
-        HeadViews views = Views(problem, headSymbol);
+        HeadViews views = ViewsOf(problem, headSymbol, outputs);
         int heads = problem[headSymbol];
         IReadOnlyList<Sequence> sequences = problem.Sequences;
-        Parallel.For(0, sequences.Count * heads, pair =>
+        var pairs = new Head[sequences.Count * heads];
+        Parallel.For(0, pairs.Length, pair =>
         {
             Head head = views.Pair(sequences[pair / heads], pair % heads);
             body(head);
             head.StoreStates();
+            pairs[pair] = head;
         });
+        foreach (Head head in pairs)
+        {
+            head.AddShared();
+        }
         return views.Outputs;
     }
 
@@ -37,15 +60,21 @@ public static class Heads
     /// heads that read one key/value head, which share its packed keys). Each task must still be computed start to end
     /// by one thread. Outputs only: a state is stored back by <see cref="Run"/>.
     /// </summary>
-    public static HeadViews Views(Problem problem, string headSymbol = "H")
+    public static HeadViews Views(Problem problem, string headSymbol = "H") => ViewsOf(problem, headSymbol, problem?.Contract.Outputs ?? []);
+
+    private static HeadViews ViewsOf(Problem problem, string headSymbol, IReadOnlyList<TensorSpec> specs)
     {
         ArgumentNullException.ThrowIfNull(problem);
-        var outputs = problem.Contract.Outputs.ToDictionary(s => s.Name, s => problem.NewOutput(s.Name), StringComparer.Ordinal);
-        foreach (var (name, final) in outputs)
+        var outputs = specs.ToDictionary(s => s.Name, s => problem.NewOutput(s.Name), StringComparer.Ordinal);
+        foreach (var (name, output) in outputs)
         {
-            if (name.StartsWith("final_", StringComparison.Ordinal) && problem.Optional("initial_" + name["final_".Length..]) is { } initial)
+            // final_X starts as initial_X; in a backward pass dinitial_X starts as the cotangent dfinal_X.
+            string? start = name.StartsWith("final_", StringComparison.Ordinal) ? "initial_" + name["final_".Length..]
+                : name.StartsWith("dinitial_", StringComparison.Ordinal) ? "dfinal_" + name["dinitial_".Length..]
+                : null;
+            if (start is not null && problem.Optional(start) is { } initial)
             {
-                initial.Data.CopyTo(final.Data, 0);
+                initial.Data.CopyTo(output.Data, 0);
             }
         }
         return new HeadViews(new TensorViews(problem, headSymbol, outputs), outputs);
@@ -76,6 +105,7 @@ public sealed class Head
 {
     private readonly TensorViews _views;
     private readonly Dictionary<string, (RowBlock InPlace, RowBlock Aligned)> _states = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (RowBlock InPlace, RowBlock Own)> _shared = new(StringComparer.Ordinal);
 
     internal Head(TensorViews views, Sequence sequence, int index)
     {
@@ -99,19 +129,27 @@ public sealed class Head
     public int this[string symbol] => Problem[symbol];
 
     /// <summary>Row t is the tensor's row at step t of this pair (a view: writing to an output's rows writes the output).</summary>
-    public RowBlock Rows(string name) => _views[name].Rows(Sequence, Index);
+    public RowBlock Rows(string name) => Own(name, view => view.Rows(Sequence, Index));
 
     /// <summary><see cref="Rows"/> of an optional input; null when it was left out.</summary>
     public RowBlock? OptionalRows(string name) => Problem.Has(name) ? Rows(name) : null;
 
     /// <summary>Value t is the tensor's value at step t of this pair: a tensor with one value per step ([B,T,H]).</summary>
-    public Series Series(string name) => _views[name].Series(Sequence, Index);
+    public Series Series(string name)
+    {
+        TensorView view = _views[name];
+        if (!view.Shared)
+        {
+            return view.Series(Sequence, Index);
+        }
+        return Own(name, v => v.SeriesRows(Sequence, Index)).AsSeries();
+    }
 
     /// <summary><see cref="Series"/> of an optional input; null when it was left out.</summary>
     public Series? OptionalSeries(string name) => Problem.Has(name) ? Series(name) : null;
 
     /// <summary>The pair's values of a tensor without a time axis (u [H,K]: row h; A [D,N]: row d), packed.</summary>
-    public Span<double> Row(string name) => _views[name].Row(Sequence, Index);
+    public Span<double> Row(string name) => Own(name, view => view.RowOf(Sequence, Index))[0];
 
     /// <summary>The pair's value of a tensor with one value per head (gamma [H], D [H]).</summary>
     public double Scalar(string name) => Row(name)[0];
@@ -126,7 +164,7 @@ public sealed class Head
         {
             // The body steps a copy aligned to cache lines (RowBlock.AlignedZeros: a state's rows are swept at every
             // step, and unaligned rows cost up to 1.6x); the runner stores it back when the body returns.
-            RowBlock inPlace = _views["final_" + name].StateRows(Sequence, Index);
+            RowBlock inPlace = _views[StateName(name)].StateRows(Sequence, Index);
             RowBlock aligned = RowBlock.AlignedZeros(inPlace.Count, inPlace.Width);
             for (int a = 0; a < inPlace.Count; a++)
             {
@@ -135,6 +173,89 @@ public sealed class Head
             _states[name] = state = (inPlace, aligned);
         }
         return state.Aligned;
+    }
+
+    /// <summary>
+    /// The backward pass's state dS (its rows as <see cref="State"/> gives S's): the gradient <c>dinitial_</c>
+    /// <paramref name="name"/>, which starts as the cotangent <c>dfinal_</c><paramref name="name"/> and is left as the
+    /// gradient of the initial state when the reverse-time recurrence has reached the sequence's first step.
+    /// </summary>
+    public RowBlock StateGradient(string name = "state")
+    {
+        if (_views.HasOutput("dinitial_" + name))
+        {
+            return State("d" + name);
+        }
+        // No initial state was given, so it has no gradient to return; dS still starts as the cotangent.
+        if (!_states.TryGetValue("d" + name, out var state))
+        {
+            RowBlock start = InitialState(name);
+            RowBlock dS = RowBlock.AlignedZeros(start.Count, start.Width);
+            if (Problem.Has("dfinal_" + name))
+            {
+                RowBlock cotangent = _views["dfinal_" + name].StateRows(Sequence, Index);
+                for (int a = 0; a < dS.Count; a++)
+                {
+                    cotangent[a].CopyTo(dS[a]);
+                }
+            }
+            _states["d" + name] = state = (RowBlock.Zeros(0, 0), dS);
+        }
+        return state.Aligned;
+    }
+
+    /// <summary>
+    /// A copy of the pair's initial state <c>initial_</c><paramref name="name"/> (zeros where it was left out), in the rows
+    /// <see cref="State"/> gives: what a backward pass replays the recurrence from.
+    /// </summary>
+    public RowBlock InitialState(string name = "state")
+    {
+        RowBlock shape = _views["final_" + name].StateRows(Sequence, Index);
+        RowBlock S0 = RowBlock.AlignedZeros(shape.Count, shape.Width);
+        if (Problem.Has("initial_" + name))
+        {
+            RowBlock given = _views["initial_" + name].StateRows(Sequence, Index);
+            for (int a = 0; a < S0.Count; a++)
+            {
+                given[a].CopyTo(S0[a]);
+            }
+        }
+        return S0;
+    }
+
+    // State(name) steps final_name; StateGradient(name) steps dinitial_name (State("d" + name) maps to it).
+    private static string StateName(string name) =>
+        name.StartsWith('d') && name.Length > 1 ? "dinitial_" + name[1..] : "final_" + name;
+
+    /// <summary>
+    /// The view of <paramref name="name"/> that <paramref name="inPlace"/> gives, or, for an output several pairs write,
+    /// this pair's own zero copy of that view, summed into the output by <see cref="AddShared"/>.
+    /// </summary>
+    private RowBlock Own(string name, Func<TensorView, RowBlock> inPlace)
+    {
+        TensorView view = _views[name];
+        if (!view.Shared)
+        {
+            return inPlace(view);
+        }
+        if (!_shared.TryGetValue(name, out var shared))
+        {
+            RowBlock target = inPlace(view);
+            _shared[name] = shared = (target, RowBlock.Zeros(target.Count, target.Width));
+        }
+        return shared.Own;
+    }
+
+    /// <summary>Adds this pair's copies of the outputs several pairs write into them (after the loop, in pair order).</summary>
+    internal void AddShared()
+    {
+        foreach (var (target, own) in _shared.Values)
+        {
+            for (int t = 0; t < target.Count; t++)
+            {
+                Numerics.VectorKernels.AddTo(own[t], target[t]);
+            }
+        }
     }
 
     /// <summary>Writes the states the body stepped back into the final-state tensors.</summary>
@@ -192,9 +313,20 @@ internal sealed class TensorViews(Problem problem, string headSymbol, IReadOnlyD
 
     public TensorView this[string name] => _views.GetOrAdd(name, n => new Lazy<TensorView>(() => Create(n))).Value;
 
+    /// <summary>Whether the run writes the output <paramref name="name"/>.</summary>
+    public bool HasOutput(string name) => outputs.ContainsKey(name);
+
+    /// <summary>A view of a tensor's shape alone, for one that is neither an input nor an output of this run.</summary>
+    private TensorView ShapeOnly(string name) =>
+        new(name, Problem.NewOutput(name), Problem.ShapeOf(name), Problem, headSymbol, isOutput: false);
+
     private TensorView Create(string name)
     {
         bool isOutput = outputs.TryGetValue(name, out Tensor? output);
+        if (!isOutput && !Problem.Has(name))
+        {
+            return ShapeOnly(name); // final_state in a backward pass: its per-pair shape is what InitialState needs
+        }
         Tensor tensor = output ?? Problem.Input(name);
         return new TensorView(name, tensor, Problem.ShapeOf(name), Problem, headSymbol, isOutput);
     }
@@ -208,7 +340,7 @@ internal sealed class TensorView
     private readonly string _name;
     private readonly double[] _data;
     private readonly int _sequenceStride, _timeStride, _headStride, _groupSize = 1, _width = 1, _stateRows = 1, _stateWidth = 1;
-    private readonly bool _bySequence, _byBatch, _hasHead;
+    private readonly bool _bySequence, _byBatch, _hasHead, _grouped;
     private readonly string? _time;
 
     public TensorView(string name, Tensor tensor, string[] symbols, Problem problem, string headSymbol, bool isOutput)
@@ -249,7 +381,7 @@ internal sealed class TensorView
                     (_time, _timeStride) = (symbols[axis], strides[axis]);
                     break;
                 case Role.Head:
-                    (_hasHead, _headStride) = (true, strides[axis]);
+                    (_hasHead, _headStride, _grouped) = (true, strides[axis], symbols[axis] != headSymbol);
                     int groups = problem[symbols[axis]];
                     _groupSize = groups == 0 ? 1 : Math.Max(1, problem[headSymbol] / groups);
                     break;
@@ -258,6 +390,9 @@ internal sealed class TensorView
                     break;
             }
         }
+        // An output that several pairs write: one without a batch or sequence axis (a per-head parameter's gradient), or
+        // indexed by a group of the run's heads (dq, dk of the H heads that HV value heads read).
+        Shared = isOutput && ((!_byBatch && !_bySequence) || _grouped);
         // A state [N,H,K,V] is K rows of V values: the last row axis is the row, the others count rows.
         if (rowAxes > 0)
         {
@@ -265,6 +400,9 @@ internal sealed class TensorView
             _stateRows = shape.Skip(shape.Length - rowAxes).SkipLast(1).Aggregate(1, (n, d) => n * d);
         }
     }
+
+    /// <summary>Whether several pairs write this output: each then writes its own copy, summed after the loop.</summary>
+    public bool Shared { get; }
 
     private static int[] RowMajorStrides(int[] shape)
     {
@@ -322,6 +460,18 @@ internal sealed class TensorView
         }
         StepRange steps = Steps(sequence);
         return new Series(_data, Base(sequence, head) + steps.Start * _timeStride, _timeStride, steps.Length);
+    }
+
+    /// <summary>The pair's values of a tensor without a time axis, as one row.</summary>
+    public RowBlock RowOf(Sequence sequence, int head) => _time is null
+        ? new RowBlock(_data, Base(sequence, head), _width, 1, _width)
+        : throw new InvalidOperationException($"'{_name}' has a time axis: read it by Rows or Series");
+
+    /// <summary>The pair's series as rows of one value (the shape of a pair's own copy of a shared output).</summary>
+    public RowBlock SeriesRows(Sequence sequence, int head)
+    {
+        Series series = Series(sequence, head);
+        return new RowBlock(_data, Base(sequence, head) + Steps(sequence).Start * _timeStride, Math.Max(_timeStride, 1), series.Length, 1);
     }
 
     public Span<double> Row(Sequence sequence, int head) => _time is null

@@ -62,6 +62,11 @@ public sealed class RowBlock
     /// <summary>The length of every row.</summary>
     public int Width { get; }
 
+    /// <summary>Rows of one value seen as a <see cref="Common.Series"/> (value t = row t).</summary>
+    public Series AsSeries() => Width == 1
+        ? new Series(_data, _offset, _stride, Count)
+        : throw new InvalidOperationException($"rows of {Width} values are not a series");
+
     /// <summary>Row <paramref name="t"/>.</summary>
     public Span<double> this[int t] => _data.AsSpan(_offset + t * _stride, Width);
 }

@@ -63,6 +63,79 @@ public sealed class SimpleGla : Form
         }
     }
 
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var (scale, _) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, scale)),
+            _ => throw new InputException($"simple_gla {variant}: gradients are not implemented yet; use --variant recurrent") { Unsupported = true },
+        };
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrence, in reverse time, from the states S_t a forward replay stores
+    /// (T·K·V values per pair: the definition keeps every state; the chunked backward recomputes them per chunk):
+    /// <code>
+    ///   dS = dfinal_state (0 if absent)
+    ///   for t = T−1 … 0:
+    ///     dS   += scale · q_t do_tᵀ          o_t = scale · S_tᵀ q_t
+    ///     dq_t  = scale · S_t do_t
+    ///     dk_t  = dS v_t,   dv_t = dSᵀ k_t    S_t ∋ k_t v_tᵀ
+    ///     dg_t  = exp(g_t) ⟨dS, S_{t−1}⟩      S_t ∋ exp(g_t) S_{t−1}
+    ///     dS    = exp(g_t) dS                 now dS_{t−1}
+    ///   dinitial_state = dS
+    /// </code>
+    /// </summary>
+    public static void RecurrentBackward(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v");
+        RowBlock dq = head.Rows("dq"), dk = head.Rows("dk"), dv = head.Rows("dv");
+        RowBlock? dO = head.OptionalRows("do");
+        Series g = head.Series("g"), dg = head.Series("dg");
+        RowBlock[] S = Replay(head, g, k, v);     // S[t + 1] = S_t, S[0] = S_{−1}
+        RowBlock dS = head.StateGradient();
+        for (int t = head.T - 1; t >= 0; t--)
+        {
+            double decay = Math.Exp(g[t]), overlap = 0;
+            for (int a = 0; a < dS.Count; a++)
+            {
+                if (dO is not null)
+                {
+                    VectorKernels.Axpy(scale * q[t][a], dO[t], dS[a]);          // dS += scale q_t do_tᵀ
+                    dq[t][a] = scale * VectorKernels.Dot(S[t + 1][a], dO[t]);  // dq_t = scale S_t do_t
+                }
+                dk[t][a] = VectorKernels.Dot(dS[a], v[t]);                       // dk_t = dS v_t
+                VectorKernels.Axpy(k[t][a], dS[a], dv[t]);                       // dv_t = dSᵀ k_t
+                overlap += VectorKernels.Dot(dS[a], S[t][a]);                    // ⟨dS, S_{t−1}⟩
+                VectorKernels.Scale(decay, dS[a]);                               // dS_{t−1} = exp(g_t) dS
+            }
+            dg[t] = decay * overlap;
+        }
+    }
+
+    /// <summary>The states S_{−1}, S_0, …, S_{T−1} of the recurrence, replayed from the initial state.</summary>
+    private static RowBlock[] Replay(Head head, Series g, RowBlock k, RowBlock v)
+    {
+        var S = new RowBlock[head.T + 1];
+        S[0] = head.InitialState();
+        for (int t = 0; t < head.T; t++)
+        {
+            S[t + 1] = RowBlock.Zeros(S[t].Count, S[t].Width);
+            for (int a = 0; a < S[t].Count; a++)
+            {
+                VectorKernels.Axpy(Math.Exp(g[t]), S[t][a], S[t + 1][a]);        // S_t = exp(g_t) S_{t−1} + k_t v_tᵀ
+                VectorKernels.Axpy(k[t][a], v[t], S[t + 1][a]);
+            }
+        }
+        return S;
+    }
+
     /// <summary>The pair's rows for GLA's algorithm: gk_t = g_t on every key channel.</summary>
     private static GlaChunkwise.Rows Rows(Head head, double scale) =>
         new(head.Rows("q"), head.Rows("k"), head.Rows("v"), GlaChunkwise.OnEveryKey(head.Series("g"), head["K"]), null, scale,

@@ -59,7 +59,7 @@ public sealed record StatefulCase(int B, int T, int H, int K, int V, GateRegime 
 /// The laws every stateful form of the linear family satisfies, written once against the form's wiring
 /// (<see cref="IForm"/>: the names and shapes the CLI uses) and run once per form by a derived class.
 /// </summary>
-public abstract class StatefulFormLaws
+public abstract partial class StatefulFormLaws
 {
     // The variants compute the same sums in double in different orders, with decay factors exp(a)·exp(b) in one and
     // exp(a + b) in another: a few ulps per term over at most 48 terms of size ≤ 1 (every decay factor is ≤ 1), with

@@ -123,10 +123,16 @@ public sealed class MlstmTests : StatefulFormLaws
     }
 
     // m is compared in absolute terms: it is a log, so an absolute error is a relative error of the state (and m near 0
-    // has no relative scale of its own).
-    protected override bool Close(string name, Tensor actual, Tensor expected) => name == "final_max"
-        ? actual.Data.Zip(expected.Data).All(p => Math.Abs(p.First - p.Second) <= SameMathInDouble * (1 + Math.Abs(p.Second)))
-        : base.Close(name, actual, expected);
+    // has no relative scale of its own). o is held to 1e-11: o_t = h̃_t / max(|n_t·q_t|, exp(−m_t)) is a ratio of sums whose
+    // terms are exps of summed gates relative to a stabiliser, which the variants take at different points (the step's
+    // m_t, the chunk's), so the same terms are rounded at different scales before they are summed and divided; 1e-12 was
+    // exceeded once in about 5000 cases (1.04e-12 at T = 41 with mixed gates), 1e-11 leaves a margin of 10 there.
+    protected override bool Close(string name, Tensor actual, Tensor expected) => name switch
+    {
+        "final_max" => actual.Data.Zip(expected.Data).All(p => Math.Abs(p.First - p.Second) <= SameMathInDouble * (1 + Math.Abs(p.Second))),
+        "o" => TestTensors.Close(actual, expected, 10 * SameMathInDouble),
+        _ => base.Close(name, actual, expected),
+    };
 
     private IReadOnlyDictionary<string, Tensor> Run(string variant, MlstmCase c, Dictionary<string, Tensor> inputs, params string[] parameters) =>
         Form.Call(variant, inputs, [.. c.Parameters(), .. parameters]);
