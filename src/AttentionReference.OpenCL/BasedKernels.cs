@@ -1,15 +1,14 @@
 using System.Globalization;
 using AttentionReference.Forms;
 using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Hybrid;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/Based.cl. The options are read by <see cref="BasedForm.Options"/> and checked by the CPU form's own
-/// <see cref="Based.Bind"/> (same errors). parallel is one tiled kernel for both branches plus the state kernel;
+/// Runs Kernels/Based.cl: binds the call through the form's contract and reads the same options as the CPU form
+/// (<see cref="BasedOptions"/>, same errors). parallel is one tiled kernel for both branches plus the state kernel;
 /// chunked is the window branch by the tiled kernel, then the linear branch chunk by chunk (two launches per chunk
 /// index, every sequence and head at once), the state advanced in place. recurrent is refused: it updates and reads
 /// the (1 + K + K²) × V Taylor state at every step (16513 × 128 per head at K = V = 128), which on a device is T pairs
@@ -23,23 +22,19 @@ internal static class BasedKernels
     // Based.cl's based_state: SA features × SC columns of [S | z] per work-group, time tiles of TT steps.
     private const int StateFeatures = 8, StateColumns = 16, StateSteps = 16;
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         KernelSupport.Require("based", variant, ["parallel", "chunked"], parameters, implemented: null,
             new Dictionary<string, string>(StringComparer.Ordinal) { ["recurrent"] = "it reads the (1 + K + K²) × V Taylor state at every step, 16513 × 128 per head at K = V = 128; parallel and chunked compute the same function" });
-        BasedOptions options = BasedForm.Options(inputs, parameters);
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"];
-        IReadOnlyList<SequenceSlice> slices = Based.Bind(q, k, v, options); // every check of the CPU form, with its messages
-        int chunkSize = GatedLinearWiring.ChunkSize(parameters);
-        if (variant == "chunked" && chunkSize < 1)
-        {
-            // Based.Chunked checks the inputs first, then its linear part the chunk size; so does this.
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
-        }
+        Problem problem = form.Contract.Bind(inputs, parameters); // every check of the CPU form, with its messages
+        BasedOptions options = BasedOptions.Read(problem);
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem);
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v");
+        Tensor? S0 = problem.Optional("initial_state"), z0 = problem.Optional("initial_normalizer");
 
-        int B = q.Dim(0), T = q.Dim(1), H = q.Dim(2), K = q.Dim(3), V = v.Dim(3), N = slices.Count;
-        int F = 1 + K + K * K;
+        var (B, T, H, K, V, F) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"], problem["F"]);
+        int N = slices.Count;
         long stateElements = (long)N * H * F * V;
         if (stateElements > int.MaxValue)
         {
@@ -53,17 +48,17 @@ internal static class BasedKernels
             throw new InputException(string.Create(CultureInfo.InvariantCulture,
                 $"--backend opencl: based's tiled kernel needs {localBytes} bytes of local memory at K = {K}, the device has {context.Device.LocalMemoryBytes}")) { Unsupported = true };
         }
-        bool hasS0 = options.InitialState is not null, hasZ0 = options.InitialNormalizer is not null;
+        bool hasS0 = S0 is not null, hasZ0 = z0 is not null;
         int longest = Math.Max(1, slices.Select(s => s.Length).DefaultIfEmpty(0).Max());
         bool chunked = variant == "chunked";
-        int C = chunked ? Math.Min(chunkSize, longest) : longest;
+        int C = chunked ? Math.Min(options.ChunkSize, longest) : longest;
 
         // S and z start as the initial state (zeros if absent) and are advanced in place; the tiled kernel of the
         // parallel variant reads them before they move.
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
             vBuffer = context.Upload(v.Data, precision),
-            S = context.UploadOrZeros(options.InitialState?.Data, checked((int)stateElements), precision),
-            z = context.UploadOrZeros(options.InitialNormalizer?.Data, N * H * F, precision),
+            S = context.UploadOrZeros(S0?.Data, checked((int)stateElements), precision),
+            z = context.UploadOrZeros(z0?.Data, N * H * F, precision),
             seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)), o = context.Allocate(B * T * H * V, precision);
 
         int[] blocks = PowerKernels.Blocks(slices, TileRows);
@@ -73,7 +68,7 @@ internal static class BasedKernels
         {
             tiled.Arg(0, qBuffer).Arg(1, kBuffer).Arg(2, vBuffer).Arg(3, S).Arg(4, z).Arg(5, o).Arg(6, seqs).Arg(7, blockBuffer)
                 .Arg(8, blockCount).Arg(9, T).Arg(10, H).Arg(11, K).Arg(12, V).Arg(13, F).Arg(14, options.Window)
-                .Arg(15, options.Scale ?? 1 / Math.Sqrt(K), precision).Arg(16, options.LinearScale, precision).Arg(17, options.Eps, precision)
+                .Arg(15, options.Scale, precision).Arg(16, options.LinearScale, precision).Arg(17, options.Eps, precision)
                 .Arg(18, chunked ? 0 : 1).Arg(19, hasS0 ? 1 : 0).Arg(20, hasZ0 ? 1 : 0)
                 .LocalArg(21, (long)size * TileRows * (K + 1)).LocalArg(22, (long)size * TileKeys * (K + 1))
                 .LocalArg(23, (long)size * TileKeys * ColumnBlock).LocalArg(24, (long)size * TileRows * TileKeys)

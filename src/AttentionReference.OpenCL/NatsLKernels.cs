@@ -1,17 +1,15 @@
-using System.Globalization;
 using AttentionReference.Forms;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Hybrid;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs nats_l on the device (Kernels/NatsL.cl explains the decomposition): the inputs are checked by the CPU form's
-/// own binding (<see cref="NatsL.Bind"/>, same errors); the Gated DeltaNet branch runs WyChunkwise.cl's
-/// gated_delta_rule kernels one routing chunk at a time plus NatsL.cl's end-of-chunk rule; the softmax branch runs
-/// Softmax.cl's causal tiled kernel over the softmax-routed keys (<see cref="SoftmaxKernels.Attend"/>) and NatsL.cl folds
-/// in the own chunk's keys of Gated DeltaNet chunks.
+/// Runs nats_l on the device (Kernels/NatsL.cl explains the decomposition): the call is bound through the form's
+/// contract and read into the CPU form's options (<see cref="NatsLOptions"/>, same errors); the Gated DeltaNet branch
+/// runs WyChunkwise.cl's gated_delta_rule kernels one routing chunk at a time plus NatsL.cl's end-of-chunk rule; the
+/// softmax branch runs the backend's softmax, tiled and causal, over the softmax-routed keys (the call it is given, the
+/// softmax form's own contract) and NatsL.cl folds in the own chunk's keys of Gated DeltaNet chunks.
 /// </summary>
 internal static class NatsLKernels
 {
@@ -21,25 +19,27 @@ internal static class NatsLKernels
     // Work-items per group of WyChunkwise.cl's delta_chunked, as DeltaKernels launches it.
     private const int GroupSize = 64;
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
-        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
+    /// <summary>
+    /// nats_l's <paramref name="variant"/>; <paramref name="softmaxTiled"/> runs the softmax form's tiled variant on this
+    /// backend (inputs and parameters as the softmax contract names them; o and lse back).
+    /// </summary>
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
+        IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters,
+        Func<IReadOnlyDictionary<string, Tensor>, FormParameters, IReadOnlyDictionary<string, Tensor>> softmaxTiled)
     {
-        if (variant is not ("recurrent" or "chunked"))
-        {
-            throw GatedLinearWiring.UnknownVariant("nats_l", variant);
-        }
         KernelSupport.Require("nats_l", variant, ["recurrent", "chunked"], parameters, s_supported);
-        NatsLOptions options = NatsLForm.Options(inputs, parameters);
-        int chunkSize = GatedLinearWiring.ChunkSize(parameters);
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"], g = inputs["g"], beta = inputs["beta"], route = inputs["route"];
-        var (batch, time, heads, dk, dv, routes) = NatsL.Bind(q, k, v, g, beta, route, chunkSize, options);
+        Problem problem = form.Contract.Bind(inputs, parameters);
+        NatsLOptions options = NatsLOptions.Read(problem);
+        var (batch, time, heads, dk, dv) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"]);
         if ((long)batch * time * heads * dk * dv == 0)
         {
             // Nothing to launch: the reference's (empty or state-only) result.
-            return NatsLForm.Results(NatsL.Recurrent(q, k, v, g, beta, route, chunkSize, options));
+            return form.Run("recurrent", problem);
         }
-        double scale = options.Scale ?? 1 / Math.Sqrt(dk);
-        int chunks = routes.Dim(1);
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v"), g = problem.Input("g"), beta = problem.Input("beta");
+        Tensor routes = options.Routes;
+        int chunkSize = options.ChunkSize, chunks = routes.Dim(1);
+        double scale = options.Scale;
         int[] routeInts = routes.Data.Select(r => (int)r).ToArray();
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
@@ -48,22 +48,22 @@ internal static class NatsLKernels
         using (DeviceBuffer gBuffer = context.Upload(g.Data, precision), betaBuffer = context.Upload(beta.Data, precision))
         {
             (oLinear, finalState) = Linear(context, precision, variant == "chunked", qBuffer, kBuffer, vBuffer, gBuffer, betaBuffer,
-                routeBuffer, options, batch, time, heads, dk, dv, chunks, chunkSize, scale);
+                routeBuffer, problem.Optional("initial_state"), options, batch, time, heads, dk, dv, chunks, chunkSize, scale);
         }
-        Tensor oSoftmax = Softmax(context, precision, q, k, v, qBuffer, kBuffer, vBuffer, routeBuffer, routes, options,
+        Tensor oSoftmax = Softmax(context, precision, softmaxTiled, q, k, v, qBuffer, kBuffer, vBuffer, routeBuffer, routes,
             batch, time, heads, dk, dv, chunks, chunkSize, scale);
-        return NatsLForm.Results(new NatsLResult(oLinear, oSoftmax, finalState));
+        return new Dictionary<string, Tensor> { ["o_linear"] = oLinear, ["o_softmax"] = oSoftmax, ["final_state"] = finalState };
     }
 
     /// <summary>The Gated DeltaNet branch, one routing chunk per launch of WyChunkwise.cl, then the end-of-chunk rule.</summary>
     private static (Tensor O, Tensor FinalState) Linear(OpenClContext context, Precision precision, bool chunked,
-        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer g, DeviceBuffer beta, DeviceBuffer routes, NatsLOptions options,
+        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer g, DeviceBuffer beta, DeviceBuffer routes, Tensor? initialState, NatsLOptions options,
         int batch, int time, int heads, int dk, int dv, int chunks, int chunkSize, double scale)
     {
         int c = Math.Min(chunkSize, time); // the WY chunk: one routing chunk is one WY chunk
         int stateLength = checked(batch * heads * dk * dv);
         long scratchLength = chunked ? (long)batch * heads * ((long)c * dk + 3L * c * c + (long)c * dk + (long)c * dv) : 1;
-        using DeviceBuffer sBar = context.UploadOrZeros(options.InitialState?.Data, stateLength, precision),
+        using DeviceBuffer sBar = context.UploadOrZeros(initialState?.Data, stateLength, precision),
             sRun = context.Allocate(stateLength, precision), o = context.Allocate(checked(batch * time * heads * dv), precision),
             scratch = context.Allocate(checked((int)scratchLength), precision);
         using OpenClKernel delta = context.Kernel("WyChunkwise.cl", chunked ? "delta_chunked" : "delta_recurrent", precision);
@@ -102,29 +102,30 @@ internal static class NatsLKernels
     }
 
     /// <summary>The softmax branch: causal softmax over the softmax-routed keys, then the own chunk of Gated DeltaNet chunks folded in.</summary>
-    private static Tensor Softmax(OpenClContext context, Precision precision, Tensor q, Tensor k, Tensor v,
-        DeviceBuffer qBuffer, DeviceBuffer kBuffer, DeviceBuffer vBuffer, DeviceBuffer routeBuffer, Tensor routes, NatsLOptions options,
+    private static Tensor Softmax(OpenClContext context, Precision precision,
+        Func<IReadOnlyDictionary<string, Tensor>, FormParameters, IReadOnlyDictionary<string, Tensor>> softmaxTiled, Tensor q, Tensor k, Tensor v,
+        DeviceBuffer qBuffer, DeviceBuffer kBuffer, DeviceBuffer vBuffer, DeviceBuffer routeBuffer, Tensor routes,
         int batch, int time, int heads, int dk, int dv, int chunks, int chunkSize, double scale)
     {
         // A1_t: key j is kept when its chunk is softmax-routed, for every query ([B,H,1,T] broadcast over queries).
-        var keyMask = Tensor.Zeros(batch, heads, 1, time);
+        var keyMask = new double[batch * heads * time];
         for (int b = 0; b < batch; b++)
         {
             for (int h = 0; h < heads; h++)
             {
                 for (int j = 0; j < time; j++)
                 {
-                    keyMask[b, h, 0, j] = routes[b, j / chunkSize, h];
+                    keyMask[(b * heads + h) * time + j] = routes[b, j / chunkSize, h];
                 }
             }
         }
-        var softmax = new Forms.Softmax.Softmax();
-        Problem problem = softmax.Contract.Bind(new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = keyMask },
+        var attended = softmaxTiled(
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = new Tensor([batch, heads, 1, time], keyMask) },
             new FormParameters(new Dictionary<string, string>
             {
-                ["scale"] = scale.ToString("R", CultureInfo.InvariantCulture), ["causal"] = "true", ["mask_type"] = "bool",
+                ["causal"] = "true", ["mask_type"] = "bool", ["scale"] = scale.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             }));
-        var (o1, lse1) = SoftmaxKernels.Attend(context, precision, problem, parts: 1, tiled: true);
+        Tensor o1 = attended["o"], lse1 = attended["lse"];
 
         // A2_t: the own chunk's keys where that chunk is a Gated DeltaNet chunk.
         using DeviceBuffer o = context.Upload(o1.Data, precision), lse = context.Upload(lse1.Data, precision);

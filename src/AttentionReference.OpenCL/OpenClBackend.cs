@@ -77,11 +77,12 @@ public sealed class OpenClBackend : IBackend, IDisposable
             "rwkv7" => DeltaKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "s4d" => S4dKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "h3" => H3Kernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
-            "nats_l" => NatsLKernels.Run(_context, Precision, variant, inputs, parameters),
+            "nats_l" => NatsLKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters,
+                (softmaxInputs, softmaxParameters) => Dispatch(FormCatalog.Find("softmax"), "tiled", softmaxInputs, softmaxParameters)),
             "mamba" => MambaKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             "ssd" => SsdKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
-            "power" => PowerKernels.Run(_context, Precision, variant, inputs, parameters),
-            "based" => BasedKernels.Run(_context, Precision, variant, inputs, parameters),
+            "power" => PowerKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
+            "based" => BasedKernels.Run(_context, Precision, (Form)form, variant, inputs, parameters),
             _ => throw new InputException($"--backend opencl: {form.Name} has no OpenCL kernel yet; use --backend cpu") { Unsupported = true },
         };
     }

@@ -1,16 +1,15 @@
 using System.Globalization;
 using AttentionReference.Forms;
 using AttentionReference.Forms.Common;
-using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Hybrid;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.OpenCL;
 
 /// <summary>
-/// Runs Kernels/Power.cl. The options are read by <see cref="PowerForm.Options"/> and checked by the CPU form's own
-/// <see cref="PowerProblem"/> (same errors); the symmetric power terms are the reference's table
-/// (<see cref="Power.SymmetricTerms"/>), so φ is the same function entry by entry. quadratic is the tiled kernel plus
+/// Runs Kernels/Power.cl: binds the call through the form's contract and reads the same options as the CPU form
+/// (<see cref="PowerOptions"/>, same errors); the symmetric power terms are the reference's table
+/// (<see cref="SymmetricPower"/>), so φ is the same function entry by entry. quadratic is the tiled kernel plus
 /// the state kernel (final_state, final_normalizer); chunked takes the chunks one after another (two launches per
 /// chunk index, every sequence and head at once), the state advanced in place. recurrent is refused: it updates the
 /// D×V state (D = C(K+p−1, p): 8256×128 per head at K = V = 128, p = 2) and reads it through φ(q_t) at every step,
@@ -25,29 +24,24 @@ internal static class PowerKernels
     // Power.cl's power_state: SA features × SC columns of [S | z] per work-group, time tiles of TT steps.
     private const int StateFeatures = 8, StateColumns = 16, StateSteps = 16;
 
-    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, string variant,
+    public static IReadOnlyDictionary<string, Tensor> Run(OpenClContext context, Precision precision, Form form, string variant,
         IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         KernelSupport.Require("power", variant, ["quadratic", "chunked"], parameters, implemented: null,
             new Dictionary<string, string>(StringComparer.Ordinal) { ["recurrent"] = "it updates and reads a C(K+deg−1, deg) × V state at every step, 8256 × 128 per head at K = V = 128, deg = 2; quadratic and chunked compute the same function" });
-        int chunkSize = GatedLinearWiring.ChunkSize(parameters);
-        if (variant == "chunked" && chunkSize < 1)
-        {
-            // Power.Chunked checks its chunk size before the inputs; so does this.
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
-        }
-        PowerOptions options = PowerForm.Options(inputs, parameters);
-        Tensor q = inputs["q"], k = inputs["k"], v = inputs["v"];
-        Tensor? g = inputs.GetValueOrDefault("g");
-        _ = PowerProblem.Bind(q, k, v, g, options); // every check of the CPU form, with its messages
+        Problem problem = form.Contract.Bind(inputs, parameters); // every check of the CPU form, with its messages
+        PowerOptions options = PowerOptions.Read(problem);
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v");
+        Tensor? g = problem.Optional("g"), S0 = problem.Optional("initial_state"), z0 = problem.Optional("initial_normalizer");
 
-        int B = q.Dim(0), T = q.Dim(1), H = q.Dim(2), K = q.Dim(3), V = v.Dim(3);
-        var shape = new Shape(B, T, H, K, V, options.Degree, Power.FeatureDimension(K, options.Degree));
-        IReadOnlyList<SequenceSlice> slices = Sequences.Slices(B, T, options.CuSeqlens);
-        int N = slices.Count, D = shape.D;
+        var shape = new Shape(problem["B"], problem["T"], problem["H"], problem["K"], problem["V"], options.Degree, problem["D"]);
+        var (B, T, H, _, V, _, D) = shape;
+        IReadOnlyList<SequenceSlice> slices = GatedLinearKernels.Slices(problem);
+        int N = slices.Count;
         int stateLength = BufferLength("final_state", (long)N * H * D * V);
-        var (indices, coefficients) = Terms(K, options.Degree);
-        var flags = new Flags(g is not null, options.InitialState is not null, options.InitialNormalizer is not null);
+        int[] indices = options.Map.Indices.ToArray();
+        double[] coefficients = options.Map.Coefficients.ToArray();
+        var flags = new Flags(g is not null, S0 is not null, z0 is not null);
 
         using DeviceBuffer qBuffer = context.Upload(q.Data, precision), kBuffer = context.Upload(k.Data, precision),
             vBuffer = context.Upload(v.Data, precision), gBuffer = context.Upload(g?.Data ?? [], precision),
@@ -55,22 +49,21 @@ internal static class PowerKernels
             seqs = context.UploadInts(GatedLinearKernels.SequenceTable(slices)), o = context.Allocate(B * T * H * V, precision);
         if (variant == "quadratic")
         {
-            RequireLocalMemory(context, precision, K);
+            RequireLocalMemory(context, precision, shape.K);
         }
         // quadratic writes S and z once at the end; chunked advances them in place from the initial state (zeros if absent).
-        using DeviceBuffer S = variant == "quadratic" ? context.Allocate(stateLength, precision) : context.UploadOrZeros(options.InitialState?.Data, stateLength, precision),
-            z = variant == "quadratic" ? context.Allocate(N * H * D, precision) : context.UploadOrZeros(options.InitialNormalizer?.Data, N * H * D, precision);
+        using DeviceBuffer S = variant == "quadratic" ? context.Allocate(stateLength, precision) : context.UploadOrZeros(S0?.Data, stateLength, precision),
+            z = variant == "quadratic" ? context.Allocate(N * H * D, precision) : context.UploadOrZeros(z0?.Data, N * H * D, precision);
         if (variant == "quadratic")
         {
-            using DeviceBuffer S0 = context.Upload(options.InitialState?.Data ?? [], precision),
-                z0 = context.Upload(options.InitialNormalizer?.Data ?? [], precision);
-            Quadratic(context, precision, qBuffer, kBuffer, vBuffer, gBuffer, S0, z0, o, idx, coef, seqs, slices, shape, options, flags);
-            FinalState(context, precision, kBuffer, vBuffer, gBuffer, S0, z0, S, z, idx, coef, seqs, N, shape, flags);
+            using DeviceBuffer S0Buffer = context.Upload(S0?.Data ?? [], precision), z0Buffer = context.Upload(z0?.Data ?? [], precision);
+            Quadratic(context, precision, qBuffer, kBuffer, vBuffer, gBuffer, S0Buffer, z0Buffer, o, idx, coef, seqs, slices, shape, options, flags);
+            FinalState(context, precision, kBuffer, vBuffer, gBuffer, S0Buffer, z0Buffer, S, z, idx, coef, seqs, N, shape, flags);
         }
         else
         {
             int longest = Math.Max(1, slices.Select(s => s.Length).DefaultIfEmpty(0).Max());
-            Chunked(context, precision, qBuffer, kBuffer, vBuffer, gBuffer, S, z, o, idx, coef, seqs, N, Math.Min(chunkSize, longest), longest, shape, options, flags);
+            Chunked(context, precision, qBuffer, kBuffer, vBuffer, gBuffer, S, z, o, idx, coef, seqs, N, Math.Min(options.ChunkSize, longest), longest, shape, options, flags);
         }
         return new Dictionary<string, Tensor>
         {
@@ -110,7 +103,7 @@ internal static class PowerKernels
         using OpenClKernel quadratic = context.Kernel("Power.cl", "power_quadratic", precision);
         quadratic.Arg(0, q).Arg(1, k).Arg(2, v).Arg(3, g).Arg(4, S0).Arg(5, z0).Arg(6, o)
             .Arg(7, idx).Arg(8, coef).Arg(9, seqs).Arg(10, blockBuffer).Arg(11, blockCount)
-            .Arg(12, T).Arg(13, H).Arg(14, K).Arg(15, V).Arg(16, D).Arg(17, p).Arg(18, options.Scale ?? 1 / Math.Sqrt(K), precision)
+            .Arg(12, T).Arg(13, H).Arg(14, K).Arg(15, V).Arg(16, D).Arg(17, p).Arg(18, options.Scale, precision)
             .Arg(19, options.Normalize ? 1 : 0).Arg(20, options.Eps, precision).Arg(21, flags.Gate ? 1 : 0)
             .Arg(22, flags.S0 ? 1 : 0).Arg(23, flags.Z0 ? 1 : 0)
             .LocalArg(24, (long)size * TileRows * (K + 1)).LocalArg(25, (long)size * TileKeys * (K + 1))
@@ -139,7 +132,7 @@ internal static class PowerKernels
         using OpenClKernel state = context.Kernel("Power.cl", "power_chunk_state", precision);
         output.Arg(0, q).Arg(1, k).Arg(2, v).Arg(3, b).Arg(4, S).Arg(5, z).Arg(6, o).Arg(7, den).Arg(8, idx).Arg(9, coef).Arg(10, seqs)
             .Arg(11, N).Arg(12, T).Arg(13, H).Arg(14, K).Arg(15, V).Arg(16, D).Arg(17, p)
-            .Arg(18, options.Scale ?? 1 / Math.Sqrt(K), precision).Arg(19, C);
+            .Arg(18, options.Scale, precision).Arg(19, C);
         state.Arg(0, k).Arg(1, v).Arg(2, b).Arg(3, S).Arg(4, z).Arg(5, idx).Arg(6, coef).Arg(7, seqs)
             .Arg(8, N).Arg(9, T).Arg(10, H).Arg(11, K).Arg(12, V).Arg(13, D).Arg(14, p).Arg(15, C)
             .LocalArg(17, (long)size * Math.Max(1, StateSteps * K)).LocalArg(18, (long)size * StateSteps * StateFeatures)
@@ -172,13 +165,6 @@ internal static class PowerKernels
             .LocalArg(20, (long)size * Math.Max(1, StateSteps * K)).LocalArg(21, (long)size * StateSteps * StateFeatures)
             .LocalArg(22, (long)size * StateSteps * StateColumns).LocalArg(23, (long)size * StateSteps);
         context.Run(state, groups * StateFeatures * StateColumns, local: StateFeatures * StateColumns);
-    }
-
-    /// <summary>The reference's symmetric power terms as the kernels' tables: indices [D·p] and coefficients [D].</summary>
-    private static (int[] Indices, double[] Coefficients) Terms(int K, int p)
-    {
-        var terms = Power.SymmetricTerms(K, p);
-        return (terms.SelectMany(term => term.Indices).ToArray(), terms.Select(term => term.Coefficient).ToArray());
     }
 
     /// <summary>(sequence, first row) of every block of <paramref name="blockRows"/> query rows (also Based.cl's blocks).</summary>

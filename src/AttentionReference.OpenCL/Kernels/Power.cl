@@ -5,7 +5,7 @@
 //   o_i  = n_i / (d_i + eps)  (normalize = 1),   o_i = n_i  (normalize = 0)
 //   S_t = exp(g_t) S_{t−1} + φ(k_t) v_tᵀ,  z_t = exp(g_t) z_{t−1} + φ(k_t);  final_state = S_{T−1}, final_normalizer = z_{T−1}
 //   φ(x)_α = coef_α · Π_r x_{a_r} over the multi-indices a_1 ≤ … ≤ a_p (D = C(K+p−1, p) of them): the host passes
-//   the reference's own table (Power.SymmetricTerms) as idx [D·p] and coef [D]; φ is never stored, each entry is
+//   the reference's own table (SymmetricPower.Indices, .Coefficients) as idx [D·p] and coef [D]; φ is never stored, each entry is
 //   formed where it is used.
 //
 // Sequences: seqs holds (batch, start, length, stateIndex) per sequence (batch entries or varlen sequences); blocks

@@ -30,9 +30,9 @@ public static partial class FormCatalog
         new StateSpace.H3(),
         new StateSpace.Mamba(),
         new StateSpace.Ssd(),
-        new Hybrid.PowerForm(),
-        new Hybrid.NatsLForm(),
-        new Hybrid.BasedForm(),
+        new Hybrid.Power(),
+        new Hybrid.NatsL(),
+        new Hybrid.Based(),
     ];
 
     /// <summary>The form called <paramref name="name"/>; an <see cref="InputException"/> listing the known ones otherwise.</summary>

@@ -37,8 +37,8 @@ public sealed class HybridNatsLOpenClTests(OpenClFixture fixture) : IClassFixtur
 
     /// <summary>Longer sequences and wider heads than the CPU laws use: T up to 40, K up to 20, V = 65 (more value
     /// columns than a work-group has items), chunk sizes that do not divide T and ones longer than T.</summary>
-    private static readonly Arbitrary<NatsLTests.NatsCase> Wide =
-        (from c in NatsLTests.NatsCase.Arbitrary.Generator
+    private static readonly Arbitrary<NatsCase> Wide =
+        (from c in NatsCase.Arbitrary.Generator
          from t in Gen.Choose(1, 40)
          from k in Gen.Elements(1, 7, 20)
          from v in Gen.Elements(2, 5, 65)
@@ -48,7 +48,7 @@ public sealed class HybridNatsLOpenClTests(OpenClFixture fixture) : IClassFixtur
     [Theory]
     [MemberData(nameof(Variants))]
     public void OpenCL_f64_equals_the_cpu_reference(string variant) =>
-        PropertyRuns.Check(Prop.ForAll(NatsLTests.NatsCase.Arbitrary, c => Agree(variant, c, fixture.F64, SameMathInDouble)), cases: 80);
+        PropertyRuns.Check(Prop.ForAll(NatsCase.Arbitrary, c => Agree(variant, c, fixture.F64, SameMathInDouble)), cases: 80);
 
     [Theory]
     [MemberData(nameof(Variants))]
@@ -64,13 +64,13 @@ public sealed class HybridNatsLOpenClTests(OpenClFixture fixture) : IClassFixtur
     [Theory]
     [MemberData(nameof(Variants))]
     public void OpenCL_f64_equals_the_cpu_reference_with_more_key_channels_than_fit_in_private_memory(string variant) =>
-        Assert.True(Agree(variant, new NatsLTests.NatsCase(B: 2, T: 11, H: 2, K: 130, V: 3, ChunkSize: 4, Routes: 2, WithState: true,
+        Assert.True(Agree(variant, new NatsCase(B: 2, T: 11, H: 2, K: 130, V: 3, ChunkSize: 4, Routes: 2, WithState: true,
             Decay: true, StrongGates: false, Seed: 9), fixture.F64, SameMathInDouble));
 
     [Fact]
     public void A_parameter_the_kernels_do_not_implement_is_refused()
     {
-        var (inputs, _) = Inputs(new NatsLTests.NatsCase(1, 3, 1, 2, 2, 2, 2, false, true, false, 6));
+        var (inputs, _) = Inputs(new NatsCase(1, 3, 1, 2, 2, 2, 2, false, true, false, 6));
         var parameters = new FormParameters(new Dictionary<string, string> { ["ops_for_incomplete_chunks"] = "attn" });
         var error = Assert.Throws<InputException>(() => fixture.F64.Run(FormCatalog.Find("nats_l"), "chunked", inputs, parameters));
         Assert.Contains("--backend opencl", error.Message, StringComparison.Ordinal);
@@ -80,13 +80,13 @@ public sealed class HybridNatsLOpenClTests(OpenClFixture fixture) : IClassFixtur
     [Fact]
     public void Bad_input_gets_the_cpu_forms_error_naming_the_tensor()
     {
-        var (inputs, parameters) = Inputs(new NatsLTests.NatsCase(1, 5, 1, 2, 2, 2, 2, false, true, false, 7));
+        var (inputs, parameters) = Inputs(new NatsCase(1, 5, 1, 2, 2, 2, 2, false, true, false, 7));
         inputs["route"] = Tensor.Zeros(1, 2, 1); // ⌈5/2⌉ = 3 chunks
         var error = Assert.Throws<InputException>(() => fixture.F64.Run(FormCatalog.Find("nats_l"), "recurrent", inputs, parameters));
         Assert.Contains("route", error.Message, StringComparison.Ordinal);
     }
 
-    private static bool Agree(string variant, NatsLTests.NatsCase c, IBackend backend, double tolerance)
+    private static bool Agree(string variant, NatsCase c, IBackend backend, double tolerance)
     {
         var (inputs, parameters) = Inputs(c);
         IForm form = FormCatalog.Find("nats_l");
@@ -96,14 +96,8 @@ public sealed class HybridNatsLOpenClTests(OpenClFixture fixture) : IClassFixtur
     }
 
     /// <summary>The form's inputs under its own names, with the case's chunk size, decay switch and initial state (a scale for a third of the seeds).</summary>
-    private static (Dictionary<string, Tensor> Inputs, FormParameters Parameters) Inputs(NatsLTests.NatsCase c)
+    private static (Dictionary<string, Tensor> Inputs, FormParameters Parameters) Inputs(NatsCase c)
     {
-        var (q, k, v, g, beta, route, options) = c.Inputs(new Random(c.Seed));
-        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["g"] = g, ["beta"] = beta, ["route"] = route };
-        if (options.InitialState is { } s0)
-        {
-            inputs["initial_state"] = s0;
-        }
         var parameters = new Dictionary<string, string>
         {
             ["chunk_size"] = c.ChunkSize.ToString(CultureInfo.InvariantCulture),
@@ -113,6 +107,6 @@ public sealed class HybridNatsLOpenClTests(OpenClFixture fixture) : IClassFixtur
         {
             parameters["scale"] = "0.7";
         }
-        return (inputs, new FormParameters(parameters));
+        return (c.Inputs(new Random(c.Seed)), new FormParameters(parameters));
     }
 }

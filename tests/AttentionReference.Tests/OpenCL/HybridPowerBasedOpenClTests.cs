@@ -46,7 +46,7 @@ public sealed record PowerOpenClCase(string Variant, int Degree, int Gates, bool
         };
         if (Gates != 0)
         {
-            inputs["g"] = Forms.Hybrid.PowerTests.LogGates(random, strong: Gates == 2, B, T, H);
+            inputs["g"] = Forms.Hybrid.HybridTensors.LogGates(random, strong: Gates == 2, B, T, H);
         }
         int n = B;
         if (Varlen)
@@ -58,10 +58,13 @@ public sealed record PowerOpenClCase(string Variant, int Degree, int Gates, bool
         if (WithState)
         {
             // A state as a run over three earlier keys leaves it (z > 0 for even p, so the normaliser stays positive).
-            var prefix = Power.Recurrent(TestTensors.Normal(random, 1, n, 3, H, K), TestTensors.Normal(random, 1, n, 3, H, K),
-                TestTensors.Normal(random, 1, n, 3, H, V), options: new PowerOptions { Degree = Degree });
-            inputs["initial_state"] = prefix.FinalState;
-            inputs["initial_normalizer"] = prefix.FinalNormalizer;
+            var prefix = new Power().Call("recurrent", new Dictionary<string, Tensor>
+            {
+                ["q"] = TestTensors.Normal(random, 1, n, 3, H, K), ["k"] = TestTensors.Normal(random, 1, n, 3, H, K),
+                ["v"] = TestTensors.Normal(random, 1, n, 3, H, V),
+            }, "deg=" + Degree.ToString(CultureInfo.InvariantCulture));
+            inputs["initial_state"] = prefix["final_state"];
+            inputs["initial_normalizer"] = prefix["final_normalizer"];
         }
         return inputs;
     }

@@ -116,25 +116,4 @@ public static class Sequences
         ArgumentNullException.ThrowIfNull(slices);
         return slices.Count;
     }
-
-    /// <summary>
-    /// The sequences of a call of a form whose state is S [N,H,F,V] with a normaliser z [N,H,F] (linear, power, based;
-    /// F named by <paramref name="feature"/>, already bound): slices by cu_seqlens, binds N, and checks initial_state and
-    /// initial_normalizer against the bound symbols.
-    /// </summary>
-    internal static IReadOnlyList<SequenceSlice> BindNormalisedState(Dims dims, string feature, Tensor? initialState, Tensor? initialNormalizer,
-        Tensor? cuSeqlens)
-    {
-        var slices = Slices(dims["B"], dims["T"], cuSeqlens);
-        dims.Set("N", StateCount(slices));
-        if (initialState is not null)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", initialState), $"N,H,{feature},V");
-        }
-        if (initialNormalizer is not null)
-        {
-            dims.Bind("initial_normalizer", Dims.RequireFloat("initial_normalizer", initialNormalizer), $"N,H,{feature}");
-        }
-        return slices;
-    }
 }

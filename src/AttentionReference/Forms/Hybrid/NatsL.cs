@@ -1,7 +1,7 @@
 using System.Globalization;
-using AttentionReference.Forms.Delta;
+using AttentionReference.Forms.Common;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
-using SoftmaxAttention = AttentionReference.Forms.Softmax.Softmax;
 
 namespace AttentionReference.Forms.Hybrid;
 
@@ -32,8 +32,9 @@ namespace AttentionReference.Forms.Hybrid;
 ///
 /// Variants:
 ///   recurrent  the above, token by token (the definition).
-///   chunked    per chunk: gated_delta_rule's chunked (WY) form over the chunk's tokens from S̄ (one WY chunk), then
-///              the end-of-chunk rule; softmax branch: softmax's tiled form, causal, with the bool mask "j ∈ A_t".
+///   chunked    per chunk: gated_delta_rule's chunked (WY) form, through its contract, over the chunk's tokens from S̄
+///              (one WY chunk), then the end-of-chunk rule; softmax branch: softmax's tiled form, through its contract,
+///              causal, with the bool mask "j ∈ A_t".
 /// Reductions (tested):
 ///   every chunk routed to Gated DeltaNet: o_linear, final_state = gated_delta_rule's o, final_state;
 ///     o_softmax = causal softmax inside each chunk.
@@ -65,7 +66,7 @@ namespace AttentionReference.Forms.Hybrid;
 ///   incomplete_block_start_with_ht true; the route is argmax of a linear map of the chunk's mean hidden state
 ///   (hard_softmax, straight-through; 'gumble' optional); the layer forces the last chunk to both ops in training.
 /// Our choices:
-/// - route is an input; 1 = the softmax op's one-hot entry. A value other than 0 or 1 is bad input. A complete last
+/// - route is an input (bool, integer or float); 1 = the softmax op's one-hot entry. A value other than 0 or 1 is bad input. A complete last
 ///   chunk keeps its route (the inference path's behaviour); the route of an incomplete last chunk has no effect (its
 ///   decision comes when it completes). <see cref="ScoreRoute"/> computes the route from the score module with given
 ///   weights, as the layer does: ℓ = w_score · mean_{t∈c} x_t (fla's mean_pooling: the mean over the chunk's tokens,
@@ -83,135 +84,159 @@ namespace AttentionReference.Forms.Hybrid;
 /// - final_state continues the sequence exactly when C divides T; otherwise the reference's cache also keeps the
 ///   chunk-start state S̄, which this form does not return.
 /// </summary>
-public static class NatsL
+public sealed class NatsL : Form
 {
-    /// <summary>The definition, token by token.</summary>
-    public static NatsLResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor route, int chunkSize, NatsLOptions? options = null)
+    /// <summary>chunk_size: the routing chunk C.</summary>
+    public static Parameter<int> ChunkSize { get; } = ParameterSpec.WholeNumber("chunk_size", 64,
+        "routing chunk length C ≥ 1 (the reference's nats_block_size; also the chunked variant's chunk)", min: 1);
+
+    /// <summary>scale: s of both branches, K^-0.5 unless given.</summary>
+    public static Parameter<double?> Scale { get; } = ParameterSpec.OptionalReal("scale", "K^-0.5", "the scale of both branches");
+
+    /// <summary>decay_for_non_gdn_blocks: δ = 1 (true) or 0.</summary>
+    public static Parameter<bool> DecayForNonGdnBlocks { get; } = ParameterSpec.Flag("decay_for_non_gdn_blocks", true,
+        "a softmax-routed chunk still decays the Gated DeltaNet state by exp(Σ g)");
+
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("nats_l", "hybrid", "NatsL.cs")
     {
-        options ??= new NatsLOptions();
-        var (B, T, H, K, V, routes) = Bind(q, k, v, g, beta, route, chunkSize, options);
-        double s = options.Scale ?? 1 / Math.Sqrt(K);
-        double δ = options.DecayForNonGdnBlocks ? 1 : 0;
-        var oLinear = Tensor.Zeros(B, T, H, V);
-        var oSoftmax = Tensor.Zeros(B, T, H, V);
-        var finalState = Tensor.Zeros(B, H, K, V);
-        System.Threading.Tasks.Parallel.For(0, B * H, pair =>
+        Variants = ["recurrent", "chunked"],
+        Inputs =
+        [
+            Specs.Q,
+            Specs.K,
+            Specs.V,
+            new("g", "B,T,H", "Gated DeltaNet log decay (≤ 0)"),
+            new("beta", "B,T,H", "Gated DeltaNet write strength"),
+            new("route", "B,NC,H | B,NC", "per chunk: 1 = softmax, 0 = Gated DeltaNet; NC = ⌈T/chunk_size⌉ ([B,NC]: every head alike)", AcceptsBool: true),
+            new("initial_state", "B,H,K,V", "Gated DeltaNet state before the first step (zeros if absent)", Optional: true),
+        ],
+        Outputs =
+        [
+            new("o_linear", "B,T,H,V", "Gated DeltaNet branch output (the reference's o_gated_delta)"),
+            new("o_softmax", "B,T,H,V", "softmax branch output (the reference's o_attn)"),
+            new("final_state", "B,H,K,V", "Gated DeltaNet state after the last step"),
+        ],
+        Parameters = [ChunkSize, Scale, DecayForNonGdnBlocks],
+        Derived = [new("NC", ChunkCount)],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        NatsLOptions options = NatsLOptions.Read(problem);
+        return variant switch
         {
-            int b = pair / H, h = pair % H;
-            var slice = new Common.SequenceSlice(b, 0, T, b);
-            double[][] Q = GatedLinear.PerHead.Rows(q, slice, h), Kr = GatedLinear.PerHead.Rows(k, slice, h), Vr = GatedLinear.PerHead.Rows(v, slice, h);
-            double[] gate = GatedLinear.PerHead.Scalars(g, slice, h), β = GatedLinear.PerHead.Scalars(beta, slice, h);
-            double[][] S = GatedLinear.PerHead.InitialState(options.InitialState, b, h, K, V);
-            double[][] SBar = S.Select(row => (double[])row.Clone()).ToArray();
-            var linearRows = new double[T][];
-            var softmaxRows = new double[T][];
-            for (int t = 0; t < T; t++)
-            {
-                // Gated DeltaNet step on the running state: decay, then u = β (v − Sᵀk), S += k uᵀ.
-                double decay = Math.Exp(gate[t]);
-                var u = new double[V];
-                for (int a = 0; a < K; a++)
-                {
-                    for (int c = 0; c < V; c++)
-                    {
-                        S[a][c] *= decay;
-                    }
-                }
-                for (int c = 0; c < V; c++)
-                {
-                    double predicted = 0;
-                    for (int a = 0; a < K; a++)
-                    {
-                        predicted += S[a][c] * Kr[t][a];
-                    }
-                    u[c] = β[t] * (Vr[t][c] - predicted);
-                }
-                for (int a = 0; a < K; a++)
-                {
-                    for (int c = 0; c < V; c++)
-                    {
-                        S[a][c] += Kr[t][a] * u[c];
-                    }
-                }
-                // o_linear = s Sᵀq.
-                var linear = new double[V];
-                for (int a = 0; a < K; a++)
-                {
-                    for (int c = 0; c < V; c++)
-                    {
-                        linear[c] += s * Q[t][a] * S[a][c];
-                    }
-                }
-                linearRows[t] = linear;
-
-                // o_softmax over A_t: the own chunk and the earlier softmax-routed chunks, shifted by the row's max.
-                int chunk = t / chunkSize;
-                var visible = Enumerable.Range(0, t + 1).Where(j => j / chunkSize == chunk || routes[b, j / chunkSize, h] == 1).ToArray();
-                var score = visible.Select(j => s * Dot(Q[t], Kr[j])).ToArray();
-                double m = score.Max(), l = 0;
-                var acc = new double[V];
-                for (int i = 0; i < score.Length; i++)
-                {
-                    double p = Math.Exp(score[i] - m);
-                    l += p;
-                    for (int c = 0; c < V; c++)
-                    {
-                        acc[c] += p * Vr[visible[i]][c];
-                    }
-                }
-                softmaxRows[t] = acc.Select(x => x / l).ToArray();
-
-                // The end of a complete chunk: keep S (Gated DeltaNet chunk) or go back to S̄, decayed (softmax chunk).
-                if ((t + 1) % chunkSize == 0)
-                {
-                    if (routes[b, chunk, h] == 1)
-                    {
-                        double sum = 0;
-                        for (int j = chunk * chunkSize; j <= t; j++)
-                        {
-                            sum += gate[j];
-                        }
-                        double chunkDecay = Math.Exp(δ * sum);
-                        for (int a = 0; a < K; a++)
-                        {
-                            for (int c = 0; c < V; c++)
-                            {
-                                S[a][c] = chunkDecay * SBar[a][c];
-                            }
-                        }
-                    }
-                    for (int a = 0; a < K; a++)
-                    {
-                        Array.Copy(S[a], SBar[a], V);
-                    }
-                }
-            }
-            GatedLinear.PerHead.WriteRows(oLinear, linearRows, slice, h);
-            GatedLinear.PerHead.WriteRows(oSoftmax, softmaxRows, slice, h);
-            GatedLinear.PerHead.WriteState(finalState, S, b, h);
-        });
-        return new NatsLResult(oLinear, oSoftmax, finalState);
+            "recurrent" => Heads.Run(problem, head => Recurrent(head, options)),
+            "chunked" => Chunked(problem, options),
+            _ => throw UnknownVariant(variant),
+        };
     }
 
-    /// <summary>gated_delta_rule's chunked form chunk by chunk from the chunk-start state, plus softmax's tiled form with the mask of A_t.</summary>
-    public static NatsLResult Chunked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor route, int chunkSize, NatsLOptions? options = null)
+    /// <summary>The definition, token by token: the Gated DeltaNet step, the softmax row over A_t, the end-of-chunk rule.</summary>
+    public static void Recurrent(Head head, NatsLOptions options)
     {
-        options ??= new NatsLOptions();
-        var (B, T, H, K, V, routes) = Bind(q, k, v, g, beta, route, chunkSize, options);
-        double δ = options.DecayForNonGdnBlocks ? 1 : 0;
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), oLinear = head.Rows("o_linear"), oSoftmax = head.Rows("o_softmax");
+        Series g = head.Series("g"), β = head.Series("beta");
+        Span<double> route = head.Row("route"); // r_c: 1 softmax, 0 Gated DeltaNet
+        RowBlock S = head.State(), SBar = RowBlock.Zeros(S.Count, S.Width); // the running state and the chunk-start state
+        Copy(S, SBar);
+        int C = options.ChunkSize;
+        var p = new double[S.Width]; // Sᵀk_t
+        var u = new double[S.Width]; // u_t
+        var visible = new int[head.T];
+        for (int t = 0; t < head.T; t++)
+        {
+            // Gated DeltaNet step: S ← exp(g_t) S,  u_t = β_t (v_t − Sᵀk_t),  S ← S + k_t u_tᵀ,  o_linear_t = s · Sᵀq_t
+            double decay = Math.Exp(g[t]);
+            Array.Clear(p);
+            for (int a = 0; a < S.Count; a++)
+            {
+                VectorKernels.Scale(decay, S[a]);
+                VectorKernels.Axpy(k[t][a], S[a], p);
+            }
+            for (int c = 0; c < u.Length; c++)
+            {
+                u[c] = β[t] * (v[t][c] - p[c]);
+            }
+            for (int a = 0; a < S.Count; a++)
+            {
+                VectorKernels.Axpy(k[t][a], u, S[a]);
+                VectorKernels.Axpy(options.Scale * q[t][a], S[a], oLinear[t]);
+            }
+            // o_softmax_t: softmax over A_t, the own chunk's keys up to t and those of earlier softmax-routed chunks.
+            int chunk = t / C, count = 0;
+            for (int j = 0; j <= t; j++)
+            {
+                if (j / C == chunk || route[j / C] == 1)
+                {
+                    visible[count++] = j;
+                }
+            }
+            SoftmaxRow.Add(q[t], k, v, options.Scale, visible.AsSpan(0, count), oSoftmax[t]);
+            // The end of a complete chunk: a softmax chunk's writes are undone, its decay kept (S ← exp(δ Σ_{j∈c} g_j) S̄);
+            // then S̄ ← S.
+            if ((t + 1) % C == 0)
+            {
+                if (route[chunk] == 1)
+                {
+                    double sum = 0;
+                    for (int j = chunk * C; j <= t; j++)
+                    {
+                        sum += g[j];
+                    }
+                    double chunkDecay = Math.Exp(options.Delta * sum);
+                    for (int a = 0; a < S.Count; a++)
+                    {
+                        VectorKernels.Multiply(SBar[a], chunkDecay, S[a]);
+                    }
+                }
+                Copy(S, SBar);
+            }
+        }
+    }
+
+    /// <summary>NC = ⌈T/C⌉, the routing chunks: the route must have one entry per chunk (its shape bound NC).</summary>
+    private static int ChunkCount(Dims dims, FormParameters parameters)
+    {
+        int time = dims["T"], size = ChunkSize.Read(parameters);
+        int chunks = (int)(((long)time + size - 1) / size);
+        return dims["NC"] == chunks ? chunks : throw new InputException(string.Create(CultureInfo.InvariantCulture,
+            $"expected NC = ⌈T/chunk_size⌉ = ⌈{time}/{size}⌉ = {chunks} chunks, found {dims["NC"]}"), tensor: "route");
+    }
+
+    private static void Copy(RowBlock from, RowBlock to)
+    {
+        for (int a = 0; a < from.Count; a++)
+        {
+            from[a].CopyTo(to[a]);
+        }
+    }
+
+    /// <summary>
+    /// gated_delta_rule's chunked form chunk by chunk from the chunk-start state, then the end-of-chunk rule; softmax's
+    /// tiled form with the mask of A_t. Both forms through their contracts, over every batch entry and head at once.
+    /// </summary>
+    private static IReadOnlyDictionary<string, Tensor> Chunked(Problem problem, NatsLOptions options)
+    {
+        Tensor q = problem.Input("q"), k = problem.Input("k"), v = problem.Input("v"), g = problem.Input("g"), beta = problem.Input("beta");
+        var (B, T, H, K, V, C) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"], options.ChunkSize);
+        string scale = options.Scale.ToString("R", CultureInfo.InvariantCulture);
 
         // Gated DeltaNet branch: S̄ [B,H,K,V] is the state at the current chunk's start.
-        var oLinear = Tensor.Zeros(B, T, H, V);
-        Tensor sBar = options.InitialState?.Clone() ?? Tensor.Zeros(B, H, K, V);
-        var gatedDeltaRule = new GatedDeltaRule();
-        var parameters = new FormParameters(new Dictionary<string, string> { ["chunk_size"] = chunkSize.ToString(CultureInfo.InvariantCulture) });
-        if (options.Scale is { } scale)
+        Tensor oLinear = problem.NewOutput("o_linear");
+        Tensor sBar = problem.Optional("initial_state")?.Clone() ?? problem.NewOutput("final_state");
+        var parameters = new FormParameters(new Dictionary<string, string>
         {
-            parameters = parameters.With("scale", scale.ToString("R", CultureInfo.InvariantCulture));
-        }
-        for (int start = 0; start < T; start += chunkSize)
+            ["chunk_size"] = C.ToString(CultureInfo.InvariantCulture),
+            ["scale"] = scale,
+        });
+        IForm gatedDeltaRule = FormCatalog.Find("gated_delta_rule");
+        foreach (var (start, end) in Chunks.Of(T, C))
         {
-            int m = Math.Min(chunkSize, T - start), chunk = start / chunkSize;
+            int m = end - start, chunk = start / C;
             var part = gatedDeltaRule.Run("chunked", new Dictionary<string, Tensor>
             {
                 ["q"] = TimeSlice(q, start, m), ["k"] = TimeSlice(k, start, m), ["v"] = TimeSlice(v, start, m),
@@ -221,29 +246,26 @@ public static class NatsL
             {
                 Array.Copy(part["o"].Data, b * m * H * V, oLinear.Data, (b * T + start) * H * V, m * H * V);
             }
-            var next = part["final_state"];
-            if (m == chunkSize)
+            Tensor next = part["final_state"];
+            for (int b = 0; b < B && m == C; b++)
             {
-                for (int b = 0; b < B; b++)
+                for (int h = 0; h < H; h++)
                 {
-                    for (int h = 0; h < H; h++)
+                    if (options.Routes[b, chunk, h] != 1)
                     {
-                        if (routes[b, chunk, h] != 1)
-                        {
-                            continue;
-                        }
-                        // A softmax chunk: back to S̄, decayed by the chunk's gates when δ = 1.
-                        double sum = 0;
-                        for (int t = start; t < start + m; t++)
-                        {
-                            sum += g[b, t, h];
-                        }
-                        double chunkDecay = Math.Exp(δ * sum);
-                        int offset = (b * H + h) * K * V;
-                        for (int i = offset; i < offset + K * V; i++)
-                        {
-                            next.Data[i] = chunkDecay * sBar.Data[i];
-                        }
+                        continue;
+                    }
+                    // A complete softmax chunk: back to S̄, decayed by the chunk's gates when δ = 1.
+                    double sum = 0;
+                    for (int t = start; t < end; t++)
+                    {
+                        sum += g[b, t, h];
+                    }
+                    double chunkDecay = Math.Exp(options.Delta * sum);
+                    int offset = (b * H + h) * K * V;
+                    for (int i = offset; i < offset + K * V; i++)
+                    {
+                        next.Data[i] = chunkDecay * sBar.Data[i];
                     }
                 }
             }
@@ -251,7 +273,7 @@ public static class NatsL
         }
 
         // Softmax branch: key j is in A_t when it shares t's chunk or its chunk is softmax-routed (causality is the softmax's).
-        var mask = Tensor.Zeros(B, H, T, T);
+        var mask = new double[B * H * T * T];
         for (int b = 0; b < B; b++)
         {
             for (int h = 0; h < H; h++)
@@ -260,25 +282,19 @@ public static class NatsL
                 {
                     for (int j = 0; j < T; j++)
                     {
-                        mask[b, h, t, j] = j / chunkSize == t / chunkSize || routes[b, j / chunkSize, h] == 1 ? 1 : 0;
+                        mask[((b * H + h) * T + t) * T + j] = j / C == t / C || options.Routes[b, j / C, h] == 1 ? 1 : 0;
                     }
                 }
             }
         }
-        var softmaxParameters = new Dictionary<string, string>
-        {
-            ["causal"] = "true",
-            ["mask_type"] = "bool",
-            ["block_q"] = chunkSize.ToString(CultureInfo.InvariantCulture),
-            ["block_k"] = chunkSize.ToString(CultureInfo.InvariantCulture),
-        };
-        if (options.Scale is { } softmaxScale)
-        {
-            softmaxParameters["scale"] = softmaxScale.ToString("R", CultureInfo.InvariantCulture);
-        }
-        var softmax = new SoftmaxAttention().Run("tiled", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = mask },
-            new FormParameters(softmaxParameters));
-        return new NatsLResult(oLinear, softmax["o"], sBar);
+        string block = Math.Min(C, Math.Max(T, 1)).ToString(CultureInfo.InvariantCulture);
+        var softmax = FormCatalog.Find("softmax").Run("tiled",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = new Tensor([B, H, T, T], mask) },
+            new FormParameters(new Dictionary<string, string>
+            {
+                ["causal"] = "true", ["mask_type"] = "bool", ["scale"] = scale, ["block_q"] = block, ["block_k"] = block,
+            }));
+        return new Dictionary<string, Tensor> { ["o_linear"] = oLinear, ["o_softmax"] = softmax["o"], ["final_state"] = sBar };
     }
 
     /// <summary>
@@ -290,7 +306,7 @@ public static class NatsL
     {
         if (chunkSize < 1)
         {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
+            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size': expected an integer ≥ 1, found '{chunkSize}'"));
         }
         var dims = new Dims();
         dims.Bind("x", Dims.RequireFloat("x", x), "B,T,D");
@@ -300,15 +316,15 @@ public static class NatsL
             throw new InputException(string.Create(CultureInfo.InvariantCulture,
                 $"expected 2·H = {2 * heads} rows (two scores per head: softmax, Gated DeltaNet), found {dims["O"]}"), tensor: "w_score");
         }
-        int B = dims["B"], T = dims["T"], D = dims["D"], NC = (T + chunkSize - 1) / chunkSize;
+        int B = dims["B"], T = dims["T"], D = dims["D"], NC = (int)(((long)T + chunkSize - 1) / chunkSize);
         var route = Tensor.Zeros(B, NC, heads);
         var mean = new double[D];
         for (int b = 0; b < B; b++)
         {
-            for (int c = 0; c < NC; c++)
+            foreach (var (start, end) in Chunks.Of(T, chunkSize))
             {
                 // x̄_c: the mean over the chunk's tokens.
-                int start = c * chunkSize, end = Math.Min(T, start + chunkSize);
+                int c = start / chunkSize;
                 Array.Clear(mean);
                 for (int t = start; t < end; t++)
                 {
@@ -336,51 +352,6 @@ public static class NatsL
         return route;
     }
 
-    /// <summary>
-    /// Checks shapes, the route and the chunk size as both variants (and the OpenCL backend) do; returns B, T, H, K, V
-    /// and the route as [B,NC,H].
-    /// </summary>
-    internal static (int B, int T, int H, int K, int V, Tensor Routes) Bind(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor route, int chunkSize, NatsLOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        if (chunkSize < 1)
-        {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
-        }
-        var dims = new Dims();
-        dims.Bind("q", Dims.RequireFloat("q", q), "B,T,H,K");
-        dims.Bind("k", Dims.RequireFloat("k", k), "B,T,H,K");
-        dims.Bind("v", Dims.RequireFloat("v", v), "B,T,H,V");
-        dims.Bind("g", Dims.RequireFloat("g", g), "B,T,H");
-        dims.Bind("beta", Dims.RequireFloat("beta", beta), "B,T,H");
-        dims.Set("NC", (dims["T"] + chunkSize - 1) / chunkSize);
-        ArgumentNullException.ThrowIfNull(route);
-        Tensor routes = route;
-        if (route.Rank == 2)
-        {
-            // One route per chunk for every head: spread [B,NC] over H.
-            dims.Bind("route", route, "B,NC");
-            routes = Tensor.Zeros(dims["B"], dims["NC"], dims["H"]);
-            for (int i = 0; i < routes.Length; i++)
-            {
-                routes.Data[i] = route.Data[i / dims["H"]];
-            }
-        }
-        else
-        {
-            dims.Bind("route", route, "B,NC,H");
-        }
-        if (route.Data.Any(r => r != 0 && r != 1))
-        {
-            throw new InputException("every entry must be 0 (Gated DeltaNet) or 1 (softmax)", tensor: "route");
-        }
-        if (options.InitialState is not null)
-        {
-            dims.Bind("initial_state", Dims.RequireFloat("initial_state", options.InitialState), "B,H,K,V");
-        }
-        return (dims["B"], dims["T"], dims["H"], dims["K"], dims["V"], routes);
-    }
-
     /// <summary>Steps [start, start + length) of a [B,T,...] tensor.</summary>
     private static Tensor TimeSlice(Tensor x, int start, int length)
     {
@@ -394,33 +365,29 @@ public static class NatsL
         }
         return new Tensor(shape, data);
     }
+}
 
-    private static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
+/// <summary>The options of a nats_l call, read once from the bound call; the CPU form and the OpenCL host read the same.</summary>
+/// <param name="Scale">The scale s of both branches (K^-0.5 unless given).</param>
+/// <param name="ChunkSize">The routing chunk C.</param>
+/// <param name="DecayForNonGdnBlocks">The reference's decay_for_non_gdn_blocks.</param>
+/// <param name="Routes">The route as [B,NC,H] (a [B,NC] route spread over the heads), every entry 0 or 1.</param>
+public sealed record NatsLOptions(double Scale, int ChunkSize, bool DecayForNonGdnBlocks, Tensor Routes)
+{
+    /// <summary>δ: 1 when a softmax chunk still decays the Gated DeltaNet state, else 0.</summary>
+    public double Delta => DecayForNonGdnBlocks ? 1 : 0;
+
+    /// <summary>The options of <paramref name="problem"/>; a route entry other than 0 or 1 is bad input naming route.</summary>
+    public static NatsLOptions Read(Problem problem)
     {
-        double sum = 0;
-        for (int a = 0; a < x.Length; a++)
+        ArgumentNullException.ThrowIfNull(problem);
+        Tensor route = problem.Input("route");
+        if (route.Data.Any(r => r != 0 && r != 1))
         {
-            sum += x[a] * y[a];
+            throw new InputException("every entry must be 0 (Gated DeltaNet) or 1 (softmax)", tensor: "route");
         }
-        return sum;
+        var (B, NC, H) = (problem["B"], problem["NC"], problem["H"]);
+        Tensor routes = route.Rank == 3 ? route : new Tensor([B, NC, H], Enumerable.Range(0, B * NC * H).Select(i => route.Data[i / H]).ToArray());
+        return new(problem.Get(NatsL.Scale) ?? 1 / Math.Sqrt(problem["K"]), problem.Get(NatsL.ChunkSize), problem.Get(NatsL.DecayForNonGdnBlocks), routes);
     }
 }
-
-/// <summary>The options of <see cref="NatsL"/>.</summary>
-public sealed record NatsLOptions
-{
-    /// <summary>The scale of both branches; null means K^(-1/2).</summary>
-    public double? Scale { get; init; }
-
-    /// <summary>The Gated DeltaNet state before the first step, [B,H,K,V]; null means zeros.</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>
-    /// The reference's decay_for_non_gdn_blocks: a softmax-routed chunk still decays the Gated DeltaNet state by
-    /// exp(Σ g over the chunk) (true, the released setting), or leaves it as it was (false).
-    /// </summary>
-    public bool DecayForNonGdnBlocks { get; init; } = true;
-}
-
-/// <summary>The outputs of <see cref="NatsL"/>: the two branches' outputs [B,T,H,V] and the Gated DeltaNet state [B,H,K,V].</summary>
-public sealed record NatsLResult(Tensor OLinear, Tensor OSoftmax, Tensor FinalState);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
@@ -9,10 +10,10 @@ namespace AttentionReference.Forms.Hybrid;
 /// Transformers", and the power-attention library), exact, in double.
 /// <code>
 /// Shapes (layout [B,T,H,D], as fla):
-///   q [B,T,H,K]   k [B,T,H,K]   v [B,T,H,V]   g [B,T,H] (optional log gates ≤ 0)
+///   q [B,T,H,K]   k [B,T,H,K]   v [B,T,H,V]   g [B,T,H] (optional log gates ≤ 0; also named log_G)
 ///   initial_state [N,H,D,V]   initial_normalizer [N,H,D]   (optional; N = B, or sequences with cu_seqlens)
 ///   →   o [B,T,H,V]   final_state [N,H,D,V]   final_normalizer [N,H,D]
-///   p = deg ≥ 1, D = C(K+p−1, p) the symmetric power dimension.
+///   p = deg ≥ 1, D = C(K+p−1, p) the symmetric power dimension (D·p ≤ 2^22, see SymmetricPower).
 ///
 /// Per sequence and head, with s = scale (K^(-1/2) unless given) and the decay between steps j ≤ i
 ///   γ(i, j) = exp(g_{j+1} + … + g_i)   (1 without g; γ(i, i) = 1):
@@ -28,20 +29,22 @@ namespace AttentionReference.Forms.Hybrid;
 ///   times channel c occurs,  φ(x)_α = √(p! / Π_c α_c!) · Π_r x_{a_r}.
 ///
 /// Variants:
-///   quadratic  the weights above, masked j ≤ i (the definition); the decay of each pair is summed over (j, i].
+///   quadratic  the weights above, masked j ≤ i; the decay of each pair is summed over (j, i].
 ///   recurrent  S_t = exp(g_t) S_{t−1} + φ(k_t) v_tᵀ,  z_t = exp(g_t) z_{t−1} + φ(k_t);
-///              o_t = φ(s q_t)ᵀ S_t / (φ(s q_t)·z_t + eps)  (numerator alone when not normalised).
-///   chunked    chunks of C steps (any C ≥ 1): the state entering the chunk, decayed to t relative to the chunk's
-///              start, plus the quadratic weights inside the chunk; then S, z advance over the chunk.
+///              o_t = φ(s q_t)ᵀ S_t / (φ(s q_t)·z_t + eps)  (numerator alone when not normalised).  (the definition)
+///   chunked    chunks of C steps (any C ≥ 1), b_t = g_s + … + g_t the log decay from the chunk's start s:
+///                1. inter-chunk part: the state entering the chunk, read by all its queries at once (Φq S, Φq z),
+///                   each row decayed by exp(b_t)
+///                2. intra-chunk part: w_tj = (s q_t·k_j)^p exp(b_t − b_j) for s ≤ j ≤ t
+///                3. S, z advance over the chunk: S ← exp(b_last) S + Σ_j exp(b_last − b_j) φ(k_j) v_jᵀ, z alike
 ///   final_state = S_{T−1}, final_normalizer = z_{T−1}, always written (by quadratic through the chunked form's
-///   state update, chunk after chunk of 64 steps).
+///   step 3, chunk after chunk of 64 steps).
 ///
-/// Arithmetic (PowerProblem.cs holds the per-head plumbing): the scores q_t·k_j of a row of keys, the sums Σ_j w_j v_j
-/// and the state products (Φq S for a chunk's queries, S += Φᵀ Ṽ for its keys) go through Numerics/DenseMatrix.cs; the
-/// recurrence decays, writes and reads S in one pass (Numerics/StateStep.cs). The power x^p is p − 1 products. Each
-/// denominator is computed as its numerator is, through the same call with a column of ones for the values (z is S's
-/// column of ones, as in power-attention's D x (V + 1) state): with odd p the weights can cancel, and only the same
-/// arithmetic keeps n/d equal to the normalised output to rounding.
+/// Arithmetic: the scores q_t·k_j of a row of keys, the sums Σ_j w_j v_j and the state products (Φq S for a chunk's
+/// queries, S += Φᵀ Ṽ for its keys) go through Numerics/DenseMatrix.cs. The power x^p is p − 1 products. Each
+/// denominator is computed as its numerator is, with a column of ones for the values (z is S's column of ones, as in
+/// power-attention's D x (V + 1) state): with odd p the weights can cancel, and only the same arithmetic keeps n/d
+/// equal to the normalised output to rounding.
 /// </code>
 /// Sources and choices:
 /// - The weights and the normaliser are power-attention's (m-a-n-i-f-e-s-t/power-attention; the copy searched was
@@ -62,222 +65,366 @@ namespace AttentionReference.Forms.Hybrid;
 ///   (a TODO there); ours decays by the gates like every other state.
 /// - The library also offers an output layer norm ("Norm" in its doc string) and GQA; neither is part of this form.
 /// </summary>
-public static class Power
+public sealed class Power : Form
 {
-    /// <summary>The quadratic form: weights (s q_i·k_j)^p γ(i, j) for j ≤ i; the definition.</summary>
-    public static PowerResult Quadratic(Tensor q, Tensor k, Tensor v, Tensor? g = null, PowerOptions? options = null) =>
-        PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S0, z0, o) =>
-        {
-            var logDecay = new double[head.T]; // log γ(i, j), j ≤ i
-            var w = new double[head.T];
-            var φq = new double[head.D];
-            var fromState = new double[head.V];
-            Span<double> sums = stackalloc double[2]; // Σ_j w_ij, and φ(s q_i)·z0
-            for (int i = 0; i < head.T; i++)
-            {
-                // Keys j = i, i−1, …, 0: the log decay log γ(i, j) grows by g_{j+1} at each step back.
-                logDecay[i] = 0;
-                for (int j = i - 1; j >= 0; j--)
-                {
-                    logDecay[j] = logDecay[j + 1] + head.Gate[j + 1];
-                }
-                Span<double> wi = w.AsSpan(0, i + 1), numerator = o[i];
-                head.Weights(i, 0, logDecay.AsSpan(0, i + 1), wi);
-                DenseMatrix.AddWeightedRows(wi, head.Values(0, i + 1), numerator); // Σ_j w_ij v_j
-                sums.Clear();
-                DenseMatrix.AddWeightedRows(wi, head.Ones[..(i + 1)], sums[..1]);   // Σ_j w_ij
-                double denominator = sums[0];
-                if (head.HasInitialState)
-                {
-                    // The initial state, decayed by every gate up to i: γ(i, −1) (φ(s q_i)ᵀ S0, φ(s q_i)·z0).
-                    double γ0 = Math.Exp(logDecay[0] + head.Gate[0]);
-                    head.PhiQ(i, φq);
-                    Array.Clear(fromState);
-                    DenseMatrix.AddWeightedRows(φq, S0, fromState);
-                    DenseMatrix.AddWeightedRows(φq, z0, sums[1..]);
-                    VectorKernels.Axpy(γ0, fromState, numerator);
-                    denominator += γ0 * sums[1];
-                }
-                head.Finish(numerator, denominator, numerator);
-            }
-            // final_state and final_normalizer: the chunked form's state update, one chunk after another.
-            for (int s = 0; s < head.T; s += StateChunk)
-            {
-                int e = Math.Min(s + StateChunk, head.T);
-                AdvanceState(head, S0, z0, s, e, ChunkLogDecay(head, s, e));
-            }
-        });
+    /// <summary>deg: the power p.</summary>
+    public static Parameter<int> Degree { get; } = ParameterSpec.WholeNumber("deg", 2,
+        "the power p ≥ 1 of (scale · q·k)^p (power-attention uses even p)", min: 1);
 
-    /// <summary>The recurrence over the symmetric power state, token by token.</summary>
-    public static PowerResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor? g = null, PowerOptions? options = null) =>
-        PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S, z, o) =>
-        {
-            double[] decay = new double[head.D], φk = new double[head.D], φq = new double[head.D], denominator = new double[1];
-            for (int t = 0; t < head.T; t++)
-            {
-                // S_t = exp(g_t) S_{t−1} + φ(k_t) v_tᵀ and its read-out S_tᵀ φ(s q_t), in one pass over S
-                Array.Fill(decay, Math.Exp(head.Gate[t]));
-                head.PhiK(t, φk);
-                head.PhiQ(t, φq);
-                Span<double> numerator = o[t];
-                StateStep.DecayWriteAndRead(new FlatRows(S, head.D, head.V), decay, φk, head.Value(t), φq, numerator);
-                // z_t = exp(g_t) z_{t−1} + φ(k_t) and φ(s q_t)·z_t: the same step on z as a state of one column of ones
-                denominator[0] = 0;
-                StateStep.DecayWriteAndRead(new FlatRows(z, head.D, 1), decay, φk, head.Ones[..1], φq, denominator);
-                head.Finish(numerator, denominator[0], numerator);
-            }
-        });
+    /// <summary>normalize: divide by the sum of the weights plus eps.</summary>
+    public static Parameter<bool> Normalize { get; } = ParameterSpec.Flag("normalize", true, "divide by the sum of the weights plus eps");
 
-    /// <summary>Chunks of <paramref name="chunkSize"/> steps (any C ≥ 1).</summary>
-    public static PowerResult Chunked(Tensor q, Tensor k, Tensor v, int chunkSize, Tensor? g = null, PowerOptions? options = null)
+    /// <summary>eps: added to the normaliser.</summary>
+    public static Parameter<double> Eps { get; } = ParameterSpec.Real("eps", 0, "added to the normaliser", min: 0);
+
+    /// <summary>scale: s of the weights (s · q·k)^p, K^-0.5 unless given.</summary>
+    public static Parameter<double?> Scale { get; } = ParameterSpec.OptionalReal("scale", "K^-0.5", "weights (scale · q·k)^p");
+
+    /// <inheritdoc/>
+    public override FormContract Contract { get; } = new("power", "hybrid", "Power.cs")
     {
-        if (chunkSize < 1)
+        Variants = ["quadratic", "recurrent", "chunked"],
+        Inputs =
+        [
+            Specs.Q,
+            Specs.K,
+            Specs.V,
+            new("g", "B,T,H", "per-head log gate (≤ 0); no decay if absent", Optional: true, Aliases: ["log_G"]),
+            new("initial_state", "N,H,D,V", "S before the first step, D = C(K+deg−1, deg) (zeros if absent)", Optional: true),
+            new("initial_normalizer", "N,H,D", "z before the first step (zeros if absent)", Optional: true),
+            Specs.CuSeqlens,
+        ],
+        Outputs =
+        [
+            Specs.O,
+            new("final_state", "N,H,D,V", "S after each sequence's last step"),
+            new("final_normalizer", "N,H,D", "z after each sequence's last step"),
+        ],
+        Parameters = [Degree, Normalize, Eps, Scale, Specs.ChunkSize],
+        Derived = [new("D", SymmetricPower.FeatureSize)],
+    };
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
+    {
+        Action<Head, PowerOptions> body = variant switch
         {
-            throw new InputException(string.Create(CultureInfo.InvariantCulture, $"parameter 'chunk_size' must be ≥ 1, found {chunkSize}"));
-        }
-        return PowerProblem.Bind(q, k, v, g, options ?? new PowerOptions()).Run((head, S, z, o) =>
+            "quadratic" => Quadratic,
+            "recurrent" => Recurrent,
+            "chunked" => Chunked,
+            _ => throw UnknownVariant(variant),
+        };
+        PowerOptions options = PowerOptions.Read(problem);
+        return Heads.Run(problem, head => body(head, options));
+    }
+
+    /// <summary>The recurrence over the symmetric power state, token by token: the definition.</summary>
+    public static void Recurrent(Head head, PowerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o"), S = head.State();
+        Span<double> z = head.State("normalizer")[0];
+        Series? g = head.OptionalSeries("g");
+        double[] φq = new double[S.Count], φk = new double[S.Count];
+        for (int t = 0; t < head.T; t++)
         {
-            var w = new double[chunkSize];
-            var Φq = new double[chunkSize * head.D]; // φ(s q_t) of the chunk's queries, one row each
-            var numerators = new double[chunkSize * head.V]; // and what they read from the state
-            var denominators = new double[chunkSize];
-            var sum = new double[1]; // Σ_j w_tj
-            for (int s = 0; s < head.T; s += chunkSize)
+            // S_t = exp(g_t) S_{t−1} + φ(k_t) v_tᵀ,   z_t = exp(g_t) z_{t−1} + φ(k_t)
+            double decay = Math.Exp(g?[t] ?? 0);
+            options.Map.Apply(k[t], 1, φk);
+            for (int a = 0; a < S.Count; a++)
             {
-                int e = Math.Min(s + chunkSize, head.T), n = e - s;
-                // b_t = g_s + … + g_t: log decay from the chunk's entry to t (relative to the chunk's start, ≤ 0).
-                double[] b = ChunkLogDecay(head, s, e);
-                // 1. inter-chunk part: the state entering the chunk, read by every query at once (numerators Φq S and
-                //    denominators Φq z, each row then decayed by exp(b_t)).
-                for (int t = s; t < e; t++)
-                {
-                    head.PhiQ(t, Φq.AsSpan((t - s) * head.D, head.D));
-                }
-                Array.Clear(numerators);
-                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.D), n, S, head.D, numerators.AsSpan(0, n * head.V));
-                Array.Clear(denominators);
-                DenseMatrix.AddProduct(Φq.AsSpan(0, n * head.D), n, z, head.D, denominators.AsSpan(0, n));
-                for (int t = s; t < e; t++)
-                {
-                    Span<double> numerator = numerators.AsSpan((t - s) * head.V, head.V);
-                    double entry = Math.Exp(b[t - s]);
-                    VectorKernels.Scale(entry, numerator);
-                    double denominator = entry * denominators[t - s];
-                    // 2. intra-chunk part: w_tj = (s q_t·k_j)^p exp(b_t − b_j) for s ≤ j ≤ t.
-                    Span<double> wt = w.AsSpan(0, t - s + 1);
-                    for (int j = s; j <= t; j++)
-                    {
-                        wt[j - s] = b[t - s] - b[j - s];
-                    }
-                    head.Weights(t, s, wt, wt);
-                    DenseMatrix.AddWeightedRows(wt, head.Values(s, t - s + 1), numerator);
-                    sum[0] = 0;
-                    DenseMatrix.AddWeightedRows(wt, head.Ones[..(t - s + 1)], sum);
-                    head.Finish(numerator, denominator + sum[0], o[t]);
-                }
-                // 3. the state handed on.
-                AdvanceState(head, S, z, s, e, b);
+                VectorKernels.Scale(decay, S[a]);
+                VectorKernels.Axpy(φk[a], v[t], S[a]);
+                z[a] = decay * z[a] + φk[a];
             }
-        });
+            // o_t = φ(s q_t)ᵀ S_t / (φ(s q_t)·z_t + eps)   (the numerator alone when not normalised)
+            options.Map.Apply(q[t], options.Scale, φq);
+            double denominator = 0;
+            for (int a = 0; a < S.Count; a++)
+            {
+                VectorKernels.Axpy(φq[a], S[a], o[t]);
+                denominator += φq[a] * z[a]; // as each numerator column is summed: z is S's column of ones
+            }
+            options.Output(o[t], denominator, o[t]);
+        }
+    }
+
+    /// <summary>The quadratic form: weights (s q_i·k_j)^p γ(i, j) for j ≤ i; the final state by the chunked form's step 3.</summary>
+    private static void Quadratic(Head head, PowerOptions options)
+    {
+        var x = new Pair(head, options);
+        RowBlock o = head.Rows("o");
+        var logDecay = new double[head.T]; // log γ(i, j), j ≤ i
+        var w = new double[head.T];
+        var φq = new double[x.D];
+        var fromState = new double[x.V];
+        Span<double> sums = stackalloc double[2]; // Σ_j w_ij, and φ(s q_i)·z0
+        for (int i = 0; i < head.T; i++)
+        {
+            // Keys j = i, i−1, …, 0: the log decay log γ(i, j) grows by g_{j+1} at each step back.
+            logDecay[i] = 0;
+            for (int j = i - 1; j >= 0; j--)
+            {
+                logDecay[j] = logDecay[j + 1] + x.Gate[j + 1];
+            }
+            Span<double> wi = w.AsSpan(0, i + 1), numerator = o[i];
+            x.Weights(i, 0, logDecay.AsSpan(0, i + 1), wi);
+            DenseMatrix.AddWeightedRows(wi, x.Values(0, i + 1), numerator); // Σ_j w_ij v_j
+            sums.Clear();
+            DenseMatrix.AddWeightedRows(wi, x.Ones(i + 1), sums[..1]);     // Σ_j w_ij
+            double denominator = sums[0];
+            if (x.HasInitialState)
+            {
+                // The initial state, decayed by every gate up to i: γ(i, −1) (φ(s q_i)ᵀ S0, φ(s q_i)·z0).
+                double γ0 = Math.Exp(logDecay[0] + x.Gate[0]);
+                x.PhiQ(i, φq);
+                Array.Clear(fromState);
+                DenseMatrix.AddWeightedRows(φq, x.S, fromState);
+                DenseMatrix.AddWeightedRows(φq, x.Z, sums[1..]);
+                VectorKernels.Axpy(γ0, fromState, numerator);
+                denominator += γ0 * sums[1];
+            }
+            options.Output(numerator, denominator, numerator);
+        }
+        // final_state and final_normalizer: the chunked form's step 3, one chunk after another.
+        foreach (var (s, e) in Chunks.Of(head.T, StateChunk))
+        {
+            AdvanceState(x, s, e, ChunkLogDecay(x, s, e));
+        }
     }
 
     // The chunk length of the quadratic form's state update: long enough for the key-feature block to feed a matrix
     // product, short enough to keep it (D x 64) small.
     private const int StateChunk = 64;
 
+    /// <summary>Chunks of C steps (any C ≥ 1): steps 1–3 of the class comment per chunk, in order.</summary>
+    private static void Chunked(Head head, PowerOptions options)
+    {
+        var x = new Pair(head, options);
+        RowBlock o = head.Rows("o");
+        int C = Math.Min(options.ChunkSize, Math.Max(head.T, 1)), D = x.D, V = x.V;
+        var w = new double[C];
+        var Φq = new double[C * D];        // φ(s q_t) of the chunk's queries, one row each
+        var numerators = new double[C * V]; // and what they read from the state
+        var denominators = new double[C];
+        var sum = new double[1];            // Σ_j w_tj
+        foreach (var (s, e) in Chunks.Of(head.T, C))
+        {
+            int n = e - s;
+            // b_t = g_s + … + g_t: log decay from the chunk's entry to t (relative to the chunk's start, ≤ 0).
+            double[] b = ChunkLogDecay(x, s, e);
+            // 1. inter-chunk part: numerators Φq S and denominators Φq z, each row then decayed by exp(b_t).
+            for (int t = s; t < e; t++)
+            {
+                x.PhiQ(t, Φq.AsSpan((t - s) * D, D));
+            }
+            Array.Clear(numerators);
+            DenseMatrix.AddProduct(Φq.AsSpan(0, n * D), n, x.S, D, numerators.AsSpan(0, n * V));
+            Array.Clear(denominators);
+            DenseMatrix.AddProduct(Φq.AsSpan(0, n * D), n, x.Z, D, denominators.AsSpan(0, n));
+            for (int t = s; t < e; t++)
+            {
+                Span<double> numerator = numerators.AsSpan((t - s) * V, V);
+                double entry = Math.Exp(b[t - s]);
+                VectorKernels.Scale(entry, numerator);
+                double denominator = entry * denominators[t - s];
+                // 2. intra-chunk part: w_tj = (s q_t·k_j)^p exp(b_t − b_j) for s ≤ j ≤ t.
+                Span<double> wt = w.AsSpan(0, t - s + 1);
+                for (int j = s; j <= t; j++)
+                {
+                    wt[j - s] = b[t - s] - b[j - s];
+                }
+                x.Weights(t, s, wt, wt);
+                DenseMatrix.AddWeightedRows(wt, x.Values(s, t - s + 1), numerator);
+                sum[0] = 0;
+                DenseMatrix.AddWeightedRows(wt, x.Ones(t - s + 1), sum);
+                options.Output(numerator, denominator + sum[0], o[t]);
+            }
+            // 3. the state handed on.
+            AdvanceState(x, s, e, b);
+        }
+    }
+
     /// <summary>b_t = g_s + … + g_t for t in [s, e), indexed t − s.</summary>
-    private static double[] ChunkLogDecay(PowerHead head, int s, int e)
+    private static double[] ChunkLogDecay(Pair x, int s, int e)
     {
         var b = new double[e - s];
         for (int t = s; t < e; t++)
         {
-            b[t - s] = (t > s ? b[t - s - 1] : 0) + head.Gate[t];
+            b[t - s] = (t > s ? b[t - s - 1] : 0) + x.Gate[t];
         }
         return b;
     }
 
     /// <summary>
-    /// The state handed on over the chunk [s, e): S ← exp(b_last) S + Σ_j exp(b_last − b_j) φ(k_j) v_jᵀ, z likewise;
-    /// the sum as one matrix product S += Φᵀ Ṽ, Φ [n x D] the chunk's key features (a row per key) and Ṽ [n x V] its
-    /// values decayed to the chunk's end.
+    /// Step 3 over the chunk [s, e): S ← exp(b_last) S + Σ_j exp(b_last − b_j) φ(k_j) v_jᵀ, z likewise; the sum as one
+    /// matrix product S += Φᵀ Ṽ, Φ [n x D] the chunk's key features (a row per key) and Ṽ [n x V] its values decayed to
+    /// the chunk's end.
     /// </summary>
-    private static void AdvanceState(PowerHead head, double[] S, double[] z, int s, int e, double[] b)
+    private static void AdvanceState(Pair x, int s, int e, double[] b)
     {
-        int n = e - s, D = head.D, V = head.V;
+        int n = e - s, D = x.D, V = x.V;
         double last = b[n - 1];
-        VectorKernels.Scale(Math.Exp(last), S);
-        VectorKernels.Scale(Math.Exp(last), z);
+        VectorKernels.Scale(Math.Exp(last), x.S);
+        VectorKernels.Scale(Math.Exp(last), x.Z);
         var Φk = new double[n * D];      // φ(k_j), a row per key of the chunk
         var decayed = new double[n * V]; // Ṽ: row j is exp(b_last − b_j) v_j
         var decay = new double[n];
         for (int j = s; j < e; j++)
         {
-            head.PhiK(j, Φk.AsSpan((j - s) * D, D));
+            x.PhiK(j, Φk.AsSpan((j - s) * D, D));
             decay[j - s] = Math.Exp(last - b[j - s]);
-            VectorKernels.Multiply(head.Value(j), decay[j - s], decayed.AsSpan((j - s) * V, V));
+            VectorKernels.Multiply(x.Values(j, 1), decay[j - s], decayed.AsSpan((j - s) * V, V));
         }
-        DenseMatrix.AddTransposedProduct(Φk, n, decayed, S);
-        DenseMatrix.AddTransposedProduct(Φk, n, decay, z);
+        DenseMatrix.AddTransposedProduct(Φk, n, decayed, x.S);
+        DenseMatrix.AddTransposedProduct(Φk, n, decay, x.Z);
     }
 
-    /// <summary>The symmetric power dimension D = C(K+p−1, p).</summary>
-    public static int FeatureDimension(int keyDim, int degree)
+    /// <summary>
+    /// One pair as the quadratic and chunked forms read it: q, k, v packed row after row (the matrices of the products),
+    /// the gates (zeros without g), a column of ones (the values whose weighted sums are the denominators), S [D x V] and
+    /// z [D], packed, and the pair weights.
+    /// </summary>
+    private sealed class Pair
     {
-        long d = 1;
-        for (int r = 1; r <= degree; r++)
+        private readonly PowerOptions _options;
+        private readonly double[] _query, _key, _value, _ones;
+        private readonly double[] _decay, _power; // scratch rows of Weights, as long as the longest row of keys
+        private readonly RowBlock _S, _z;
+        private readonly int _keyDim;
+
+        public Pair(Head head, PowerOptions options)
         {
-            d = d * (keyDim + r - 1) / r; // exact: a product of r consecutive integers is divisible by r!
-            if (d > int.MaxValue)
-            {
-                throw new InputException(string.Create(CultureInfo.InvariantCulture,
-                    $"the symmetric power dimension C(K+p−1, p) for K = {keyDim}, deg = {degree} is too large"));
-            }
+            _options = options;
+            (_query, _key, _value) = (Packed(head.Rows("q")), Packed(head.Rows("k")), Packed(head.Rows("v")));
+            (_keyDim, V) = (head["K"], head["V"]);
+            Gate = head.OptionalSeries("g")?.ToArray() ?? new double[head.T];
+            (_decay, _power, _ones) = (new double[head.T], new double[head.T], new double[head.T]);
+            Array.Fill(_ones, 1.0);
+            (_S, _z) = (head.State(), head.State("normalizer"));
+            HasInitialState = head.Problem.Has("initial_state") || head.Problem.Has("initial_normalizer");
         }
-        return (int)d;
-    }
 
-    /// <summary>φ(x) of degree <paramref name="degree"/>: one entry per multi-index a_1 ≤ … ≤ a_p, lexicographic.</summary>
-    public static double[] FeatureMap(ReadOnlySpan<double> x, int degree)
-    {
-        var terms = SymmetricTerms(x.Length, degree);
-        var φ = new double[terms.Length];
-        for (int α = 0; α < terms.Length; α++)
+        /// <summary>g_t (0 without g).</summary>
+        public double[] Gate { get; }
+
+        public int V { get; }
+
+        public int D => _S.Count;
+
+        /// <summary>Whether the call gave initial_state or initial_normalizer (otherwise both start at zero).</summary>
+        public bool HasInitialState { get; }
+
+        public Span<double> S => _S.Contiguous();
+
+        public Span<double> Z => _z.Contiguous();
+
+        /// <summary>v_first … v_{first+count−1}, packed row after row.</summary>
+        public ReadOnlySpan<double> Values(int first, int count) => _value.AsSpan(first * V, count * V);
+
+        /// <summary>A column of <paramref name="count"/> ones.</summary>
+        public ReadOnlySpan<double> Ones(int count) => _ones.AsSpan(0, count);
+
+        /// <summary>φ(s q_t) into <paramref name="φ"/>.</summary>
+        public void PhiQ(int t, Span<double> φ) => _options.Map.Apply(_query.AsSpan(t * _keyDim, _keyDim), _options.Scale, φ);
+
+        /// <summary>φ(k_t) into <paramref name="φ"/>.</summary>
+        public void PhiK(int t, Span<double> φ) => _options.Map.Apply(_key.AsSpan(t * _keyDim, _keyDim), 1, φ);
+
+        /// <summary>
+        /// w_j = (s q_t·k_j)^p · exp(ℓ_j) for the keys j = first, first + 1, … (as many as <paramref name="w"/> holds), with
+        /// ℓ the log decay of each pair; <paramref name="logDecay"/> may be <paramref name="w"/> itself. The power is taken
+        /// as p − 1 products (exact for p ≤ 2, a few ulps from x^p above).
+        /// </summary>
+        public void Weights(int t, int first, ReadOnlySpan<double> logDecay, Span<double> w)
         {
-            double product = terms[α].Coefficient;
-            foreach (int a in terms[α].Indices)
+            Span<double> decay = _decay.AsSpan(0, w.Length), power = _power.AsSpan(0, w.Length);
+            VectorKernels.Exp(logDecay, decay);
+            DenseMatrix.TimesTransposed(_query.AsSpan(t * _keyDim, _keyDim), _key.AsSpan(first * _keyDim, w.Length * _keyDim), w);
+            VectorKernels.Scale(_options.Scale, w);
+            w.CopyTo(power);
+            for (int r = 1; r < _options.Degree; r++)
             {
-                product *= x[a];
+                VectorKernels.Multiply(power, w, power);
             }
-            φ[α] = product;
+            VectorKernels.Multiply(power, decay, w);
         }
-        return φ;
+
+        private static double[] Packed(RowBlock rows)
+        {
+            var packed = new double[rows.Count * rows.Width];
+            for (int t = 0; t < rows.Count; t++)
+            {
+                rows[t].CopyTo(packed.AsSpan(t * rows.Width, rows.Width));
+            }
+            return packed;
+        }
+    }
+}
+
+/// <summary>The options of a power call, read once from the bound call; the CPU form and the OpenCL host read the same.</summary>
+/// <param name="Degree">The power p.</param>
+/// <param name="Normalize">Divide by the sum of the weights plus eps (power-attention's norm = True).</param>
+/// <param name="Eps">Added to the normaliser; 0 by default (exact).</param>
+/// <param name="Scale">The given scale, or K^(-1/2).</param>
+/// <param name="ChunkSize">The chunked variant's C.</param>
+/// <param name="Map">The symmetric power feature map of degree p over K channels.</param>
+public sealed record PowerOptions(int Degree, bool Normalize, double Eps, double Scale, int ChunkSize, SymmetricPower Map)
+{
+    /// <summary>The options of <paramref name="problem"/>.</summary>
+    public static PowerOptions Read(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        int degree = problem.Get(Power.Degree);
+        return new(degree, problem.Get(Power.Normalize), problem.Get(Power.Eps), problem.Get(Power.Scale) ?? 1 / Math.Sqrt(problem["K"]),
+            problem.Get(Specs.ChunkSize), new SymmetricPower(problem["K"], degree));
     }
 
-    /// <summary>The multi-indices a_1 ≤ … ≤ a_p over [0, K) and their weights √(p!/Π α_c!).</summary>
-    internal static (int[] Indices, double Coefficient)[] SymmetricTerms(int keyDim, int degree)
+    /// <summary>o = n / (d + eps) when normalised, n otherwise (<paramref name="o"/> may be <paramref name="numerator"/>).</summary>
+    public void Output(ReadOnlySpan<double> numerator, double denominator, Span<double> o)
     {
-        var terms = new List<(int[], double)>();
+        if (Normalize)
+        {
+            VectorKernels.Divide(numerator, denominator + Eps, o);
+        }
+        else
+        {
+            numerator.CopyTo(o);
+        }
+    }
+}
+
+/// <summary>
+/// The symmetric power feature map of degree p over K channels, φ(x)·φ(y) = (x·y)^p: one entry per multi-index
+/// a_1 ≤ … ≤ a_p over [0, K), in lexicographic order, φ(x)_α = √(p! / Π_c α_c!) · Π_r x_{a_r}, D = C(K+p−1, p)
+/// entries. Its table (D multi-indices of p channels) and the work of one φ(x) (D·p products) grow with D·p, so a call
+/// is held to D·p ≤ 2^22 (K = 64, p = 4 is 3 065 920; K = 128, p = 3 is 1 073 280): past it a hostile deg on a tiny
+/// input (deg = 1000 at K = 3: D·p ≈ 5·10^8) would take minutes and gigabytes before the first step.
+/// </summary>
+public sealed class SymmetricPower
+{
+    /// <summary>The largest D·p accepted: 2^22.</summary>
+    public const long MaxFactors = 1L << 22;
+
+    private readonly int[] _indices;         // D·p: the multi-index of entry α at [α·p, (α+1)·p)
+    private readonly double[] _coefficients; // D: √(p! / Π_c α_c!)
+
+    /// <summary>The map of degree <paramref name="degree"/> ≥ 1 over <paramref name="keyDim"/> channels.</summary>
+    public SymmetricPower(int keyDim, int degree)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(degree, 1);
+        Degree = degree;
+        int count = Dimension(keyDim, degree);
+        (_indices, _coefficients) = (new int[count * degree], new double[count]);
         var indices = new int[degree];
+        int α = 0;
         void Fill(int position, int from)
         {
             if (position == degree)
             {
-                // p! / Π α_c!, with α_c the run lengths of equal indices.
-                double multinomial = Factorial(degree);
-                int run = 1;
-                for (int r = 1; r <= degree; r++)
-                {
-                    if (r < degree && indices[r] == indices[r - 1])
-                    {
-                        run++;
-                    }
-                    else
-                    {
-                        multinomial /= Factorial(run);
-                        run = 1;
-                    }
-                }
-                terms.Add(((int[])indices.Clone(), Math.Sqrt(multinomial)));
+                indices.CopyTo(_indices, α * degree);
+                _coefficients[α++] = Math.Sqrt(Multinomial(indices));
                 return;
             }
             for (int a = from; a < keyDim; a++)
@@ -287,44 +434,74 @@ public static class Power
             }
         }
         Fill(0, 0);
-        return [.. terms];
     }
 
-    private static double Factorial(int n)
+    /// <summary>p.</summary>
+    public int Degree { get; }
+
+    /// <summary>D, the number of entries.</summary>
+    public int D => _coefficients.Length;
+
+    /// <summary>The multi-indices a_1 ≤ … ≤ a_p of every entry, entry after entry (D·p channels).</summary>
+    public ReadOnlySpan<int> Indices => _indices;
+
+    /// <summary>The coefficient √(p! / Π_c α_c!) of every entry.</summary>
+    public ReadOnlySpan<double> Coefficients => _coefficients;
+
+    /// <summary>φ ← φ(<paramref name="factor"/> · x), each entry its coefficient times p factors factor · x_a, in order.</summary>
+    public void Apply(ReadOnlySpan<double> x, double factor, Span<double> φ)
     {
-        double f = 1;
-        for (int r = 2; r <= n; r++)
+        for (int α = 0; α < _coefficients.Length; α++)
         {
-            f *= r;
+            double product = _coefficients[α];
+            foreach (int a in _indices.AsSpan(α * Degree, Degree))
+            {
+                product *= factor * x[a];
+            }
+            φ[α] = product;
         }
-        return f;
+    }
+
+    /// <summary>φ(x) as a new array of D entries.</summary>
+    public double[] Of(ReadOnlySpan<double> x)
+    {
+        var φ = new double[D];
+        Apply(x, 1, φ);
+        return φ;
+    }
+
+    /// <summary>
+    /// D = C(K+p−1, p); bad input naming deg when D·p passes <see cref="MaxFactors"/> (the bound and why: the class
+    /// comment).
+    /// </summary>
+    public static int Dimension(int keyDim, int degree)
+    {
+        double d = 1;
+        for (int r = 1; r <= degree && d * degree <= MaxFactors; r++)
+        {
+            d = d * (keyDim + r - 1) / r; // exact while D·p is within the bound: a product of r consecutive integers is divisible by r!
+        }
+        if (d * degree > MaxFactors)
+        {
+            throw new InputException(string.Create(CultureInfo.InvariantCulture,
+                $"parameter 'deg': deg = {degree} at K = {keyDim} gives D·p > {MaxFactors} (2^22), the bound on the symmetric power feature map's D = C(K+p−1, p) entries of p factors each (the work of φ per row, the D rows of each head's state)"));
+        }
+        return (int)d;
+    }
+
+    /// <summary>D of a call, the contract's derived symbol: from K and deg.</summary>
+    internal static int FeatureSize(Dims dims, FormParameters parameters) => Dimension(dims["K"], Power.Degree.Read(parameters));
+
+    /// <summary>p! / Π_c α_c!, α_c the run lengths of equal indices, as a product of binomials (finite for any p whose result is).</summary>
+    private static double Multinomial(ReadOnlySpan<int> indices)
+    {
+        double multinomial = 1;
+        int run = 0;
+        for (int r = 0; r < indices.Length; r++)
+        {
+            run = r > 0 && indices[r] == indices[r - 1] ? run + 1 : 1;
+            multinomial = multinomial * (r + 1) / run; // p!/Π α_c! built as Π C(r + 1, run): exact integers below 2^53
+        }
+        return multinomial;
     }
 }
-
-/// <summary>The options of <see cref="Power"/>; defaults give normalised power attention of degree 2.</summary>
-public sealed record PowerOptions
-{
-    /// <summary>The power p (power-attention's deg), ≥ 1; the library uses even p.</summary>
-    public int Degree { get; init; } = 2;
-
-    /// <summary>Divide by the sum of the weights (plus eps), as power-attention's norm = True.</summary>
-    public bool Normalize { get; init; } = true;
-
-    /// <summary>Added to the normaliser; 0 by default (exact).</summary>
-    public double Eps { get; init; }
-
-    /// <summary>Weights (scale · q·k)^p; null means K^(-1/2).</summary>
-    public double? Scale { get; init; }
-
-    /// <summary>S before the first step, [N,H,D,V]; null means zeros.</summary>
-    public Tensor? InitialState { get; init; }
-
-    /// <summary>z before the first step, [N,H,D]; null means zeros.</summary>
-    public Tensor? InitialNormalizer { get; init; }
-
-    /// <summary>Varlen: int32/int64 [N+1] sequence boundaries along T, with B = 1.</summary>
-    public Tensor? CuSeqlens { get; init; }
-}
-
-/// <summary>Outputs of power attention: o [B,T,H,V], final_state [N,H,D,V], final_normalizer [N,H,D].</summary>
-public sealed record PowerResult(Tensor O, Tensor FinalState, Tensor FinalNormalizer);

@@ -57,11 +57,11 @@ internal static class HybridCases
             {
                 // A state as a real run leaves it: the sums of φ(k) v and φ(k) over three earlier keys (z > 0 for even deg).
                 int n = cuSeqlens.Length - 1;
-                int degree = parameters.TryGetValue("deg", out string? deg) ? int.Parse(deg, System.Globalization.CultureInfo.InvariantCulture) : 2;
-                var prefix = Forms.Hybrid.Power.Recurrent(random.Normal(1, n, 3, h, k), random.Normal(1, n, 3, h, k), random.Normal(1, n, 3, h, v),
-                    options: new Forms.Hybrid.PowerOptions { Degree = degree });
-                inputs["initial_state"] = prefix.FinalState;
-                inputs["initial_normalizer"] = prefix.FinalNormalizer;
+                var prefix = new Forms.Hybrid.Power().Run("recurrent",
+                    new Dictionary<string, Tensor> { ["q"] = random.Normal(1, n, 3, h, k), ["k"] = random.Normal(1, n, 3, h, k), ["v"] = random.Normal(1, n, 3, h, v) },
+                    new Forms.FormParameters(new Dictionary<string, string> { ["deg"] = parameters.GetValueOrDefault("deg", "2") }));
+                inputs["initial_state"] = prefix["final_state"];
+                inputs["initial_normalizer"] = prefix["final_normalizer"];
                 inputs["cu_seqlens"] = new Tensor([n + 1], cuSeqlens, DType.I64);
             }
             return inputs;

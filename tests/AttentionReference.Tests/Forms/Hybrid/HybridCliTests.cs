@@ -1,4 +1,4 @@
-using AttentionReference.Forms.Hybrid;
+using AttentionReference.Forms;
 using AttentionReference.IO;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Cli;
@@ -20,10 +20,10 @@ public sealed class HybridCliTests
         switch (form)
         {
             case "power":
-                inputs["log_G"] = PowerTests.LogGates(random, false, 1, 9, 2); // power-attention's name for g
+                inputs["log_G"] = HybridTensors.LogGates(random, false, 1, 9, 2); // power-attention's name for g
                 break;
             case "nats_l":
-                inputs["g"] = PowerTests.LogGates(random, false, 1, 9, 2);
+                inputs["g"] = HybridTensors.LogGates(random, false, 1, 9, 2);
                 inputs["beta"] = new Tensor([1, 9, 2], Normal(1, 1, 9, 2).Data.Select(x => 1 / (1 + Math.Exp(-x))).ToArray());
                 inputs["route"] = new Tensor([1, 3, 2], [1, 0, 0, 1, 1, 0]);
                 inputs["initial_state"] = Normal(1, 1, 2, 3, 2);
@@ -32,21 +32,9 @@ public sealed class HybridCliTests
         return inputs;
     }
 
-    private static IReadOnlyDictionary<string, Tensor> Library(string form, Dictionary<string, Tensor> x)
-    {
-        switch (form)
-        {
-            case "power":
-                var power = Power.Chunked(x["q"], x["k"], x["v"], 4, x["log_G"], new PowerOptions { Degree = 4 });
-                return new Dictionary<string, Tensor> { ["o"] = power.O, ["final_state"] = power.FinalState };
-            case "nats_l":
-                var nats = NatsL.Chunked(x["q"], x["k"], x["v"], x["g"], x["beta"], x["route"], 4, new NatsLOptions { InitialState = x["initial_state"] });
-                return new Dictionary<string, Tensor> { ["o_linear"] = nats.OLinear, ["o_softmax"] = nats.OSoftmax, ["final_state"] = nats.FinalState };
-            default:
-                var based = Based.Chunked(x["q"], x["k"], x["v"], 4, new BasedOptions { Window = 4 });
-                return new Dictionary<string, Tensor> { ["o"] = based.O, ["final_state"] = based.FinalState };
-        }
-    }
+    /// <summary>The library's chunked variant (chunk size 4), called through the form's contract as the CLI calls it.</summary>
+    private static IReadOnlyDictionary<string, Tensor> Library(string form, Dictionary<string, Tensor> x, string setting) =>
+        FormCatalog.Find(form).Call("chunked", x, "chunk_size=4", setting);
 
     [Theory]
     [InlineData("power", "deg=4")]
@@ -67,7 +55,7 @@ public sealed class HybridCliTests
         var outcome = CliRunner.Run("run", form, "--in", input, "--out", output, "--variant", "chunked", "--set", "chunk_size=4", "--set", setting);
         Assert.True(outcome.ExitCode == 0, outcome.Error);
         var written = TensorFiles.Read(output);
-        foreach (var (name, expected) in Library(form, inputs))
+        foreach (var (name, expected) in Library(form, inputs, setting))
         {
             TestTensors.AssertClose(written[name], expected, Identical, name);
         }
@@ -83,6 +71,32 @@ public sealed class HybridCliTests
         string badPath = temp.File("bad.safetensors");
         TensorFiles.Write(badPath, bad);
         Assert.Equal(1, CliRunner.Run("check", form, "--in", input, "--candidate", badPath, "--set", "chunk_size=4", "--set", setting).ExitCode);
+    }
+
+    [Theory]
+    [InlineData("power", "deg=1000", "parameter 'deg'")]
+    [InlineData("based", "linear_scale=NaN", "parameter 'linear_scale'")]
+    [InlineData("based", "linear_scale=1e400", "parameter 'linear_scale'")]
+    [InlineData("based", "scale=-inf", "parameter 'scale'")]
+    public void A_hostile_parameter_exits_2_with_one_line_naming_it_and_writes_nothing(string form, string setting, string named)
+    {
+        // Issue #21, causes 9 and 10: power's deg = 1000 on a 2×8×2×3 input took 27 s and 2.6 GB; based accepted a
+        // non-finite linear_scale and wrote all-NaN outputs.
+        using var temp = new TempFolder();
+        string input = temp.File("in.safetensors"), output = temp.File("out.safetensors");
+        var random = new Random(9);
+        var file = new TensorFile();
+        foreach (string name in new[] { "q", "k", "v" })
+        {
+            file.Add(name, TestTensors.Normal(random, 1, 2, 8, 2, 3));
+        }
+        TensorFiles.Write(input, file);
+
+        var outcome = CliRunner.Run("run", form, "--in", input, "--out", output, "--set", setting);
+        Assert.Equal(2, outcome.ExitCode);
+        string line = Assert.Single(outcome.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains(named, line, StringComparison.Ordinal);
+        Assert.Equal([input], Directory.GetFiles(temp.Path)); // no output, no temporary file
     }
 
     [Theory]

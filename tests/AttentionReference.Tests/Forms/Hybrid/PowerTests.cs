@@ -1,285 +1,335 @@
+using System.Globalization;
+using AttentionReference.Forms;
 using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Hybrid;
-using AttentionReference.Forms.Linear;
 using AttentionReference.Tensors;
+using AttentionReference.Tests.Forms.Common;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
-using LinearAttention = AttentionReference.Forms.Linear.Linear;
+using static AttentionReference.Tests.Forms.Hybrid.HybridTensors;
 
 namespace AttentionReference.Tests.Forms.Hybrid;
 
-/// <summary>The laws of power attention: its variants agree, its feature map is exact, p = 1 is linear attention.</summary>
-public sealed class PowerTests
+/// <summary>A small power problem: shapes, degree, gates (none, mild or strong), normalisation, a chunk size, a seed.</summary>
+public sealed record PowerCase(int B, int T, int H, int K, int V, int Degree, int Gates, bool Normalize, int ChunkSize, int Seed)
 {
-    // The same sums in double along different paths (the quadratic weights against the feature-map state, in another
-    // order): a few ulps per term, relative to outputs of size ~1.
-    private const double SameMathInDouble = 1e-12;
+    public static Arbitrary<PowerCase> Arbitrary { get; } =
+        (from b in Gen.Choose(1, 2)
+         from t in Gen.Choose(1, 12)
+         from h in Gen.Choose(1, 2)
+         from k in Gen.Choose(1, 3)
+         from v in Gen.Choose(1, 3)
+         from degree in Gen.Elements(1, 2, 3, 4)
+         from gates in Gen.Choose(0, 2)
+         from normalize in Gen.Elements(true, false)
+         from chunk in Gen.Choose(1, 13)
+         from seed in Gen.Choose(0, int.MaxValue - 1)
+         select new PowerCase(b, t, h, k, v, degree, gates, normalize, chunk, seed)).ToArbitrary();
 
-    /// <summary>A small problem: shapes, degree, gates (none, mild or strong), normalisation, a chunk size, a seed.</summary>
-    public sealed record PowerCase(int B, int T, int H, int K, int V, int Degree, int Gates, bool Normalize, int ChunkSize, int Seed)
+    /// <summary>q, k, v and (with gates) g under the form's names.</summary>
+    public Dictionary<string, Tensor> Inputs(Random random)
     {
-        public static Arbitrary<PowerCase> Arbitrary { get; } =
-            (from b in Gen.Choose(1, 2)
-             from t in Gen.Choose(1, 12)
-             from h in Gen.Choose(1, 2)
-             from k in Gen.Choose(1, 3)
-             from v in Gen.Choose(1, 3)
-             from degree in Gen.Elements(1, 2, 3, 4)
-             from gates in Gen.Choose(0, 2)
-             from normalize in Gen.Elements(true, false)
-             from chunk in Gen.Choose(1, 13)
-             from seed in Gen.Choose(0, int.MaxValue - 1)
-             select new PowerCase(b, t, h, k, v, degree, gates, normalize, chunk, seed)).ToArbitrary();
-
-        public (Tensor Q, Tensor K, Tensor V, Tensor? G) Inputs(Random random) =>
-            (TestTensors.Normal(random, 1, B, T, H, K), TestTensors.Normal(random, 1, B, T, H, K), TestTensors.Normal(random, 1, B, T, H, V),
-             Gates == 0 ? null : LogGates(random, Gates == 2, B, T, H));
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, B, T, H, K), ["k"] = TestTensors.Normal(random, 1, B, T, H, K), ["v"] = TestTensors.Normal(random, 1, B, T, H, V),
+        };
+        if (Gates != 0)
+        {
+            inputs["g"] = LogGates(random, Gates == 2, B, T, H);
+        }
+        return inputs;
     }
 
-    /// <summary>Log gates: logsigmoid of a normal, or strong ones in [−20, −10].</summary>
-    internal static Tensor LogGates(Random random, bool strong, params int[] shape) =>
-        new(shape, TestTensors.Normal(random, 1, shape).Data.Select(x => strong ? -15 + 5 * Math.Tanh(x) : -Math.Log(1 + Math.Exp(-x))).ToArray());
+    /// <summary>"deg=p".</summary>
+    public string Deg => "deg=" + Degree.ToString(CultureInfo.InvariantCulture);
+}
 
-    /// <summary>A state as a run over <paramref name="steps"/> earlier keys leaves it (z &gt; 0 for even p).</summary>
-    private static PowerResult Prefix(Random random, PowerCase c, int steps) =>
-        Power.Recurrent(TestTensors.Normal(random, 1, c.B, steps, c.H, c.K), TestTensors.Normal(random, 1, c.B, steps, c.H, c.K),
-            TestTensors.Normal(random, 1, c.B, steps, c.H, c.V), options: new PowerOptions { Degree = c.Degree });
+/// <summary>
+/// power's laws: the stateful-form laws (its parallel form is quadratic; unnormalised, every degree, gated or not), its
+/// variants along the feature-map and direct paths, the normaliser, the feature map, its reductions (p = 1: linear,
+/// simple_gla), varlen in every variant, and bad input (the degree's bound included).
+/// </summary>
+public sealed class PowerTests : StatefulFormLaws
+{
+    private static readonly Power s_power = new();
 
-    private static bool Close(PowerResult a, PowerResult b) =>
-        TestTensors.Close(a.O, b.O, SameMathInDouble)
-        && TestTensors.Close(a.FinalState, b.FinalState, SameMathInDouble)
-        && TestTensors.Close(a.FinalNormalizer, b.FinalNormalizer, SameMathInDouble);
+    protected override IForm Form => s_power;
+
+    private static int Degree(StatefulCase c) => 1 + c.Seed % 4;
+
+    protected override string Variant(string name) => name == "parallel" ? "quadratic" : name;
+
+    // Unnormalised, so that the paths are compared on the sums themselves (see CloseAlongPaths); the normaliser has its
+    // own law.
+    protected override FormParameters Parameters(StatefulCase c) => FormParameters.None
+        .With("deg", Degree(c).ToString(CultureInfo.InvariantCulture))
+        .With("normalize", "false");
+
+    protected override Dictionary<string, Tensor> Inputs(StatefulCase c, Random random, int b, int t)
+    {
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, b, t, c.H, c.K),
+            ["k"] = TestTensors.Normal(random, 1, b, t, c.H, c.K),
+            ["v"] = TestTensors.Normal(random, 1, b, t, c.H, c.V),
+        };
+        if (c.Seed / 4 % 3 != 0)
+        {
+            inputs["g"] = c.Gates(random, b, t, c.H); // two cases in three gated
+        }
+        return inputs;
+    }
+
+    protected override bool AllClose(StatefulCase c, IReadOnlyDictionary<string, Tensor> inputs, IReadOnlyDictionary<string, Tensor> actual,
+        IReadOnlyDictionary<string, Tensor> expected) => CloseAlongPaths(actual, expected, Magnitude(inputs, Degree(c)));
 
     /// <summary>
     /// Outputs of two paths that differ in how (q·k)^p is formed: directly, or as φ(q)·φ(k), a sum of signed terms.
     /// Each term is bounded by the matching term of φ(|q|)·φ(|k|) = (|q|·|k|)^p, so the feature-map path's rounding is
     /// relative to the same form evaluated on |q|, |k|, |v| (and the initial state's |S0|), not to the output itself,
     /// which can cancel to near zero (T = 3, p = 4 was a counterexample to a normwise bound). Each element must agree
-    /// within 1e-12 of that magnitude; states and normalisers are sums of the same features on both paths and keep the
+    /// within 1e-12 of that magnitude (<see cref="StatefulFormLaws.SameMathInDouble"/>: a few ulps per term over at most 48
+    /// terms); states and normalisers are sums of the same features on both paths and keep the
     /// normwise bound.
     /// </summary>
-    private static bool CloseAlongPaths(PowerResult a, PowerResult b, Tensor q, Tensor k, Tensor v, Tensor? g, PowerOptions options)
+    private static bool CloseAlongPaths(IReadOnlyDictionary<string, Tensor> a, IReadOnlyDictionary<string, Tensor> b, Tensor magnitude) =>
+        Within(a["o"], b["o"], magnitude)
+        && b.Where(p => p.Key != "o").All(p => TestTensors.Close(a[p.Key], p.Value, SameMathInDouble));
+
+    private static bool Within(Tensor a, Tensor b, Tensor magnitude) =>
+        a.Data.Zip(b.Data, magnitude.Data).All(e => Math.Abs(e.First - e.Second) <= SameMathInDouble * e.Third);
+
+    /// <summary>The unnormalised quadratic form on |q|, |k|, |v| and |S0|, with the same gates: the size of every term of o.</summary>
+    private static Tensor Magnitude(IReadOnlyDictionary<string, Tensor> inputs, int degree)
     {
-        static Tensor Abs(Tensor x) => new(x.ShapeArray(), x.Data.Select(Math.Abs).ToArray());
-        Tensor magnitude = Power.Quadratic(Abs(q), Abs(k), Abs(v), g, options with
-        {
-            Normalize = false,
-            InitialState = options.InitialState is { } s0 ? Abs(s0) : null,
-        }).O;
-        bool outputs = a.O.Data.Zip(b.O.Data, magnitude.Data).All(e => Math.Abs(e.First - e.Second) <= SameMathInDouble * e.Third);
-        return outputs
-            && TestTensors.Close(a.FinalState, b.FinalState, SameMathInDouble)
-            && TestTensors.Close(a.FinalNormalizer, b.FinalNormalizer, SameMathInDouble);
+        var magnitudes = inputs.ToDictionary(p => p.Key, p => p.Key is "q" or "k" or "v" or "initial_state" ? Abs(p.Value) : p.Value);
+        return s_power.Call("quadratic", magnitudes, "deg=" + degree.ToString(CultureInfo.InvariantCulture), "normalize=false")["o"];
     }
 
-    [Fact]
-    public void Quadratic_equals_recurrent_equals_chunked_for_any_chunk_size() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    /// <summary>A state as a run over <paramref name="steps"/> earlier keys leaves it (z &gt; 0 for even p).</summary>
+    private static IReadOnlyDictionary<string, Tensor> Prefix(Random random, PowerCase c, int batch, int steps) =>
+        s_power.Call("recurrent", new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, batch, steps, c.H, c.K), ["k"] = TestTensors.Normal(random, 1, batch, steps, c.H, c.K),
+            ["v"] = TestTensors.Normal(random, 1, batch, steps, c.H, c.V),
+        }, c.Deg);
+
+    /// <summary>The case's inputs with the initial state and normaliser a two-step prefix leaves.</summary>
+    private static Dictionary<string, Tensor> WithPrefixState(PowerCase c, Random random)
+    {
+        var inputs = c.Inputs(random);
+        var prefix = Prefix(random, c, c.B, 2);
+        (inputs["initial_state"], inputs["initial_normalizer"]) = (prefix["final_state"], prefix["final_normalizer"]);
+        return inputs;
+    }
+
+    [Law]
+    public bool Quadratic_equals_recurrent_equals_chunked_for_any_chunk_size(PowerCase c)
     {
         // Unnormalised, so the comparison is on the sums themselves: the feature-map path computes (q·k)^p as a sum
         // of signed terms, whose rounding is relative to (|q||k|)^p; after division by a row's own small weight sum
         // that rounding is amplified by the row's conditioning, which is the problem's, not a variant's.
-        var random = new Random(c.Seed);
-        var (q, k, v, g) = c.Inputs(random);
-        var prefix = Prefix(random, c, 2);
-        var options = new PowerOptions { Degree = c.Degree, Normalize = false, InitialState = prefix.FinalState, InitialNormalizer = prefix.FinalNormalizer };
-        var quadratic = Power.Quadratic(q, k, v, g, options);
-        return CloseAlongPaths(Power.Recurrent(q, k, v, g, options), quadratic, q, k, v, g, options)
-            && CloseAlongPaths(Power.Chunked(q, k, v, c.ChunkSize, g, options), quadratic, q, k, v, g, options);
-    }));
+        var inputs = WithPrefixState(c, new Random(c.Seed));
+        string[] parameters = [c.Deg, "normalize=false", FormCalls.ChunkSize(c.ChunkSize)];
+        var quadratic = s_power.Call("quadratic", inputs, parameters);
+        Tensor magnitude = Magnitude(inputs, c.Degree);
+        return CloseAlongPaths(s_power.Call("recurrent", inputs, parameters), quadratic, magnitude)
+            && CloseAlongPaths(s_power.Call("chunked", inputs, parameters), quadratic, magnitude);
+    }
 
-    [Fact]
-    public void Normalised_output_is_the_weighted_sum_over_the_sum_of_weights_plus_eps_in_every_variant() =>
-        PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law]
+    public bool Normalised_output_is_the_weighted_sum_over_the_sum_of_weights_plus_eps_in_every_variant(PowerCase c)
+    {
+        var inputs = WithPrefixState(c, new Random(c.Seed));
+        string eps = c.Normalize ? "0" : "1e-3";
+        // The weight sum d_i is the unnormalised output for v = 1 with the state's value column set to z.
+        Tensor z0 = inputs["initial_normalizer"];
+        var ones = new Tensor([c.B, c.T, c.H, 1], Enumerable.Repeat(1.0, c.B * c.T * c.H).ToArray());
+        var weightSums = inputs.With("v", ones).With("initial_state", z0.Reshape(c.B, c.H, z0.Dim(2), 1));
+        return s_power.Variants.All(variant =>
         {
-            var random = new Random(c.Seed);
-            var (q, k, v, g) = c.Inputs(random);
-            var prefix = Prefix(random, c, 2);
-            double eps = c.Normalize ? 0 : 1e-3;
-            var plain = new PowerOptions { Degree = c.Degree, Normalize = false, InitialState = prefix.FinalState, InitialNormalizer = prefix.FinalNormalizer };
-            // The weight sum d_i is the unnormalised output for v = 1 with the state's value column set to z.
-            var ones = new Tensor(v.ShapeArray()[..3].Append(1).ToArray(), Enumerable.Repeat(1.0, c.B * c.T * c.H).ToArray());
-            var zAsState = prefix.FinalNormalizer.Reshape(c.B, c.H, prefix.FinalNormalizer.Dim(2), 1);
-            Func<Tensor, Tensor?, PowerOptions, PowerResult>[] variants =
-            [
-                (values, gates, o) => Power.Quadratic(q, k, values, gates, o),
-                (values, gates, o) => Power.Recurrent(q, k, values, gates, o),
-                (values, gates, o) => Power.Chunked(q, k, values, c.ChunkSize, gates, o),
-            ];
-            return variants.All(run =>
-            {
-                Tensor n = run(v, g, plain).O, d = run(ones, g, plain with { InitialState = zAsState }).O;
-                Tensor o = run(v, g, plain with { Normalize = true, Eps = eps }).O;
-                var expected = new Tensor(n.ShapeArray(), n.Data.Select((x, i) => x / (d.Data[i / c.V] + eps)).ToArray());
-                // Same arithmetic on both sides (the v = 1 column repeats z's updates): equal to rounding.
-                return TestTensors.Close(o, expected, SameMathInDouble);
-            });
-        }));
+            string[] plain = [c.Deg, "normalize=false", FormCalls.ChunkSize(c.ChunkSize)];
+            Tensor n = s_power.Call(variant, inputs, plain)["o"], d = s_power.Call(variant, weightSums, plain)["o"];
+            Tensor o = s_power.Call(variant, inputs, c.Deg, "normalize=true", "eps=" + eps, FormCalls.ChunkSize(c.ChunkSize))["o"];
+            double e = double.Parse(eps, CultureInfo.InvariantCulture);
+            var expected = new Tensor(n.ShapeArray(), n.Data.Select((x, i) => x / (d.Data[i / c.V] + e)).ToArray());
+            // Same arithmetic on both sides (the v = 1 column repeats z's updates): equal to rounding.
+            return TestTensors.Close(o, expected, SameMathInDouble);
+        });
+    }
 
-    [Fact]
-    public void The_feature_map_gives_the_power_of_the_dot_product_in_dimension_k_plus_p_minus_1_choose_p() =>
-        PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law]
+    public bool The_feature_map_gives_the_power_of_the_dot_product_in_dimension_k_plus_p_minus_1_choose_p(PowerCase c)
+    {
+        var random = new Random(c.Seed);
+        double[] x = TestTensors.Normal(random, 1, c.K).Data, y = TestTensors.Normal(random, 1, c.K).Data;
+        var map = new SymmetricPower(c.K, c.Degree);
+        double[] φx = map.Of(x), φy = map.Of(y);
+        double dot = x.Zip(y, (a, b) => a * b).Sum();
+        double expected = Math.Pow(dot, c.Degree), actual = φx.Zip(φy, (a, b) => a * b).Sum();
+        long binomial = 1;
+        for (int r = 1; r <= c.Degree; r++)
         {
-            var random = new Random(c.Seed);
-            double[] x = TestTensors.Normal(random, 1, c.K).Data, y = TestTensors.Normal(random, 1, c.K).Data;
-            double[] φx = Power.FeatureMap(x, c.Degree), φy = Power.FeatureMap(y, c.Degree);
-            double dot = x.Zip(y, (a, b) => a * b).Sum();
-            double expected = Math.Pow(dot, c.Degree), actual = φx.Zip(φy, (a, b) => a * b).Sum();
-            long binomial = 1;
-            for (int r = 1; r <= c.Degree; r++)
-            {
-                binomial = binomial * (c.K + r - 1) / r;
-            }
-            // A sum of D products of p + 1 factors against one power: rounding relative to Σ|terms| = (Σ|x_a y_a|)^p.
-            double size = Math.Pow(x.Zip(y, (a, b) => Math.Abs(a * b)).Sum(), c.Degree);
-            return φx.Length == binomial && Math.Abs(actual - expected) <= 1e-13 * (1 + size);
-        }));
+            binomial = binomial * (c.K + r - 1) / r;
+        }
+        // A sum of D products of p + 1 factors against one power: rounding relative to Σ|terms| = (Σ|x_a y_a|)^p.
+        double size = Math.Pow(x.Zip(y, (a, b) => Math.Abs(a * b)).Sum(), c.Degree);
+        return φx.Length == binomial && Math.Abs(actual - expected) <= 1e-13 * (1 + size);
+    }
 
-    [Fact]
-    public void Degree_one_unnormalised_equals_linear_attention_with_the_identity_map() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law]
+    public bool Degree_one_unnormalised_equals_linear_attention_with_the_identity_map(PowerCase c)
     {
         var random = new Random(c.Seed);
-        var (q, k, v, _) = c.Inputs(random);
-        var s0 = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
-        var z0 = TestTensors.Normal(random, 1, c.B, c.H, c.K);
-        var power = Power.Chunked(q, k, v, c.ChunkSize, null, new PowerOptions { Degree = 1, Normalize = false, InitialState = s0, InitialNormalizer = z0 });
-        var linear = new LinearAttention().Call("recurrent",
-            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["initial_state"] = s0, ["initial_normalizer"] = z0 });
-        return Close(power, new PowerResult(linear["o"], linear["final_state"], linear["final_normalizer"]))
-            && Close(Power.Quadratic(q, k, v, null, new PowerOptions { Degree = 1, Normalize = false, InitialState = s0, InitialNormalizer = z0 }), power);
-    }));
+        var inputs = c.Inputs(random).With("g", null);
+        inputs["initial_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        inputs["initial_normalizer"] = TestTensors.Normal(random, 1, c.B, c.H, c.K);
+        var power = s_power.Call("chunked", inputs, "deg=1", "normalize=false", FormCalls.ChunkSize(c.ChunkSize));
+        var linear = new AttentionReference.Forms.Linear.Linear().Call("recurrent", inputs);
+        return FormCalls.AllClose(power, linear, SameMathInDouble)
+            && FormCalls.AllClose(s_power.Call("quadratic", inputs, "deg=1", "normalize=false"), power, SameMathInDouble);
+    }
 
-    [Fact]
-    public void Gated_degree_one_unnormalised_equals_simple_gla() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law]
+    public bool Gated_degree_one_unnormalised_equals_simple_gla(PowerCase c)
     {
         var random = new Random(c.Seed);
-        var (q, k, v, _) = c.Inputs(random);
-        Tensor g = LogGates(random, c.Gates == 2, c.B, c.T, c.H);
-        var s0 = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
-        var options = new PowerOptions { Degree = 1, Normalize = false, InitialState = s0 };
-        var gla = new SimpleGla().Call("recurrent", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["g"] = g, ["initial_state"] = s0 });
-        return TestTensors.Close(Power.Quadratic(q, k, v, g, options).O, gla["o"], SameMathInDouble)
-            && TestTensors.Close(Power.Recurrent(q, k, v, g, options).FinalState, gla["final_state"], SameMathInDouble)
-            && TestTensors.Close(Power.Chunked(q, k, v, c.ChunkSize, g, options).O, gla["o"], SameMathInDouble);
-    }));
+        var inputs = c.Inputs(random);
+        inputs["g"] = LogGates(random, c.Gates == 2, c.B, c.T, c.H);
+        inputs["initial_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        var gla = new SimpleGla().Call("recurrent", inputs);
+        string[] parameters = ["deg=1", "normalize=false", FormCalls.ChunkSize(c.ChunkSize)];
+        return TestTensors.Close(s_power.Call("quadratic", inputs, parameters)["o"], gla["o"], SameMathInDouble)
+            && TestTensors.Close(s_power.Call("recurrent", inputs, parameters)["final_state"], gla["final_state"], SameMathInDouble)
+            && TestTensors.Close(s_power.Call("chunked", inputs, parameters)["o"], gla["o"], SameMathInDouble);
+    }
 
-    [Fact]
-    public void Running_a_prefix_then_the_rest_from_its_final_state_equals_one_run() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law]
+    public bool Running_a_prefix_then_the_rest_from_its_final_state_equals_one_run(PowerCase c)
     {
-        var random = new Random(c.Seed);
-        var (q, k, v, g) = c.Inputs(random);
+        var inputs = c.Inputs(new Random(c.Seed));
         int split = c.T / 2;
         // Unnormalised (see the first law); the normaliser state is passed and compared all the same.
-        var options = new PowerOptions { Degree = c.Degree, Normalize = false };
-        var whole = Power.Chunked(q, k, v, c.ChunkSize, g, options);
-        Tensor Part(Tensor x, int from, int to) => Slice(x, from, to);
-        var first = Power.Recurrent(Part(q, 0, split), Part(k, 0, split), Part(v, 0, split), g is null ? null : Part(g, 0, split), options);
-        var second = Power.Chunked(Part(q, split, c.T), Part(k, split, c.T), Part(v, split, c.T), c.ChunkSize, g is null ? null : Part(g, split, c.T),
-            options with { InitialState = first.FinalState, InitialNormalizer = first.FinalNormalizer });
+        string[] parameters = [c.Deg, "normalize=false", FormCalls.ChunkSize(c.ChunkSize)];
+        Dictionary<string, Tensor> Part(int from, int to) => inputs.ToDictionary(p => p.Key, p => Slice(p.Value, from, to));
+        var whole = s_power.Call("chunked", inputs, parameters);
+        var first = s_power.Call("recurrent", Part(0, split), parameters);
+        var second = s_power.Call("chunked", Part(split, c.T).With("initial_state", first["final_state"]).With("initial_normalizer", first["final_normalizer"]),
+            parameters);
         // The second part reads the first part's tokens through the feature-map state, the whole run directly: the
         // outputs are compared against the magnitude of the whole run on absolute values (see CloseAlongPaths).
-        static Tensor Abs(Tensor x) => new(x.ShapeArray(), x.Data.Select(Math.Abs).ToArray());
-        var magnitude = Power.Quadratic(Abs(q), Abs(k), Abs(v), g, options).O;
-        static bool Within(Tensor a, Tensor b, Tensor m) => a.Data.Zip(b.Data, m.Data).All(e => Math.Abs(e.First - e.Second) <= SameMathInDouble * e.Third);
-        return Within(Part(whole.O, split, c.T), second.O, Part(magnitude, split, c.T))
-            && Within(Part(whole.O, 0, split), first.O, Part(magnitude, 0, split))
-            && TestTensors.Close(second.FinalState, whole.FinalState, SameMathInDouble)
-            && TestTensors.Close(second.FinalNormalizer, whole.FinalNormalizer, SameMathInDouble);
-    }));
+        Tensor magnitude = Magnitude(inputs, c.Degree);
+        return Within(Slice(whole["o"], split, c.T), second["o"], Slice(magnitude, split, c.T))
+            && Within(Slice(whole["o"], 0, split), first["o"], Slice(magnitude, 0, split))
+            && TestTensors.Close(second["final_state"], whole["final_state"], SameMathInDouble)
+            && TestTensors.Close(second["final_normalizer"], whole["final_normalizer"], SameMathInDouble);
+    }
 
-    [Fact]
-    public void Outputs_up_to_t_do_not_depend_on_inputs_after_t() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law]
+    public bool Outputs_up_to_t_do_not_depend_on_inputs_after_t(PowerCase c)
     {
         var random = new Random(c.Seed);
-        var (q, k, v, g) = c.Inputs(random);
+        var inputs = c.Inputs(random);
         int t = random.Next(c.T);
-        var options = new PowerOptions { Degree = c.Degree };
-        var before = Power.Chunked(q, k, v, c.ChunkSize, g, options).O;
-        foreach (var x in new[] { q, k, v, g }.OfType<Tensor>())
+        string[] parameters = [c.Deg, FormCalls.ChunkSize(c.ChunkSize)];
+        var before = s_power.Call("chunked", inputs, parameters)["o"];
+        foreach (Tensor x in inputs.Values)
         {
             Perturb(x, t, random);
         }
-        var after = Power.Chunked(q, k, v, c.ChunkSize, g, options).O;
+        var after = s_power.Call("chunked", inputs, parameters)["o"];
         // Up to t the two runs see identical inputs through the same code.
         return TestTensors.Close(Slice(after, 0, t + 1), Slice(before, 0, t + 1), SameMathInDouble);
-    }));
+    }
 
-    [Fact]
-    public void Strong_decay_over_48_steps_stays_exact_in_every_variant() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law(50)]
+    public bool Strong_decay_over_48_steps_stays_exact_in_every_variant(PowerCase c)
     {
         // Log gates in [−20, −10] over 48 steps: the cumulative decay reaches e^−700 and beyond, where a factorised
         // exp(G_i)·exp(−G_j) would underflow or overflow; every variant works with differences within a chunk.
         var random = new Random(c.Seed);
-        var q = TestTensors.Normal(random, 1, 1, 48, 1, c.K);
-        var k = TestTensors.Normal(random, 1, 1, 48, 1, c.K);
-        var v = TestTensors.Normal(random, 1, 1, 48, 1, c.V);
-        var g = new Tensor([1, 48, 1], Enumerable.Range(0, 48).Select(_ => -20 + 10 * random.NextDouble()).ToArray());
-        var options = new PowerOptions { Degree = c.Degree, Normalize = false };
-        var quadratic = Power.Quadratic(q, k, v, g, options);
-        return quadratic.O.Data.All(double.IsFinite)
-            && CloseAlongPaths(Power.Recurrent(q, k, v, g, options), quadratic, q, k, v, g, options)
-            && CloseAlongPaths(Power.Chunked(q, k, v, 48, g, options), quadratic, q, k, v, g, options)
-            && CloseAlongPaths(Power.Chunked(q, k, v, c.ChunkSize, g, options), quadratic, q, k, v, g, options);
-    }), cases: 50);
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, 1, 48, 1, c.K),
+            ["k"] = TestTensors.Normal(random, 1, 1, 48, 1, c.K),
+            ["v"] = TestTensors.Normal(random, 1, 1, 48, 1, c.V),
+            ["g"] = new Tensor([1, 48, 1], Enumerable.Range(0, 48).Select(_ => -20 + 10 * random.NextDouble()).ToArray()),
+        };
+        var quadratic = s_power.Call("quadratic", inputs, c.Deg, "normalize=false");
+        Tensor magnitude = Magnitude(inputs, c.Degree);
+        return quadratic["o"].Data.All(double.IsFinite)
+            && CloseAlongPaths(s_power.Call("recurrent", inputs, c.Deg, "normalize=false"), quadratic, magnitude)
+            && CloseAlongPaths(s_power.Call("chunked", inputs, c.Deg, "normalize=false", "chunk_size=48"), quadratic, magnitude)
+            && CloseAlongPaths(s_power.Call("chunked", inputs, c.Deg, "normalize=false", FormCalls.ChunkSize(c.ChunkSize)), quadratic, magnitude);
+    }
 
-    [Fact]
-    public void Varlen_with_cu_seqlens_equals_separate_runs_with_their_states() => PropertyRuns.Check(Prop.ForAll(PowerCase.Arbitrary, c =>
+    [Law]
+    public bool Varlen_with_cu_seqlens_equals_separate_runs_with_their_states_in_every_variant(PowerCase c)
     {
         var random = new Random(c.Seed);
         var one = c with { B = 1 };
-        var (q, k, v, g) = one.Inputs(random);
+        var inputs = one.Inputs(random);
         int cut = random.Next(c.T + 1);
-        var prefix = Prefix(random, c with { B = 2 }, 2);
-        var options = new PowerOptions { Degree = c.Degree, Normalize = c.Degree % 2 == 0 && c.Normalize, Eps = 1e-3 };
-        var packed = Power.Chunked(q, k, v, c.ChunkSize, g, options with
+        var prefix = Prefix(random, c, 2, 2);
+        string[] parameters = [c.Deg, c.Degree % 2 == 0 && c.Normalize ? "normalize=true" : "normalize=false", "eps=1e-3", FormCalls.ChunkSize(c.ChunkSize)];
+        var packedInputs = inputs.With("initial_state", prefix["final_state"]).With("initial_normalizer", prefix["final_normalizer"])
+            .With("cu_seqlens", new Tensor([3], [0, cut, c.T], DType.I32));
+        static Tensor Row(Tensor x, int n) => new([1, .. x.ShapeArray()[1..]], x.Data.AsSpan(n * (x.Length / 2), x.Length / 2).ToArray());
+        return s_power.Variants.All(variant =>
         {
-            InitialState = prefix.FinalState,
-            InitialNormalizer = prefix.FinalNormalizer,
-            CuSeqlens = new Tensor([3], [0, cut, c.T], DType.I32),
+            var packed = s_power.Call(variant, packedInputs, parameters);
+            var parts = new[] { (0, cut), (cut, c.T) }.Select((range, n) => s_power.Call(variant,
+                inputs.ToDictionary(p => p.Key, p => Slice(p.Value, range.Item1, range.Item2))
+                    .With("initial_state", Row(prefix["final_state"], n)).With("initial_normalizer", Row(prefix["final_normalizer"], n)),
+                parameters)).ToArray();
+            // Each sequence runs through the same code with the same numbers: bit for bit.
+            return packed["o"].Data.SequenceEqual(parts[0]["o"].Data.Concat(parts[1]["o"].Data))
+                && packed["final_state"].Data.SequenceEqual(parts[0]["final_state"].Data.Concat(parts[1]["final_state"].Data))
+                && packed["final_normalizer"].Data.SequenceEqual(parts[0]["final_normalizer"].Data.Concat(parts[1]["final_normalizer"].Data));
         });
-        Tensor Row(Tensor x, int n) => new([1, .. x.ShapeArray()[1..]], x.Data.AsSpan(n * (x.Length / 2), x.Length / 2).ToArray());
-        var parts = new[] { (0, cut), (cut, c.T) }.Select((range, n) => Power.Chunked(Slice(q, range.Item1, range.Item2), Slice(k, range.Item1, range.Item2),
-            Slice(v, range.Item1, range.Item2), c.ChunkSize, g is null ? null : Slice(g, range.Item1, range.Item2),
-            options with { InitialState = Row(prefix.FinalState, n), InitialNormalizer = Row(prefix.FinalNormalizer, n) })).ToArray();
-        // Each sequence runs through the same code with the same numbers: bit for bit.
-        return packed.O.Data.SequenceEqual(parts[0].O.Data.Concat(parts[1].O.Data))
-            && packed.FinalState.Data.SequenceEqual(parts[0].FinalState.Data.Concat(parts[1].FinalState.Data));
-    }));
+    }
 
     [Fact]
-    public void A_degree_below_one_and_a_misshapen_gate_are_bad_input_naming_them()
+    public void A_degree_below_one_a_misshapen_gate_a_bad_chunk_size_and_a_non_finite_scale_are_bad_input_naming_them()
     {
         var q = Tensor.Zeros(1, 3, 2, 2);
-        Assert.Contains("deg", Assert.Throws<InputException>(() => Power.Recurrent(q, q, q, null, new PowerOptions { Degree = 0 })).Message, StringComparison.Ordinal);
-        Assert.Contains("g", Assert.Throws<InputException>(() => Power.Quadratic(q, q, q, Tensor.Zeros(1, 3, 3))).Message, StringComparison.Ordinal);
-        Assert.Contains("chunk_size", Assert.Throws<InputException>(() => Power.Chunked(q, q, q, 0)).Message, StringComparison.Ordinal);
+        var inputs = new Dictionary<string, Tensor> { ["q"] = q, ["k"] = q, ["v"] = q };
+        Assert.Contains("deg", Assert.Throws<InputException>(() => s_power.Call("recurrent", inputs, "deg=0")).Message, StringComparison.Ordinal);
+        Assert.Equal("g", Assert.Throws<InputException>(() => s_power.Call("quadratic", inputs.With("g", Tensor.Zeros(1, 3, 3)))).Tensor);
+        Assert.Contains("chunk_size", Assert.Throws<InputException>(() => s_power.Call("chunked", inputs, "chunk_size=0")).Message, StringComparison.Ordinal);
+        foreach (string scale in new[] { "NaN", "1e400", "-inf" })
+        {
+            Assert.Contains("'scale'", Assert.Throws<InputException>(() => s_power.Call("quadratic", inputs, "scale=" + scale)).Message, StringComparison.Ordinal);
+        }
+        var wrongState = Assert.Throws<InputException>(() => s_power.Call("chunked", inputs.With("initial_state", Tensor.Zeros(1, 2, 2, 2))));
+        Assert.Contains("[N,H,D,V] = [1,2,3,2]", wrongState.Message, StringComparison.Ordinal); // D = C(3, 2)
     }
 
-    /// <summary>Time steps [from, to) of a [B,T,...] tensor.</summary>
-    internal static Tensor Slice(Tensor x, int from, int to)
+    [Fact]
+    public void A_degree_whose_feature_map_passes_the_bound_is_refused_at_once_in_one_line_naming_deg_and_the_bound()
     {
-        int[] shape = x.ShapeArray();
-        int inner = x.Length / (shape[0] * shape[1]);
-        var data = new List<double>();
-        for (int b = 0; b < shape[0]; b++)
+        // Issue #21: deg = 1000 on a 2×8×2×3 input took 27 s and 2.6 GB; D = C(1002, 1000) = 501 501 entries of 1000
+        // factors each, D·p ≈ 5·10^8 > 2^22. Refused before anything is allocated, in every variant.
+        var random = new Random(21);
+        var inputs = new Dictionary<string, Tensor>
         {
-            data.AddRange(x.Data.AsSpan((b * shape[1] + from) * inner, (to - from) * inner).ToArray());
-        }
-        shape[1] = to - from;
-        return new Tensor(shape, [.. data]);
-    }
-
-    /// <summary>Replaces every entry of time steps after <paramref name="t"/> of a [B,T,...] tensor by a new random value (≤ 0 for gates).</summary>
-    internal static void Perturb(Tensor x, int t, Random random, bool nonPositive = false)
-    {
-        int[] shape = x.ShapeArray();
-        int inner = x.Length / (shape[0] * shape[1]);
-        for (int b = 0; b < shape[0]; b++)
+            ["q"] = TestTensors.Normal(random, 1, 2, 8, 2, 3), ["k"] = TestTensors.Normal(random, 1, 2, 8, 2, 3), ["v"] = TestTensors.Normal(random, 1, 2, 8, 2, 3),
+        };
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        foreach (string variant in s_power.Variants)
         {
-            for (int i = (b * shape[1] + t + 1) * inner; i < (b + 1) * shape[1] * inner; i++)
-            {
-                x.Data[i] = nonPositive || x.Rank == 3 ? -random.NextDouble() : random.NextDouble() * 4 - 2;
-            }
+            var error = Assert.Throws<InputException>(() => s_power.Call(variant, inputs, "deg=1000"));
+            Assert.StartsWith("parameter 'deg': ", error.Message, StringComparison.Ordinal);
+            Assert.Contains("2^22", error.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', error.Message);
         }
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"refusing took {started.Elapsed}");
+        // K = 1 has D = 1 at every degree, but each feature still has p factors: D·p bounds it too.
+        var narrow = Tensor.Zeros(1, 2, 1, 1);
+        Assert.Throws<InputException>(() => s_power.Call("quadratic", new Dictionary<string, Tensor> { ["q"] = narrow, ["k"] = narrow, ["v"] = narrow }, "deg=5000000"));
+        // The largest real configurations stay within the bound: K = 64, p = 4 (766 480 features) and K = 128, p = 3.
+        Assert.Equal(766_480, SymmetricPower.Dimension(64, 4));
+        Assert.Equal(357_760, SymmetricPower.Dimension(128, 3));
     }
 }
