@@ -44,7 +44,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(form);
-        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || form.Name is "linear" or "rwkv6"))
+        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || form.Name is "linear" or "rwkv6" or "mlstm"))
         {
             throw new InputException($"--backend gpu: {form.Name} has no ILGPU kernel yet; use --backend cpu") { Unsupported = true };
         }
@@ -65,6 +65,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     {
         "linear" => LinearHost.Run<Real>(_device, variant, problem),
         "rwkv6" => Rwkv6Host.Run<Real>(_device, variant, problem),
+        "mlstm" => MlstmHost.Run<Real>(_device, variant, problem),
         _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
     };
 
