@@ -11,7 +11,8 @@ namespace AttentionReference.Gpu.Linear;
 /// <summary>
 /// The host of linear attention (FeatureMapKernels.cs, LinearKernels.cs): reads the call bound by the form's contract
 /// with the CPU form's own options (<see cref="LinearOptions"/>), uploads q, k, v and the states, maps q and k to their
-/// features on the device (the identity map uploads no copy), launches, downloads. Variants: recurrent (causal or not),
+/// features on the device (the identity map uploads no copy; taylor2 keeps q̃ and k̃, K per row, not its 1 + K + K²
+/// features), launches, downloads. Variants: recurrent (causal or not),
 /// chunked (any C ≥ 1) and parallel, which is the chunked kernels with one chunk per sequence. No buffer is quadratic in
 /// T: step 2 keeps its scores in shared memory, a tile at a time.
 /// </summary>
@@ -37,7 +38,7 @@ internal static class LinearHost
             C = DiagonalDecay.ChunkLength(variant, options.ChunkSize, sequences),
             AllKeys = variant == "parallel" && !options.Causal ? 1 : 0,
             Normalize = options.Normalize ? 1 : 0,
-            Scale = Real.CreateTruncating(options.Scale), Eps = Real.CreateTruncating(options.Eps),
+            Scale = Real.CreateTruncating(options.Scale), Eps = Real.CreateTruncating(options.Eps), Sqrt2 = Real.CreateTruncating(Math.Sqrt(2)),
             Sequences = buffers.Upload(sequences),
             RowSequence = buffers.Upload(DiagonalDecay.RowSequences(sequences, B, T)),
             Φq = Features(device, buffers, problem.Input("q"), options.Map, F, proj),
@@ -66,7 +67,10 @@ internal static class LinearHost
         };
     }
 
-    /// <summary>φ(x) [B,T,H,F] of x [B,T,H,K] on the device (performer with ω = <paramref name="proj"/>); x itself for the identity map.</summary>
+    /// <summary>
+    /// φ(x) [B,T,H,F] of x [B,T,H,K] on the device (performer with ω = <paramref name="proj"/>); x itself for the identity
+    /// map; x̃ [B,T,H,K] for taylor2, whose features the kernels compute from it.
+    /// </summary>
     private static ArrayView<Real> Features<Real>(GpuDevice device, DeviceBuffers buffers, Tensor x, LinearFeatureMap map, int F, ArrayView<Real> proj)
         where Real : unmanaged, IFloatingPointIeee754<Real>
     {
@@ -74,19 +78,18 @@ internal static class LinearHost
         {
             return buffers.Upload<Real>(x);
         }
-        int K = x.Dim(3);
+        int K = x.Dim(3), width = map == LinearFeatureMap.Taylor2 ? K : F;
         long rows = (long)x.Dim(0) * x.Dim(1) * x.Dim(2);
         var φ = new FeatureMapProblem<Real>
         {
-            Dk = K, F = F, Map = (int)map,
+            Dk = K, Width = width, Map = (int)map,
             RootRootK = Real.CreateTruncating(Math.Sqrt(Math.Sqrt(K))),
-            Sqrt2 = Real.CreateTruncating(Math.Sqrt(2)),
             SqrtM = Real.CreateTruncating(Math.Sqrt(F)),
             X = buffers.Upload<Real>(x),
-            Φ = buffers.Zeros<Real>(rows * F),
+            Φ = buffers.Zeros<Real>(rows * width),
             Proj = proj,
         };
-        device.Launch(FeatureMapKernels.Features, rows * F, φ);
+        device.Launch(FeatureMapKernels.Features, rows * width, φ);
         return φ.Φ;
     }
 }

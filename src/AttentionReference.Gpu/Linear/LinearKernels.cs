@@ -142,7 +142,7 @@ internal static class LinearKernels
             for (int j = s; j < e; j++)
             {
                 long rj = x.Row(seq, j, h);
-                Sac += x.Φk[x.Feature(rj, a)] * x.ValueOrOne(rj, c);
+                Sac += x.Φ(x.Φk, rj, a) * x.ValueOrOne(rj, c);
             }
             S[ac] = Sac;
         }
@@ -157,29 +157,26 @@ internal static class LinearKernels
         Real sum = Real.Zero;
         for (int a = 0; a < x.F; a++)
         {
-            sum += x.Φq[x.Feature(row, a)] * S[x.State(seq, h, a, c)];
+            sum += x.Φ(x.Φq, row, a) * S[x.State(seq, h, a, c)];
         }
         x.OutputOf(c)[x.Output(row, c)] = sum;
     }
 
     /// <summary>
-    /// A_tj = φ(q_t)·φ(k_j); for taylor2 1 + s + s²/2 of s = q̃_t·k̃_j (the features' entries 1..K), as the CPU form
-    /// scores it (FeatureMaps.Taylor2Score).
+    /// A_tj = φ(q_t)·φ(k_j); for taylor2 1 + s + s²/2 of s = q̃_t·k̃_j, as the CPU form scores it
+    /// (FeatureMaps.Taylor2Score): O(K) instead of a dot of 1 + K + K² features.
     /// </summary>
     private static Real Score<Real>(LinearProblem<Real> x, long rowT, long rowJ) where Real : unmanaged, IFloatingPointIeee754<Real>
     {
-        Real A = Real.Zero;
         if (x.ScoresByTaylor2)
         {
-            for (int a = 1; a <= x.Dk; a++)
-            {
-                A += x.Φq[x.Feature(rowT, a)] * x.Φk[x.Feature(rowJ, a)];
-            }
-            return Real.One + A + A * A / (Real.One + Real.One);
+            Real s = x.ScaledDot(rowT, rowJ);
+            return Real.One + s + s * s / (Real.One + Real.One);
         }
+        Real A = Real.Zero;
         for (int a = 0; a < x.F; a++)
         {
-            A += x.Φq[x.Feature(rowT, a)] * x.Φk[x.Feature(rowJ, a)];
+            A += x.Φq[rowT * x.F + a] * x.Φk[rowJ * x.F + a];
         }
         return A;
     }

@@ -9,7 +9,8 @@ namespace AttentionReference.Gpu.Linear;
 /// One call of linear attention as its kernels read it (LinearKernels.cs): the sizes, the options, the sequences and a
 /// view of every tensor, in the layout [B,T,H,·] of the inputs, and the index arithmetic, named.
 /// <code>
-/// Φq, Φk [B,T,H,F]: φ(q), φ(k) (FeatureMapKernels; q and k themselves for the identity map)   v, o [B,T,H,V]
+/// Φq, Φk [B,T,H,F]: φ(q), φ(k) (FeatureMapKernels; q and k themselves for the identity map); for taylor2 [B,T,H,K]:
+///   q̃, k̃, from which each feature is computed where it is read (<see cref="Φ"/>)                 v, o [B,T,H,V]
 /// S [N,H,F,V], z [N,H,F]: initial_state, initial_normalizer on entry, final_state, final_normalizer on exit
 /// den [B,T,H]: each row's denominator φ(q_t)·z, before the scale and eps
 /// </code>
@@ -48,6 +49,9 @@ internal struct LinearProblem<Real> where Real : unmanaged, INumber<Real>
     /// <summary>o_t = scale · S_tᵀ φ(q_t), divided by scale · φ(q_t)·z_t + eps when normalised.</summary>
     public Real Scale, Eps;
 
+    /// <summary>√2, computed in double and converted (taylor2's features).</summary>
+    public Real Sqrt2;
+
     /// <summary>The N sequences (batch entry, start, length, state row), and the sequence of each row b·T + t.</summary>
     public ArrayView<SequenceSlice> Sequences;
 
@@ -63,7 +67,7 @@ internal struct LinearProblem<Real> where Real : unmanaged, INumber<Real>
     /// <summary>The number of sequences N.</summary>
     public readonly int N => (int)Sequences.Length;
 
-    /// <summary>Whether scores are taylor2's 1 + s + s²/2 of s = q̃·k̃ (the features' entries 1..K), as the CPU form's.</summary>
+    /// <summary>Whether the map is taylor2: Φq, Φk hold q̃, k̃, and scores are 1 + s + s²/2 of s = q̃·k̃, as the CPU form's.</summary>
     public readonly bool ScoresByTaylor2 => Map == (int)LinearFeatureMap.Taylor2;
 
     /// <summary>The (sequence n, head h, column c) that thread <paramref name="thread"/> of N·H·width threads owns.</summary>
@@ -73,8 +77,20 @@ internal struct LinearProblem<Real> where Real : unmanaged, INumber<Real>
     /// <summary>The row (b·T + start + t)·H + h of step <paramref name="t"/> of <paramref name="seq"/>, head <paramref name="h"/>.</summary>
     public readonly long Row(SequenceSlice seq, int t, int h) => ((long)seq.Batch * T + seq.Start + t) * H + h;
 
-    /// <summary>The index of φ(q_t)_a and φ(k_t)_a.</summary>
-    public readonly long Feature(long row, int a) => row * F + a;
+    /// <summary>φ(x_t)_a of <paramref name="row"/> of Φq or Φk: the stored feature, or taylor2's computed from x̃.</summary>
+    public readonly Real Φ(ArrayView<Real> features, long row, int a) =>
+        ScoresByTaylor2 ? FeatureMapKernels.Taylor2(features, row, Dk, a, Sqrt2) : features[row * F + a];
+
+    /// <summary>s = q̃_t·k̃_j of taylor2's rows q̃ [rows, K] and k̃ [rows, K].</summary>
+    public readonly Real ScaledDot(long rowT, long rowJ)
+    {
+        Real s = Real.Zero;
+        for (int a = 0; a < Dk; a++)
+        {
+            s += Φq[rowT * Dk + a] * Φk[rowJ * Dk + a];
+        }
+        return s;
+    }
 
     /// <summary>The index of v_tc and o_tc.</summary>
     public readonly long Value(long row, int c) => row * Dv + c;
@@ -104,25 +120,25 @@ internal struct LinearProblem<Real> where Real : unmanaged, INumber<Real>
 }
 
 /// <summary>
-/// One feature map call (FeatureMapKernels.cs): x [rows, K] to φ(x) [rows, F], with performer's ω = proj [M,K] and the
-/// constants of FeatureMaps.cs converted on the host.
+/// One feature map call (FeatureMapKernels.cs): x [rows, K] to φ(x) [rows, F] (x̃ [rows, K] for taylor2), with
+/// performer's ω = proj [M,K] and the constants of FeatureMaps.cs converted on the host.
 /// </summary>
 internal struct FeatureMapProblem<Real> where Real : unmanaged, INumber<Real>
 {
-    /// <summary>The key width K and the feature dimension F.</summary>
-    public int Dk, F;
+    /// <summary>The key width K and the width of a stored row: the feature dimension F, or K for taylor2 (x̃).</summary>
+    public int Dk, Width;
 
     /// <summary>The map (a <see cref="LinearFeatureMap"/>).</summary>
     public int Map;
 
-    /// <summary>K^(1/4) (x̃ = x / K^(1/4)), √2 (taylor2) and √M (performer), each computed in double and converted.</summary>
-    public Real RootRootK, Sqrt2, SqrtM;
+    /// <summary>K^(1/4) (x̃ = x / K^(1/4)) and √M (performer), each computed in double and converted.</summary>
+    public Real RootRootK, SqrtM;
 
     /// <summary>The rows x, their features φ(x), and performer's ω row after row.</summary>
     public ArrayView<Real> X, Φ, Proj;
 
-    /// <summary>The (row, feature a) thread <paramref name="thread"/> of rows·F threads computes.</summary>
-    public readonly (long Row, int A) FeatureOf(long thread) => (thread / F, (int)(thread % F));
+    /// <summary>The (row, feature a) thread <paramref name="thread"/> of rows·Width threads computes.</summary>
+    public readonly (long Row, int A) FeatureOf(long thread) => (thread / Width, (int)(thread % Width));
 
     /// <summary>The index of x_a of <paramref name="row"/>.</summary>
     public readonly long Input(long row, int a) => row * Dk + a;
