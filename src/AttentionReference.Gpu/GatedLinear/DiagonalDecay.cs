@@ -30,7 +30,7 @@ internal static class DiagonalDecay
         where Real : unmanaged, IFloatingPointIeee754<Real>
     {
         var (B, T, H, K, V) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"]);
-        SequenceSlice[] sequences = problem.Sequences.Select(s => new SequenceSlice(s.Batch, s.Steps("T").Start, s.Steps("T").Length, s.Index)).ToArray();
+        SequenceSlice[] sequences = Slices(problem);
         var (k, gk, gateWidth) = form switch
         {
             "simple_gla" => (problem.Input("k"), problem.Input("g"), 1),
@@ -78,18 +78,22 @@ internal static class DiagonalDecay
         };
     }
 
+    /// <summary>The sequences of a bound call (batch entries, or cu_seqlens' sequences) as the kernels' slices of the time axis T.</summary>
+    internal static SequenceSlice[] Slices(Problem problem) =>
+        problem.Sequences.Select(s => new SequenceSlice(s.Batch, s.Steps("T").Start, s.Steps("T").Length, s.Index)).ToArray();
+
     /// <summary>
     /// The chunk length C of the chunked kernels: one chunk per sequence for parallel (the longest sequence); for chunked
     /// the given C, capped at the longest sequence (which chunks every sequence the same way).
     /// </summary>
-    private static int ChunkLength(string variant, int chunkSize, SequenceSlice[] sequences)
+    internal static int ChunkLength(string variant, int chunkSize, SequenceSlice[] sequences)
     {
         int longest = Math.Max(1, sequences.Select(s => s.Length).DefaultIfEmpty(0).Max());
         return variant == "parallel" ? longest : Math.Clamp(chunkSize, 1, longest);
     }
 
     /// <summary>The sequence of each row b·T + t, or −1 where none covers it.</summary>
-    private static int[] RowSequences(SequenceSlice[] sequences, int B, int T)
+    internal static int[] RowSequences(SequenceSlice[] sequences, int B, int T)
     {
         var rows = new int[B * T];
         Array.Fill(rows, -1);
