@@ -163,6 +163,8 @@ internal sealed class FormsOnGpu(GpuBackend gpu, params string[] forms) : IBacke
 {
     public string Name => gpu.Name;
 
+    public string DeviceName => gpu.DeviceName;
+
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters) =>
         forms.Contains(form.Name)
             ? gpu.Run(form, variant, inputs, parameters)
