@@ -233,7 +233,8 @@ public abstract partial class StatefulFormLaws
     protected virtual bool Close(string name, Tensor actual, Tensor expected) => TestTensors.Close(actual, expected, SameMathInDouble);
 
     private bool HasTimeAxis(string name) =>
-        Form.Inputs.Concat(Form.Outputs).FirstOrDefault(s => s.Name == name)?.HasTimeAxis ?? false;
+        Form.Inputs.Concat(Form.Outputs).Concat(Form is Form { } withContract ? withContract.Contract.Cotangents : [])
+            .FirstOrDefault(s => s.Name == name)?.HasTimeAxis ?? false;
 
     // Inputs with a batch axis: the time-axis ones and the states; proj, gamma and friends are shared by all entries.
     private bool IsBatched(string name) => HasTimeAxis(name) || name.StartsWith("initial_", StringComparison.Ordinal);

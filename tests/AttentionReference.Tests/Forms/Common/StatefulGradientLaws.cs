@@ -38,11 +38,139 @@ public abstract partial class StatefulFormLaws
         return true;
     }
 
+    // The backward passes of two variants compute the same sums in double in other orders, over the terms of the
+    // forward and of the reverse-time recurrence (twice the forward's): 1e-11 relative to each gradient's norm leaves the
+    // forward laws' margin of about 100 on sums of about twice the length.
+    private const double SameGradientsInDouble = 1e-11;
+
+    [Law(50)]
+    public bool Backward_of_every_variant_equals_the_backward_of_the_definition(StatefulCase c)
+    {
+        if (!HasGradients || !SupportsBackward(c.Variant))
+        {
+            return true;
+        }
+        var random = new Random(c.Seed);
+        var inputs = WithCotangents(c, random, WithStates(c, random, Inputs(c, random, c.B, c.T), c.B));
+        var expected = Gradients(((Form)Form).Contract.Definition, inputs, c);
+        var actual = Gradients(c.Variant, inputs, c);
+        return expected.All(p => TestTensors.Close(actual[p.Key], p.Value, SameGradientsInDouble));
+    }
+
+    [Law(50)]
+    public bool Backward_in_two_parts_with_the_state_gradient_passed_back_equals_one_run(StatefulCase c)
+    {
+        if (!HasGradients || !SupportsBackward(c.Variant) || !IsCausal(c) || !PassesAllItReadsOn(c))
+        {
+            return true;
+        }
+        var random = new Random(c.Seed);
+        var inputs = WithCotangents(c, random, WithStates(c, random, Inputs(c, random, c.B, c.T), c.B));
+        int t = c.Split % (c.T + 1);
+        var whole = Gradients(c.Variant, inputs, c);
+        // Forward over the first part to reach the second part's initial state, backward over the second part from the
+        // given dfinal_state, then backward over the first part from the second part's dinitial_state.
+        var firstInputs = SliceTime(inputs, 0, t);
+        var secondInputs = SliceTime(inputs, t, c.T);
+        foreach (var (name, state) in FinalStates(Run(c.Variant, Forward(firstInputs), c)))
+        {
+            secondInputs["initial_" + name["final_".Length..]] = state;
+        }
+        var second = Gradients(c.Variant, secondInputs, c);
+        foreach (string name in FinalStates(Run(c.Variant, Forward(firstInputs), c)).Select(p => p.Key))
+        {
+            firstInputs["d" + name] = second["dinitial_" + name["final_".Length..]];
+        }
+        var first = Gradients(c.Variant, firstInputs, c);
+        return whole.All(p =>
+        {
+            Tensor joined = HasTimeAxis(p.Key[1..]) ? ConcatTime(first[p.Key], second[p.Key])
+                : p.Key.StartsWith("dinitial_", StringComparison.Ordinal) ? first[p.Key]
+                : Sum(first[p.Key], second[p.Key]); // a parameter without time axis collects its gradient from both parts
+            return TestTensors.Close(joined, p.Value, SameGradientsInDouble);
+        });
+    }
+
+    [Law(50)]
+    public bool Backward_varlen_equals_separate_runs(StatefulCase c)
+    {
+        if (!HasGradients || !SupportsBackward(c.Variant))
+        {
+            return true;
+        }
+        var random = new Random(c.Seed);
+        int[] cu = Boundaries(random, c.T);
+        int n = cu.Length - 1;
+        var packed = WithStates(c, random, Inputs(c, random, 1, c.T), n);
+        packed["cu_seqlens"] = new Tensor([n + 1], cu.Select(x => (double)x).ToArray(), DType.I64);
+        packed = WithCotangents(c, random, packed);
+        var together = Gradients(c.Variant, packed, c);
+        var summed = new Dictionary<string, Tensor>();
+        for (int s = 0; s < n; s++)
+        {
+            var alone = SliceTime(packed, cu[s], cu[s + 1]);
+            alone.Remove("cu_seqlens");
+            foreach (string name in alone.Keys.Where(k => k.StartsWith("initial_", StringComparison.Ordinal) || k.StartsWith("dfinal_", StringComparison.Ordinal)).ToArray())
+            {
+                alone[name] = Row(packed[name], s);
+            }
+            var separate = Gradients(c.Variant, alone, c);
+            foreach (var (name, gradient) in separate)
+            {
+                // Each sequence's own gradients come from the same arithmetic either way: bit for bit.
+                bool same = HasTimeAxis(name[1..]) ? SliceTime(together[name], cu[s], cu[s + 1]).Data.SequenceEqual(gradient.Data)
+                    : name.StartsWith("dinitial_", StringComparison.Ordinal) ? Row(together[name], s).Data.SequenceEqual(gradient.Data)
+                    : true;
+                if (!same)
+                {
+                    return false;
+                }
+                if (!HasTimeAxis(name[1..]) && !name.StartsWith("dinitial_", StringComparison.Ordinal))
+                {
+                    summed[name] = summed.TryGetValue(name, out Tensor? sum) ? Sum(sum, gradient) : gradient;
+                }
+            }
+        }
+        // A parameter shared by the sequences collects its gradient from each; summed in another order.
+        return summed.All(p => TestTensors.Close(p.Value, together[p.Key], SameGradientsInDouble));
+    }
+
+    /// <summary>Whether the form's backward pass covers <paramref name="variant"/> (each variant gains one as it is written).</summary>
+    private bool SupportsBackward(string variant)
+    {
+        try
+        {
+            var probe = Inputs(new StatefulCase(1, 1, 1, 1, 1, GateRegime.Mild, variant, 1, 0, false, 1), new Random(1), 1, 1);
+            Gradients(variant, probe, new StatefulCase(1, 1, 1, 1, 1, GateRegime.Mild, variant, 1, 0, false, 1));
+            return true;
+        }
+        catch (InputException e) when (e.Unsupported)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The inputs with a random cotangent for every output of the form.</summary>
+    private Dictionary<string, Tensor> WithCotangents(StatefulCase c, Random random, Dictionary<string, Tensor> inputs)
+    {
+        foreach (var (name, output) in Run(((Form)Form).Contract.Definition, inputs, c))
+        {
+            inputs["d" + name] = TestTensors.Normal(random, 1, output.ShapeArray());
+        }
+        return inputs;
+    }
+
+    /// <summary>The inputs without the cotangents (a forward run's inputs).</summary>
+    private Dictionary<string, Tensor> Forward(IReadOnlyDictionary<string, Tensor> inputs) =>
+        inputs.Where(p => !((Form)Form).Contract.Cotangents.Any(t => t.Name == p.Key)).ToDictionary();
+
+    private static Tensor Sum(Tensor a, Tensor b) => new(a.ShapeArray(), a.Data.Zip(b.Data, (x, y) => x + y).ToArray());
+
     /// <summary>The backward pass of <paramref name="variant"/> on inputs that carry the cotangents.</summary>
     protected IReadOnlyDictionary<string, Tensor> Gradients(string variant, IReadOnlyDictionary<string, Tensor> inputs, StatefulCase c)
     {
         var form = (Form)Form;
-        return form.Backward(variant, form.Contract.Bind(inputs,
+        return form.Backward(Variant(variant), form.Contract.Bind(inputs,
             Parameters(c).With("chunk_size", c.ChunkSize.ToString(System.Globalization.CultureInfo.InvariantCulture))));
     }
 }
