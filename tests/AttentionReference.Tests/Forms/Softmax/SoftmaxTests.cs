@@ -987,27 +987,6 @@ public sealed class SoftmaxTests
         }
     }
 
-    /// <summary>Σ over each group of <paramref name="group"/> heads of a [B,T,H·group,D] gradient: [B,T,H,D].</summary>
-    private static Tensor SumRepeats(Tensor x, int group)
-    {
-        int[] shape = x.ShapeArray();
-        var summed = Tensor.Zeros(shape[0], shape[1], shape[2] / group, shape[3]);
-        for (int b = 0; b < shape[0]; b++)
-        {
-            for (int t = 0; t < shape[1]; t++)
-            {
-                for (int h = 0; h < shape[2]; h++)
-                {
-                    for (int d = 0; d < shape[3]; d++)
-                    {
-                        summed[b, t, h / group, d] += x[b, t, h, d];
-                    }
-                }
-            }
-        }
-        return summed;
-    }
-
     /// <summary>Row <paramref name="from"/> (all heads) of a [1,T,H,D] tensor added to row <paramref name="to"/> of a [Blocks,Page,H,D] one.</summary>
     private static void AddRow(Tensor source, int from, Tensor target, int to)
     {
