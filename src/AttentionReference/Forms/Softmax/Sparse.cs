@@ -55,6 +55,9 @@ namespace AttentionReference.Forms.Softmax;
 /// last block global, is global_tokens = {0 … B−1} ∪ {T−B … T−1}. BigBird is self-attention: this pattern requires
 /// Tq = Tk and block_q = block_k.
 ///
+/// Gradients: dq, dk and dv, softmax's (<see cref="Softmax.NaiveBackward"/>) through the pattern's keys only; block_mask
+/// and global_tokens are constants.
+///
 /// Empty rows. A query with no allowed key (an all-zero row of the layout, or causal with Tq > Tk) gives o_i = 0 and
 /// lse_i = −∞, as flash-attn does (PyTorch SDPA with a boolean mask gives NaN there instead).
 ///
@@ -85,15 +88,18 @@ public sealed class Sparse : Form
     public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
     {
         var options = SparseOptions.Read(problem);
-        Pattern allowed = variant switch
-        {
-            "block" => Block(problem, options),
-            "longformer" => Longformer(problem, options),
-            "bigbird" => BigBird(problem, options),
-            _ => throw UnknownVariant(variant),
-        };
+        Pattern allowed = PatternOf(variant, problem, options);
         return Heads.Run(problem, head => Softmax.Naive(head, options.ScoresOf(head, allowed)), "Hq");
     }
+
+    /// <summary>The pattern of <paramref name="variant"/>.</summary>
+    private Pattern PatternOf(string variant, Problem problem, SparseOptions options) => variant switch
+    {
+        "block" => Block(problem, options),
+        "longformer" => Longformer(problem, options),
+        "bigbird" => BigBird(problem, options),
+        _ => throw UnknownVariant(variant),
+    };
 
     /// <summary>block: allowed_h(i, j) = M[h, ⌊i/Bq⌋, ⌊j/Bk⌋] ≠ 0.</summary>
     public static Pattern Block(Problem problem, SparseOptions options)
@@ -136,6 +142,20 @@ public sealed class Sparse : Form
             int qb = i / size, kb = j / size;
             return Math.Abs(qb - kb) <= wb || global[i] || global[j] || random.Allows(h, qb, kb);
         };
+    }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <summary>
+    /// Every pattern's backward is softmax's definition's (<see cref="Softmax.NaiveBackward"/>) under the pattern: the
+    /// gradients dq, dk, dv flow through the allowed keys only; the layout and the global tokens are constants.
+    /// </summary>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var options = SparseOptions.Read(problem);
+        Pattern allowed = PatternOf(variant, problem, options);
+        return Heads.Backward(problem, head => Softmax.NaiveBackward(head, options.ScoresOf(head, allowed), KeyValues.GradientsOf(head)), "Hq");
     }
 
     /// <summary>global_tokens [G] as a membership table over the Tk key positions (all false when absent).</summary>
