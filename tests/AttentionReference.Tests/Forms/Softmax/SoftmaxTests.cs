@@ -952,6 +952,36 @@ public sealed class SoftmaxTests
         return FamilyGradients.Same(paged, expected).ToProperty();
     }
 
+    [Law]
+    public Property Backward_of_decode_one_query_at_a_time_against_the_cache_it_saw_equals_one_call_under_causal(DecodeCase c0)
+    {
+        // Autoregressive decoding, decode's split law: query i of Tq is the one query of the step that decoded it, when
+        // batch b's cache held Tk_b − (Tq − 1 − i) keys (none if fewer). Under bottom-right causal it sees the same keys at
+        // the same distances from its diagonal (window, ALiBi), so dq's rows are those steps' and dk_cache, dv_cache and
+        // dalibi_slopes their sums, in another order (FamilyGradients.SameGradientsInDouble).
+        var c = c0 with { Shared = c0.Shared with { Causal = true } };
+        var (x, paged, _) = c.Inputs();
+        string[] parameters = x.Parameters(Parameter("num_splits", c.Shared.NumSplits));
+        var inputs = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "decode", paged, parameters, new Random(c.Shared.Seed));
+        var together = FamilyGradients.Gradients(SoftmaxInputs.Form, "decode", inputs, parameters);
+        var steps = together.ToDictionary(p => p.Key, p => Tensor.Zeros(p.Value.ShapeArray()));
+        for (int i = 0; i < c.Tq; i++)
+        {
+            var step = new Dictionary<string, Tensor>(inputs)
+            {
+                ["q"] = SliceTime(inputs["q"], i, 1),
+                ["do"] = SliceTime(inputs["do"], i, 1),
+                ["dlse"] = SliceTime(inputs["dlse"], i, 1),
+                ["cache_seqlens"] = new Tensor([c.B], c.Lengths.Select(l => (double)Math.Max(0, l - (c.Tq - 1 - i))).ToArray(), DType.I32),
+            };
+            foreach (var (name, gradient) in FamilyGradients.Gradients(SoftmaxInputs.Form, "decode", step, parameters))
+            {
+                AddTime(gradient, steps[name], name == "dq" ? i : 0);
+            }
+        }
+        return FamilyGradients.Same(together, steps).ToProperty();
+    }
+
     [Fact]
     public void Rows_with_no_allowed_key_give_zero_gradients_in_every_variant_whatever_their_dlse()
     {
@@ -963,7 +993,7 @@ public sealed class SoftmaxTests
         var inputs = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = mask },
             empty, random);
         // Large cotangents on the empty rows' lse = −∞ and o = 0 must change nothing: the same gradients as with zeros there.
-        var quiet = new Dictionary<string, Tensor>(inputs) { ["do"] = inputs["do"].Reshape(inputs["do"].ShapeArray()), ["dlse"] = inputs["dlse"].Reshape(inputs["dlse"].ShapeArray()) }; // copies
+        var quiet = new Dictionary<string, Tensor>(inputs) { ["do"] = inputs["do"].Clone(), ["dlse"] = inputs["dlse"].Clone() };
         foreach (int i in (int[])[0, 1, 3])
         {
             for (int h = 0; h < 2; h++)

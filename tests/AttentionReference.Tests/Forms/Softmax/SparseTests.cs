@@ -232,6 +232,25 @@ public sealed class SparseTests
     }
 
     [Law]
+    public Property Backward_gqa_equals_mha_with_repeated_keys_and_values_summed_over_the_repeats_in_every_pattern(SparseCase c)
+    {
+        var random = new Random(c.Seed);
+        foreach (string variant in s_variants)
+        {
+            var (x, parameters) = c.Call(variant);
+            var grouped = FamilyGradients.WithCotangents(SparseCase.Form, variant, x, parameters, random);
+            var repeated = new Dictionary<string, Tensor>(grouped) { ["k"] = RepeatHeads(x["k"], c.Group), ["v"] = RepeatHeads(x["v"], c.Group) };
+            var mha = FamilyGradients.Gradients(SparseCase.Form, variant, repeated, parameters);
+            var summed = new Dictionary<string, Tensor> { ["dq"] = mha["dq"], ["dk"] = SumRepeats(mha["dk"], c.Group), ["dv"] = SumRepeats(mha["dv"], c.Group) };
+            if (!FamilyGradients.Same(FamilyGradients.Gradients(SparseCase.Form, variant, grouped, parameters), summed))
+            {
+                return false.Label(variant);
+            }
+        }
+        return true.ToProperty();
+    }
+
+    [Law]
     public bool A_shared_layout_equals_the_same_layout_repeated_over_heads(SparseCase c)
     {
         var (x, parameters) = (c with { SharedLayout = true }).Call("block");
@@ -261,6 +280,32 @@ public sealed class SparseTests
             Assert.Equal(empty, double.IsNegativeInfinity(result.Lse[0, i, 0]));
             Assert.Equal(empty, Enumerable.Range(0, 3).All(d => result.O[0, i, 0, d] == 0));
         }
+    }
+
+    [Fact]
+    public void Rows_of_an_empty_block_row_give_zero_gradients_whatever_their_dlse()
+    {
+        // Tq = 6 in blocks of 2; block row 1 (queries 2 and 3) sees nothing: large cotangents on its o = 0 and lse = −∞
+        // change nothing, and its dq is 0.
+        var c = new SparseCase(1, 6, 5, 1, 1, 4, 3, 2, 2, 0, false, true, 11);
+        var (q, k, v) = c.Inputs(c.Tk);
+        var layout = new Tensor([1, 3, 3], [1, 0, 1, 0, 0, 0, 0, 1, 1], DType.I32);
+        string[] blocks = ["block_q=2", "block_k=2"];
+        var inputs = FamilyGradients.WithCotangents(SparseCase.Form, "block",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = layout }, blocks, new Random(7));
+        var quiet = new Dictionary<string, Tensor>(inputs) { ["do"] = inputs["do"].Clone(), ["dlse"] = inputs["dlse"].Clone() };
+        foreach (int i in (int[])[2, 3])
+        {
+            (inputs["dlse"][0, i, 0], quiet["dlse"][0, i, 0]) = (1e3, 0);
+            for (int d = 0; d < 3; d++)
+            {
+                (inputs["do"][0, i, 0, d], quiet["do"][0, i, 0, d]) = (5, 0);
+            }
+        }
+        var gradients = FamilyGradients.Gradients(SparseCase.Form, "block", inputs, blocks);
+        Assert.All(gradients.Values, g => Assert.All(g.Data, e => Assert.True(double.IsFinite(e))));
+        Assert.All(SliceTime(gradients["dq"], 2, 2).Data, e => Assert.Equal(0, e));
+        Assert.True(FamilyGradients.Same(gradients, FamilyGradients.Gradients(SparseCase.Form, "block", quiet, blocks)));
     }
 
     [Law]
