@@ -1,5 +1,6 @@
 using System.Numerics;
 using AttentionReference.Forms;
+using AttentionReference.Gpu.Delta;
 using AttentionReference.Gpu.GatedLinear;
 using AttentionReference.Tensors;
 
@@ -43,7 +44,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(form);
-        if (form is not Form bound || !DiagonalDecay.Forms.Contains(form.Name))
+        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || DeltaRules.Forms.Contains(form.Name)))
         {
             throw new InputException($"--backend gpu: {form.Name} has no ILGPU kernel yet; use --backend cpu") { Unsupported = true };
         }
@@ -61,6 +62,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     /// <summary>The form's host code, in the real type of the kernels.</summary>
     private IReadOnlyDictionary<string, Tensor> Run<Real>(string form, string variant, Problem problem)
         where Real : unmanaged, IFloatingPointIeee754<Real> =>
+        DeltaRules.Forms.Contains(form) ? DeltaRules.Run<Real>(_device, form, variant, problem) :
         DiagonalDecay.Run<Real>(_device, form, variant, problem);
 
     /// <summary>
