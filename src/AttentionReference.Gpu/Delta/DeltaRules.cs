@@ -7,28 +7,29 @@ using AttentionReference.Tensors;
 namespace AttentionReference.Gpu.Delta;
 
 /// <summary>
-/// The host of the delta-rule family: delta_rule, gated_delta_rule and kda on the delta rule's step (DeltaProblem), each
-/// from the call bound by the form's own contract and the options its CPU form reads (<see cref="DeltaOptions"/>); then
-/// upload, launch, download.
+/// The host of the delta-rule family: delta_rule, gated_delta_rule and kda on the delta rule's step (DeltaProblem), rwkv7
+/// on the diagonal-plus-low-rank one (DplrProblem), each from the call bound by the form's own contract and the options
+/// its CPU form reads (<see cref="DeltaOptions"/>; rwkv7 <see cref="ScaleAndChunk"/>); then upload, launch, download.
 /// <code>
 ///   delta_rule        no decay (GateWidth 0)                recurrent, chunked, parallel
 ///   gated_delta_rule  γ_t = g_t on every key channel (1)    recurrent, chunked
 ///   kda               γ_t = gk_t (K)                        recurrent, chunked
+///   rwkv7             a, b, gk                              recurrent, chunked
 /// </code>
 /// use_qk_l2norm_in_kernel normalises the device copies of q and k first (QkL2NormKernels), as DeltaOptions.Prepare does
 /// on the CPU. β headwise [B,T,HV] or per value [B,T,HV,V], as bound. The chunked kernels' workspace is per (sequence,
-/// value head) pair and per chunk; the parallel variant keeps only U, the size of o. No buffer grows with T².
+/// head) pair and per chunk; the parallel variant keeps only U, the size of o. No buffer grows with T².
 /// </summary>
 internal static class DeltaRules
 {
     /// <summary>The forms this host runs.</summary>
     public static IReadOnlySet<string> Forms { get; } =
-        new HashSet<string>(["delta_rule", "gated_delta_rule", "kda"], StringComparer.Ordinal);
+        new HashSet<string>(["delta_rule", "gated_delta_rule", "kda", "rwkv7"], StringComparer.Ordinal);
 
     /// <summary>The outputs o and final_state of <paramref name="variant"/> of a call of one of <see cref="Forms"/>.</summary>
     public static IReadOnlyDictionary<string, Tensor> Run<Real>(GpuDevice device, string form, string variant, Problem problem)
         where Real : unmanaged, IFloatingPointIeee754<Real> =>
-        RunDelta<Real>(device, form, variant, problem);
+        form == "rwkv7" ? RunRwkv7<Real>(device, variant, problem) : RunDelta<Real>(device, form, variant, problem);
 
     private static Dictionary<string, Tensor> RunDelta<Real>(GpuDevice device, string form, string variant, Problem problem)
         where Real : unmanaged, IFloatingPointIeee754<Real>
@@ -86,6 +87,43 @@ internal static class DeltaRules
         }
         device.Synchronize();
         return Outputs(x.O, [B, T, HV, V], x.S, [N, HV, K, V]);
+    }
+
+    private static Dictionary<string, Tensor> RunRwkv7<Real>(GpuDevice device, string variant, Problem problem)
+        where Real : unmanaged, IFloatingPointIeee754<Real>
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        var (B, T, H, K, V) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"]);
+        SequenceSlice[] sequences = Slices(problem);
+        int N = sequences.Length, pairs = N * H, C = ChunkLength(chunkSize, sequences);
+
+        using DeviceBuffers buffers = device.Buffers();
+        var x = new DplrProblem<Real>
+        {
+            T = T, H = H, Dk = K, Dv = V, C = C,
+            Scale = Real.CreateTruncating(scale),
+            Sequences = buffers.Upload(sequences),
+            Q = buffers.Upload<Real>(problem.Input("q")), K = buffers.Upload<Real>(problem.Input("k")), V = buffers.Upload<Real>(problem.Input("v")),
+            A = buffers.Upload<Real>(problem.Input("a")), B = buffers.Upload<Real>(problem.Input("b")), Gk = buffers.Upload<Real>(problem.Input("gk")),
+            S = problem.Optional("initial_state") is { } initial ? buffers.Upload<Real>(initial) : buffers.Zeros<Real>((long)pairs * K * V),
+            O = buffers.Zeros<Real>((long)B * T * H * V),
+        };
+        if (variant == "recurrent")
+        {
+            device.Launch(Rwkv7Kernels.Recurrent, (long)pairs * V, x);
+        }
+        else
+        {
+            long chunkKeys = (long)pairs * C * K, chunkValues = (long)pairs * C * V;
+            (x.Γ, x.ΓBefore, x.ADecayed, x.QDecayed) = (buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys));
+            (x.KToEnd, x.BToEnd, x.W) = (buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys));
+            x.EndDecay = buffers.Zeros<Real>((long)pairs * K);
+            x.Tm = buffers.Zeros<Real>((long)pairs * C * C);
+            (x.AkV, x.WNew) = (buffers.Zeros<Real>(chunkValues), buffers.Zeros<Real>(chunkValues));
+            device.LaunchGroups<DplrProblem<Real>, Real>(Rwkv7Kernels.Chunked, pairs, 2 * device.GroupSize, x);
+        }
+        device.Synchronize();
+        return Outputs(x.O, [B, T, H, V], x.S, [N, H, K, V]);
     }
 
     /// <summary>The bound call's sequences: batch entry, start and length on T, state row.</summary>

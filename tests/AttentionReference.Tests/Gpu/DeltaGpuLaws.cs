@@ -11,7 +11,7 @@ using FsCheck.Fluent;
 namespace AttentionReference.Tests.Gpu;
 
 /// <summary>
-/// A random call of a form of the delta-rule family (delta_rule, gated_delta_rule, kda) in one of its variants:
+/// A random call of a form of the delta-rule family (delta_rule, gated_delta_rule, kda, rwkv7) in one of its variants:
 /// a <see cref="DeltaCase"/> (GVA, per-value β, the in-kernel L2 norm, the three β regimes, gates down to −20 per step,
 /// an initial state or none) widened to shapes that do not fill a group (K up to 19 and V up to 17 against the CPU
 /// accelerator's 16 threads, T up to 24 and 0, chunk sizes up to 26 that often do not divide T), batch or varlen.
@@ -24,6 +24,7 @@ public sealed record DeltaGpuCase(string Form, string Variant, DeltaCase Case, b
         ("delta_rule", "recurrent"), ("delta_rule", "chunked"), ("delta_rule", "parallel"),
         ("gated_delta_rule", "recurrent"), ("gated_delta_rule", "chunked"),
         ("kda", "recurrent"), ("kda", "chunked"),
+        ("rwkv7", "recurrent"), ("rwkv7", "chunked"),
     ];
 
     public static Arbitrary<DeltaGpuCase> Arbitrary { get; } =
@@ -36,12 +37,13 @@ public sealed record DeltaGpuCase(string Form, string Variant, DeltaCase Case, b
          from varlen in Gen.Elements(false, true)
          select Of(formAndVariant.Form, formAndVariant.Variant, c with { T = t, K = k, V = v, Chunk = chunk }, varlen)).ToArbitrary();
 
-    /// <summary>The case fitted to what <paramref name="form"/> takes: kda a headwise β only.</summary>
+    /// <summary>The case fitted to what <paramref name="form"/> takes: kda a headwise β only; rwkv7 no GVA, β or L2 norm.</summary>
     public static DeltaGpuCase Of(string form, string variant, DeltaCase c, bool varlen)
     {
         DeltaCase fitted = form switch
         {
             "kda" => c with { PerValueBeta = false },
+            "rwkv7" => c with { Group = 1, PerValueBeta = false },
             _ => c,
         };
         return new(form, variant, fitted with { B = varlen ? 1 : c.B }, varlen);
@@ -60,9 +62,10 @@ public sealed record DeltaGpuCase(string Form, string Variant, DeltaCase Case, b
         {
             "delta_rule" => ["q", "k", "v", "beta"],
             "gated_delta_rule" => ["q", "k", "v", "g", "beta"],
-            _ => ["q", "k", "v", "gk", "beta"],
+            "kda" => ["q", "k", "v", "gk", "beta"],
+            _ => ["q", "k", "v", "a", "b", "w"],
         };
-        var inputs = names.ToDictionary(name => name, name => all[name]);
+        var inputs = names.ToDictionary(name => name == "w" ? "gk" : name, name => all[name]);
         if (Varlen)
         {
             var random = new Random(Case.Seed);
@@ -80,14 +83,14 @@ public sealed record DeltaGpuCase(string Form, string Variant, DeltaCase Case, b
         return inputs;
     }
 
-    /// <summary>The chunk size, the L2 norm, and now and then a scale.</summary>
+    /// <summary>The chunk size, the L2 norm where the form has it, and now and then a scale.</summary>
     public FormParameters Parameters()
     {
-        var parameters = new Dictionary<string, string>
+        var parameters = new Dictionary<string, string> { ["chunk_size"] = Case.Chunk.ToString(CultureInfo.InvariantCulture) };
+        if (Form != "rwkv7")
         {
-            ["chunk_size"] = Case.Chunk.ToString(CultureInfo.InvariantCulture),
-            ["use_qk_l2norm_in_kernel"] = Case.L2Norm ? "true" : "false",
-        };
+            parameters["use_qk_l2norm_in_kernel"] = Case.L2Norm ? "true" : "false";
+        }
         if (Case.Seed % 3 == 0)
         {
             parameters["scale"] = "0.7";
@@ -97,7 +100,7 @@ public sealed record DeltaGpuCase(string Form, string Variant, DeltaCase Case, b
 }
 
 /// <summary>
-/// The GPU version of delta_rule, gated_delta_rule and kda (every variant) equals the CPU reference, and the
+/// The GPU version of delta_rule, gated_delta_rule, kda and rwkv7 (every variant) equals the CPU reference, and the
 /// family's goldens verify on it: written once, run once per accelerator by the classes below.
 /// </summary>
 public abstract class DeltaGpuLaws(AcceleratorFixture accelerator)
@@ -105,7 +108,7 @@ public abstract class DeltaGpuLaws(AcceleratorFixture accelerator)
     // The kernels evaluate the reference's expressions in the reference's order (the same log sums and exponent
     // differences, the same forward substitutions); what differs is the summation order of the CPU's SIMD dot products,
     // the device's exp and FMA contraction: relative differences of ~1e-15, amplified at most by the conditioning of
-    // T = (I + A)⁻¹ at β near 2, far below 1e-12.
+    // T = (I + A)⁻¹ at β near 2 (rwkv7's (I − A_ab)⁻¹ by up to ~300), far below 1e-12.
     private const double SameMathInDouble = 1e-12;
 
     // f32 kernels against the f64 reference, unit roundoff u = 6e-8: an output is a dot product of ≤ 19 terms of a state
@@ -164,7 +167,7 @@ public abstract class DeltaGpuLaws(AcceleratorFixture accelerator)
     {
         var results = GoldenStore.Verify(RepoPaths.Of("golden"), new FamilyOnly(accelerator.F64));
         var ours = results.Where(r => IsFamily(r.Id)).ToList();
-        Assert.Equal(16, ours.Count);
+        Assert.Equal(20, ours.Count);
         Assert.All(ours, r => Assert.True(r.Passed, $"{r.Id}: {r.Problem ?? r.Skipped ?? string.Join("; ", r.Comparisons.Where(x => !x.Passed))}"));
         Assert.All(results.Where(r => !IsFamily(r.Id)), r => Assert.NotNull(r.Skipped));
         return true;
