@@ -1,5 +1,6 @@
 using System.Numerics;
 using AttentionReference.Forms;
+using AttentionReference.Gpu.Delta;
 using AttentionReference.Gpu.GatedLinear;
 using AttentionReference.Gpu.Linear;
 using AttentionReference.Tensors;
@@ -14,6 +15,14 @@ namespace AttentionReference.Gpu;
 /// </summary>
 public sealed class GpuBackend : IBackend, IDisposable
 {
+    /// <summary>The forms with ILGPU kernels (every variant of each).</summary>
+    private static readonly HashSet<string> s_forms =
+    [
+        .. DiagonalDecay.Forms, "linear", "rwkv6", "mlstm",
+        "delta_rule", "gated_delta_rule", "kda", "rwkv7",
+        "s4d", "h3", "mamba", "ssd",
+    ];
+
     private readonly GpuDevice _device;
     private readonly Lock _launch = new();
 
@@ -47,7 +56,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(form);
-        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || form.Name is "linear" or "rwkv6" or "mlstm"))
+        if (form is not Form bound || !s_forms.Contains(form.Name))
         {
             throw new InputException($"--backend gpu: {form.Name} has no ILGPU kernel yet; use --backend cpu") { Unsupported = true };
         }
@@ -69,6 +78,10 @@ public sealed class GpuBackend : IBackend, IDisposable
         "linear" => LinearHost.Run<Real>(_device, variant, problem),
         "rwkv6" => Rwkv6Host.Run<Real>(_device, variant, problem),
         "mlstm" => MlstmHost.Run<Real>(_device, variant, problem),
+        "delta_rule" or "gated_delta_rule" or "kda" or "rwkv7" => DeltaRules.Run<Real>(_device, form, variant, problem),
+        "s4d" or "h3" => DiagonalSsmBank.Run<Real>(_device, form, variant, problem),
+        "mamba" => SelectiveScan.Run<Real>(_device, variant, problem),
+        "ssd" => StateSpaceDuality.Run<Real>(_device, variant, problem),
         _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
     };
 

@@ -20,6 +20,12 @@ internal static class GpuMath
     /// <summary>e^x.</summary>
     public static Real Exp<Real>(Real x) where Real : IExponentialFunctions<Real> => Real.Exp(x);
 
+    /// <summary>
+    /// √x, correctly rounded on both accelerators: .NET's on the CPU accelerator, and on CUDA ILGPU's <c>sqrt.rn.f64</c> /
+    /// <c>sqrt.rn.f32</c> (IEEE round-to-nearest, as .NET's), so the device's √ is the CPU's to the bit.
+    /// </summary>
+    public static Real Sqrt<Real>(Real x) where Real : IRootFunctions<Real> => Real.Sqrt(x);
+
     /// <summary>Makes the PTX backend of <paramref name="builder"/>'s context compile double exp as <see cref="ExpOnCuda"/>.</summary>
     public static Context.Builder UseOnCuda(Context.Builder builder)
     {
