@@ -1,6 +1,7 @@
 using System.Numerics;
 using AttentionReference.Forms;
 using AttentionReference.Gpu.GatedLinear;
+using AttentionReference.Gpu.StateSpace;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Gpu;
@@ -43,7 +44,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(form);
-        if (form is not Form bound || !DiagonalDecay.Forms.Contains(form.Name))
+        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || DiagonalSsmBank.Forms.Contains(form.Name)))
         {
             throw new InputException($"--backend gpu: {form.Name} has no ILGPU kernel yet; use --backend cpu") { Unsupported = true };
         }
@@ -60,8 +61,11 @@ public sealed class GpuBackend : IBackend, IDisposable
 
     /// <summary>The form's host code, in the real type of the kernels.</summary>
     private IReadOnlyDictionary<string, Tensor> Run<Real>(string form, string variant, Problem problem)
-        where Real : unmanaged, IFloatingPointIeee754<Real> =>
-        DiagonalDecay.Run<Real>(_device, form, variant, problem);
+        where Real : unmanaged, IFloatingPointIeee754<Real> => form switch
+        {
+            "s4d" or "h3" => DiagonalSsmBank.Run<Real>(_device, form, variant, problem),
+            _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
+        };
 
     /// <summary>
     /// <see cref="GpuMath"/>'s function <paramref name="function"/> ("exp") evaluated on the device at every point of
