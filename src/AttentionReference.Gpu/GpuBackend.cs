@@ -44,7 +44,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(form);
-        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || DiagonalSsmBank.Forms.Contains(form.Name) || form.Name is "mamba"))
+        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || DiagonalSsmBank.Forms.Contains(form.Name) || form.Name is "mamba" or "ssd"))
         {
             throw new InputException($"--backend gpu: {form.Name} has no ILGPU kernel yet; use --backend cpu") { Unsupported = true };
         }
@@ -65,6 +65,7 @@ public sealed class GpuBackend : IBackend, IDisposable
         {
             "s4d" or "h3" => DiagonalSsmBank.Run<Real>(_device, form, variant, problem),
             "mamba" => SelectiveScan.Run<Real>(_device, variant, problem),
+            "ssd" => StateSpaceDuality.Run<Real>(_device, variant, problem),
             _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
         };
 
