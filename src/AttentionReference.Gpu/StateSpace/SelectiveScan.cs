@@ -45,7 +45,9 @@ internal static class SelectiveScan
         }
         else
         {
-            var (blocks, first) = StepBlock.Of(sequences, options.BlockSize);
+            // A block longer than the longest sequence is one block per sequence, as in the reference's BlockedScan.
+            int longest = Math.Max(1, sequences.Select(s => s.Length).DefaultIfEmpty(0).Max());
+            var (blocks, first) = StepBlock.Of(sequences, Math.Min(options.BlockSize, longest));
             x.Blocks = buffers.Upload(blocks);
             x.FirstBlock = buffers.Upload(first);
             (x.AlphaEnd, x.BetaEnd, x.Carry) = (buffers.Zeros<Real>((long)blocks.Length * D * N),

@@ -366,6 +366,23 @@ public sealed class StateSpaceGpuBackendTests(CpuAcceleratorFixture accelerator)
     }
 
     [Fact]
+    public void A_block_or_chunk_size_far_past_the_sequence_is_one_block_per_sequence()
+    {
+        var mamba = new MambaGpuCase("scan", 1, 3, 11, 2, 1, false, int.MaxValue, StepRegime.Mild, true, false, true, true, 5);
+        var ssd = new SsdGpuCase("chunked", 1, 11, 2, 3, 1, 2, int.MaxValue, StepRegime.Mild, true, false, true, true, 5);
+        foreach (var (form, variant, inputs, parameters) in new[]
+        {
+            (FormCatalog.Find("mamba"), "scan", mamba.Inputs(), mamba.Parameters()),
+            (FormCatalog.Find("ssd"), "chunked", ssd.Inputs(), ssd.Parameters()),
+        })
+        {
+            var cpu = CpuBackend.Instance.Run(form, variant, inputs, parameters);
+            var gpu = accelerator.F64.Run(form, variant, inputs, parameters);
+            Assert.True(TestTensors.Close(gpu["o"], cpu["o"], 1e-12) && TestTensors.Close(gpu["final_state"], cpu["final_state"], 1e-12), form.Name);
+        }
+    }
+
+    [Fact]
     public void Bad_input_is_refused_with_the_cpu_forms_own_message()
     {
         var h3 = new DiagonalSsmGpuCase("h3", "recurrent", 1, 5, 2, 3, 2, 2, true, true, SsmStep.Mild, 7);
