@@ -3,6 +3,7 @@ using AttentionReference.Forms;
 using AttentionReference.Gpu.Delta;
 using AttentionReference.Gpu.GatedLinear;
 using AttentionReference.Gpu.Linear;
+using AttentionReference.Gpu.StateSpace;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Gpu;
