@@ -86,7 +86,7 @@ cpubench() { # NAME ARGS...: the bench on each build, tables to $out/cpu-NAME-BU
   local name=$1; shift
   for build in "${builds[@]}"; do
     local dir=$work/attnref; [ "$build" = base ] && dir=$work/base
-    "$dir/AttentionReference.Bench" --cpu --size layer --repeats 3 --sets 2 --max-seconds 20 "$@" --out "$out/cpu-$name-$build.md" \
+    timeout "${CPU_BENCH_SECONDS:-300}" "$dir/AttentionReference.Bench" --cpu --size layer --repeats 3 --sets 2 --max-seconds 20 "$@" --out "$out/cpu-$name-$build.md" \
       > "$out/cpu-$name-$build.log" 2>&1
     rows+=("bench --cpu layer $name ($build)|exit $?|$out/cpu-$name-$build.md"); echo "## $name ($build)"; cat "$out/cpu-$name-$build.md"
   done
@@ -105,7 +105,7 @@ fi
 # The GPU version in ILGPU, on CUDA: its laws (CUDA and CPU-accelerator classes), the goldens, the example in f32,
 # and every form with kernels at the issue's size in f64 with the kernels' own time.
 if has gpu-tests; then
-  "$work/attnref/attnref-tests" --filter AttentionReference.Tests.Gpu > "$out/gpu-tests.txt" 2>&1
+  timeout "${GPU_TESTS_SECONDS:-240}" "$work/attnref/attnref-tests" --filter AttentionReference.Tests.Gpu > "$out/gpu-tests.txt" 2>&1
   rows+=("attnref-tests Gpu (ILGPU: CUDA and CPU accelerator)|exit $?|$(tail -1 "$out/gpu-tests.txt")")
   grep -B2 -A3 '^FAIL' "$out/gpu-tests.txt" | head -80
 fi
@@ -119,7 +119,7 @@ fi
 if has gpu-bench; then
   for family in ${BENCH_FAMILIES:-softmax linear gated_linear delta_rule state_space hybrid}; do
     name=gpu-gpu-$family
-    timeout 300 "$bench" --gpu --device cuda --size gpu --precision f64 --family "$family" --repeats 2 --sets 1 --max-seconds 10 \
+    timeout "${GPU_BENCH_SECONDS:-300}" "$bench" --gpu --device cuda --size gpu --precision f64 --family "$family" --repeats 2 --sets 1 --max-seconds 10 \
       ${BENCH_ARGS:-} --out "$out/$name.md" --json "$out/$name.json" > "$out/$name.log" 2>&1
     rows+=("bench --gpu --size gpu f64 $family|exit $?|$out/$name.md")
     cat "$out/$name.md" 2>/dev/null; tail -3 "$out/$name.log"
