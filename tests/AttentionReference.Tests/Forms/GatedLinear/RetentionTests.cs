@@ -6,8 +6,8 @@ using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.GatedLinear;
 
-/// <summary>retention's laws: the stateful-form laws, with RetNet's default decays in half the cases and drawn ones otherwise.</summary>
-public sealed class RetentionTests : StatefulFormLaws
+/// <summary>retention's laws: the stateful-form laws and the family's gradient edge cases, with RetNet's default decays in half the cases and drawn ones otherwise.</summary>
+public sealed class RetentionTests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new Retention();
 
