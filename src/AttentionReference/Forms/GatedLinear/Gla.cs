@@ -97,16 +97,7 @@ public sealed class Gla : Form
 
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
-    {
-        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
-        return variant switch
-        {
-            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, scale)),
-            "parallel" => Heads.Backward(problem, head => ChunkwiseBackward(head, scale, Math.Max(head.T, 1))),
-            "chunked" => Heads.Backward(problem, head => ChunkwiseBackward(head, scale, chunkSize)),
-            _ => throw UnknownVariant(variant),
-        };
-    }
+        => Variants.Contains(variant) ? GlaChunkwise.Backward(variant, problem, RecurrentBackward, ChunkwiseBackward) : throw UnknownVariant(variant);
 
     /// <summary>
     /// The backward pass of the recurrence, in reverse time, from the states S_t a forward replay stores (the

@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
+using Tensor = AttentionReference.Tensors.Tensor;
 
 namespace AttentionReference.Forms.GatedLinear;
 
@@ -35,7 +36,7 @@ namespace AttentionReference.Forms.GatedLinear;
 ///                                                 state read through exp(Γ_u)): a reverse cumulative sum
 ///         + exp(Γ_end) ⊙ rowsum(dS ⊙ S Diag(exp(Ψ_end)))    the entering state, decayed over the whole chunk
 ///         + Σ_{j&lt;r} k_j ⊙ dk_j^3′                            the keys added before r, decayed past it: a cumulative sum
-/// and on the value side, with ô_u = o_u / scale without its diagonal term (the output's own factor exp(Ψ_u)):
+/// and on the value side, where every term of o_u carries exp(Ψ_u), with ô_u = o_u / scale without its term j = u:
 ///   dgv_r = Σ_{u≥r} (w_u ⊙ ô_u − v_u ⊙ dv_u) + exp(Ψ_end) ⊙ colsum(Diag(exp(Γ_end)) S ⊙ dS) + Σ_{j&lt;r} v_j ⊙ dv_j^3′.
 ///
 /// Every decay is one exp of a difference of summed log gates, as in the forward pass; nothing is divided.
@@ -57,6 +58,23 @@ internal static partial class GlaChunkwise
             return new(head.OptionalRows("do"), head.StateGradient(), head.Rows("dq"), dk, head.Rows("dv"), dgk,
                 head.Problem.Has("gv") ? head.Rows("dgv") : null);
         }
+    }
+
+    /// <summary>
+    /// The backward pass of a form of the family, one of its variants: <paramref name="recurrent"/> (the definition's
+    /// reverse-time recurrence) for "recurrent", else <paramref name="chunkwise"/> (this algorithm through the form's
+    /// reduction) in chunks of chunk_size, or in one chunk spanning the sequence for "parallel".
+    /// </summary>
+    internal static IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem, Action<Head, double> recurrent,
+        Action<Head, double, int> chunkwise)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Backward(problem, head => recurrent(head, scale)),
+            "parallel" => Heads.Backward(problem, head => chunkwise(head, scale, Math.Max(head.T, 1))),
+            _ => Heads.Backward(problem, head => chunkwise(head, scale, chunkSize)),
+        };
     }
 
     /// <summary>The pair's rows for a backward pass, with the form's key and key gate: S a copy of the initial state, no output.</summary>

@@ -92,15 +92,11 @@ public sealed class Retention : Form
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
     {
-        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
         double[] γ = Gammas(problem);
-        return variant switch
-        {
-            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, γ[head.Index], scale)),
-            "parallel" => Heads.Backward(problem, head => ChunkwiseBackward(head, γ[head.Index], scale, Math.Max(head.T, 1))),
-            "chunked" => Heads.Backward(problem, head => ChunkwiseBackward(head, γ[head.Index], scale, chunkSize)),
-            _ => throw UnknownVariant(variant),
-        };
+        return Variants.Contains(variant)
+            ? GlaChunkwise.Backward(variant, problem, (head, scale) => RecurrentBackward(head, γ[head.Index], scale),
+                (head, scale, chunkSize) => ChunkwiseBackward(head, γ[head.Index], scale, chunkSize))
+            : throw UnknownVariant(variant);
     }
 
     /// <summary>
