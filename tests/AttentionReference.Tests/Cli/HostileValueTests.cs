@@ -79,6 +79,25 @@ public sealed class HostileValueTests : IDisposable
         Assert.Equal([0, T, 1, 4], TensorFiles.Read(output)["o"].Shape);
     }
 
+    // Cause 9's kin: taylor2's feature dimension 1 + K + K² from a shape alone. A 320 KB file with K = 20 000 asked
+    // for 19 GB before the bound; past 2^22 it is refused at binding, before any state is made.
+
+    [Theory]
+    [InlineData("linear", "feature_map=taylor2")]
+    [InlineData("based", "chunk_size=64")]
+    public void A_feature_dimension_past_the_bound_is_refused(string form, string setting)
+    {
+        const int K = 2048; // 1 + K + K² = 4 196 353 > 2^22
+        var file = new TensorFile().Add("q", Tensor.Zeros(1, 1, 1, K)).Add("k", Tensor.Zeros(1, 1, 1, K)).Add("v", Tensor.Zeros(1, 1, 1, 1));
+        string input = Write("in.safetensors", file);
+        var outcome = CliRunner.Run("run", form, "--in", input, "--out", _temp.File("out.safetensors"), "--set", setting);
+        Assert.Equal(2, outcome.ExitCode);
+        string line = Assert.Single(outcome.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("tensor 'k'", line, StringComparison.Ordinal);
+        Assert.Contains("largest feature dimension 4194304", line, StringComparison.Ordinal);
+        Assert.Equal([input], Directory.GetFiles(_temp.Path));
+    }
+
     // Cause 10: a non-finite scale was accepted by thirteen forms and wrote all-NaN outputs.
 
     public static TheoryData<string, string> RealParameters()
