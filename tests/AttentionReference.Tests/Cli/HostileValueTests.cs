@@ -98,6 +98,23 @@ public sealed class HostileValueTests : IDisposable
         Assert.Equal([input], Directory.GetFiles(_temp.Path));
     }
 
+    // Cause 14's last part: with T = 2³¹−1 a chunk count was computed in int and printed negative.
+
+    [Fact]
+    public void A_wrong_chunk_count_at_the_largest_time_axis_is_stated_without_overflow()
+    {
+        const int T = int.MaxValue;
+        var file = new TensorFile()
+            .Add("q", Tensor.Zeros(0, T, 1, 4)).Add("k", Tensor.Zeros(0, T, 1, 4)).Add("v", Tensor.Zeros(0, T, 1, 4))
+            .Add("g", Tensor.Zeros(0, T, 1)).Add("beta", Tensor.Zeros(0, T, 1)).Add("route", Tensor.Zeros(0, 1, 1));
+        string input = Write("in.safetensors", file);
+        var outcome = CliRunner.Run("run", "nats_l", "--in", input, "--out", _temp.File("out.safetensors"), "--set", "chunk_size=64");
+        Assert.Equal(2, outcome.ExitCode);
+        string line = Assert.Single(outcome.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("⌈2147483647/64⌉ = 33554432 chunks, found 1", line, StringComparison.Ordinal); // ⌈(2³¹−1)/64⌉ = 2²⁵
+        Assert.Equal([input], Directory.GetFiles(_temp.Path));
+    }
+
     // Cause 10: a non-finite scale was accepted by thirteen forms and wrote all-NaN outputs.
 
     public static TheoryData<string, string> RealParameters()
