@@ -1,7 +1,6 @@
 using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace AttentionReference.Forms.Softmax;
 
@@ -215,6 +214,7 @@ public sealed class Forgetting : Form
             lse[q0 + r] = SoftmaxRow.Normalise(acc.AsSpan(r * dv, dv), o[q0 + r], m[r], l[r]);
         }
     }
+
     /// <inheritdoc/>
     public override bool HasGradients => true;
 
@@ -370,7 +370,7 @@ public sealed class Forgetting : Form
                 }
                 if (i >= j1)
                 {
-                    suffix += TensorPrimitives.Sum(values);
+                    suffix += System.Numerics.Tensors.TensorPrimitives.Sum(values);
                     if (i > i0)
                     {
                         _dgQueries[i] += suffix;

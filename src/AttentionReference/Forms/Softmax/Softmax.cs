@@ -1,5 +1,4 @@
 using AttentionReference.Forms.Common;
-using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Softmax;
@@ -256,7 +255,7 @@ public sealed class Softmax : Form
             Array.Clear(o);
             double lse = Attend(scores, i, o);                                        // the forward replayed: o_i, lse_i
             ReadOnlySpan<double> doI = dO is null ? [] : dO[i];
-            double d = (dO is null ? 0 : VectorKernels.Dot(doI, o)) - (dLse?[i] ?? 0); // D_i = rowsum(do_i ∘ o_i) − dlse_i
+            double d = (dO is null ? 0 : Numerics.VectorKernels.Dot(doI, o)) - (dLse?[i] ?? 0); // D_i = rowsum(do_i ∘ o_i) − dlse_i
             dSlope += AttendBackward(scores, i, lse, d, doI, dq[i], gradients);
         }
         AddSlopeGradient(head, scores, dSlope);
@@ -280,7 +279,7 @@ public sealed class Softmax : Form
         ArgumentNullException.ThrowIfNull(scores);
         ArgumentNullException.ThrowIfNull(gradients);
         int[] keys = scores.AllowedKeys(i).Where(j => j >= first && j < end).ToArray();                       // A_i
-        double[] r = Array.ConvertAll(keys, j => scores.Scale * VectorKernels.Dot(scores.Q[i], scores.Keys.Key(j))); // r_ij
+        double[] r = Array.ConvertAll(keys, j => scores.Scale * Numerics.VectorKernels.Dot(scores.Q[i], scores.Keys.Key(j))); // r_ij
         double[] s = keys.Select((j, n) => scores.ScoreOf(i, j, r[n])).ToArray();                             // s_ij
         SoftmaxRow.Backward(s, keys, scores.Keys, lse, d, dO, gradients);                                     // s ← dS_ij
         double dSlope = 0;
@@ -288,8 +287,8 @@ public sealed class Softmax : Form
         {
             dSlope += s[n] * scores.SlopeDerivative(i, keys[n]);
             double dR = scores.Scale * s[n] * scores.SoftcapDerivative(r[n]);
-            VectorKernels.Axpy(dR, scores.Keys.Key(keys[n]), dq);     // dq_i += scale dR_ij k_j
-            VectorKernels.Axpy(dR, scores.Q[i], gradients.Key(keys[n])); // dk_j += scale dR_ij q_i
+            Numerics.VectorKernels.Axpy(dR, scores.Keys.Key(keys[n]), dq);     // dq_i += scale dR_ij k_j
+            Numerics.VectorKernels.Axpy(dR, scores.Q[i], gradients.Key(keys[n])); // dk_j += scale dR_ij q_i
         }
         return dSlope;
     }
@@ -315,7 +314,7 @@ public sealed class Softmax : Form
             Array.Clear(o);
             double lse = split.Attend(scores, i, o);
             ReadOnlySpan<double> doI = dO is null ? [] : dO[i];
-            double d = (dO is null ? 0 : VectorKernels.Dot(doI, o)) - (dLse?[i] ?? 0);
+            double d = (dO is null ? 0 : Numerics.VectorKernels.Dot(doI, o)) - (dLse?[i] ?? 0);
             for (int p = 0; p < split.Used; p++)
             {
                 dSlope += AttendBackward(scores, i, lse, d, doI, dq[i], gradients, p * split.Size, (p + 1) * split.Size);

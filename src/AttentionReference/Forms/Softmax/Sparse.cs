@@ -88,18 +88,15 @@ public sealed class Sparse : Form
     public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
     {
         var options = SparseOptions.Read(problem);
-        Pattern allowed = PatternOf(variant, problem, options);
+        Pattern allowed = variant switch
+        {
+            "block" => Block(problem, options),
+            "longformer" => Longformer(problem, options),
+            "bigbird" => BigBird(problem, options),
+            _ => throw UnknownVariant(variant),
+        };
         return Heads.Run(problem, head => Softmax.Naive(head, options.ScoresOf(head, allowed)), "Hq");
     }
-
-    /// <summary>The pattern of <paramref name="variant"/>.</summary>
-    private Pattern PatternOf(string variant, Problem problem, SparseOptions options) => variant switch
-    {
-        "block" => Block(problem, options),
-        "longformer" => Longformer(problem, options),
-        "bigbird" => BigBird(problem, options),
-        _ => throw UnknownVariant(variant),
-    };
 
     /// <summary>block: allowed_h(i, j) = M[h, ⌊i/Bq⌋, ⌊j/Bk⌋] ≠ 0.</summary>
     public static Pattern Block(Problem problem, SparseOptions options)
@@ -157,6 +154,15 @@ public sealed class Sparse : Form
         Pattern allowed = PatternOf(variant, problem, options);
         return Heads.Backward(problem, head => Softmax.NaiveBackward(head, options.ScoresOf(head, allowed), KeyValues.GradientsOf(head)), "Hq");
     }
+
+    /// <summary>The pattern of <paramref name="variant"/>, as <see cref="Run"/> picks it (for the backward; Run spells it out where the definition is read).</summary>
+    private Pattern PatternOf(string variant, Problem problem, SparseOptions options) => variant switch
+    {
+        "block" => Block(problem, options),
+        "longformer" => Longformer(problem, options),
+        "bigbird" => BigBird(problem, options),
+        _ => throw UnknownVariant(variant),
+    };
 
     /// <summary>global_tokens [G] as a membership table over the Tk key positions (all false when absent).</summary>
     internal static bool[] GlobalTokens(Problem problem)
