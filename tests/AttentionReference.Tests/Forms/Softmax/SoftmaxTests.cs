@@ -739,15 +739,7 @@ public sealed class SoftmaxTests
         int qStart = 0, kStart = 0;
         for (int n = 0; n < c.Tq.Length; n++)
         {
-            var alone = (x with
-            {
-                Q = SliceTime(x.Q, qStart, c.Tq[n]),
-                K = SliceTime(x.K, kStart, c.Tk[n]),
-                V = SliceTime(x.V, kStart, c.Tk[n]),
-                Mask = x.Mask is null ? null : Block(x.Mask, qStart, c.Tq[n], kStart, c.Tk[n]),
-                CuSeqlensQ = null,
-                CuSeqlensK = null,
-            }).Run("naive");
+            var alone = Sequence(c, x, n, qStart, kStart).Run("naive");
             foreach (var (name, result) in packed)
             {
                 if (!Agreement.Close(new SoftmaxOutputs(SliceTime(result.O, qStart, c.Tq[n]), SliceTime(result.Lse, qStart, c.Tq[n])), alone, x.V))
@@ -873,15 +865,7 @@ public sealed class SoftmaxTests
         int qStart = 0, kStart = 0;
         for (int n = 0; n < c.Tq.Length; n++)
         {
-            var alone = (x with
-            {
-                Q = SliceTime(x.Q, qStart, c.Tq[n]),
-                K = SliceTime(x.K, kStart, c.Tk[n]),
-                V = SliceTime(x.V, kStart, c.Tk[n]),
-                Mask = x.Mask is null ? null : Block(x.Mask, qStart, c.Tq[n], kStart, c.Tk[n]),
-                CuSeqlensQ = null,
-                CuSeqlensK = null,
-            });
+            var alone = Sequence(c, x, n, qStart, kStart);
             var inputs = alone.Tensors("naive");
             inputs["do"] = SliceTime(packed["do"], qStart, c.Tq[n]);
             inputs["dlse"] = SliceTime(packed["dlse"], qStart, c.Tq[n]);
@@ -1046,6 +1030,17 @@ public sealed class SoftmaxTests
         }
         return y;
     }
+
+    /// <summary>Sequence n of a packed varlen call on its own: its queries from <paramref name="qStart"/>, keys from <paramref name="kStart"/>.</summary>
+    private static SoftmaxInputs Sequence(VarlenCase c, SoftmaxInputs x, int n, int qStart, int kStart) => x with
+    {
+        Q = SliceTime(x.Q, qStart, c.Tq[n]),
+        K = SliceTime(x.K, kStart, c.Tk[n]),
+        V = SliceTime(x.V, kStart, c.Tk[n]),
+        Mask = x.Mask is null ? null : Block(x.Mask, qStart, c.Tq[n], kStart, c.Tk[n]),
+        CuSeqlensQ = null,
+        CuSeqlensK = null,
+    };
 
     /// <summary>mask[t0:t0+tq, u0:u0+tk] of a [T,U] mask.</summary>
     private static Tensor Block(Tensor mask, int t0, int tq, int u0, int tk)
