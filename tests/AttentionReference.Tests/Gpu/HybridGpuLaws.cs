@@ -200,73 +200,35 @@ public sealed record NatsGpuCase(string Variant, NatsCase Case)
     }
 }
 
+/// <summary>What the hybrid family's GPU laws share: the f64 tolerance, the outputs compared, and a call run on the CPU reference and on a GPU backend.</summary>
+internal static class HybridGpu
+{
+    // f64: the kernels evaluate the CPU forms' expressions on the same inputs (the reasons, form by form, in the law
+    // classes); what differs is the summation order of the CPU's blocked products, the device's exp and FMA contraction:
+    // a few ulps per term, far below 1e-12.
+    public const double SameMathInDouble = 1e-12;
+
+    public static readonly string[] PowerOutputs = ["o", "final_state", "final_normalizer"], NatsOutputs = ["o_linear", "o_softmax", "final_state"];
+
+    /// <summary>Every output in <paramref name="outputs"/> of the GPU's run within <paramref name="tolerance"/> of the CPU's (at unit scale in f32).</summary>
+    public static bool Agree(IForm form, string variant, Dictionary<string, Tensor> inputs, FormParameters parameters, string[] outputs,
+        GpuBackend gpu, double tolerance)
+    {
+        var cpu = CpuBackend.Instance.Run(form, variant, inputs, parameters);
+        var onGpu = gpu.Run(form, variant, inputs, parameters);
+        return outputs.All(name => gpu.Precision == Precision.F64
+            ? TestTensors.Close(onGpu[name], cpu[name], tolerance)
+            : TestTensors.CloseAtUnitScale(onGpu[name], cpu[name], tolerance));
+    }
+}
+
 /// <summary>
-/// The GPU version of the hybrid family (power, nats_l, based; every variant, recurrent included) equals the CPU
-/// reference, and the family's goldens verify on it: written once, run once per accelerator by the classes below.
+/// The GPU version of the hybrid family as a whole: empty extents, refusals and the family's goldens (the forms' own laws:
+/// HybridPowerGpuLaws.cs, HybridBasedGpuLaws.cs, HybridNatsLGpuLaws.cs); written once, run once per accelerator by the
+/// classes below.
 /// </summary>
 public abstract class HybridGpuLaws(AcceleratorFixture accelerator)
 {
-    // power: the kernels evaluate the CPU form's expressions (the map's table entry by entry, (s q·k)^p by p − 1 products,
-    // the quadratic form's log decays summed key by key from the diagonal down, the chunked form's b_t and exp(b_last − b_t))
-    // on the same inputs; what differs is the summation order of the CPU's blocked products, the device's exp and FMA
-    // contraction: a few ulps per term over ≤ 30 steps of ≤ 153-term reads of the state, far below 1e-12.
-    // based: linear's taylor2 kernels (held to the CPU at 1e-12 by LinearGpuLaws; weights ≥ 1/2, so no cancellation) plus
-    // a softmax over ≤ 30 keys streamed with the online rescaling instead of one max-shifted row: a few ulps.
-    // nats_l: gated_delta_rule's kernels (held at 1e-12 by DeltaGpuLaws, gates to −20 included) on the same chunks as the
-    // CPU, the end-of-chunk rule with the gates summed in the CPU's order, and the softmax over A_t as based's window.
-    private const double SameMathInDouble = 1e-12;
-
-    // power in f32 against the f64 reference, unit roundoff u = 6e-8: a weight is a K ≤ 17 term dot product raised to
-    // p ≤ 4 times exp of a log decay summed over ≤ 30 gates, ≈ (K + p + 30)·u ≈ 3e-6 relative to its size; the sums over
-    // ≤ 30 keys, the state's ≤ 30 steps and the D ≤ 153 term reads of the state add ≈ (30 + 153)·u relative to the sum of
-    // |terms|, which random signs cancel by a small factor; a normalised row divides two such sums. 1e-4 (OpenCL's bound
-    // for the same form). Held at unit scale (TestTensors.CloseAtUnitScale): an output that random signs cancel to far
-    // below the sum of |terms| is compared at the scale of its terms, not at its own tiny norm.
-    private const double PowerSinglePrecision = 1e-4;
-
-    // based in f32: the taylor2 branch is LinearGpuLaws' (F ≤ 307 features, its bound 1e-4), the window a softmax over
-    // ≤ 30 keys (≈ (K + log T)·u); nats_l in f32: the delta rule's branch as DeltaGpuLaws' (≤ 30 contractive steps of
-    // ≈ (2K + 4)u each, its bound 1e-4) and the same softmax. 1e-4, at unit scale as above.
-    private const double SinglePrecision = 1e-4;
-
-    private static readonly string[] s_powerOutputs = ["o", "final_state", "final_normalizer"], s_natsOutputs = ["o_linear", "o_softmax", "final_state"];
-
-    [AcceleratorLaw(60)]
-    public bool Power_f64_equals_the_cpu_reference_in_every_variant(PowerGpuCase c) =>
-        Agree(PowerGpuCase.Form, c.Variant, c.Inputs(), c.Parameters(), s_powerOutputs, accelerator.F64, SameMathInDouble);
-
-    [AcceleratorLaw(30)]
-    public bool Power_f32_is_within_the_f32_bound_of_the_cpu_reference(PowerGpuCase c) =>
-        Agree(PowerGpuCase.Form, c.Variant, c.Inputs(), c.Parameters(), s_powerOutputs, accelerator.F32, PowerSinglePrecision);
-
-    /// <summary>
-    /// K = 19 at p = 2 (D = 190 feature rows of the state, more than a group has threads) and p = 3 at K = 7 (D = 84), V = 17,
-    /// strong gates and an initial state: every variant, the recurrent one reading the whole D × V state at every step.
-    /// </summary>
-    [AcceleratorLaw(2)]
-    public bool Power_f64_equals_the_cpu_reference_with_more_feature_rows_than_a_group_has_threads(bool cubic, int seed)
-    {
-        var c = new PowerGpuCase("recurrent", cubic ? 3 : 2, 2, !cubic, true, 2, 21, 1, cubic ? 7 : 19, 17, 6, false, true, false, seed);
-        return PowerGpuCase.Form.Variants.All(variant =>
-            Agree(PowerGpuCase.Form, variant, c.Inputs(), c.Parameters(), s_powerOutputs, accelerator.F64, SameMathInDouble));
-    }
-
-    [AcceleratorLaw(50)]
-    public bool Based_f64_equals_the_cpu_reference_in_every_variant(BasedGpuCase c) =>
-        Agree(BasedGpuCase.Form, c.Variant, c.Inputs(), c.Parameters(), s_powerOutputs, accelerator.F64, SameMathInDouble);
-
-    [AcceleratorLaw(30)]
-    public bool Based_f32_is_within_the_f32_bound_of_the_cpu_reference(BasedGpuCase c) =>
-        Agree(BasedGpuCase.Form, c.Variant, c.Inputs(), c.Parameters(), s_powerOutputs, accelerator.F32, SinglePrecision);
-
-    [AcceleratorLaw(50)]
-    public bool Nats_l_f64_equals_the_cpu_reference_in_both_variants(NatsGpuCase c) =>
-        Agree(NatsGpuCase.Form, c.Variant, c.Inputs(), c.Parameters(), s_natsOutputs, accelerator.F64, SameMathInDouble);
-
-    [AcceleratorLaw(30)]
-    public bool Nats_l_f32_is_within_the_f32_bound_of_the_cpu_reference(NatsGpuCase c) =>
-        Agree(NatsGpuCase.Form, c.Variant, c.Inputs(), c.Parameters(), s_natsOutputs, accelerator.F32, SinglePrecision);
-
     /// <summary>
     /// Empty extents (T = 0, V = 0, K = 0) give the CPU's outputs, NaN for NaN (K = 0 makes the default scale K^-0.5
     /// infinite), the rest within 1e-12 (V = 0 still steps power's and based's normaliser): no kernel reads a row or state
@@ -339,7 +301,7 @@ public abstract class HybridGpuLaws(AcceleratorFixture accelerator)
         var cpu = CpuBackend.Instance.Run(form, variant, inputs, parameters);
         var gpu = accelerator.F64.Run(form, variant, inputs, parameters);
         Assert.All(cpu, output => Assert.True(output.Value.Data.SequenceEqual(gpu[output.Key].Data)
-            || TestTensors.Close(gpu[output.Key], output.Value, SameMathInDouble), $"{form.Name} {variant}: {output.Key}"));
+            || TestTensors.Close(gpu[output.Key], output.Value, HybridGpu.SameMathInDouble), $"{form.Name} {variant}: {output.Key}"));
     }
 
     private void AssertSameRefusal(IForm form, string variant, Dictionary<string, Tensor> inputs, FormParameters parameters)
@@ -347,16 +309,6 @@ public abstract class HybridGpuLaws(AcceleratorFixture accelerator)
         var onCpu = Assert.Throws<InputException>(() => CpuBackend.Instance.Run(form, variant, inputs, parameters));
         var onGpu = Assert.Throws<InputException>(() => accelerator.F64.Run(form, variant, inputs, parameters));
         Assert.Equal(onCpu.Message, onGpu.Message);
-    }
-
-    private static bool Agree(IForm form, string variant, Dictionary<string, Tensor> inputs, FormParameters parameters, string[] outputs,
-        GpuBackend gpu, double tolerance)
-    {
-        var cpu = CpuBackend.Instance.Run(form, variant, inputs, parameters);
-        var onGpu = gpu.Run(form, variant, inputs, parameters);
-        return outputs.All(name => gpu.Precision == Precision.F64
-            ? TestTensors.Close(onGpu[name], cpu[name], tolerance)
-            : TestTensors.CloseAtUnitScale(onGpu[name], cpu[name], tolerance));
     }
 }
 
