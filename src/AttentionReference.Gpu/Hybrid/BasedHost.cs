@@ -24,6 +24,15 @@ internal static class BasedHost
     {
         BasedOptions options = BasedOptions.Read(problem);
         var (B, T, H, K, V) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"]);
+        int N = problem.Sequences.Count, F = problem["F"];
+        if ((long)B * T * H * V == 0 && (long)N * H == 0)
+        {
+            // Every output is empty: nothing to upload or launch, however long the time axis.
+            return new Dictionary<string, Tensor>
+            {
+                ["o"] = Tensor.Zeros(B, T, H, V), ["final_state"] = Tensor.Zeros(N, H, F, V), ["final_normalizer"] = Tensor.Zeros(N, H, F),
+            };
+        }
         using DeviceBuffers buffers = device.Buffers();
 
         // Linear branch: o_lin_t = a · S_tᵀ φ(q_t) / (a · φ(q_t)·z_t + eps), φ = taylor2; S, z from the initial state.

@@ -28,6 +28,11 @@ internal static class NatsLHost
         var (B, T, H, K, V, NC) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"], problem["NC"]);
         int C = options.ChunkSize;
         SequenceSlice[] sequences = DiagonalDecay.Slices(problem);
+        if ((long)B * H * V == 0)
+        {
+            // Every output is empty: nothing to upload or launch, however many routing chunks the time axis has.
+            return Outputs(Tensor.Zeros(B, T, H, V), Tensor.Zeros(B, T, H, V), Tensor.Zeros(B, H, K, V));
+        }
 
         using DeviceBuffers buffers = device.Buffers();
         ArrayView<int> route = buffers.Upload(options.Routes.Data.Select(r => (int)r).ToArray());
@@ -86,11 +91,9 @@ internal static class NatsLHost
         };
         device.LaunchGroups<SoftmaxRowProblem<Real>, Real>(SoftmaxRowKernels.Add, (long)B * T * H, device.GroupSize, softmax);
         device.Synchronize();
-        return new Dictionary<string, Tensor>
-        {
-            ["o_linear"] = DeviceBuffers.Download(gdn.O, [B, T, H, V]),
-            ["o_softmax"] = DeviceBuffers.Download(softmax.O, [B, T, H, V]),
-            ["final_state"] = DeviceBuffers.Download(gdn.S, [B, H, K, V]),
-        };
+        return Outputs(DeviceBuffers.Download(gdn.O, [B, T, H, V]), DeviceBuffers.Download(softmax.O, [B, T, H, V]), DeviceBuffers.Download(gdn.S, [B, H, K, V]));
     }
+
+    private static Dictionary<string, Tensor> Outputs(Tensor oLinear, Tensor oSoftmax, Tensor finalState) =>
+        new() { ["o_linear"] = oLinear, ["o_softmax"] = oSoftmax, ["final_state"] = finalState };
 }

@@ -25,6 +25,11 @@ internal static class PowerHost
         var (B, T, H, K, V, D) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"], problem["D"]);
         SequenceSlice[] sequences = DiagonalDecay.Slices(problem);
         int N = sequences.Length;
+        if ((long)B * T * H * V == 0 && (long)N * H * D == 0)
+        {
+            // Every output is empty (K = 0 gives D = 0): nothing to upload or launch, however long the time axis.
+            return Outputs(Tensor.Zeros(B, T, H, V), Tensor.Zeros(N, H, D, V), Tensor.Zeros(N, H, D));
+        }
 
         using DeviceBuffers buffers = device.Buffers();
         var x = new PowerProblem<Real>
@@ -72,11 +77,9 @@ internal static class PowerHost
                 break;
         }
         device.Synchronize();
-        return new Dictionary<string, Tensor>
-        {
-            ["o"] = DeviceBuffers.Download(x.O, [B, T, H, V]),
-            ["final_state"] = DeviceBuffers.Download(x.S, [N, H, D, V]),
-            ["final_normalizer"] = DeviceBuffers.Download(x.Z, [N, H, D]),
-        };
+        return Outputs(DeviceBuffers.Download(x.O, [B, T, H, V]), DeviceBuffers.Download(x.S, [N, H, D, V]), DeviceBuffers.Download(x.Z, [N, H, D]));
     }
+
+    private static Dictionary<string, Tensor> Outputs(Tensor o, Tensor finalState, Tensor finalNormalizer) =>
+        new() { ["o"] = o, ["final_state"] = finalState, ["final_normalizer"] = finalNormalizer };
 }

@@ -262,6 +262,37 @@ public abstract class HybridGpuLaws(AcceleratorFixture accelerator)
         return true;
     }
 
+    /// <summary>
+    /// Zero-element tensors with a time axis of 2³¹ − 1 give empty outputs of the bound shapes at once, in every variant:
+    /// nothing is allocated per step or launched per routing chunk (nats_l: 2²⁵ chunks of 64 steps). No batch entries: a
+    /// shape that reaches 2³¹ − 1 before its zero extent is more than a tensor holds.
+    /// </summary>
+    [AcceleratorLaw(1)]
+    public bool Zero_element_tensors_with_a_huge_time_axis_give_empty_outputs()
+    {
+        const int T = int.MaxValue;
+        var qkv = new Dictionary<string, Tensor> { ["q"] = Tensor.Zeros(0, T, 1, 2), ["k"] = Tensor.Zeros(0, T, 1, 2), ["v"] = Tensor.Zeros(0, T, 1, 3) };
+        var nats = new Dictionary<string, Tensor>
+        {
+            ["q"] = qkv["q"], ["k"] = qkv["k"], ["v"] = qkv["v"], ["g"] = Tensor.Zeros(0, T, 1), ["beta"] = Tensor.Zeros(0, T, 1), ["route"] = Tensor.Zeros(0, 1 << 25, 1),
+        };
+        var chunk = new FormParameters(new Dictionary<string, string> { ["chunk_size"] = "64" });
+        foreach (var (form, inputs, shapes) in new (IForm, Dictionary<string, Tensor>, int[][])[]
+        {
+            (PowerGpuCase.Form, qkv, [[0, T, 1, 3], [0, 1, 3, 3], [0, 1, 3]]),   // D = C(2 + 1, 2) = 3
+            (BasedGpuCase.Form, qkv, [[0, T, 1, 3], [0, 1, 7, 3], [0, 1, 7]]),   // F = 1 + 2 + 4 = 7
+            (NatsGpuCase.Form, nats, [[0, T, 1, 3], [0, T, 1, 3], [0, 1, 2, 3]]),
+        })
+        {
+            foreach (string variant in form.Variants)
+            {
+                var outputs = accelerator.F64.Run(form, variant, inputs, chunk);
+                Assert.Equal(shapes, outputs.Values.Select(o => o.Shape.ToArray()));
+            }
+        }
+        return true;
+    }
+
     /// <summary>Every golden case of the family verifies on the GPU backend (the other forms' are skipped here).</summary>
     [AcceleratorLaw(1)]
     public bool Every_golden_case_of_the_family_verifies_on_the_gpu()
