@@ -21,7 +21,7 @@ internal static class NatsLKernels
     {
         var (b, h, c) = x.ChannelOf(thread);
         int start = x.Chunk * x.C;
-        if (start + x.C > x.T)
+        if (x.C > x.T - start)
         {
             return; // an incomplete last chunk: its decision comes when it completes; S is the final state
         }

@@ -38,9 +38,9 @@ internal static class PowerKernels
         SequenceSlice seq = x.Sequences[n];
         if (x.Order == PowerProblem<Real>.ChunkByChunk)
         {
-            for (int s = 0; s < seq.Length; s += x.C)
+            for (int s = 0, e; s < seq.Length; s = e)
             {
-                int e = Math.Min(s + x.C, seq.Length);
+                e = s + Math.Min(x.C, seq.Length - s); // the chunk [s, e), in int however large C is
                 // 1. inter-chunk part: the state entering the chunk, read by each of its queries, decayed by exp(b_t).
                 for (int t = s; t < e; t++)
                 {
@@ -101,9 +101,9 @@ internal static class PowerKernels
     {
         var (n, h, _) = x.ChannelOf(thread, 1);
         SequenceSlice seq = x.Sequences[n];
-        for (int s = 0; s < seq.Length; s += x.C)
+        for (int s = 0, e; s < seq.Length; s = e)
         {
-            int e = Math.Min(s + x.C, seq.Length);
+            e = s + Math.Min(x.C, seq.Length - s); // the chunk [s, e), in int however large C is
             Real b = Real.Zero;
             for (int t = s; t < e; t++)
             {
