@@ -87,23 +87,36 @@ internal static class SoftmaxRow
         int T = q.Count;
         var L = new double[T];
         var D = new double[T];
-        var scores = new double[T];
+        var keys = new int[T];
         for (int t = 0; t < T; t++)
         {
-            double m = double.NegativeInfinity, l = 0;
+            int count = 0;
             for (int j = 0; j < T; j++)
             {
-                scores[j] = visible(t, j) ? scale * VectorKernels.Dot(q[t], k[j]) : double.NegativeInfinity;
-                m = Math.Max(m, scores[j]);
+                if (visible(t, j))
+                {
+                    keys[count++] = j;
+                }
             }
-            for (int j = 0; j < T && m > double.NegativeInfinity; j++)
+            if (count == 0)
             {
-                l += Math.Exp(scores[j] - m);
+                continue;
+            }
+            // L_t and D_t = Σ_j P_tj (do_t·v_j), from the row as Backward computes it.
+            var scores = new double[count];
+            for (int i = 0; i < count; i++)
+            {
+                scores[i] = scale * VectorKernels.Dot(q[t], k[keys[i]]);
+            }
+            double m = VectorKernels.Max(scores), l = 0;
+            foreach (double score in scores)
+            {
+                l += Math.Exp(score - m);
             }
             L[t] = m + Math.Log(l);
-            for (int j = 0; j < T && m > double.NegativeInfinity; j++)
+            for (int i = 0; i < count; i++)
             {
-                D[t] += Math.Exp(scores[j] - L[t]) * VectorKernels.Dot(dO[t], v[j]);
+                D[t] += Math.Exp(scores[i] - L[t]) * VectorKernels.Dot(dO[t], v[keys[i]]);
             }
         }
         for (int j0 = 0; j0 < T; j0 += block)
