@@ -1,0 +1,57 @@
+using AttentionReference.Forms;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.Golden.Cases;
+
+/// <summary>
+/// Golden cases of the backward pass: chosen forward cases again, named "&lt;case&gt;_grad", with an upstream gradient
+/// for every output the form returns (do, dlse, dfinal_state, ...: the contract's cotangents), drawn at unit scale.
+/// Their files hold the inputs, the upstream gradients, the outputs and the gradient of every differentiable input
+/// (dq, dk, dv, dgk, dinitial_state, ...), so a kernel's backward can be checked against them as its forward is.
+/// </summary>
+internal static class GradientCases
+{
+    /// <summary>The forward cases whose gradients are pinned: each form's variants, then its options and edges.</summary>
+    private static readonly (string Form, string Case)[] s_chosen =
+    [
+        ("softmax", "full"), ("softmax", "causal_gqa"), ("softmax", "alibi_per_batch_softcap"), ("softmax", "mask_bool"),
+        ("softmax", "mqa_empty_rows"), ("softmax", "window_left_right"), ("softmax", "varlen_causal"),
+        ("softmax", "tiled_causal_mask"), ("softmax", "tiled_varlen_alibi"), ("softmax", "tiled_window_gqa"),
+        ("softmax", "split_mask_softcap"), ("softmax", "decode_paged"),
+        ("sparse", "block_per_head"), ("sparse", "longformer_causal_cross"), ("sparse", "bigbird"),
+        ("mla", "naive"), ("mla", "absorbed_causal_wkv_b"), ("mla", "absorbed_empty_rows_scale"),
+        ("forgetting", "naive_gqa_scale"), ("forgetting", "naive_varlen"), ("forgetting", "tiled_strong_gates"),
+        ("retention", "recurrent"), ("retention", "chunked"), ("retention", "gamma_and_scale"),
+        ("simple_gla", "recurrent"), ("simple_gla", "parallel"), ("simple_gla", "chunked"), ("simple_gla", "strong_decay"),
+        ("simple_gla", "varlen_initial_state"),
+        ("gla", "recurrent"), ("gla", "parallel"), ("gla", "chunked"), ("gla", "gv"), ("gla", "strong_decay_chunked"),
+        ("gla", "varlen_initial_state"),
+        ("hgrn2", "recurrent"), ("hgrn2", "chunked"), ("hgrn2", "mixed_gates"),
+    ];
+
+    public static IEnumerable<GoldenCase> All(IEnumerable<GoldenCase> forward)
+    {
+        var byId = forward.ToDictionary(c => c.Id, StringComparer.Ordinal);
+        return s_chosen.Select(c => WithUpstreamGradients(byId[$"{c.Form}/{c.Case}"]));
+    }
+
+    /// <summary>The case with its inputs, then one unit-scale upstream gradient per output of the forward run.</summary>
+    private static GoldenCase WithUpstreamGradients(GoldenCase forward) => forward with
+    {
+        Name = forward.Name + "_grad",
+        MakeInputs = random =>
+        {
+            var inputs = new Dictionary<string, Tensor>(forward.MakeInputs(random), StringComparer.Ordinal);
+            var form = (Form)FormCatalog.Find(forward.Form);
+            var outputs = FormRunner.Run(form, inputs, forward.Parameters, new RunOptions { Variant = forward.Variant }).Outputs;
+            foreach (TensorSpec upstream in form.Contract.Cotangents)
+            {
+                if (outputs.TryGetValue(upstream.Name[1..], out Tensor? output))
+                {
+                    inputs[upstream.Name] = random.Normal(1, output.ShapeArray());
+                }
+            }
+            return inputs;
+        },
+    };
+}
