@@ -154,6 +154,40 @@ public sealed class StateSpaceFamilyTests
         return new H3().Variants.All(variant => TestTensors.Close(new H3().Call(variant, h3Inputs, c.Parameters)["o"], expected, F64));
     }
 
+    // The reductions' gradients: two forms' backward passes sum the same terms in double in other orders, and the
+    // chain rule through the map between them adds a product or a sum over heads per term (StatefulGradientLaws's bound).
+    private const double SameGradients = StateSpaceGradients.SameGradientsInDouble;
+
+    [Law(50)]
+    public bool With_head_dim_1_and_the_identity_shift_h3s_gradients_are_those_of_q_times_s4d_of_k_times_v(DiagonalCase c)
+    {
+        // o = q · s4d(u) with u = k v: dq = do · s4d(u); s4d's backward from the cotangent q·do gives du, then
+        // dk = du v and dv = du k, and the diagonal SSM's parameters get s4d's gradients.
+        var x = (c with { D = 1 }).H3Inputs();
+        var taps = Tensor.Zeros(c.H, 1, c.M);
+        for (int h = 0; h < c.H; h++)
+        {
+            taps.Data[h * c.M] = 1;
+        }
+        var h3Inputs = new Dictionary<string, Tensor>(x) { ["shift_kernel"] = taps, ["do"] = TestTensors.Normal(new Random(c.Seed + 3), 1, c.B, c.T, c.H, 1) };
+        h3Inputs.Remove("shift_D");
+        var s4dInputs = x.Where(e => e.Key is not ("q" or "k" or "v" or "shift_kernel" or "shift_D")).ToDictionary(e => e.Key, e => e.Value);
+        s4dInputs["u"] = new Tensor([c.B, c.T, c.H], x["k"].Data.Zip(x["v"].Data, (k, v) => k * v).ToArray());
+        var s4d = new S4d().Call("recurrent", s4dInputs, c.Parameters)["o"];
+        s4dInputs["do"] = new Tensor([c.B, c.T, c.H], x["q"].Data.Zip(h3Inputs["do"].Data, (q, d) => q * d).ToArray());
+        var s4dGradients = StateSpaceGradients.Gradients(new S4d(), "recurrent", s4dInputs, c.Parameters);
+        Tensor du = s4dGradients["du"];
+        var expected = s4dGradients.Where(p => p.Key != "du").ToDictionary(p => p.Key, p => p.Value);
+        expected["dq"] = new Tensor([c.B, c.T, c.H, 1], h3Inputs["do"].Data.Zip(s4d.Data, (d, y) => d * y).ToArray());
+        expected["dk"] = new Tensor([c.B, c.T, c.H, 1], du.Data.Zip(x["v"].Data, (g, v) => g * v).ToArray());
+        expected["dv"] = new Tensor([c.B, c.T, c.H, 1], du.Data.Zip(x["k"].Data, (g, k) => g * k).ToArray());
+        return new H3().Variants.All(variant =>
+        {
+            var h3 = StateSpaceGradients.Gradients(new H3(), variant, h3Inputs, c.Parameters);
+            return expected.All(p => TestTensors.Close(h3[p.Key], p.Value, SameGradients));
+        });
+    }
+
     /// <summary>A copy of <paramref name="t"/> in <paramref name="shape"/>, each element moved to <paramref name="place"/>(its index).</summary>
     private static Tensor Reorder(Tensor t, int[] shape, Func<int[], int[]> place)
     {
