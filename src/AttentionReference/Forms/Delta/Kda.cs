@@ -1,4 +1,5 @@
 using AttentionReference.Forms.Common;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Delta;
@@ -56,4 +57,23 @@ public sealed class Kda : Form
 
     /// <summary>The recurrence, token by token: the delta rule's step with the decay Diag(exp(gk_t)) in front (the definition).</summary>
     public static void Recurrent(Head head, double scale) => DeltaRule.Recurrent(head, scale, Decay(head));
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) => variant switch
+    {
+        "recurrent" => DeltaHeads.Backward(problem, (head, options) => DeltaRule.RecurrentBackward(head, options.Scale, Decay(head), DecayGradient(head))),
+        "chunked" => DeltaHeads.Backward(problem, (head, options) => WyChunkwise.ChunkedBackward(head, options, Decay(head), DecayGradient(head))),
+        _ => throw UnknownVariant(variant),
+    };
+
+    /// <summary>dgk_t += dγ_t: one log decay per key channel.</summary>
+    public static LogDecayGradient DecayGradient(Head head)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock dgk = head.Rows("dgk");
+        return (t, dγ) => VectorKernels.AddTo(dγ, dgk[t]);
+    }
 }

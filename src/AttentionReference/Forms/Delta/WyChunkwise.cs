@@ -133,7 +133,7 @@ internal static partial class WyChunkwise
     /// One chunk of <paramref name="N"/> steps from <paramref name="Start"/>, its rows r = 0..N−1, and the numbered steps
     /// on it (the backward pass runs steps 1–4 and 6 to recompute the states, and steps 1–3 again in reverse order).
     /// </summary>
-    private readonly record struct Chunk(Pair X, Workspace Work, LogDecay? Decay, int Start, int N)
+    private readonly partial record struct Chunk(Pair X, Workspace Work, LogDecay? Decay, int Start, int N)
     {
         public Span<double> Q(int r) => X.Q[Start + r];
         public Span<double> K(int r) => X.K[Start + r];
