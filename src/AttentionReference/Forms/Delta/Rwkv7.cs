@@ -35,8 +35,7 @@ namespace AttentionReference.Forms.Delta;
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
 ///   <c>chunked</c>    the WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), any chunk size C ≥ 1,
-///              decays in log space relative to the chunk start; its numbered steps and legend are the comment of
-///              <see cref="Chunked"/>, after the definition.
+///              decays in log space relative to the chunk start; its numbered steps and legend: DplrChunkwise.cs.
 ///              Every exponent is a sum of log decays over a range of steps (≤ 0 for gk ≤ 0): nothing is divided.
 /// </summary>
 public sealed class Rwkv7 : Form
@@ -69,7 +68,7 @@ public sealed class Rwkv7 : Form
         return variant switch
         {
             "recurrent" => Heads.Run(problem, head => Recurrent(head, scale)),
-            "chunked" => Heads.Run(problem, head => Chunked(head, scale, chunkSize)),
+            "chunked" => Heads.Run(problem, head => DplrChunkwise.Chunked(head, scale, chunkSize)),
             _ => throw UnknownVariant(variant),
         };
     }
@@ -99,196 +98,6 @@ public sealed class Rwkv7 : Form
                 VectorKernels.Axpy(q[t][d], S[d], o[t]);
             }
             VectorKernels.Scale(scale, o[t]); // o_t ← scale · o_t
-        }
-    }
-
-    /// <summary>
-    /// The WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), chunks of
-    /// <paramref name="chunkSize"/> steps (the last may be shorter), decays in log space relative to the chunk start.
-    /// <code>
-    /// In one chunk of n steps r = 0..n−1 from state S; code name → symbol:
-    ///   gamma, gammaBefore  Γ_r = gk_0 + … + gk_r (inclusive),  Γ⁻_r = Γ_r − gk_r = gk_0 + … + gk_{r−1} (exclusive, Γ⁻_0 = 0)
-    ///   wNew                w_r = S_{r−1}ᵀ a_r  (the value the low-rank term writes, fla's v2); unrolling S_{r−1} gives
-    ///                         w_r = Σ_{j&lt;r} A_ab[r,j] w_j + Σ_{j&lt;r} A_ak[r,j] v_j + Sᵀ (exp(Γ⁻_r) ⊙ a_r)
-    ///   aab, aak            A_ab[r,j] = Σ_d a_r[d] b_j[d] exp(Γ⁻_r[d] − Γ_j[d]),  A_ak[r,j] = Σ_d a_r[d] k_j[d] exp(Γ⁻_r[d] − Γ_j[d])
-    ///                       for j &lt; r (strictly lower)
-    ///   tMatrix             T = (I − A_ab)⁻¹
-    ///   akv, u, w           A_ak V,  U = T A_ak V,  W = T Ã
-    /// Steps, per chunk:
-    ///   1. Γ, Γ⁻.
-    ///   2. A_ab, A_ak; T = (I − A_ab)⁻¹ by forward substitution: T_r = e_r + Σ_{j&lt;r} A_ab[r,j] T_j.
-    ///   3. U = T A_ak V and W = T Ã with Ã_r = exp(Γ⁻_r) ⊙ a_r.
-    ///   4. w = U + W S.
-    ///   5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [Σ_d q_r k_j e^{Γ_r−Γ_j}] v_j + [Σ_d q_r b_j e^{Γ_r−Γ_j}] w_j).
-    ///   6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) (k_j v_jᵀ + b_j w_jᵀ).
-    /// </code>
-    /// </summary>
-    public static void Chunked(Head head, double scale, int chunkSize)
-    {
-        ArgumentNullException.ThrowIfNull(head);
-        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o");
-        RowBlock a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk"), S = head.State();
-        int length = head.T, dk = head["K"], dv = head["V"], cs = Math.Min(chunkSize, Math.Max(length, 1));
-        var gamma = new double[cs * dk];       // Γ
-        var gammaBefore = new double[cs * dk]; // Γ⁻
-        var aab = new double[cs * cs];         // A_ab
-        var aak = new double[cs * cs];         // A_ak
-        var tMatrix = new double[cs * cs];     // T = (I − A_ab)⁻¹
-        var akv = new double[cs * dv];         // A_ak V
-        var u = new double[cs * dv];           // U
-        var w = new double[cs * dk];           // W
-        var wNew = new double[cs * dv];        // w = U + W S
-
-        foreach (var (start, end) in Chunks.Of(length, cs))
-        {
-            int n = end - start;
-
-            // 1. Γ_r (inclusive) and Γ⁻_r (exclusive), relative to the chunk start.
-            for (int r = 0; r < n; r++)
-            {
-                Span<double> gkr = gk[start + r];
-                for (int d = 0; d < dk; d++)
-                {
-                    gammaBefore[r * dk + d] = r == 0 ? 0 : gamma[(r - 1) * dk + d];
-                    gamma[r * dk + d] = gammaBefore[r * dk + d] + gkr[d];
-                }
-            }
-
-            // 2. A_ab, A_ak (strictly lower); T = (I − A_ab)⁻¹ row by row.
-            for (int r = 0; r < n; r++)
-            {
-                Span<double> ar = a[start + r];
-                for (int j = 0; j < r; j++)
-                {
-                    Span<double> bj = b[start + j], kj = k[start + j];
-                    double ab = 0, ak = 0;
-                    for (int d = 0; d < dk; d++)
-                    {
-                        double ad = ar[d] * Math.Exp(gammaBefore[r * dk + d] - gamma[j * dk + d]);
-                        ab += ad * bj[d];
-                        ak += ad * kj[d];
-                    }
-                    aab[r * cs + j] = ab;
-                    aak[r * cs + j] = ak;
-                }
-            }
-            for (int r = 0; r < n; r++)
-            {
-                for (int c = 0; c < n; c++)
-                {
-                    double sum = c == r ? 1 : 0;
-                    for (int j = c; j < r; j++)
-                    {
-                        sum += aab[r * cs + j] * tMatrix[j * cs + c];
-                    }
-                    tMatrix[r * cs + c] = c <= r ? sum : 0;
-                }
-            }
-
-            // 3. U = T (A_ak V), W = T Ã with Ã_j = exp(Γ⁻_j) ⊙ a_j.
-            for (int r = 0; r < n; r++)
-            {
-                for (int c = 0; c < dv; c++)
-                {
-                    double sum = 0;
-                    for (int j = 0; j < r; j++)
-                    {
-                        sum += aak[r * cs + j] * v[start + j][c];
-                    }
-                    akv[r * dv + c] = sum;
-                }
-            }
-            for (int r = 0; r < n; r++)
-            {
-                for (int c = 0; c < dv; c++)
-                {
-                    double sum = 0;
-                    for (int j = 0; j <= r; j++)
-                    {
-                        sum += tMatrix[r * cs + j] * akv[j * dv + c];
-                    }
-                    u[r * dv + c] = sum;
-                }
-                for (int d = 0; d < dk; d++)
-                {
-                    double sum = 0;
-                    for (int j = 0; j <= r; j++)
-                    {
-                        sum += tMatrix[r * cs + j] * Math.Exp(gammaBefore[j * dk + d]) * a[start + j][d];
-                    }
-                    w[r * dk + d] = sum;
-                }
-            }
-
-            // 4. w = U + W S.
-            for (int r = 0; r < n; r++)
-            {
-                for (int c = 0; c < dv; c++)
-                {
-                    double sum = u[r * dv + c];
-                    for (int d = 0; d < dk; d++)
-                    {
-                        sum += w[r * dk + d] * S[d][c];
-                    }
-                    wNew[r * dv + c] = sum;
-                }
-            }
-
-            // 5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [q_r·k_j]_Γ v_j + [q_r·b_j]_Γ w_j).
-            for (int r = 0; r < n; r++)
-            {
-                Span<double> oRow = o[start + r], qr = q[start + r];
-                for (int d = 0; d < dk; d++)
-                {
-                    double qd = qr[d] * Math.Exp(gamma[r * dk + d]);
-                    Span<double> Sd = S[d];
-                    for (int c = 0; c < dv; c++)
-                    {
-                        oRow[c] += qd * Sd[c];
-                    }
-                }
-                for (int j = 0; j <= r; j++)
-                {
-                    Span<double> kj = k[start + j], bj = b[start + j], vj = v[start + j];
-                    double qk = 0, qb = 0;
-                    for (int d = 0; d < dk; d++)
-                    {
-                        double qd = qr[d] * Math.Exp(gamma[r * dk + d] - gamma[j * dk + d]);
-                        qk += qd * kj[d];
-                        qb += qd * bj[d];
-                    }
-                    for (int c = 0; c < dv; c++)
-                    {
-                        oRow[c] += qk * vj[c] + qb * wNew[j * dv + c];
-                    }
-                }
-                for (int c = 0; c < dv; c++)
-                {
-                    oRow[c] *= scale;
-                }
-            }
-
-            // 6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) (k_j v_jᵀ + b_j w_jᵀ).
-            int last = n - 1;
-            for (int d = 0; d < dk; d++)
-            {
-                Span<double> Sd = S[d];
-                double decay = Math.Exp(gamma[last * dk + d]);
-                for (int c = 0; c < dv; c++)
-                {
-                    Sd[c] *= decay;
-                }
-                for (int j = 0; j < n; j++)
-                {
-                    double toEnd = Math.Exp(gamma[last * dk + d] - gamma[j * dk + d]);
-                    double kj = toEnd * k[start + j][d], bj = toEnd * b[start + j][d];
-                    Span<double> vj = v[start + j];
-                    for (int c = 0; c < dv; c++)
-                    {
-                        Sd[c] += kj * vj[c] + bj * wNew[j * dv + c];
-                    }
-                }
-            }
         }
     }
 }
