@@ -88,6 +88,24 @@ public static class DeltaHeads
         }
         return gradients;
     }
+
+    /// <summary>
+    /// The backward pass of the recurrent or chunked variant of a form on the delta rule's step with a log decay
+    /// (gated_delta_rule, kda): <paramref name="decay"/> and <paramref name="decayGradient"/> give each pair's γ_t and
+    /// where dγ_t goes. Null for another variant.
+    /// </summary>
+    public static IReadOnlyDictionary<string, Tensor>? DecayedBackward(string variant, Problem problem, Func<Head, LogDecay> decay,
+        Func<Head, LogDecayGradient> decayGradient)
+    {
+        ArgumentNullException.ThrowIfNull(decay);
+        ArgumentNullException.ThrowIfNull(decayGradient);
+        return variant switch
+        {
+            "recurrent" => Backward(problem, (head, options) => DeltaRule.RecurrentBackward(head, options.Scale, decay(head), decayGradient(head))),
+            "chunked" => Backward(problem, (head, options) => WyChunkwise.ChunkedBackward(head, options, decay(head), decayGradient(head))),
+            _ => null,
+        };
+    }
 }
 
 /// <summary>The options of a delta-rule form, read once from a bound call; the CPU form and the OpenCL host read the same.</summary>

@@ -27,7 +27,7 @@ namespace AttentionReference.Forms.Delta;
 /// </code>
 /// Every exponent is a sum of log decays over a range of steps (≤ 0 for gk ≤ 0): nothing is divided.
 /// </summary>
-internal static class DplrChunkwise
+internal static partial class DplrChunkwise
 {
     /// <summary>One (sequence, head) pair, chunk by chunk: the state S entering the sequence is left final, o is written.</summary>
     public static void Chunked(Head head, double scale, int chunkSize)
@@ -67,7 +67,7 @@ internal static class DplrChunkwise
     }
 
     /// <summary>One chunk of <paramref name="N"/> steps from <paramref name="Start"/>, and the numbered steps on it.</summary>
-    private readonly record struct Chunk(Pair X, Workspace Work, int Start, int N)
+    private readonly partial record struct Chunk(Pair X, Workspace Work, int Start, int N)
     {
         /// <summary>Steps 1–3: Γ and Γ⁻; A_ab, A_ak and T = (I − A_ab)⁻¹; U = T A_ak V and W = T Ã.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]

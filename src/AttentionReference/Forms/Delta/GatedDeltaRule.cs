@@ -56,17 +56,6 @@ public sealed class GatedDeltaRule : Form
     /// <summary>The recurrence, token by token: the delta rule's step with the decay exp(g_t) in front (the definition).</summary>
     public static void Recurrent(Head head, double scale) => DeltaRule.Recurrent(head, scale, Decay(head));
 
-    /// <inheritdoc/>
-    public override bool HasGradients => true;
-
-    /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) => variant switch
-    {
-        "recurrent" => DeltaHeads.Backward(problem, (head, options) => DeltaRule.RecurrentBackward(head, options.Scale, Decay(head), DecayGradient(head))),
-        "chunked" => DeltaHeads.Backward(problem, (head, options) => WyChunkwise.ChunkedBackward(head, options, Decay(head), DecayGradient(head))),
-        _ => throw UnknownVariant(variant),
-    };
-
     /// <summary>dg_t += Σ_d dγ_t[d]: the head's one log decay reaches every key channel.</summary>
     public static LogDecayGradient DecayGradient(Head head)
     {
@@ -82,4 +71,11 @@ public sealed class GatedDeltaRule : Form
             dg[t] += sum;
         };
     }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) =>
+        DeltaHeads.DecayedBackward(variant, problem, Decay, DecayGradient) ?? throw UnknownVariant(variant);
 }

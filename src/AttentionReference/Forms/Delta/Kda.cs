@@ -1,5 +1,4 @@
 using AttentionReference.Forms.Common;
-using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Delta;
@@ -62,18 +61,14 @@ public sealed class Kda : Form
     public override bool HasGradients => true;
 
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) => variant switch
-    {
-        "recurrent" => DeltaHeads.Backward(problem, (head, options) => DeltaRule.RecurrentBackward(head, options.Scale, Decay(head), DecayGradient(head))),
-        "chunked" => DeltaHeads.Backward(problem, (head, options) => WyChunkwise.ChunkedBackward(head, options, Decay(head), DecayGradient(head))),
-        _ => throw UnknownVariant(variant),
-    };
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) =>
+        DeltaHeads.DecayedBackward(variant, problem, Decay, DecayGradient) ?? throw UnknownVariant(variant);
 
     /// <summary>dgk_t += dγ_t: one log decay per key channel.</summary>
     public static LogDecayGradient DecayGradient(Head head)
     {
         ArgumentNullException.ThrowIfNull(head);
         RowBlock dgk = head.Rows("dgk");
-        return (t, dγ) => VectorKernels.AddTo(dγ, dgk[t]);
+        return (t, dγ) => Numerics.VectorKernels.AddTo(dγ, dgk[t]);
     }
 }

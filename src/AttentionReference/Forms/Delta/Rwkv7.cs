@@ -100,4 +100,100 @@ public sealed class Rwkv7 : Form
             VectorKernels.Scale(scale, o[t]); // o_t ← scale · o_t
         }
     }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, scale)),
+            "chunked" => Heads.Backward(problem, head => DplrChunkwise.ChunkedBackward(head, scale, chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrence, in reverse time from the states a forward replay stores (the definition keeps
+    /// every state; the chunked backward recomputes them per chunk). Step t in reverse, with w_t = S_{t−1}ᵀ a_t recomputed:
+    /// <code>
+    ///   dS = dfinal_state (0 if absent)
+    ///   for t = T … 1:
+    ///     dS   += scale · q_t do_tᵀ,   dq_t = scale · S_t do_t          o_t = scale · S_tᵀ q_t
+    ///     dk_t  = dS v_t,              dv_t = dSᵀ k_t                   S_t ∋ k_t v_tᵀ
+    ///     db_t  = dS w_t,              dw   = dSᵀ b_t                   S_t ∋ b_t w_tᵀ
+    ///     dgk_t = exp(gk_t) ⊙ rowsum(dS ∘ S_{t−1})                      S_t ∋ Diag(exp gk_t) S_{t−1}
+    ///     da_t  = S_{t−1} dw                                            w_t = S_{t−1}ᵀ a_t
+    ///     dS    = Diag(exp gk_t) dS + a_t dwᵀ                           now dS_{t−1}
+    ///   dinitial_state = dS
+    /// </code>
+    /// </summary>
+    public static void RecurrentBackward(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk");
+        RowBlock dq = head.Rows("dq"), dk = head.Rows("dk"), dv = head.Rows("dv"), da = head.Rows("da"), db = head.Rows("db"), dgk = head.Rows("dgk");
+        RowBlock? dO = head.OptionalRows("do");
+        RowBlock[] S = Replay(head);                     // S[t + 1] is the state after row t, S[0] the initial state
+        RowBlock dS = head.StateGradient();
+        double[] w = new double[head["V"]], dw = new double[head["V"]];
+        for (int t = head.T - 1; t >= 0; t--)
+        {
+            RowBlock previous = S[t];
+            Array.Clear(w);
+            Array.Clear(dw);
+            for (int d = 0; d < dS.Count; d++)
+            {
+                VectorKernels.Axpy(a[t][d], previous[d], w);                   // w_t = S_{t−1}ᵀ a_t
+            }
+            for (int d = 0; d < dS.Count; d++)
+            {
+                if (dO is not null)
+                {
+                    VectorKernels.Axpy(scale * q[t][d], dO[t], dS[d]);        // dS += scale q_t do_tᵀ
+                    dq[t][d] = scale * VectorKernels.Dot(S[t + 1][d], dO[t]); // dq_t = scale S_t do_t
+                }
+                dk[t][d] = VectorKernels.Dot(dS[d], v[t]);                     // dk_t = dS v_t
+                VectorKernels.Axpy(k[t][d], dS[d], dv[t]);                     // dv_t = dSᵀ k_t
+                db[t][d] = VectorKernels.Dot(dS[d], w);                        // db_t = dS w_t
+                VectorKernels.Axpy(b[t][d], dS[d], dw);                        // dw = dSᵀ b_t
+                dgk[t][d] = Math.Exp(gk[t][d]) * VectorKernels.Dot(dS[d], previous[d]); // dgk_t = exp(gk_t) ⊙ rowsum(dS ∘ S_{t−1})
+            }
+            for (int d = 0; d < dS.Count; d++)
+            {
+                da[t][d] = VectorKernels.Dot(previous[d], dw);                 // da_t = S_{t−1} dw
+                VectorKernels.Scale(Math.Exp(gk[t][d]), dS[d]);                // dS_{t−1} = Diag(exp gk_t) dS + a_t dwᵀ
+                VectorKernels.Axpy(a[t][d], dw, dS[d]);
+            }
+        }
+    }
+
+    /// <summary>The states of the recurrence, replayed from the initial state: [t + 1] after row t, [0] the initial state.</summary>
+    private static RowBlock[] Replay(Head head)
+    {
+        RowBlock k = head.Rows("k"), v = head.Rows("v"), a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk");
+        var S = new RowBlock[head.T + 1];
+        S[0] = head.InitialState();
+        var w = new double[head["V"]];
+        for (int t = 0; t < head.T; t++)
+        {
+            S[t + 1] = RowBlock.Zeros(head["K"], head["V"]);
+            Array.Clear(w);
+            for (int d = 0; d < S[t].Count; d++)
+            {
+                VectorKernels.Axpy(a[t][d], S[t][d], w);                      // w_t = S_{t−1}ᵀ a_t
+            }
+            for (int d = 0; d < S[t].Count; d++)
+            {
+                // S_t[d, :] = exp(gk_td) S_{t−1}[d, :] + b_td w_t + k_td v_t
+                VectorKernels.Multiply(S[t][d], Math.Exp(gk[t][d]), S[t + 1][d]);
+                VectorKernels.Axpy(b[t][d], w, S[t + 1][d]);
+                VectorKernels.Axpy(k[t][d], v[t], S[t + 1][d]);
+            }
+        }
+        return S;
+    }
 }
