@@ -26,7 +26,7 @@ internal static class TestTensors
     }
 
     /// <summary>(‖a − b‖₂, ‖b‖₂), where the same infinity on both sides counts as agreement.</summary>
-    private static (double Diff, double Norm) Norms(Tensor a, Tensor b)
+    public static (double Diff, double Norm) Norms(Tensor a, Tensor b)
     {
         Assert.Equal(b.Shape, a.Shape);
         double diff = 0, norm = 0;

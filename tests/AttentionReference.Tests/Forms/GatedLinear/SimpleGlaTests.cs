@@ -11,6 +11,9 @@ public sealed class SimpleGlaTests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new SimpleGla();
 
+    // Outputs and states are sums of products of q, k, v and S0 with decays in [0, 1]: see StatefulFormLaws.
+    protected override IReadOnlyCollection<string> TermBoundingInputs => ["q", "k", "v", "initial_state"];
+
     protected override Dictionary<string, Tensor> Inputs(StatefulCase c, Random random, int b, int t) => new()
     {
         ["q"] = TestTensors.Normal(random, 1, b, t, c.H, c.K),
