@@ -3,6 +3,7 @@ using AttentionReference.Forms;
 using AttentionReference.Gpu.Delta;
 using AttentionReference.Gpu.GatedLinear;
 using AttentionReference.Gpu.Linear;
+using AttentionReference.Gpu.Softmax;
 using AttentionReference.Gpu.StateSpace;
 using AttentionReference.Tensors;
 
@@ -22,6 +23,7 @@ public sealed class GpuBackend : IBackend, IDisposable
         .. DiagonalDecay.Forms, "linear", "rwkv6", "mlstm",
         "delta_rule", "gated_delta_rule", "kda", "rwkv7",
         "s4d", "h3", "mamba", "ssd",
+        "softmax", "sparse", "mla", "forgetting",
     ];
 
     private readonly GpuDevice _device;
@@ -83,6 +85,10 @@ public sealed class GpuBackend : IBackend, IDisposable
         "s4d" or "h3" => DiagonalSsmBank.Run<Real>(_device, form, variant, problem),
         "mamba" => SelectiveScan.Run<Real>(_device, variant, problem),
         "ssd" => StateSpaceDuality.Run<Real>(_device, variant, problem),
+        "softmax" => SoftmaxHost.Run<Real>(_device, variant, problem),
+        "sparse" => SparseHost.Run<Real>(_device, variant, problem),
+        "mla" => MlaHost.Run<Real>(_device, variant, problem),
+        "forgetting" => ForgettingHost.Run<Real>(_device, variant, problem),
         _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
     };
 
