@@ -52,6 +52,31 @@ public sealed class GpuBackend : IBackend, IDisposable
     /// <inheritdoc/>
     public string DeviceName => $"{Device}, {(Precision == Precision.F64 ? "f64" : "f32")}";
 
+    /// <summary>
+    /// Seconds the device spent in kernels during the last <see cref="Run"/> (each launch timed to its end; no uploads or
+    /// downloads), NaN unless <see cref="TimeKernels"/> was on.
+    /// </summary>
+    public double LastRunKernelSeconds { get; private set; } = double.NaN;
+
+    /// <summary>Whether to time the kernels of each run (<see cref="LastRunKernelSeconds"/>): for the bench.</summary>
+    public bool TimeKernels
+    {
+        get => _device.TimeKernels;
+        set => _device.TimeKernels = value;
+    }
+
+    /// <summary>
+    /// The device's f64 (or f32, by this backend's precision) fused multiply-add rate in GFLOP/s, measured by a kernel of
+    /// independent FMA chains (<see cref="FmaRate"/>): the peak the bench states its kernels against.
+    /// </summary>
+    public double MeasureFmaGflops()
+    {
+        lock (_launch)
+        {
+            return Precision == Precision.F64 ? FmaRate.Measure<double>(_device) : FmaRate.Measure<float>(_device);
+        }
+    }
+
     /// <summary>Whether the device is a CUDA GPU (else ILGPU's CPU accelerator).</summary>
     public bool IsCuda => _device.IsCuda;
 
@@ -70,7 +95,10 @@ public sealed class GpuBackend : IBackend, IDisposable
         }
         lock (_launch)
         {
-            return Precision == Precision.F64 ? Run<double>(form.Name, variant, problem) : Run<float>(form.Name, variant, problem);
+            double before = _device.KernelSeconds;
+            var outputs = Precision == Precision.F64 ? Run<double>(form.Name, variant, problem) : Run<float>(form.Name, variant, problem);
+            LastRunKernelSeconds = TimeKernels ? _device.KernelSeconds - before : double.NaN;
+            return outputs;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
+using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.GatedLinear;
 
@@ -30,9 +31,10 @@ namespace AttentionReference.Forms.GatedLinear;
 /// Legend (code → paper): Γ, Ψ = GLA's log b summed from the chunk start; A = GLA's P; gk = log α, gv = log β.
 /// Arithmetic: every product is a dot of contiguous rows or a sum of rows weighted by scalars (VectorKernels), each
 /// decay one vectorised exp of a difference, every sum in a fixed order.
+/// The backward pass, chunk by chunk in reverse with the states recomputed, is GlaChunkwiseBackward.cs.
 /// </code>
 /// </summary>
-internal static class GlaChunkwise
+internal static partial class GlaChunkwise
 {
     /// <summary>The pair's rows: inputs (gv null: no value-side decay), the state S (entering; left final) and o (zeros on entry).</summary>
     internal sealed record Rows(RowBlock Q, RowBlock K, RowBlock V, RowBlock Gk, RowBlock? Gv, double Scale, RowBlock S, RowBlock O)
@@ -40,6 +42,23 @@ internal static class GlaChunkwise
         public int T => Q.Count;
         public int Dk => K.Width;
         public int Dv => V.Width;
+    }
+
+    /// <summary>
+    /// A form of the family, one of its variants: <paramref name="recurrent"/> (the form's definition) for "recurrent",
+    /// else this algorithm on the form's <paramref name="rows"/> (its reduction to gla) in chunks of chunk_size, or in
+    /// one chunk spanning the sequence for "parallel".
+    /// </summary>
+    internal static IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem, Action<Head, double> recurrent,
+        Func<Head, double, Rows> rows)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Run(problem, head => recurrent(head, scale)),
+            "parallel" => Heads.Run(problem, head => Parallel(rows(head, scale))),
+            _ => Heads.Run(problem, head => Chunked(rows(head, scale), chunkSize)),
+        };
     }
 
     /// <summary>The quadratic form with the decay matrix: one chunk spanning the sequence.</summary>

@@ -111,8 +111,8 @@ public sealed class Forgetting : Form
         // One task per (sequence, query head, query block); each computes its rows start to end.
         var tasks = (from sequence in problem.Sequences
                      from h in Enumerable.Range(0, problem["Hq"])
-                     from q0 in Enumerable.Range(0, (sequence.Steps("T").Length + blockQ - 1) / blockQ).Select(n => n * blockQ)
-                     select (sequence, h, q0)).ToArray();
+                     from block in Chunks.Of(sequence.Steps("T").Length, blockQ)
+                     select (sequence, h, q0: block.Start)).ToArray();
         Parallel.ForEach(tasks, task => TiledBlock(heads.Pair(task.sequence, task.h), scale, task.q0, blockQ, blockK));
         return heads.Outputs;
     }
@@ -124,6 +124,7 @@ public sealed class Forgetting : Form
         RowBlock v = head.Rows("v"), o = head.Rows("o");
         Series g = head.Series("g"), lse = head.Series("lse");
         int length = head.T, rows = Math.Min(bq, length - q0), dv = v.Width;
+        bk = Math.Min(bk, length); // a key block past the sequence is the sequence (length ≥ 1 here)
 
         // 1. A_i = Σ_{r=q0+1..i} g_r for the block's queries.
         var a = new double[rows];
