@@ -12,13 +12,18 @@ namespace AttentionReference.Gpu.Softmax;
 /// <code>
 ///   naive    SoftmaxKernels.Rows, one part
 ///   split    SoftmaxKernels.Rows over num_splits parts of each sequence's keys, then SoftmaxKernels.Merge
-///   decode   the same over each batch entry's cache keys (key j at its cache row)
+///   decode   the same over each batch entry's cache keys (key j at its cache row), in num_splits parts or more:
+///            parts of at most 256 keys, so that a few query rows still fill the device (as the OpenCL host; the
+///            number of parts changes only the summation order)
 ///   tiled    FlashAttentionKernels.Forward; block_q and block_k, which change only the summation order, are the
 ///            accelerator's (TileShape), as flash-attn's kernels choose theirs
 /// </code>
 /// </summary>
 internal static class SoftmaxHost
 {
+    /// <summary>decode: the most keys of one part (more parts than num_splits where a cache is longer).</summary>
+    private const int DecodeKeysPerPart = 256;
+
     /// <summary>o and lse of <paramref name="variant"/> of a bound softmax call.</summary>
     public static IReadOnlyDictionary<string, Tensor> Run<Real>(GpuDevice device, string variant, Problem problem)
         where Real : unmanaged, IFloatingPointIeee754<Real>
@@ -42,8 +47,12 @@ internal static class SoftmaxHost
             case "naive":
                 KeyedAttention.Naive(device, buffers, x, parts: 1);
                 break;
-            default:
+            case "split":
                 KeyedAttention.Naive(device, buffers, x, options.NumSplits);
+                break;
+            default:
+                int longest = sequences.Select(s => s.Tk).DefaultIfEmpty(0).Max();
+                KeyedAttention.Naive(device, buffers, x, Math.Max(options.NumSplits, (longest + DecodeKeysPerPart - 1) / DecodeKeysPerPart));
                 break;
         }
         return KeyedAttention.Outputs(device, x, batch);

@@ -130,6 +130,25 @@ public abstract class SoftmaxGpuLaws(AcceleratorFixture accelerator)
     }
 
     /// <summary>
+    /// A cache longer than one decode part (256 keys): the host cuts it into more parts than num_splits = 1, which
+    /// changes only the summation order; causal, two batch entries of different valid lengths.
+    /// </summary>
+    [AcceleratorLaw(1)]
+    public bool Gpu_decode_over_a_cache_longer_than_a_part_equals_the_cpu()
+    {
+        var random = new Random(600);
+        var x = new SoftmaxInputs(TestTensors.Normal(random, 1, 2, 3, 2, 5), TestTensors.Normal(random, 1, 2, 600, 1, 5), TestTensors.Normal(random, 1, 2, 600, 1, 3))
+        {
+            Causal = true,
+        };
+        var tensors = x.Tensors("decode");
+        tensors["cache_seqlens"] = new Tensor([2], [600, 257], DType.I32);
+        var cpu = SoftmaxOutputs.Of(SoftmaxInputs.Form.Call("decode", tensors, x.Parameters("num_splits=1")));
+        var gpu = SoftmaxOutputs.Of(accelerator.F64.Run(Softmax, "decode", tensors, x.FormParameters("num_splits=1")));
+        return Agreement.Close(gpu, cpu, x.V);
+    }
+
+    /// <summary>
     /// A NaN, +∞ or −∞ in a few values of v, with masks and windows: every output is what the reference gives, the same
     /// non-finite values at the same places (v_j[d] reaches o_i[d] exactly when j ∈ A_i), the finite ones within 1e-12.
     /// The tiled kernel takes its careful loop for such a sub-tile of V.
