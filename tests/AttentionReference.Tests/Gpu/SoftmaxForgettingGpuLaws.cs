@@ -67,7 +67,7 @@ public abstract class SoftmaxForgettingGpuLaws(AcceleratorFixture accelerator)
     [AcceleratorLaw(1)]
     public bool Every_golden_case_of_forgetting_verifies_on_the_gpu()
     {
-        FormsOnGpu.AssertGoldensVerify(accelerator.F64, "forgetting");
+        SoftmaxGoldens.AssertVerify(accelerator.F64, "forgetting");
         return true;
     }
 

@@ -68,7 +68,7 @@ public abstract class SoftmaxMlaGpuLaws(AcceleratorFixture accelerator)
     [AcceleratorLaw(1)]
     public bool Every_golden_case_of_mla_verifies_on_the_gpu()
     {
-        FormsOnGpu.AssertGoldensVerify(accelerator.F64, "mla");
+        SoftmaxGoldens.AssertVerify(accelerator.F64, "mla");
         return true;
     }
 
