@@ -12,9 +12,6 @@ namespace AttentionReference.Tests.Forms.GatedLinear;
 /// </summary>
 public abstract class GatedLinearFormLaws : StatefulFormLaws
 {
-    // As the shared gradient laws: the same sums in double in other orders, 1e-11 relative to each gradient's norm.
-    private const double SameGradientsInDouble = 1e-11;
-
     private static readonly string[] s_otherVariants = ["parallel", "chunked"], s_logGates = ["gk", "g", "gv"];
 
     [Law(20)]
