@@ -4,6 +4,7 @@ using AttentionReference.Gpu.Delta;
 using AttentionReference.Gpu.GatedLinear;
 using AttentionReference.Gpu.Hybrid;
 using AttentionReference.Gpu.Linear;
+using AttentionReference.Gpu.Softmax;
 using AttentionReference.Gpu.StateSpace;
 using AttentionReference.Tensors;
 
@@ -24,6 +25,7 @@ public sealed class GpuBackend : IBackend, IDisposable
         "delta_rule", "gated_delta_rule", "kda", "rwkv7",
         "s4d", "h3", "mamba", "ssd",
         "power", "nats_l", "based",
+        "softmax", "sparse", "mla", "forgetting",
     ];
 
     private readonly GpuDevice _device;
@@ -116,6 +118,10 @@ public sealed class GpuBackend : IBackend, IDisposable
         "power" => PowerHost.Run<Real>(_device, variant, problem),
         "nats_l" => NatsLHost.Run<Real>(_device, variant, problem),
         "based" => BasedHost.Run<Real>(_device, variant, problem),
+        "softmax" => SoftmaxHost.Run<Real>(_device, variant, problem),
+        "sparse" => SparseHost.Run<Real>(_device, variant, problem),
+        "mla" => MlaHost.Run<Real>(_device, variant, problem),
+        "forgetting" => ForgettingHost.Run<Real>(_device, variant, problem),
         _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
     };
 

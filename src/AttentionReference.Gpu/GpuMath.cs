@@ -17,8 +17,9 @@ namespace AttentionReference.Gpu;
 /// log, sin and cos are the approximate instructions lg2.approx.f32, sin.approx.f32 and cos.approx.f32, whose errors are
 /// absolute (about 2^-22 and 2^-21), so log near 1 and the sine of a small angle lose every digit: all six go to
 /// <see cref="LogOnCuda(double)"/>, <see cref="SinOnCuda(double)"/> and <see cref="CosOnCuda(double)"/> (float through
-/// double, rounded once). A kernel that needs a new function adds it here, with a line in <see cref="GpuMathKernels"/>
-/// to measure it.
+/// double, rounded once). Double tanh on PTX is ILGPU.Algorithms' XMath.Tanh, built on the same CORDIC exp, and float
+/// tanh is <c>tanh.approx.f32</c> (about 2^-11 relative): both go to <see cref="TanhOnCuda(double)"/>. A kernel that
+/// needs a new function adds it here, with a line in <see cref="GpuMathKernels"/> to measure it.
 /// </summary>
 internal static class GpuMath
 {
@@ -40,10 +41,13 @@ internal static class GpuMath
     /// <summary>cos x (x in radians).</summary>
     public static Real Cos<Real>(Real x) where Real : ITrigonometricFunctions<Real> => Real.Cos(x);
 
+    /// <summary>tanh x (softmax's softcap c·tanh(s/c)).</summary>
+    public static Real Tanh<Real>(Real x) where Real : IHyperbolicFunctions<Real> => Real.Tanh(x);
+
     /// <summary>
     /// Makes the PTX backend of <paramref name="builder"/>'s context compile double exp as <see cref="ExpOnCuda"/>, and
-    /// double and float log, sin and cos as <see cref="LogOnCuda(double)"/>, <see cref="SinOnCuda(double)"/> and
-    /// <see cref="CosOnCuda(double)"/>.
+    /// double and float log, sin, cos and tanh as <see cref="LogOnCuda(double)"/>, <see cref="SinOnCuda(double)"/>,
+    /// <see cref="CosOnCuda(double)"/> and <see cref="TanhOnCuda(double)"/>.
     /// </summary>
     public static Context.Builder UseOnCuda(Context.Builder builder)
     {
@@ -58,6 +62,7 @@ internal static class GpuMath
             Redirect(manager, UnaryArithmeticKind.LogF, type, nameof(LogOnCuda), real);
             Redirect(manager, UnaryArithmeticKind.SinF, type, nameof(SinOnCuda), real);
             Redirect(manager, UnaryArithmeticKind.CosF, type, nameof(CosOnCuda), real);
+            Redirect(manager, UnaryArithmeticKind.TanhF, type, nameof(TanhOnCuda), real);
         }
         return builder;
     }
@@ -161,6 +166,43 @@ internal static class GpuMath
 
     /// <summary>cos x in float: <see cref="CosOnCuda(double)"/> rounded once.</summary>
     public static float CosOnCuda(float x) => (float)CosOnCuda((double)x);
+
+    /// <summary>
+    /// tanh x in double within 2 ulps of .NET's, for CUDA, with a = |x| and the sign of x put back at the end: for
+    /// a &lt; 2^-28 (and ±0, NaN) x itself, which is tanh x once rounded; for a &lt; 0.625 sinh a / cosh a, sinh a − a and
+    /// cosh a − 1 by their Taylor series to a^17 and a^18 (the next terms are under 2e-21 relative) and the quotient
+    /// written as a plus a correction of at most 13% of a, so that only the last addition rounds at full weight; above,
+    /// 1 − 2/(e^{2a} + 1) with <see cref="ExpOnCuda"/> (the quotient is at most 0.45 and the result at least 0.55, so the
+    /// subtraction loses nothing; e^{2a} = ∞ gives 1).
+    /// </summary>
+    public static double TanhOnCuda(double x)
+    {
+        const double TwoToMinus28 = 3.725290298461914e-09;
+        double a = Math.Abs(x);
+        if (!(a >= TwoToMinus28))
+        {
+            return x;
+        }
+        double t;
+        if (a < 0.625)
+        {
+            double z = a * a;
+            // u = sinh a − a and w = cosh a − 1; tanh a = a + (u − (a + u)·w / (1 + w)), the small part summed apart.
+            double u = a * z * (1.0 / 6 + z * (1.0 / 120 + z * (1.0 / 5040 + z * (1.0 / 362880 + z * (1.0 / 39916800
+                + z * (1.0 / 6227020800 + z * (1.0 / 1307674368000 + z * (1.0 / 355687428096000))))))));
+            double w = z * (0.5 + z * (1.0 / 24 + z * (1.0 / 720 + z * (1.0 / 40320 + z * (1.0 / 3628800
+                + z * (1.0 / 479001600 + z * (1.0 / 87178291200 + z * (1.0 / 20922789888000))))))));
+            t = a + (u - (a + u) * w / (1 + w));
+        }
+        else
+        {
+            t = 1 - 2 / (ExpOnCuda(2 * a) + 1);
+        }
+        return x < 0 ? -t : t;
+    }
+
+    /// <summary>tanh x in float: <see cref="TanhOnCuda(double)"/> rounded once.</summary>
+    public static float TanhOnCuda(float x) => (float)TanhOnCuda((double)x);
 
     /// <summary>
     /// sin(x + shift·π/2): x = n·π/2 + r with n = round(x·2/π), r reduced exactly as a double-double hi + lo by

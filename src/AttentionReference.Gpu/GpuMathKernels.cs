@@ -8,7 +8,7 @@ namespace AttentionReference.Gpu;
 internal static class GpuMathKernels
 {
     /// <summary>The functions by name.</summary>
-    public static IReadOnlyList<string> Functions { get; } = ["exp", "sqrt", "log", "sin", "cos"];
+    public static IReadOnlyList<string> Functions { get; } = ["exp", "sqrt", "log", "sin", "cos", "tanh"];
 
     /// <summary>The points x and the values y of one evaluation.</summary>
     internal struct Points<Real> where Real : unmanaged
@@ -36,6 +36,10 @@ internal static class GpuMathKernels
     public static void Cos<Real>(Index1D i, Points<Real> p) where Real : unmanaged, IFloatingPointIeee754<Real> =>
         p.Y[i] = GpuMath.Cos(p.X[i]);
 
+    /// <summary>y_i = tanh x_i.</summary>
+    public static void Tanh<Real>(Index1D i, Points<Real> p) where Real : unmanaged, IFloatingPointIeee754<Real> =>
+        p.Y[i] = GpuMath.Tanh(p.X[i]);
+
     /// <summary><paramref name="function"/> at every point of <paramref name="x"/>, computed on <paramref name="device"/>.</summary>
     public static double[] Evaluate<Real>(GpuDevice device, string function, double[] x) where Real : unmanaged, IFloatingPointIeee754<Real>
     {
@@ -57,6 +61,9 @@ internal static class GpuMathKernels
                 break;
             case "cos":
                 device.Launch<Points<Real>>(Cos, x.Length, points);
+                break;
+            case "tanh":
+                device.Launch<Points<Real>>(Tanh, x.Length, points);
                 break;
             default:
                 throw new InputException($"GpuMath has no function '{function}'; functions: {string.Join(", ", Functions)}");
