@@ -95,7 +95,7 @@ internal static class CheckCommand
             try
             {
                 comparisons.Add(Comparer.Compare(spec.Name, result.Outputs[spec.Name], theirs,
-                    fixedProfile ?? ToleranceProfile.For(theirs.DType), AxisNames(spec, result.Layout), worstCount));
+                    fixedProfile ?? ToleranceProfile.For(theirs.DType), AxisNames(spec, result.Outputs[spec.Name].Rank, result.Layout), worstCount));
             }
             catch (InputException error)
             {
@@ -117,10 +117,14 @@ internal static class CheckCommand
         };
     }
 
-    /// <summary>Index names as users think of them: b, t, h, d in the user's layout.</summary>
-    private static string[] AxisNames(TensorSpec spec, Layout layout)
+    /// <summary>Index names as users think of them: b, t, h, d in the user's layout, from the spec's shape of that rank.</summary>
+    private static string[] AxisNames(TensorSpec spec, int rank, Layout layout)
     {
-        string[] symbols = spec.Alternatives[0];
+        string[]? symbols = spec.Alternatives.FirstOrDefault(a => a.Length == rank);
+        if (symbols is null)
+        {
+            return [.. Comparer.DefaultAxisNames(rank)];
+        }
         string[] names = symbols.Select((s, axis) => s switch
         {
             "B" => "b",
