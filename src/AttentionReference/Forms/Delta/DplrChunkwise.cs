@@ -64,6 +64,9 @@ internal static partial class DplrChunkwise
         public double[] U { get; } = new double[chunk * dv];           // U
         public double[] W { get; } = new double[chunk * dk];           // W
         public double[] WNew { get; } = new double[chunk * dv];        // w = U + W S
+        public double[] Values { get; } = new double[chunk * dv];      // the chunk's v rows, packed for step 3's columns
+        public double[] DecayBefore { get; } = new double[chunk * dk]; // exp(Γ⁻), once per entry
+        public double[] APacked { get; } = new double[chunk * dk];     // the chunk's a rows, packed
     }
 
     /// <summary>One chunk of <paramref name="N"/> steps from <paramref name="Start"/>, and the numbered steps on it.</summary>
@@ -120,7 +123,17 @@ internal static partial class DplrChunkwise
                 }
             }
 
-            // 3. U = T (A_ak V), W = T Ã with Ã_j = exp(Γ⁻_j) ⊙ a_j.
+            // 3. U = T (A_ak V), W = T Ã with Ã_j = exp(Γ⁻_j) ⊙ a_j (the chunk's rows packed first: the loops run down columns).
+            double[] values = Work.Values, decayBefore = Work.DecayBefore, aPacked = Work.APacked;
+            for (int j = 0; j < n; j++)
+            {
+                v[start + j].CopyTo(values.AsSpan(j * dv, dv));
+                a[start + j].CopyTo(aPacked.AsSpan(j * dk, dk));
+                for (int d = 0; d < dk; d++)
+                {
+                    decayBefore[j * dk + d] = Math.Exp(gammaBefore[j * dk + d]);
+                }
+            }
             for (int r = 0; r < n; r++)
             {
                 for (int c = 0; c < dv; c++)
@@ -128,7 +141,7 @@ internal static partial class DplrChunkwise
                     double sum = 0;
                     for (int j = 0; j < r; j++)
                     {
-                        sum += aak[r * cs + j] * v[start + j][c];
+                        sum += aak[r * cs + j] * values[j * dv + c];
                     }
                     akv[r * dv + c] = sum;
                 }
@@ -149,7 +162,7 @@ internal static partial class DplrChunkwise
                     double sum = 0;
                     for (int j = 0; j <= r; j++)
                     {
-                        sum += tMatrix[r * cs + j] * Math.Exp(gammaBefore[j * dk + d]) * a[start + j][d];
+                        sum += tMatrix[r * cs + j] * decayBefore[j * dk + d] * aPacked[j * dk + d];
                     }
                     w[r * dk + d] = sum;
                 }
@@ -162,7 +175,7 @@ internal static partial class DplrChunkwise
         {
             int dk = Work.Dk, dv = Work.Dv;
             double[] u = Work.U, w = Work.W, wNew = Work.WNew;
-            RowBlock S = X.S;
+            Span<double> S = X.S.Contiguous(); // S[d, c] at d·V + c
             for (int r = 0; r < N; r++)
             {
                 for (int c = 0; c < dv; c++)
@@ -170,7 +183,7 @@ internal static partial class DplrChunkwise
                     double sum = u[r * dv + c];
                     for (int d = 0; d < dk; d++)
                     {
-                        sum += w[r * dk + d] * S[d][c];
+                        sum += w[r * dk + d] * S[d * dv + c];
                     }
                     wNew[r * dv + c] = sum;
                 }
