@@ -11,6 +11,7 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 // Modes (bench/README.md):
 //   --peak                       the machine's FMA rates, triad bandwidth and state-sweep rates
 //   --cpu    [options]           the plain runner on the CPU reference (no SDK needed: works when published)
+//   --gpu    [options]           the plain runner through GpuBackend (ILGPU: CUDA, else the CPU accelerator), with kernel times
 //   --opencl [options]           the plain runner through OpenClBackend, with the device's FMA rate
 //   --smoke  [--family …]        BenchmarkDotNet, each case once at the tiny size, in process
 //   --list   [--size S]          the cases and their FLOP counts
@@ -38,7 +39,7 @@ if (options.Has("--list"))
     }
     return 0;
 }
-if (options.Has("--cpu") || options.Has("--opencl"))
+if (options.Has("--cpu") || options.Has("--gpu") || options.Has("--opencl"))
 {
     return Quick(options, filter);
 }
@@ -88,7 +89,30 @@ static int Quick(Options options, CaseFilter filter)
     output.WriteLine($"machine: {QuickRunner.MachineLine()}");
     IReadOnlyList<QuickResult> results;
     string backendName;
-    if (options.Has("--opencl"))
+    if (options.Has("--gpu"))
+    {
+        var precision = options.Get("--precision") == "f32" ? AttentionReference.Gpu.Precision.F32 : AttentionReference.Gpu.Precision.F64;
+        using var backend = new AttentionReference.Gpu.GpuBackend(options.Get("--device"), precision) { TimeKernels = true };
+        double peak = options.GetDouble("--peak-gflops") ?? backend.MeasureFmaGflops();
+        output.WriteLine($"device: {backend.DeviceName}; measured FMA rate {peak.ToString("F0", CultureInfo.InvariantCulture)} GFLOP/s (% of peak is against it)");
+        output.WriteLine($"size: {size}, {precision}, median of up to {repeats} runs rotating {sets} input sets, wall time around GpuBackend.Run (binding, upload, kernels, download); kernel columns: the kernels' own time (each launch timed to its end)\n");
+        var runner = new QuickRunner(repeats, sets, maxSeconds, peak, output, () => backend.LastRunKernelSeconds);
+        results = runner.Run(cases, (c, inputs) => backend.Run(c.Form, c.Variant, inputs, c.Parameters), c =>
+        {
+            var tiny = c with { Size = BenchSize.Tiny };
+            try
+            {
+                backend.Run(c.Form, c.Variant, tiny.Inputs(), c.Parameters);
+                return null;
+            }
+            catch (InputException e) when (e.Unsupported)
+            {
+                return "no ILGPU kernel";
+            }
+        });
+        backendName = "gpu";
+    }
+    else if (options.Has("--opencl"))
     {
         Precision precision = options.Get("--precision") == "f32" ? Precision.F32 : Precision.F64;
         using var backend = new OpenClBackend(options.Get("--device"), precision);
@@ -141,7 +165,7 @@ static int Quick(Options options, CaseFilter filter)
 /// <summary>The command line: flags, options with a value, and the rest (for BenchmarkDotNet).</summary>
 internal sealed class Options
 {
-    private static readonly string[] s_flags = ["--peak", "--cpu", "--opencl", "--smoke", "--list", "--quick"];
+    private static readonly string[] s_flags = ["--peak", "--cpu", "--gpu", "--opencl", "--smoke", "--list", "--quick"];
     private static readonly string[] s_valued =
         ["--size", "--family", "--form", "--variant", "--repeats", "--sets", "--max-seconds", "--device", "--precision", "--peak-gflops", "--out", "--json"];
     private readonly HashSet<string> _flags = [];

@@ -26,8 +26,8 @@ public sealed record StateShape(double Units, int Steps, int Rows, int Columns, 
 /// widest accelerated vectors), repeated as the steps repeat, so the dependence of step t + 1 on step t is in it too.
 /// </summary>
 /// <remarks>
-/// Passes per step: 1 for the linear and gated linear recurrences (the decay, the write k vᵀ and the read Sᵀq fuse into
-/// one pass: <c>StateStep.DecayWriteAndRead</c>) and for ssd, mamba, power and based (the same shape over their own
+/// Passes per step: 1 for the linear and gated linear recurrences (the decay, the write k vᵀ and the read Sᵀq can fuse
+/// into one pass; the definitions now make three, a fused fast path being out of the reference's scope) and for ssd, mamba, power and based (the same shape over their own
 /// states: N × P; a channel's N modes; D × V power features; 1 + K + K² Taylor features × V); 2 for the delta rule
 /// family (Sᵀk must be complete before the write that needs it: a read pass, then the fused pass). s4d, h3 and nats_l
 /// are left out (complex modes, a two-level state, a routed mix: no one sweep prices them).

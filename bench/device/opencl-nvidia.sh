@@ -9,6 +9,8 @@
 #   torch-cpu  the same on this CPU against attnref's CPU reference at the layer size,
 #   cpu     the CPU reference on this host at the layer size: every recurrent variant against its measured state-sweep
 #           floor, and softmax tiled on the Vector512 path and on the Vector256 path (DOTNET_EnableAVX512=0),
+#   cpu-fast  the chunked, tiled, scan and split variants at the layer size (with BASE=DIR: on an earlier build too),
+#   gpu-tests, gpu-golden, gpu-bench  the ILGPU version on CUDA: its laws, the goldens and the example, the timings,
 # (all but cpu when no step is named: opencl-nvidia.sh [tests] [golden] [bench] [torch-gpu] [torch-cpu] [cpu]) and
 # print a short table last.
 # Results go to /tmp/attnref-out, and as one results.tar.gz to $OUT when set (the device tool brings back few files).
@@ -77,23 +79,51 @@ if has torch-gpu; then
     > "$out/torch-gpu.md" 2> "$out/torch-gpu.log"; rows+=("compare_torch cuda vs opencl (gpu size)|exit $?|$out/torch-gpu.md")
   cat "$out/torch-gpu.md"; tail -5 "$out/torch-gpu.log"
 fi
+# BASE=DIR: an AttentionReference.dll (and bench) of an earlier commit; each CPU case then runs on it and on this build,
+# in turns, so that the ratio comes from one run on one machine.
+builds=(new); if [ -n "${BASE:-}" ]; then rm -rf "$work/base"; cp -r "$work/attnref" "$work/base"; cp "$BASE"/* "$work/base/"; builds=(base new); fi
+cpubench() { # NAME ARGS...: the bench on each build, tables to $out/cpu-NAME-BUILD.md
+  local name=$1; shift
+  for build in "${builds[@]}"; do
+    local dir=$work/attnref; [ "$build" = base ] && dir=$work/base
+    timeout "${CPU_BENCH_SECONDS:-300}" "$dir/AttentionReference.Bench" --cpu --size layer --repeats 3 --sets 2 --max-seconds 20 "$@" --out "$out/cpu-$name-$build.md" \
+      > "$out/cpu-$name-$build.log" 2>&1
+    rows+=("bench --cpu layer $name ($build)|exit $?|$out/cpu-$name-$build.md"); echo "## $name ($build)"; cat "$out/cpu-$name-$build.md"
+  done
+}
 if has cpu; then
-  # BASE=DIR: an AttentionReference.dll of an earlier commit; each case then runs on it and on this build, in turns,
-  # so that the ratio comes from one run on one machine.
-  builds=(new); if [ -n "${BASE:-}" ]; then rm -rf "$work/base"; cp -r "$work/attnref" "$work/base"; cp "$BASE"/* "$work/base/"; builds=(base new); fi
-  cpubench() { # NAME ARGS...: the bench on each build, tables to $out/cpu-NAME-BUILD.md
-    local name=$1; shift
-    for build in "${builds[@]}"; do
-      local dir=$work/attnref; [ "$build" = base ] && dir=$work/base
-      "$dir/AttentionReference.Bench" --cpu --size layer --repeats 3 --sets 2 --max-seconds 20 "$@" --out "$out/cpu-$name-$build.md" \
-        > "$out/cpu-$name-$build.log" 2>&1
-      rows+=("bench --cpu layer $name ($build)|exit $?|$out/cpu-$name-$build.md"); echo "## $name ($build)"; cat "$out/cpu-$name-$build.md"
-    done
-  }
   cpubench recurrent --variant recurrent --family linear,gated_linear,delta_rule,state_space
   cpubench power-small --form power --size small
   cpubench softmax-v512 --form softmax --variant tiled
   DOTNET_EnableAVX512=0 cpubench softmax-v256 --form softmax --variant tiled
+fi
+# cpu-fast: the variants whose speed the reference promises to keep (chunked, tiled, scan, split), on both builds.
+if has cpu-fast; then
+  cpubench fast --variant chunked,tiled,scan,split
+fi
+
+# The GPU version in ILGPU, on CUDA: its laws (CUDA and CPU-accelerator classes), the goldens, the example in f32,
+# and every form with kernels at the issue's size in f64 with the kernels' own time.
+if has gpu-tests; then
+  timeout "${GPU_TESTS_SECONDS:-240}" "$work/attnref/attnref-tests" --filter AttentionReference.Tests.Gpu > "$out/gpu-tests.txt" 2>&1
+  rows+=("attnref-tests Gpu (ILGPU: CUDA and CPU accelerator)|exit $?|$(tail -1 "$out/gpu-tests.txt")")
+  grep -B2 -A3 '^FAIL' "$out/gpu-tests.txt" | head -80
+fi
+if has gpu-golden; then
+  "$attnref" golden verify --dir golden --backend gpu --device cuda > "$out/golden-gpu.txt" 2>&1; rows+=("golden verify gpu (cuda) f64|exit $?|$(tail -1 "$out/golden-gpu.txt")")
+  grep -E 'FAIL|failed' "$out/golden-gpu.txt" | head -20
+  "$attnref" check softmax --backend gpu --device cuda --precision f32 --in examples/softmax/input.safetensors \
+    --candidate examples/softmax/candidate_good.safetensors > "$out/example-gpu.txt" 2>&1
+  rows+=("check example (gpu f32)|exit $?|$(tail -1 "$out/example-gpu.txt")")
+fi
+if has gpu-bench; then
+  for family in ${BENCH_FAMILIES:-softmax linear gated_linear delta_rule state_space hybrid}; do
+    name=gpu-gpu-$family
+    timeout "${GPU_BENCH_SECONDS:-300}" "$bench" --gpu --device cuda --size gpu --precision f64 --family "$family" --repeats 2 --sets 1 --max-seconds 10 \
+      ${BENCH_ARGS:-} --out "$out/$name.md" --json "$out/$name.json" > "$out/$name.log" 2>&1
+    rows+=("bench --gpu --size gpu f64 $family|exit $?|$out/$name.md")
+    cat "$out/$name.md" 2>/dev/null; tail -3 "$out/$name.log"
+  done
 fi
 if has torch-cpu; then
   python3 bench/compare_torch.py --attnref "$attnref" --backend cpu --size layer --devices cpu --repeats 2 --max-seconds 30 \

@@ -1,7 +1,9 @@
 using System.Numerics;
 using AttentionReference.Forms;
+using AttentionReference.Gpu.Delta;
 using AttentionReference.Gpu.GatedLinear;
 using AttentionReference.Gpu.Linear;
+using AttentionReference.Gpu.StateSpace;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Gpu;
@@ -14,6 +16,14 @@ namespace AttentionReference.Gpu;
 /// </summary>
 public sealed class GpuBackend : IBackend, IDisposable
 {
+    /// <summary>The forms with ILGPU kernels (every variant of each).</summary>
+    private static readonly HashSet<string> s_forms =
+    [
+        .. DiagonalDecay.Forms, "linear", "rwkv6", "mlstm",
+        "delta_rule", "gated_delta_rule", "kda", "rwkv7",
+        "s4d", "h3", "mamba", "ssd",
+    ];
+
     private readonly GpuDevice _device;
     private readonly Lock _launch = new();
 
@@ -40,6 +50,31 @@ public sealed class GpuBackend : IBackend, IDisposable
     /// <inheritdoc/>
     public string DeviceName => $"{Device}, {(Precision == Precision.F64 ? "f64" : "f32")}";
 
+    /// <summary>
+    /// Seconds the device spent in kernels during the last <see cref="Run"/> (each launch timed to its end; no uploads or
+    /// downloads), NaN unless <see cref="TimeKernels"/> was on.
+    /// </summary>
+    public double LastRunKernelSeconds { get; private set; } = double.NaN;
+
+    /// <summary>Whether to time the kernels of each run (<see cref="LastRunKernelSeconds"/>): for the bench.</summary>
+    public bool TimeKernels
+    {
+        get => _device.TimeKernels;
+        set => _device.TimeKernels = value;
+    }
+
+    /// <summary>
+    /// The device's f64 (or f32, by this backend's precision) fused multiply-add rate in GFLOP/s, measured by a kernel of
+    /// independent FMA chains (<see cref="FmaRate"/>): the peak the bench states its kernels against.
+    /// </summary>
+    public double MeasureFmaGflops()
+    {
+        lock (_launch)
+        {
+            return Precision == Precision.F64 ? FmaRate.Measure<double>(_device) : FmaRate.Measure<float>(_device);
+        }
+    }
+
     /// <summary>Whether the device is a CUDA GPU (else ILGPU's CPU accelerator).</summary>
     public bool IsCuda => _device.IsCuda;
 
@@ -47,7 +82,7 @@ public sealed class GpuBackend : IBackend, IDisposable
     public IReadOnlyDictionary<string, Tensor> Run(IForm form, string variant, IReadOnlyDictionary<string, Tensor> inputs, FormParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(form);
-        if (form is not Form bound || !(DiagonalDecay.Forms.Contains(form.Name) || form.Name is "linear" or "rwkv6" or "mlstm"))
+        if (form is not Form bound || !s_forms.Contains(form.Name))
         {
             throw new InputException($"--backend gpu: {form.Name} has no ILGPU kernel yet; use --backend cpu") { Unsupported = true };
         }
@@ -58,7 +93,10 @@ public sealed class GpuBackend : IBackend, IDisposable
         }
         lock (_launch)
         {
-            return Precision == Precision.F64 ? Run<double>(form.Name, variant, problem) : Run<float>(form.Name, variant, problem);
+            double before = _device.KernelSeconds;
+            var outputs = Precision == Precision.F64 ? Run<double>(form.Name, variant, problem) : Run<float>(form.Name, variant, problem);
+            LastRunKernelSeconds = TimeKernels ? _device.KernelSeconds - before : double.NaN;
+            return outputs;
         }
     }
 
@@ -69,6 +107,10 @@ public sealed class GpuBackend : IBackend, IDisposable
         "linear" => LinearHost.Run<Real>(_device, variant, problem),
         "rwkv6" => Rwkv6Host.Run<Real>(_device, variant, problem),
         "mlstm" => MlstmHost.Run<Real>(_device, variant, problem),
+        "delta_rule" or "gated_delta_rule" or "kda" or "rwkv7" => DeltaRules.Run<Real>(_device, form, variant, problem),
+        "s4d" or "h3" => DiagonalSsmBank.Run<Real>(_device, form, variant, problem),
+        "mamba" => SelectiveScan.Run<Real>(_device, variant, problem),
+        "ssd" => StateSpaceDuality.Run<Real>(_device, variant, problem),
         _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
     };
 

@@ -23,6 +23,16 @@ public sealed class GpuDevice : IDisposable
 
     private readonly Context _context;
     private readonly ConcurrentDictionary<MethodInfo, Delegate> _kernels = new();
+    private readonly System.Diagnostics.Stopwatch _kernelClock = new();
+
+    /// <summary>
+    /// Whether each launch is timed (the device is synchronised before and after it, so <see cref="KernelSeconds"/>
+    /// holds the kernels' own time, no uploads or downloads): for the bench, off otherwise.
+    /// </summary>
+    public bool TimeKernels { get; set; }
+
+    /// <summary>The seconds the timed launches took since the device opened (see <see cref="TimeKernels"/>).</summary>
+    public double KernelSeconds => _kernelClock.Elapsed.TotalSeconds;
 
     private GpuDevice(Context context, Accelerator accelerator)
     {
@@ -123,7 +133,7 @@ public sealed class GpuDevice : IDisposable
             return;
         }
         var launch = (Action<Index1D, TArgs>)_kernels.GetOrAdd(kernel.Method, _ => Accelerator.LoadAutoGroupedStreamKernel(kernel));
-        launch(Extent(items, "threads"), args);
+        Timed(() => launch(Extent(items, "threads"), args));
     }
 
     /// <summary>
@@ -145,7 +155,22 @@ public sealed class GpuDevice : IDisposable
                 $"--backend gpu: {kernel.Method.Name} needs {bytes} bytes of shared memory per group; {Description} has {Accelerator.MaxSharedMemoryPerGroup}"));
         }
         var launch = (Action<KernelConfig, TArgs>)_kernels.GetOrAdd(kernel.Method, _ => Accelerator.LoadStreamKernel(kernel));
-        launch(new KernelConfig(Extent(groups, "groups"), GroupSize, SharedMemoryConfig.RequestDynamic<TShared>(sharedElements)), args);
+        Timed(() => launch(new KernelConfig(Extent(groups, "groups"), GroupSize, SharedMemoryConfig.RequestDynamic<TShared>(sharedElements)), args));
+    }
+
+    /// <summary>Runs a launch, timing it to its end when <see cref="TimeKernels"/> is on.</summary>
+    private void Timed(Action launch)
+    {
+        if (!TimeKernels)
+        {
+            launch();
+            return;
+        }
+        Accelerator.Synchronize();
+        _kernelClock.Start();
+        launch();
+        Accelerator.Synchronize();
+        _kernelClock.Stop();
     }
 
     /// <summary>Waits until every launched kernel has finished.</summary>

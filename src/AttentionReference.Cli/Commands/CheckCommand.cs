@@ -11,8 +11,9 @@ using Layout = AttentionReference.Tensors.Layout;
 namespace AttentionReference.Cli.Commands;
 
 /// <summary>
-/// <c>attnref check FORM --in IN --candidate CAND</c>: computes the reference from IN and compares every output
-/// tensor present in CAND. Exit 0 within tolerance, 1 outside, 2 bad usage or input.
+/// <c>attnref check FORM --in IN --candidate CAND [--grad COTANGENTS]</c>: computes the reference from IN and compares
+/// every output tensor present in CAND, and every gradient present in CAND (the backward pass from the cotangents in IN
+/// or the --grad file, absent ones taken as zero and named). Exit 0 within tolerance, 1 outside, 2 bad usage or input.
 /// </summary>
 internal static class CheckCommand
 {
@@ -33,9 +34,10 @@ internal static class CheckCommand
         var device = Shared.DeviceOption();
         var layout = Shared.LayoutOption();
         var set = Shared.SetOption();
-        var command = new Command("check", "compare a kernel's outputs with the reference")
+        var grad = Shared.GradOption();
+        var command = new Command("check", "compare a kernel's outputs (and gradients) with the reference")
         {
-            form, input, candidate, profile, report, worst, variant, backend, precision, device, layout, set,
+            form, input, candidate, profile, report, worst, variant, backend, precision, device, layout, set, grad,
         };
         command.SetAction(parsed => context.Guard(() =>
         {
@@ -55,9 +57,11 @@ internal static class CheckCommand
                 Shared.RefuseOverwritingInput(reportPath, "--report", candidatePath, "--candidate");
                 AtomicFile.CheckWritable(reportPath);
             }
-            TensorFile inputFile = Shared.Read(inputPath, Shared.InputNames(chosen));
-            var outputNames = chosen.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+            TensorFile inputFile = Shared.WithCotangents(chosen, Shared.Read(inputPath, Shared.InputNames(chosen)), parsed.GetValue(grad));
+            var outputNames = chosen.Outputs.Concat(Shared.Gradients(chosen)).Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
             TensorFile candidateFile = Shared.Read(candidatePath, outputNames.Contains);
+            // Gradients in the candidate are judged too: the reference runs its backward pass for them.
+            options = options with { Gradients = Shared.Gradients(chosen).Any(g => candidateFile.Contains(g.Name)) };
             RunResult result = Shared.RunForm(chosen, inputPath, inputFile, options);
 
             CheckReport checkReport = Compare(chosen, result, candidateFile, candidatePath, fixedProfile, parsed.GetValue(worst));
@@ -74,13 +78,14 @@ internal static class CheckCommand
     private static CheckReport Compare(IForm form, RunResult result, TensorFile candidate, string candidatePath,
         ToleranceProfile? fixedProfile, int worstCount)
     {
-        var outputNames = form.Outputs.Select(o => o.Name).ToList();
+        TensorSpec[] judged = [.. form.Outputs, .. Shared.Gradients(form)];
+        var outputNames = judged.Select(o => o.Name).ToList();
         if (!outputNames.Any(candidate.Contains))
         {
             throw new InputException($"holds none of {form.Name}'s outputs ({string.Join(", ", outputNames)}); it holds {string.Join(", ", candidate.Names.Concat(candidate.Unread))}", candidatePath);
         }
         var comparisons = new List<TensorComparison>();
-        foreach (TensorSpec spec in form.Outputs.Where(o => candidate.Contains(o.Name)))
+        foreach (TensorSpec spec in judged.Where(o => candidate.Contains(o.Name) && result.Outputs.ContainsKey(o.Name)))
         {
             Tensor theirs = candidate[spec.Name];
             if (!theirs.DType.IsFloat())
@@ -106,7 +111,8 @@ internal static class CheckCommand
             Parameters = result.Parameters.Values,
             Profile = fixedProfile,
             Tensors = comparisons,
-            MissingOutputs = outputNames.Where(n => !candidate.Contains(n)).ToList(),
+            MissingOutputs = result.Outputs.Keys.Where(n => !candidate.Contains(n)).ToList(),
+            AssumedZeroCotangents = result.AssumedZero,
             IgnoredTensors = candidate.Names.Concat(candidate.Unread).Where(n => !outputNames.Contains(n)).ToList(),
         };
     }
@@ -164,6 +170,10 @@ internal static class CheckCommand
         foreach (string ignored in report.IgnoredTensors)
         {
             console.MarkupLine(Markup.Escape($"note: '{ignored}' is not an output of {report.Form}; ignored"));
+        }
+        if (report.AssumedZeroCotangents.Count > 0)
+        {
+            console.MarkupLine(Markup.Escape($"note: the reference's gradients take these cotangents as zero (not given): {string.Join(", ", report.AssumedZeroCotangents)}"));
         }
         console.MarkupLine(report.Passed
             ? "[green]PASS[/]: every checked output is within tolerance"

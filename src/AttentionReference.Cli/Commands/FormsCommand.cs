@@ -20,7 +20,7 @@ internal static class FormsCommand
                 return Attnref.Ok;
             }
             var console = Terminal.For(context.Out);
-            var table = new Table().AddColumns("form", "family", "variants", "inputs", "outputs", "parameters");
+            var table = new Table().AddColumns("form", "family", "variants", "inputs", "outputs", "parameters", "gradients");
             foreach (IForm form in FormCatalog.All)
             {
                 table.AddRow(
@@ -29,7 +29,10 @@ internal static class FormsCommand
                     string.Join(", ", form.Variants),
                     Markup.Escape(string.Join("\n", form.Inputs.Select(Describe))),
                     Markup.Escape(string.Join("\n", form.Outputs.Select(Describe))),
-                    Markup.Escape(string.Join("\n", form.Parameters.Select(p => $"{p.Name}={p.Default}"))));
+                    Markup.Escape(string.Join("\n", form.Parameters.Select(p => $"{p.Name}={p.Default}"))),
+                    Markup.Escape(Shared.Gradients(form) is { Count: > 0 } gradients
+                        ? string.Join("\n", gradients.Select(Describe)) + "\nfrom " + string.Join(", ", Shared.Cotangents(form).Select(c => c.Name))
+                        : "not yet"));
             }
             console.Write(table);
             return Attnref.Ok;
@@ -57,6 +60,9 @@ internal static class FormsCommand
                 writer.WriteEndArray();
                 WriteTensors(writer, "inputs", form.Inputs);
                 WriteTensors(writer, "outputs", form.Outputs);
+                // The backward pass: the cotangents it takes (inputs) and the gradients it gives; empty without one.
+                WriteTensors(writer, "cotangents", Shared.Cotangents(form));
+                WriteTensors(writer, "gradients", Shared.Gradients(form));
                 writer.WriteStartArray("parameters");
                 foreach (ParameterSpec p in form.Parameters)
                 {

@@ -6,8 +6,9 @@ using AttentionReference.Tensors;
 namespace AttentionReference.Cli.Commands;
 
 /// <summary>
-/// <c>attnref run FORM --in IN --out OUT</c>: computes the form's outputs and writes them, with the form, variant,
-/// parameters, backend and library version in the output's metadata. The output is written whole or not at all.
+/// <c>attnref run FORM --in IN --out OUT [--grad COTANGENTS]</c>: computes the form's outputs and writes them, with the
+/// form, variant, parameters, backend and library version in the output's metadata; given cotangents (in IN or in
+/// the --grad file), also the gradients of the inputs. The output is written whole or not at all.
 /// </summary>
 internal static class RunCommand
 {
@@ -23,9 +24,10 @@ internal static class RunCommand
         var layout = Shared.LayoutOption();
         var outDtype = new Option<string>("--out-dtype") { Description = "f64 (default), f32, f16 or bf16 (round to nearest even)", DefaultValueFactory = _ => "f64" };
         var set = Shared.SetOption();
-        var command = new Command("run", "compute a form's outputs from an input file")
+        var grad = Shared.GradOption();
+        var command = new Command("run", "compute a form's outputs (and, given cotangents, the gradients of its inputs) from an input file")
         {
-            form, input, output, variant, backend, precision, device, layout, outDtype, set,
+            form, input, output, variant, backend, precision, device, layout, outDtype, set, grad,
         };
         command.SetAction(parsed => context.Guard(() =>
         {
@@ -41,7 +43,13 @@ internal static class RunCommand
             // The output's path is checked before the run (which may take long), and may never be the input's.
             Shared.RefuseOverwritingInput(outputPath, "--out", inputPath, "--in");
             AtomicFile.CheckWritable(outputPath);
-            TensorFile inputFile = Shared.Read(inputPath, Shared.InputNames(chosen));
+            string? gradPath = parsed.GetValue(grad);
+            if (gradPath is not null)
+            {
+                Shared.RefuseOverwritingInput(outputPath, "--out", gradPath, "--grad");
+            }
+            TensorFile inputFile = Shared.WithCotangents(chosen, Shared.Read(inputPath, Shared.InputNames(chosen)), gradPath);
+            options = options with { Gradients = gradPath is not null };
             var clock = System.Diagnostics.Stopwatch.StartNew();
             RunResult result = Shared.RunForm(chosen, inputPath, inputFile, options);
             double seconds = clock.Elapsed.TotalSeconds;
@@ -57,6 +65,10 @@ internal static class RunCommand
             }
             TensorFiles.Write(outputPath, file);
             context.Out.WriteLine($"{chosen.Name} ({result.Variant}, {result.Backend}): wrote {string.Join(", ", result.Outputs.Select(o => $"{o.Key}{o.Value.ShapeString}"))} as {dtype.ShortName()} to {outputPath} (computed in {seconds:F3} s)");
+            if (result.AssumedZero.Count > 0)
+            {
+                context.Out.WriteLine($"gradients from the cotangents given; taken as zero: {string.Join(", ", result.AssumedZero)}");
+            }
             return Attnref.Ok;
         }));
         return command;

@@ -76,11 +76,59 @@ internal static class Shared
         }
     }
 
-    /// <summary>The names a form reads (inputs and their aliases): only these are read from an input file.</summary>
-    public static Func<string, bool> InputNames(IForm form)
+    /// <summary>
+    /// The names a form reads (inputs, the cotangents of its outputs, and their aliases): only these are read from an
+    /// input file.
+    /// </summary>
+    public static Func<string, bool> InputNames(IForm form) => Names(form.Inputs.Concat(Cotangents(form)));
+
+    /// <summary>The cotangents a form's backward pass takes ("do", "dfinal_state", ...), none for a form without one.</summary>
+    public static IReadOnlyList<TensorSpec> Cotangents(IForm form) => form is Form { HasGradients: true } f ? f.Contract.Cotangents : [];
+
+    /// <summary>The gradients a form's backward pass gives ("dq", ...), none for a form without one.</summary>
+    public static IReadOnlyList<TensorSpec> Gradients(IForm form) => form is Form { HasGradients: true } f ? f.Contract.Gradients : [];
+
+    private static Func<string, bool> Names(IEnumerable<TensorSpec> specs) =>
+        specs.SelectMany(spec => (string[])[spec.Name, .. spec.Aliases ?? []]).ToHashSet(StringComparer.Ordinal).Contains;
+
+    public static Option<string?> GradOption() => PathOption(new Option<string?>("--grad")
     {
-        var names = form.Inputs.SelectMany(spec => (string[])[spec.Name, .. spec.Aliases ?? []]).ToHashSet(StringComparer.Ordinal);
-        return names.Contains;
+        Description = "a second file holding the cotangents of the outputs (do, dfinal_state alias dht, ...): computes the gradients; cotangents in the input file do so too",
+    });
+
+    /// <summary>
+    /// The input file's tensors, plus the cotangents of <paramref name="gradPath"/> when given (a tensor in both files
+    /// is refused: the command line would say two things).
+    /// </summary>
+    public static TensorFile WithCotangents(IForm form, TensorFile input, string? gradPath)
+    {
+        if (gradPath is null)
+        {
+            return input;
+        }
+        TensorFile cotangents = Read(gradPath, Names(Cotangents(form)));
+        if (cotangents.Count == 0)
+        {
+            throw new InputException($"holds none of {form.Name}'s cotangents ({string.Join(", ", Cotangents(form).Select(c => c.Name))})", gradPath);
+        }
+        var merged = new TensorFile();
+        foreach (string name in input.Names)
+        {
+            merged.Add(name, input[name]);
+        }
+        foreach (string name in cotangents.Names)
+        {
+            if (input.Contains(name))
+            {
+                throw new InputException("is given twice, in --in and in --grad", gradPath, name);
+            }
+            merged.Add(name, cotangents[name]);
+        }
+        foreach (var (key, value) in input.Metadata)
+        {
+            merged.Metadata[key] = value;
+        }
+        return merged;
     }
 
     public static Option<string?> VariantOption() => new("--variant") { Description = "the variant (default: the input's metadata, else the form's first)" };

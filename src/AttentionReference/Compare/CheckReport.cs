@@ -76,6 +76,9 @@ public sealed class CheckReport
     /// <summary>Tensors of the candidate that are not outputs of the form (inputs, scratch): ignored, listed here.</summary>
     public IReadOnlyList<string> IgnoredTensors { get; init; } = [];
 
+    /// <summary>The cotangents the reference's backward pass took as zero, the call not giving them (none without gradients).</summary>
+    public IReadOnlyList<string> AssumedZeroCotangents { get; init; } = [];
+
     /// <summary>
     /// Every compared tensor passed, and at least one was compared: a candidate whose tensors are all misnamed must
     /// not look correct.
@@ -131,6 +134,7 @@ public sealed class CheckReport
 
             WriteStrings(json, "missingOutputs", MissingOutputs);
             WriteStrings(json, "ignoredTensors", IgnoredTensors);
+            WriteStrings(json, "assumedZeroCotangents", AssumedZeroCotangents);
             json.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.WrittenSpan);

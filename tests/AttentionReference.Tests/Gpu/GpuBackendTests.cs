@@ -118,6 +118,20 @@ public sealed class GpuBackendTests(CpuAcceleratorFixture accelerator) : IClassF
         Assert.Contains(lastTaylorCoefficient, code, StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>ILGPU compiles √ to PTX's IEEE round-to-nearest instructions (not sqrt.approx), so the device's √ is .NET's.</summary>
+    [Fact]
+    public void Cuda_computes_sqrt_correctly_rounded()
+    {
+        using Context context = Context.Create(builder => GpuMath.UseOnCuda(builder.Cuda().DefaultCPU().EnableAlgorithms()));
+        using var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null);
+        foreach (var (real, instruction) in new[] { (typeof(double), "sqrt.rn.f64"), (typeof(float), "sqrt.rn.f32") })
+        {
+            MethodInfo sqrt = typeof(GpuMathKernels).GetMethod(nameof(GpuMathKernels.Sqrt))!.MakeGenericMethod(real);
+            string code = ((PTXCompiledKernel)ptx.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(sqrt), KernelSpecialization.Empty)).PTXAssembly;
+            Assert.Contains(instruction, code, StringComparison.Ordinal);
+        }
+    }
+
     /// <summary>Every kernel of the GPU version: the public static void generic methods of its *Kernels classes.</summary>
     private static IEnumerable<MethodInfo> Kernels() =>
         typeof(GpuBackend).Assembly.GetTypes()

@@ -25,6 +25,23 @@ public abstract class GpuMathLaws(AcceleratorFixture accelerator)
     [AcceleratorLaw(20)]
     public bool Exp_on_the_device_is_within_1e_5_of_the_cpu_in_f32(int seed) => MaxRelativeError(accelerator.F32, seed) <= ExpInSingle;
 
+    // √ is correctly rounded on both sides (.NET's, and CUDA's sqrt.rn.f64 / sqrt.rn.f32): the device's must be the
+    // CPU's to the bit, in both precisions, over the arguments the L2 norm meets (Σx² + 1e-6) and far beyond.
+    [AcceleratorLaw(20)]
+    public bool Sqrt_on_the_device_is_the_cpus_to_the_bit_in_f64(int seed) =>
+        SqrtPoints(seed).Zip(accelerator.F64.EvaluateMath("sqrt", SqrtPoints(seed)), (x, y) => y.Equals(Math.Sqrt(x))).All(same => same);
+
+    [AcceleratorLaw(20)]
+    public bool Sqrt_on_the_device_is_the_cpus_to_the_bit_in_f32(int seed) =>
+        SqrtPoints(seed).Zip(accelerator.F32.EvaluateMath("sqrt", SqrtPoints(seed)), (x, y) => y.Equals((double)MathF.Sqrt((float)x))).All(same => same);
+
+    /// <summary>0, 1, and 1000 points log-uniform in [1e-12, 1e12] drawn from <paramref name="seed"/>, each exactly a float.</summary>
+    private static double[] SqrtPoints(int seed)
+    {
+        var random = new Random(seed);
+        return [0, 1, .. Enumerable.Range(0, 1000).Select(_ => (double)(float)Math.Pow(10, 24 * random.NextDouble() - 12))];
+    }
+
     /// <summary>max |exp_device(x) − exp(x)| / exp(x) over 1000 points of [−40, 40] drawn from <paramref name="seed"/>, and 0.</summary>
     private static double MaxRelativeError(GpuBackend backend, int seed)
     {

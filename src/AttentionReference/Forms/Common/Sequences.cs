@@ -109,11 +109,4 @@ public static class Sequences
             t => cuts.TryGetValue(t, out var slices) ? new StepRange(slices[n].Start, slices[n].Length) : new StepRange(0, dims[t]),
             StringComparer.Ordinal))).ToArray();
     }
-
-    /// <summary>Number of state rows: B without cu_seqlens, N with.</summary>
-    public static int StateCount(IReadOnlyList<SequenceSlice> slices)
-    {
-        ArgumentNullException.ThrowIfNull(slices);
-        return slices.Count;
-    }
 }

@@ -92,6 +92,110 @@ public sealed class Gla : Form
         }
     }
 
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+        => Variants.Contains(variant) ? GlaChunkwise.Backward(variant, problem, RecurrentBackward, ChunkwiseBackward) : throw UnknownVariant(variant);
+
+    /// <summary>
+    /// The backward pass of the recurrence, in reverse time, from the states S_t a forward replay stores (the
+    /// definition keeps every state; the chunked backward recomputes one per chunk), with D_t = Diag(exp(gk_t)) and
+    /// E_t = Diag(exp(gv_t)) (the identity without gv):
+    /// <code>
+    ///   dS = dfinal_state (0 if absent)
+    ///   for t = T−1 … 0:
+    ///     dS    += scale · q_t do_tᵀ                 o_t = scale · S_tᵀ q_t
+    ///     dq_t   = scale · S_t do_t
+    ///     dk_t   = dS v_t,   dv_t = dSᵀ k_t           S_t ∋ k_t v_tᵀ
+    ///     P      = dS ⊙ (D_t S_{t−1} E_t)             S_t ∋ the decayed S_{t−1}
+    ///     dgk_t  = P 1 (row sums),   dgv_t = Pᵀ 1 (column sums)
+    ///     dS     = D_t dS E_t                         now dS_{t−1}
+    ///   dinitial_state = dS
+    /// </code>
+    /// </summary>
+    public static void RecurrentBackward(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RecurrentBackward(head, scale, head.Rows("k"), head.Rows("dk"), head.Rows("dgk"));
+    }
+
+    /// <summary><see cref="RecurrentBackward(Head, double)"/> with the key k and the rows of dk and dgk given (hgrn2 derives its key).</summary>
+    internal static void RecurrentBackward(Head head, double scale, RowBlock k, RowBlock dk, RowBlock dgk)
+    {
+        RowBlock q = head.Rows("q"), v = head.Rows("v"), gk = head.Rows("gk"), dq = head.Rows("dq"), dv = head.Rows("dv");
+        RowBlock? gv = head.OptionalRows("gv"), dgv = gv is null ? null : head.Rows("dgv"), dO = head.OptionalRows("do");
+        RowBlock[] S = Replay(head, k);     // S[t + 1] = S_t, S[0] = S_{−1}
+        RowBlock dS = head.StateGradient();
+        double[] valueDecay = new double[head["V"]], decayed = new double[head["V"]];
+        for (int t = head.T - 1; t >= 0; t--)
+        {
+            if (gv is not null)
+            {
+                VectorKernels.Exp(gv[t], valueDecay);
+            }
+            for (int a = 0; a < dS.Count; a++)
+            {
+                if (dO is not null)
+                {
+                    VectorKernels.Axpy(scale * q[t][a], dO[t], dS[a]);           // dS += scale q_t do_tᵀ
+                    dq[t][a] = scale * VectorKernels.Dot(S[t + 1][a], dO[t]);   // dq_t = scale S_t do_t
+                }
+                dk[t][a] = VectorKernels.Dot(dS[a], v[t]);                        // dk_t = dS v_t
+                VectorKernels.Axpy(k[t][a], dS[a], dv[t]);                        // dv_t = dSᵀ k_t
+                double keyDecay = Math.Exp(gk[t][a]);
+                VectorKernels.Multiply(S[t][a], keyDecay, decayed);               // (D_t S_{t−1} E_t)[a, :]
+                if (gv is not null)
+                {
+                    VectorKernels.Multiply(decayed, valueDecay, decayed);
+                }
+                dgk[t][a] = VectorKernels.Dot(dS[a], decayed);                    // row a of P, summed
+                if (dgv is not null)
+                {
+                    VectorKernels.Multiply(decayed, dS[a], decayed);
+                    VectorKernels.AddTo(decayed, dgv[t]);                         // row a of P, into the column sums
+                    VectorKernels.Multiply(dS[a], valueDecay, dS[a]);
+                }
+                VectorKernels.Scale(keyDecay, dS[a]);                             // dS_{t−1} = D_t dS E_t
+            }
+        }
+    }
+
+    /// <summary>The states S_{−1}, S_0, …, S_{T−1} of the recurrence, replayed from the initial state.</summary>
+    private static RowBlock[] Replay(Head head, RowBlock k)
+    {
+        RowBlock v = head.Rows("v"), gk = head.Rows("gk");
+        RowBlock? gv = head.OptionalRows("gv");
+        var S = new RowBlock[head.T + 1];
+        S[0] = head.InitialState();
+        var valueDecay = new double[head["V"]];
+        for (int t = 0; t < head.T; t++)
+        {
+            S[t + 1] = RowBlock.Zeros(S[t].Count, S[t].Width);
+            if (gv is not null)
+            {
+                VectorKernels.Exp(gv[t], valueDecay);
+            }
+            for (int a = 0; a < S[t].Count; a++)
+            {
+                // S_t[a, :] = exp(gk_ta) · S_{t−1}[a, :] ⊙ exp(gv_t) + k_ta · v_t
+                VectorKernels.Axpy(Math.Exp(gk[t][a]), S[t][a], S[t + 1][a]);
+                if (gv is not null)
+                {
+                    VectorKernels.Multiply(S[t + 1][a], valueDecay, S[t + 1][a]);
+                }
+                VectorKernels.Axpy(k[t][a], v[t], S[t + 1][a]);
+            }
+        }
+        return S;
+    }
+
+    /// <summary>The chunked backward pass (GlaChunkwiseBackward.cs) in chunks of <paramref name="chunkSize"/> steps.</summary>
+    private static void ChunkwiseBackward(Head head, double scale, int chunkSize) =>
+        GlaChunkwise.ChunkedBackward(GlaChunkwise.BackwardRows(head, head.Rows("k"), head.Rows("gk"), scale),
+            GlaChunkwise.Gradients.Of(head, head.Rows("dk"), head.Rows("dgk")), chunkSize);
+
     /// <summary>The pair's rows as GLA's chunkwise algorithm reads them.</summary>
     internal static GlaChunkwise.Rows Rows(Head head, double scale) =>
         new(head.Rows("q"), head.Rows("k"), head.Rows("v"), head.Rows("gk"), head.OptionalRows("gv"), scale, head.State(), head.Rows("o"));

@@ -30,9 +30,10 @@ namespace AttentionReference.Forms.GatedLinear;
 /// Legend (code → paper): Γ, Ψ = GLA's log b summed from the chunk start; A = GLA's P; gk = log α, gv = log β.
 /// Arithmetic: every product is a dot of contiguous rows or a sum of rows weighted by scalars (VectorKernels), each
 /// decay one vectorised exp of a difference, every sum in a fixed order.
+/// The backward pass, chunk by chunk in reverse with the states recomputed, is GlaChunkwiseBackward.cs.
 /// </code>
 /// </summary>
-internal static class GlaChunkwise
+internal static partial class GlaChunkwise
 {
     /// <summary>The pair's rows: inputs (gv null: no value-side decay), the state S (entering; left final) and o (zeros on entry).</summary>
     internal sealed record Rows(RowBlock Q, RowBlock K, RowBlock V, RowBlock Gk, RowBlock? Gv, double Scale, RowBlock S, RowBlock O)

@@ -72,10 +72,58 @@ public sealed class Hgrn2 : Form
         }
     }
 
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+        => Variants.Contains(variant) ? GlaChunkwise.Backward(variant, problem, RecurrentBackward, ChunkwiseBackward) : throw UnknownVariant(variant);
+
+    /// <summary>
+    /// The backward pass of the recurrence: gla's reverse-time recurrence (Gla.RecurrentBackward) with the derived key
+    /// k_t = 1 − exp(gk_t), whose dk_t = dS_t v_t is no output but flows on into the gate:
+    /// <code>
+    ///   dgk_t = exp(gk_t) ⊙ rowsum(dS_t ⊙ S_{t−1})  −  exp(gk_t) ⊙ dk_t        the forget gate, then the input gate
+    /// </code>
+    /// </summary>
+    public static void RecurrentBackward(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock gk = head.Rows("gk"), dgk = head.Rows("dgk"), dk = RowBlock.Zeros(gk.Count, gk.Width);
+        Gla.RecurrentBackward(head, scale, InputGate(gk), dk, dgk);
+        ThroughInputGate(gk, dk, dgk);
+    }
+
+    /// <summary>The chunked backward pass of gla (GlaChunkwiseBackward.cs) with k = 1 − exp(gk), then the path through k.</summary>
+    private static void ChunkwiseBackward(Head head, double scale, int chunkSize)
+    {
+        RowBlock gk = head.Rows("gk"), dgk = head.Rows("dgk"), dk = RowBlock.Zeros(gk.Count, gk.Width);
+        GlaChunkwise.ChunkedBackward(GlaChunkwise.BackwardRows(head, InputGate(gk), gk, scale), GlaChunkwise.Gradients.Of(head, dk, dgk), chunkSize);
+        ThroughInputGate(gk, dk, dgk);
+    }
+
+    /// <summary>dgk += −exp(gk) ⊙ dk: the gradient of the derived key k = 1 − exp(gk), carried into its gate.</summary>
+    private static void ThroughInputGate(RowBlock gk, RowBlock dk, RowBlock dgk)
+    {
+        for (int t = 0; t < gk.Count; t++)
+        {
+            for (int a = 0; a < gk.Width; a++)
+            {
+                dgk[t][a] -= Math.Exp(gk[t][a]) * dk[t][a];
+            }
+        }
+    }
+
     /// <summary>The pair's rows for GLA's algorithm, with the derived key k_t = 1 − exp(gk_t).</summary>
     private static GlaChunkwise.Rows Rows(Head head, double scale)
     {
         RowBlock gk = head.Rows("gk");
+        return new(head.Rows("q"), InputGate(gk), head.Rows("v"), gk, null, scale, head.State(), head.Rows("o"));
+    }
+
+    /// <summary>The input gate k_t = 1 − exp(gk_t), channel by channel.</summary>
+    private static RowBlock InputGate(RowBlock gk)
+    {
         var k = RowBlock.Zeros(gk.Count, gk.Width);
         for (int t = 0; t < gk.Count; t++)
         {
@@ -84,6 +132,6 @@ public sealed class Hgrn2 : Form
                 k[t][a] = 1 - Math.Exp(gk[t][a]);
             }
         }
-        return new(head.Rows("q"), k, head.Rows("v"), gk, null, scale, head.State(), head.Rows("o"));
+        return k;
     }
 }

@@ -86,14 +86,74 @@ public sealed class Retention : Form
         return gamma.Data;
     }
 
-    /// <summary>The pair's rows for GLA's algorithm: gk_t = log γ_h on every key channel and step.</summary>
-    private static GlaChunkwise.Rows Rows(Head head, double γ, double scale)
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
     {
-        var gk = RowBlock.Zeros(head.T, head["K"]);
-        for (int t = 0; t < head.T; t++)
+        double[] γ = Gammas(problem);
+        return Variants.Contains(variant)
+            ? GlaChunkwise.Backward(variant, problem, (head, scale) => RecurrentBackward(head, γ[head.Index], scale),
+                (head, scale, chunkSize) => ChunkwiseBackward(head, γ[head.Index], scale, chunkSize))
+            : throw UnknownVariant(variant);
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrence: simple_gla's reverse-time recurrence (SimpleGla.RecurrentBackward) with
+    /// g_t = log γ_h, whose dS_{t−1} = γ_h dS_t and dg_t = γ_h ⟨dS_t, S_{t−1}⟩; then, γ_h being one decay for every step
+    /// of the head,
+    /// <code>
+    ///   dγ_h = Σ_t ⟨dS_t, S_{t−1}⟩ = Σ_t dg_t / γ_h      summed over the head's steps and sequences
+    /// </code>
+    /// only where gamma is given (RetNet's default decays are not an input).
+    /// </summary>
+    public static void RecurrentBackward(Head head, double γ, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        Series dg = RowBlock.Zeros(head.T, 1).AsSeries();
+        SimpleGla.RecurrentBackward(head, scale, LogGates(head.T, 1, γ).AsSeries(), dg);
+        GammaGradient(head, γ, dg);
+    }
+
+    /// <summary>The chunked backward pass of gla (GlaChunkwiseBackward.cs) with gk_t = log γ_h · 1, then dγ_h.</summary>
+    private static void ChunkwiseBackward(Head head, double γ, double scale, int chunkSize)
+    {
+        var dgk = RowBlock.Zeros(head.T, head["K"]);
+        GlaChunkwise.ChunkedBackward(GlaChunkwise.BackwardRows(head, head.Rows("k"), LogGates(head.T, head["K"], γ), scale),
+            GlaChunkwise.Gradients.Of(head, head.Rows("dk"), dgk), chunkSize);
+        Series dg = RowBlock.Zeros(head.T, 1).AsSeries();
+        GlaChunkwise.SumOverKeys(dgk, dg);
+        GammaGradient(head, γ, dg);
+    }
+
+    /// <summary>dγ_h += Σ_t dg_t / γ_h for this pair's steps, where gamma is given (the runner sums the pairs).</summary>
+    private static void GammaGradient(Head head, double γ, Series dg)
+    {
+        if (!head.Problem.Has("gamma"))
+        {
+            return;
+        }
+        double sum = 0;
+        for (int t = 0; t < dg.Length; t++)
+        {
+            sum += dg[t];
+        }
+        head.Row("dgamma")[0] += sum / γ;
+    }
+
+    /// <summary>The pair's rows for GLA's algorithm: gk_t = log γ_h on every key channel and step.</summary>
+    private static GlaChunkwise.Rows Rows(Head head, double γ, double scale) =>
+        new(head.Rows("q"), head.Rows("k"), head.Rows("v"), LogGates(head.T, head["K"], γ), null, scale, head.State(), head.Rows("o"));
+
+    /// <summary><paramref name="steps"/> rows of <paramref name="width"/> values log γ.</summary>
+    private static RowBlock LogGates(int steps, int width, double γ)
+    {
+        var gk = RowBlock.Zeros(steps, width);
+        for (int t = 0; t < steps; t++)
         {
             gk[t].Fill(Math.Log(γ));
         }
-        return new(head.Rows("q"), head.Rows("k"), head.Rows("v"), gk, null, scale, head.State(), head.Rows("o"));
+        return gk;
     }
 }

@@ -68,14 +68,7 @@ public sealed class SimpleGla : Form
 
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
-    {
-        var (scale, _) = ScaleAndChunk.Read(problem);
-        return variant switch
-        {
-            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, scale)),
-            _ => throw new InputException($"simple_gla {variant}: gradients are not implemented yet; use --variant recurrent") { Unsupported = true },
-        };
-    }
+        => Variants.Contains(variant) ? GlaChunkwise.Backward(variant, problem, RecurrentBackward, ChunkwiseBackward) : throw UnknownVariant(variant);
 
     /// <summary>
     /// The backward pass of the recurrence, in reverse time, from the states S_t a forward replay stores
@@ -94,10 +87,15 @@ public sealed class SimpleGla : Form
     public static void RecurrentBackward(Head head, double scale)
     {
         ArgumentNullException.ThrowIfNull(head);
+        RecurrentBackward(head, scale, head.Series("g"), head.Series("dg"));
+    }
+
+    /// <summary><see cref="RecurrentBackward(Head, double)"/> with the log gates g and the series dg given (retention's are log γ_h).</summary>
+    internal static void RecurrentBackward(Head head, double scale, Series g, Series dg)
+    {
         RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v");
         RowBlock dq = head.Rows("dq"), dk = head.Rows("dk"), dv = head.Rows("dv");
         RowBlock? dO = head.OptionalRows("do");
-        Series g = head.Series("g"), dg = head.Series("dg");
         RowBlock[] S = Replay(head, g, k, v);     // S[t + 1] = S_t, S[0] = S_{−1}
         RowBlock dS = head.StateGradient();
         for (int t = head.T - 1; t >= 0; t--)
@@ -134,6 +132,18 @@ public sealed class SimpleGla : Form
             }
         }
         return S;
+    }
+
+    /// <summary>
+    /// The chunked backward pass of gla (GlaChunkwiseBackward.cs) with gk_t = g_t·1, then dg_t = Σ_a dgk_ta: the one
+    /// gate is spread over the key channels, so its gradient gathers theirs.
+    /// </summary>
+    private static void ChunkwiseBackward(Head head, double scale, int chunkSize)
+    {
+        var dgk = RowBlock.Zeros(head.T, head["K"]);
+        GlaChunkwise.ChunkedBackward(GlaChunkwise.BackwardRows(head, head.Rows("k"), GlaChunkwise.OnEveryKey(head.Series("g"), head["K"]), scale),
+            GlaChunkwise.Gradients.Of(head, head.Rows("dk"), dgk), chunkSize);
+        GlaChunkwise.SumOverKeys(dgk, head.Series("dg"));
     }
 
     /// <summary>The pair's rows for GLA's algorithm: gk_t = g_t on every key channel.</summary>

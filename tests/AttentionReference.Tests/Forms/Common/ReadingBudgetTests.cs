@@ -36,4 +36,30 @@ public sealed class ReadingBudgetTests
         int lines = DefinitionLines((Form)FormCatalog.Find(name));
         Assert.True(lines <= Budget, $"{name}: {lines} lines of code to its definition, over the budget of {Budget}");
     }
+
+    [Fact]
+    public void The_readmes_reading_table_states_every_forms_count()
+    {
+        // README.md, "Reading the code": rows of "| form | file | lines |" twice over; each count is what this test counts.
+        string readme = File.ReadAllText(RepoPaths.Of("README.md"));
+        string section = readme[readme.IndexOf("## Reading the code", StringComparison.Ordinal)..];
+        section = section[..section.IndexOf("\n## ", 3, StringComparison.Ordinal)];
+        var stated = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (string line in section.Split('\n').Where(l => l.StartsWith("| ", StringComparison.Ordinal)))
+        {
+            string[] cells = line.Trim('|').Split('|').Select(c => c.Trim()).ToArray();
+            for (int i = 0; i + 2 < cells.Length; i += 4)
+            {
+                if (int.TryParse(cells[i + 2], out int lines))
+                {
+                    stated[cells[i]] = lines;
+                }
+            }
+        }
+        foreach (Form form in FormCatalog.All.OfType<Form>())
+        {
+            Assert.True(stated.TryGetValue(form.Name, out int lines), $"README's reading table lacks {form.Name}");
+            Assert.Equal(DefinitionLines(form), lines);
+        }
+    }
 }

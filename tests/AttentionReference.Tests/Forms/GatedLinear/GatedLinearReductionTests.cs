@@ -1,3 +1,4 @@
+using System.Globalization;
 using AttentionReference.Forms;
 using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Tensors;
@@ -6,7 +7,7 @@ using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.GatedLinear;
 
-/// <summary>The reductions between the forms of the gated linear family (FORMS.md), each for every variant.</summary>
+/// <summary>The reductions between the forms of the gated linear family (FORMS.md), each for every variant, outputs and gradients.</summary>
 public sealed class GatedLinearReductionTests
 {
     // Two forms computing the same sums in double along different code paths: a few ulps per term of size ≤ 1 (every
@@ -108,6 +109,98 @@ public sealed class GatedLinearReductionTests
             TestTensors.AssertClose(result["o"], recurrent["o"], SameMathInDouble, "o");
             TestTensors.AssertClose(result["final_state"], recurrent["final_state"], SameMathInDouble, "final_state");
         }
+    }
+
+    // Gradients of two forms along different code paths (another recurrence, a sum over K in another order): the shared
+    // gradient laws' bound, 1e-11 relative to each gradient's norm (StatefulGradientLaws).
+    private const double SameGradientsInDouble = 1e-11;
+
+    [Law]
+    public bool Gla_gradients_with_a_key_gate_constant_over_K_are_simple_glas_with_dg_the_sum_of_dgk_over_K(StatefulCase c)
+    {
+        var random = new Random(c.Seed);
+        var x = WithCotangents(c, random, Qkv(c, random));
+        Tensor g = c.Gates(random, c.B, c.T, c.H);
+        var gk = Tensor.Zeros(c.B, c.T, c.H, c.K);
+        for (int i = 0; i < gk.Length; i++)
+        {
+            gk.Data[i] = g.Data[i / c.K];
+        }
+        return s_variants.All(variant =>
+        {
+            var gla = Gradients(new Gla(), variant, new Dictionary<string, Tensor>(x) { ["gk"] = gk }, c);
+            var simple = Gradients(new SimpleGla(), variant, new Dictionary<string, Tensor>(x) { ["g"] = g }, c);
+            return Same(gla, simple, "dq", "dk", "dv", "dinitial_state")
+                && TestTensors.Close(SumOverLastAxis(gla["dgk"]), simple["dg"], SameGradientsInDouble);
+        });
+    }
+
+    [Law]
+    public bool Retention_gradients_are_simple_glas_with_g_equal_to_log_gamma_and_dgamma_the_sum_of_dg_over_gamma(StatefulCase c)
+    {
+        var random = new Random(c.Seed);
+        var x = WithCotangents(c, random, Qkv(c, random));
+        var gamma = new Tensor([c.H], c.Gates(random, c.H).Data.Select(Math.Exp).ToArray());
+        var g = Tensor.Zeros(c.B, c.T, c.H);
+        for (int i = 0; i < g.Length; i++)
+        {
+            g.Data[i] = Math.Log(gamma.Data[i % c.H]);
+        }
+        return s_variants.All(variant =>
+        {
+            var retention = Gradients(new Retention(), variant, new Dictionary<string, Tensor>(x) { ["gamma"] = gamma }, c);
+            var simple = Gradients(new SimpleGla(), variant, new Dictionary<string, Tensor>(x) { ["g"] = g }, c);
+            // dγ_h = Σ_t dg_t / γ_h over every step and sequence of head h.
+            var dgamma = new Tensor([c.H], Enumerable.Range(0, c.H)
+                .Select(h => simple["dg"].Data.Where((_, i) => i % c.H == h).Sum() / gamma.Data[h]).ToArray());
+            return Same(retention, simple, "dq", "dk", "dv", "dinitial_state")
+                && TestTensors.Close(retention["dgamma"], dgamma, SameGradientsInDouble);
+        });
+    }
+
+    [Law]
+    public bool Hgrn2_gradients_are_glas_with_k_equal_to_one_minus_exp_gk_composed(StatefulCase c)
+    {
+        var random = new Random(c.Seed);
+        var x = WithCotangents(c, random, new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.K),
+            ["v"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V),
+        });
+        var gk = c.Gates(random, c.B, c.T, c.H, c.K);
+        var k = new Tensor(gk.ShapeArray(), gk.Data.Select(a => 1 - Math.Exp(a)).ToArray());
+        return s_variants.All(variant =>
+        {
+            var hgrn2 = Gradients(new Hgrn2(), variant, new Dictionary<string, Tensor>(x) { ["gk"] = gk }, c);
+            var gla = Gradients(new Gla(), variant, new Dictionary<string, Tensor>(x) { ["k"] = k, ["gk"] = gk }, c);
+            // k = 1 − exp(gk): dgk = gla's dgk − exp(gk) ⊙ dk.
+            var dgk = new Tensor(gk.ShapeArray(), gk.Data.Select((a, i) => gla["dgk"].Data[i] - Math.Exp(a) * gla["dk"].Data[i]).ToArray());
+            return Same(hgrn2, gla, "dq", "dv", "dinitial_state") && TestTensors.Close(hgrn2["dgk"], dgk, SameGradientsInDouble);
+        });
+    }
+
+    /// <summary>The backward pass of <paramref name="variant"/> at the case's chunk size.</summary>
+    private static IReadOnlyDictionary<string, Tensor> Gradients(Form form, string variant, IReadOnlyDictionary<string, Tensor> inputs, StatefulCase c) =>
+        form.Backward(variant, form.Contract.Bind(inputs, FormParameters.None.With("chunk_size", c.ChunkSize.ToString(CultureInfo.InvariantCulture))));
+
+    /// <summary>An initial state and the cotangents do and dfinal_state of the case.</summary>
+    private static Dictionary<string, Tensor> WithCotangents(StatefulCase c, Random random, Dictionary<string, Tensor> x)
+    {
+        x["initial_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        x["do"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V);
+        x["dfinal_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        return x;
+    }
+
+    private static bool Same(IReadOnlyDictionary<string, Tensor> actual, IReadOnlyDictionary<string, Tensor> expected, params string[] names) =>
+        names.All(name => TestTensors.Close(actual[name], expected[name], SameGradientsInDouble));
+
+    /// <summary>x summed over its last axis.</summary>
+    private static Tensor SumOverLastAxis(Tensor x)
+    {
+        int[] shape = x.ShapeArray();
+        int width = shape[^1];
+        return new Tensor(shape[..^1], Enumerable.Range(0, x.Length / width).Select(i => x.Data.Skip(i * width).Take(width).Sum()).ToArray());
     }
 
     private static Dictionary<string, Tensor> Qkv(StatefulCase c, Random random) => new()

@@ -6,8 +6,8 @@ using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.GatedLinear;
 
-/// <summary>gla's laws: the stateful-form laws, with the value-side gate gv in half the cases.</summary>
-public sealed class GlaTests : StatefulFormLaws
+/// <summary>gla's laws: the stateful-form laws and the family's gradient edge cases, with the value-side gate gv in half the cases.</summary>
+public sealed class GlaTests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new Gla();
 

@@ -6,8 +6,8 @@ using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.GatedLinear;
 
-/// <summary>hgrn2's laws: the stateful-form laws.</summary>
-public sealed class Hgrn2Tests : StatefulFormLaws
+/// <summary>hgrn2's laws: the stateful-form laws and the family's gradient edge cases.</summary>
+public sealed class Hgrn2Tests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new Hgrn2();
 

@@ -6,8 +6,8 @@ using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.GatedLinear;
 
-/// <summary>retention's laws: the stateful-form laws, with RetNet's default decays in half the cases and drawn ones otherwise.</summary>
-public sealed class RetentionTests : StatefulFormLaws
+/// <summary>retention's laws: the stateful-form laws and the family's gradient edge cases, with RetNet's default decays in half the cases and drawn ones otherwise.</summary>
+public sealed class RetentionTests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new Retention();
 
@@ -21,8 +21,11 @@ public sealed class RetentionTests : StatefulFormLaws
         };
         if (c.Seed % 2 == 0)
         {
-            var gamma = c.Gates(new Random(c.Seed), c.H); // one decay per head, the same in every call of the case
-            inputs["gamma"] = new Tensor([c.H], gamma.Data.Select(Math.Exp).ToArray());
+            // One decay per head, the same in every call of the case, with its log gate held to [−11, −1e-5]: the
+            // finite-difference law moves γ by 1e-6 · u, which must stay inside (0, 1]. The reductions to simple_gla
+            // cover the full range of decays (GatedLinearReductionTests).
+            var gamma = c.Gates(new Random(c.Seed), c.H);
+            inputs["gamma"] = new Tensor([c.H], gamma.Data.Select(g => Math.Exp(Math.Clamp(g, -11, -1e-5))).ToArray());
         }
         return inputs;
     }

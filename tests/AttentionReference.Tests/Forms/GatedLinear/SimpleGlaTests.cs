@@ -6,8 +6,8 @@ using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.GatedLinear;
 
-/// <summary>simple_gla's laws: the stateful-form laws.</summary>
-public sealed class SimpleGlaTests : StatefulFormLaws
+/// <summary>simple_gla's laws: the stateful-form laws and the family's gradient edge cases.</summary>
+public sealed class SimpleGlaTests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new SimpleGla();
 
