@@ -170,13 +170,13 @@ public sealed partial class Linear : Form
     public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
     {
         LinearOptions options = LinearOptions.Read(problem);
-        return variant switch
+        return Heads.Backward(problem, variant switch
         {
-            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, options)),
-            "parallel" => Heads.Backward(problem, head => ParallelBackward(head, options)),
-            "chunked" => Heads.Backward(problem, head => ChunkedBackward(head, options)),
+            "recurrent" => head => RecurrentBackward(head, options),
+            "parallel" => head => ParallelBackward(head, options),
+            "chunked" => head => ChunkedBackward(head, options),
             _ => throw UnknownVariant(variant),
-        };
+        });
     }
 
     /// <summary>

@@ -2,16 +2,18 @@ using AttentionReference.Forms;
 using AttentionReference.Forms.Linear;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.Common;
+using AttentionReference.Tests.Forms.GatedLinear;
 using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.Linear;
 
 /// <summary>
-/// linear's laws: the stateful-form laws, the textbook sum, the feature maps. The case's seed also picks the feature
-/// map, normalisation (only with the maps whose scores are positive, so no normaliser crosses zero), causality and
-/// performer's number of features.
+/// linear's laws: the stateful-form laws, the textbook sum, the feature maps, and the gated linear family's gradient edge
+/// cases (linear attention is gated linear attention with no gate: its case of log gates of −20 is a plain 60 steps).
+/// The case's seed also picks the feature map, normalisation (only with the maps whose scores are positive, so no
+/// normaliser crosses zero), causality and performer's number of features.
 /// </summary>
-public sealed class LinearTests : StatefulFormLaws
+public sealed class LinearTests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new AttentionReference.Forms.Linear.Linear();
 
