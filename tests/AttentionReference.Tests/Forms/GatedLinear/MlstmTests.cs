@@ -182,20 +182,9 @@ public sealed class MlstmTests : GatedLinearFormLaws
     public bool Rescaling_the_initial_state_against_its_max_leaves_outputs_unchanged(MlstmCase c)
     {
         // (C̃·e^−δ, ñ·e^−δ, m + δ) is the same unstabilised state; with eps = 0 the outputs cannot tell them apart.
-        var withState = c with { WithState = true, Eps = 0 };
-        var (q, k, v, i, f) = withState.Inputs();
-        var (c0, n0, m0) = withState.State(withState.B);
-        double delta = (c.Seed % 101 - 50) / 10.0;
-        var (c1, n1, m1) = (c0!.Clone(), n0!.Clone(), m0!.Clone());
-        Unscale(c1, Filled(m0.ShapeArray(), -delta), withState.K * withState.V);
-        Unscale(n1, Filled(m0.ShapeArray(), -delta), withState.K);
-        for (int n = 0; n < m1.Length; n++)
-        {
-            m1.Data[n] += delta;
-        }
+        var (withState, given, restabilised) = RestabilisedState(c);
         return Form.Variants.All(variant => TestTensors.Close(
-            Run(variant, withState, MlstmCase.Named(q, k, v, i, f, c0, n0, m0))["o"],
-            Run(variant, withState, MlstmCase.Named(q, k, v, i, f, c1, n1, m1))["o"], SameMathInDouble));
+            Run(variant, withState, given)["o"], Run(variant, withState, restabilised)["o"], SameMathInDouble));
     }
 
     [Law]
@@ -245,22 +234,13 @@ public sealed class MlstmTests : GatedLinearFormLaws
         // With eps = 0, o does not depend on the stabiliser: the inputs' gradients from do alone are the same for any
         // stabilisation of the initial state, (C̃·e^−δ, ñ·e^−δ, m + δ), and m_initial's gradient is only its role in
         // C = C̃·e^m, n = ñ·e^m: dm_initial = ⟨dC̃_initial, C̃_initial⟩ + ⟨dñ_initial, ñ_initial⟩.
-        var withState = c with { WithState = true, Eps = 0 };
-        var (q, k, v, i, f) = withState.Inputs();
-        var (c0, n0, m0) = withState.State(withState.B);
-        double delta = (c.Seed % 101 - 50) / 10.0;
-        var (c1, n1, m1) = (c0!.Clone(), n0!.Clone(), m0!.Clone());
-        Unscale(c1, Filled(m0.ShapeArray(), -delta), withState.K * withState.V);
-        Unscale(n1, Filled(m0.ShapeArray(), -delta), withState.K);
-        for (int n = 0; n < m1.Length; n++)
-        {
-            m1.Data[n] += delta;
-        }
-        var dO = TestTensors.Normal(new Random(c.Seed + 1), 1, c.B, c.T, c.H, c.V);
+        var (withState, given, restabilised) = RestabilisedState(c);
+        var (c0, n0) = (given["initial_state"], given["initial_normalizer"]);
+        given["do"] = restabilised["do"] = TestTensors.Normal(new Random(c.Seed + 1), 1, c.B, c.T, c.H, c.V);
         return Form.Variants.All(variant =>
         {
-            var first = Gradients(variant, withState, new Dictionary<string, Tensor>(MlstmCase.Named(q, k, v, i, f, c0, n0, m0)) { ["do"] = dO });
-            var second = Gradients(variant, withState, new Dictionary<string, Tensor>(MlstmCase.Named(q, k, v, i, f, c1, n1, m1)) { ["do"] = dO });
+            var first = Gradients(variant, withState, given);
+            var second = Gradients(variant, withState, restabilised);
             // The two stabilisations round the same terms at scales e^δ apart: 10 times the variants' bound. dq at the unit scale (see GradientClose).
             bool sameInputs = s_inputGradients.All(name => name == "dq" ? TestTensors.CloseAtUnitScale(first[name], second[name], 10 * SameGradientsInDouble)
                 : TestTensors.Close(first[name], second[name], 10 * SameGradientsInDouble));
@@ -356,6 +336,26 @@ public sealed class MlstmTests : GatedLinearFormLaws
         var form = (Form)Form;
         string[] all = parameters.Length > 0 ? parameters : c.Parameters();
         return form.Backward(variant, form.Contract.Bind(inputs, new FormParameters(all.Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1]))));
+    }
+
+    /// <summary>
+    /// The case (eps = 0) with an initial state, and the same inputs with that state restabilised by δ:
+    /// (C̃·e^−δ, ñ·e^−δ, m + δ), the same unstabilised state.
+    /// </summary>
+    private static (MlstmCase Case, Dictionary<string, Tensor> Given, Dictionary<string, Tensor> Restabilised) RestabilisedState(MlstmCase c)
+    {
+        var withState = c with { WithState = true, Eps = 0 };
+        var (q, k, v, i, f) = withState.Inputs();
+        var (c0, n0, m0) = withState.State(withState.B);
+        double delta = (c.Seed % 101 - 50) / 10.0;
+        var (c1, n1, m1) = (c0!.Clone(), n0!.Clone(), m0!.Clone());
+        Unscale(c1, Filled(m0.ShapeArray(), -delta), withState.K * withState.V);
+        Unscale(n1, Filled(m0.ShapeArray(), -delta), withState.K);
+        for (int n = 0; n < m1.Length; n++)
+        {
+            m1.Data[n] += delta;
+        }
+        return (withState, MlstmCase.Named(q, k, v, i, f, c0, n0, m0), MlstmCase.Named(q, k, v, i, f, c1, n1, m1));
     }
 
     /// <summary>x [B,T,...] with every step but step 0 set to zero.</summary>
