@@ -65,7 +65,8 @@ internal static class GoldenCommand
         var writeDir = DirectoryOption();
         var forms = new Option<string[]>("--form") { Description = "write only these forms' cases (repeatable)", AllowMultipleArgumentsPerToken = true };
         var manifestOnly = new Option<bool>("--manifest-only") { Description = "compute nothing: rebuild the manifest from the case files present (after merging goldens)" };
-        var write = new Command("write", "compute every golden case with the CPU reference and write the files and the manifest") { writeDir, forms, manifestOnly };
+        var missing = new Option<bool>("--missing") { Description = "write only the cases that have no file yet (new cases), leaving every existing golden as it is" };
+        var write = new Command("write", "compute every golden case with the CPU reference and write the files and the manifest") { writeDir, forms, manifestOnly, missing };
         write.SetAction(parsed => context.Guard(() =>
         {
             string directory = parsed.GetValue(writeDir)!;
@@ -90,7 +91,7 @@ internal static class GoldenCommand
                 }
             }
             AtomicFile.CreateFolder(directory);
-            IReadOnlyList<string> written = GoldenStore.Write(directory, chosen.Length == 0 ? null : chosen);
+            IReadOnlyList<string> written = GoldenStore.Write(directory, chosen.Length == 0 ? null : chosen, onlyMissing: parsed.GetValue(missing));
             context.Out.WriteLine($"wrote {written.Count} golden cases and the manifest");
             return Attnref.Ok;
         }));

@@ -10,10 +10,10 @@ namespace AttentionReference.Forms;
 /// parsed once, at binding, by the one rule written here: every error reads
 /// <c>parameter 'chunk_size': expected an integer ≥ 1, found '0'</c>.
 /// </summary>
-public class ParameterSpec
+public abstract class ParameterSpec
 {
-    /// <summary>A parameter read as text by the form itself (forms not yet bound through their contract).</summary>
-    public ParameterSpec(string name, string defaultText, string description) =>
+    /// <summary>The name, the default as text and the description every typed parameter has.</summary>
+    private protected ParameterSpec(string name, string defaultText, string description) =>
         (Name, Default, Description) = (name, defaultText, description);
 
     /// <summary>The parameter's name.</summary>

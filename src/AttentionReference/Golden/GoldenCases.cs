@@ -26,8 +26,8 @@ public sealed record GoldenCase(
 /// </summary>
 public static class GoldenCases
 {
-    /// <summary>All cases, by family.</summary>
-    public static IReadOnlyList<GoldenCase> All { get; } =
+    /// <summary>The forward cases, by family.</summary>
+    private static IReadOnlyList<GoldenCase> Forward { get; } =
     [
         .. Cases.SoftmaxCases.All,
         .. Cases.SoftmaxVariantsCases.All,
@@ -37,4 +37,7 @@ public static class GoldenCases
         .. Cases.StateSpaceCases.All,
         .. Cases.HybridCases.All,
     ];
+
+    /// <summary>All cases: the forward cases by family, then the gradient cases (forward cases with upstream gradients).</summary>
+    public static IReadOnlyList<GoldenCase> All { get; } = [.. Forward, .. Cases.GradientCases.All(Forward)];
 }

@@ -37,14 +37,19 @@ public static class GoldenStore
 
     /// <summary>
     /// Computes and writes the cases whose form is in <paramref name="forms"/> (all when null), then rewrites the
-    /// manifest from every case file present. Files are written whole or not at all.
+    /// manifest from every case file present. Files are written whole or not at all. With
+    /// <paramref name="onlyMissing"/>, a case whose file exists is left as it is (adding cases never rewrites others).
     /// </summary>
-    public static IReadOnlyList<string> Write(string directory, IReadOnlyCollection<string>? forms = null)
+    public static IReadOnlyList<string> Write(string directory, IReadOnlyCollection<string>? forms = null, bool onlyMissing = false)
     {
         ArgumentNullException.ThrowIfNull(directory);
         var written = new List<string>();
         foreach (GoldenCase goldenCase in GoldenCases.All.Where(c => forms is null || forms.Contains(c.Form)))
         {
+            if (onlyMissing && File.Exists(CasePath(directory, goldenCase)))
+            {
+                continue;
+            }
             IForm form = FormCatalog.Find(goldenCase.Form);
             IReadOnlyDictionary<string, Tensor> inputs = goldenCase.Inputs();
             RunResult result = FormRunner.Run(form, inputs, goldenCase.Parameters, new RunOptions { Variant = goldenCase.Variant });

@@ -24,7 +24,7 @@ public static class VectorKernels
     /// <summary>x · y.</summary>
     public static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y) => TensorPrimitives.Dot(x, y);
 
-    /// <summary>y ← y + a·x.</summary>
+    /// <summary>y ← y + a·x, the product and the sum rounded apart (never fused: the GPU kernels match this).</summary>
     public static void Axpy(double a, ReadOnlySpan<double> x, Span<double> y) => TensorPrimitives.MultiplyAdd(x, a, y, y);
 
     /// <summary>y ← a·y.</summary>

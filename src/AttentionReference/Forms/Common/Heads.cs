@@ -390,9 +390,12 @@ internal sealed class TensorView
                     break;
             }
         }
-        // An output that several pairs write: one without a batch or sequence axis (a per-head parameter's gradient), or
-        // indexed by a group of the run's heads (dq, dk of the H heads that HV value heads read).
-        Shared = isOutput && ((!_byBatch && !_bySequence) || _grouped);
+        // An output that several pairs write: one without a batch or sequence axis (a per-head parameter's gradient),
+        // indexed by a group of the run's heads (dq, dk of the H heads that HV value heads read), without the run's head
+        // axis (the gradient of a cache every head reads, mla's dc_kv), or by batch without a time axis while packed
+        // sequences share a batch entry (a [B,H] parameter's gradient under cu_seqlens).
+        Shared = isOutput && ((!_byBatch && !_bySequence) || _grouped || !_hasHead
+            || (_byBatch && _time is null && problem.Sequences.Any(s => s.Batch != s.Index)));
         // A state [N,H,K,V] is K rows of V values: the last row axis is the row, the others count rows.
         if (rowAxes > 0)
         {

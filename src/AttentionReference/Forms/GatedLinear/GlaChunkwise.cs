@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
+using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.GatedLinear;
 
@@ -41,6 +42,23 @@ internal static partial class GlaChunkwise
         public int T => Q.Count;
         public int Dk => K.Width;
         public int Dv => V.Width;
+    }
+
+    /// <summary>
+    /// A form of the family, one of its variants: <paramref name="recurrent"/> (the form's definition) for "recurrent",
+    /// else this algorithm on the form's <paramref name="rows"/> (its reduction to gla) in chunks of chunk_size, or in
+    /// one chunk spanning the sequence for "parallel".
+    /// </summary>
+    internal static IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem, Action<Head, double> recurrent,
+        Func<Head, double, Rows> rows)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Run(problem, head => recurrent(head, scale)),
+            "parallel" => Heads.Run(problem, head => Parallel(rows(head, scale))),
+            _ => Heads.Run(problem, head => Chunked(rows(head, scale), chunkSize)),
+        };
     }
 
     /// <summary>The quadratic form with the decay matrix: one chunk spanning the sequence.</summary>

@@ -43,16 +43,7 @@ public sealed class Hgrn2 : Form
 
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
-    {
-        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
-        return variant switch
-        {
-            "recurrent" => Heads.Run(problem, head => Recurrent(head, scale)),
-            "parallel" => Heads.Run(problem, head => GlaChunkwise.Parallel(Rows(head, scale))),
-            "chunked" => Heads.Run(problem, head => GlaChunkwise.Chunked(Rows(head, scale), chunkSize)),
-            _ => throw UnknownVariant(variant),
-        };
-    }
+        => Variants.Contains(variant) ? GlaChunkwise.Run(variant, problem, Recurrent, Rows) : throw UnknownVariant(variant);
 
     /// <summary>The recurrence, token by token: the definition.</summary>
     public static void Recurrent(Head head, double scale)

@@ -43,15 +43,11 @@ public sealed class Retention : Form
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, Tensor> Run(string variant, Problem problem)
     {
-        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
         double[] γ = Gammas(problem);
-        return variant switch
-        {
-            "recurrent" => Heads.Run(problem, head => Recurrent(head, γ[head.Index], scale)),
-            "parallel" => Heads.Run(problem, head => GlaChunkwise.Parallel(Rows(head, γ[head.Index], scale))),
-            "chunked" => Heads.Run(problem, head => GlaChunkwise.Chunked(Rows(head, γ[head.Index], scale), chunkSize)),
-            _ => throw UnknownVariant(variant),
-        };
+        return Variants.Contains(variant)
+            ? GlaChunkwise.Run(variant, problem, (head, scale) => Recurrent(head, γ[head.Index], scale),
+                (head, scale) => Rows(head, γ[head.Index], scale))
+            : throw UnknownVariant(variant);
     }
 
     /// <summary>The recurrence, token by token: the definition.</summary>

@@ -270,18 +270,20 @@ public sealed partial class Rwkv6 : Form
                 ReadOnlySpan<double> qi = q[s + i], ki = k[s + i];
                 Span<double> oi = o[s + i];
                 // 1. inter-chunk: scale · (q_i ⊙ exp(b_{i−1}))ᵀ S_start
+                ReadOnlySpan<double> decayBefore = i == 0 ? default : b[i - 1];
                 for (int c = 0; c < K; c++)
                 {
-                    double before = i == 0 ? 0 : b[i - 1][c];
+                    double before = i == 0 ? 0 : decayBefore[c];
                     VectorKernels.Axpy(scale * qi[c] * Math.Exp(before), S[c], oi);
                 }
                 // 2. intra-chunk: scale · Σ_{j<i} (Σ_c q_ic k_jc exp(b_{i−1,c} − b_{j,c})) v_j
                 for (int j = 0; j < i; j++)
                 {
+                    ReadOnlySpan<double> kj = k[s + j], bBefore = b[i - 1], bj = b[j];
                     double a = 0;
                     for (int c = 0; c < K; c++)
                     {
-                        a += qi[c] * k[s + j][c] * Math.Exp(b[i - 1][c] - b[j][c]);
+                        a += qi[c] * kj[c] * Math.Exp(bBefore[c] - bj[c]);
                     }
                     VectorKernels.Axpy(scale * a, v[s + j], oi);
                 }
@@ -321,9 +323,10 @@ public sealed partial class Rwkv6 : Form
         }
         for (int j = 0; j < n; j++)
         {
+            ReadOnlySpan<double> kj = k[s + j], bj = b[j], vj = v[s + j];
             for (int c = 0; c < S.Count; c++)
             {
-                VectorKernels.Axpy(k[s + j][c] * Math.Exp(last[c] - b[j][c]), v[s + j], S[c]);
+                VectorKernels.Axpy(kj[c] * Math.Exp(last[c] - bj[c]), vj, S[c]);
             }
         }
     }

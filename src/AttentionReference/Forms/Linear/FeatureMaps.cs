@@ -1,3 +1,4 @@
+using System.Globalization;
 using AttentionReference.Forms.Common;
 using AttentionReference.Numerics;
 using AttentionReference.Tensors;
@@ -50,13 +51,24 @@ public static class FeatureMaps
         _ => LinearFeatureMap.Identity,
     };
 
+    /// <summary>
+    /// The largest feature dimension F a map may produce: 2^22. taylor2's F = 1 + K + K² grows with the square of a
+    /// shape alone, so a 320 KB file with K = 20 000 asked for a state of 4·10^8 rows per head (issue #21); past the
+    /// bound the call is refused. Every other map's F is an extent of an input tensor, bounded by the file.
+    /// </summary>
+    public const int MaxDimension = 1 << 22;
+
     /// <summary>The feature dimension F of <paramref name="map"/> for head dimension K (and M random features).</summary>
-    public static int Dimension(LinearFeatureMap map, int keyDim, int randomFeatures) => map switch
+    public static int Dimension(LinearFeatureMap map, int keyDim, int randomFeatures)
     {
-        LinearFeatureMap.Taylor2 => 1 + keyDim + keyDim * keyDim,
-        LinearFeatureMap.Performer => randomFeatures,
-        _ => keyDim,
-    };
+        if (map != LinearFeatureMap.Taylor2)
+        {
+            return map == LinearFeatureMap.Performer ? randomFeatures : keyDim;
+        }
+        long f = 1 + keyDim + (long)keyDim * keyDim;
+        return f <= MaxDimension ? (int)f : throw new InputException(string.Create(CultureInfo.InvariantCulture,
+            $"K = {keyDim} gives the taylor2 feature map F = 1 + K + K² = {f}, past the largest feature dimension {MaxDimension} (2^22; K ≤ 2047)"), tensor: "k");
+    }
 
     /// <summary>
     /// F of a call, the contract's derived symbol: from K, feature_map and (performer) M, which only proj [M,K] binds;

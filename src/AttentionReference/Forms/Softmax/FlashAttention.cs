@@ -39,7 +39,10 @@ namespace AttentionReference.Forms.Softmax;
 internal static class FlashAttention
 {
     /// <summary>The tiled variant of softmax on a bound call: o and lse.</summary>
-    public static IReadOnlyDictionary<string, Tensor> Forward(Problem problem, SoftmaxOptions options)
+    public static IReadOnlyDictionary<string, Tensor> Forward(Problem problem, SoftmaxOptions options) => Run(problem, options).Outputs;
+
+    /// <summary>The tiled variant on a bound call: o and lse, and each pair's view of them (what the backward reads).</summary>
+    public static HeadViews Run(Problem problem, SoftmaxOptions options)
     {
         HeadViews heads = Heads.Views(problem, "Hq");
         int blockQ = options.BlockQ, blockK = options.BlockK;
@@ -96,7 +99,7 @@ internal static class FlashAttention
                     workspaces.Add);
             }
         }
-        return heads.Outputs;
+        return heads;
 
         // Rows i0 .. i0 + Br of one pair against the key blocks their windows reach.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -1,5 +1,6 @@
 using System.Globalization;
 using AttentionReference.Forms.Common;
+using AttentionReference.Numerics;
 using AttentionReference.Tensors;
 
 namespace AttentionReference.Forms.Softmax;
@@ -89,9 +90,35 @@ internal sealed class KvCache
                 rows[b][j] = table is null ? b * slots + j : PagedRow(table, blocks, slots, b, j);
             }
         }
-        RowBlock[] Heads(Tensor cache, int width) =>
-            Enumerable.Range(0, hkv).Select(h => new RowBlock(cache.Data, h * width, hkv * width, blocks * slots, width)).ToArray();
-        return new KvCache(Heads(k, problem["K"]), Heads(v, problem["V"]), rows, hkv == 0 ? 1 : problem["Hq"] / hkv);
+        return new KvCache(HeadRows(k, problem["K"]), HeadRows(v, problem["V"]), rows, hkv == 0 ? 1 : problem["Hq"] / hkv);
+    }
+
+    /// <summary>
+    /// decode's backward: adds each (batch entry, query head) pair's dk and dv of its keys (<paramref name="pairs"/>, pair
+    /// b·Hq + h, key j at row j) to the cache rows those keys came from, pair by pair in order, into
+    /// <paramref name="dkCache"/> and <paramref name="dvCache"/> (shaped as k_cache and v_cache).
+    /// </summary>
+    public void AddGradients(Tensor dkCache, Tensor dvCache, IReadOnlyList<KeyValues> pairs, int queryHeads)
+    {
+        ArgumentNullException.ThrowIfNull(pairs);
+        RowBlock[] dk = HeadRows(dkCache, _k.Length == 0 ? 0 : _k[0].Width), dv = HeadRows(dvCache, _v.Length == 0 ? 0 : _v[0].Width);
+        for (int pair = 0; pair < pairs.Count; pair++)
+        {
+            int[] rows = _rows[pair / queryHeads];
+            int kvHead = pair % queryHeads / _groupSize;
+            for (int j = 0; j < rows.Length; j++)
+            {
+                VectorKernels.AddTo(pairs[pair].Key(j), dk[kvHead][rows[j]]);
+                VectorKernels.AddTo(pairs[pair].Value(j), dv[kvHead][rows[j]]);
+            }
+        }
+    }
+
+    /// <summary>Every cache row of each key/value head of <paramref name="cache"/> [Blocks,Tcache,Hkv,width].</summary>
+    private static RowBlock[] HeadRows(Tensor cache, int width)
+    {
+        int hkv = cache.Dim(2), rows = cache.Dim(0) * cache.Dim(1);
+        return Enumerable.Range(0, hkv).Select(h => new RowBlock(cache.Data, h * width, hkv * width, rows, width)).ToArray();
     }
 
     /// <summary>The cache rows (of k_cache seen as [Blocks·Tcache rows, Hkv, K]) of batch entry b's valid keys, in key order.</summary>

@@ -48,6 +48,12 @@ namespace AttentionReference.Forms.Softmax;
 /// w_uk and w_uv or as DeepSeek-V3's wkv_b [H, Dn+Dv, Dc] (split at Dn = q_nope's last extent). No W^O: the form
 /// stops at the per-head output o, as attention kernels do.
 ///
+/// Gradients: from the cotangents do and dlse (absent: 0), dq_nope, dq_pe, dc_kv, dk_pe, dw_uk and dw_uv (dwkv_b =
+/// [dw_uk; dw_uv] per head instead when the call gave wkv_b). naive: softmax's chain rule on the expanded k and v, then
+/// back through k = [W_UK c; k_pe] and v = W_UV c; c and k_pe are read by every head, so their gradients sum over the
+/// heads. absorbed: the chain rule of its own steps (dol = W_UVᵀ do, …, dq_nope = W_UK dql); the two give the same
+/// gradients.
+///
 /// Empty rows. With causal and Tq > Sk the first queries see no key: o_i = 0 and lse_i = −∞ (flash-attn's
 /// convention; FlashMLA's sparse kernels report lse = +∞ for such rows instead). The causal window and the stable
 /// softmax of a row are softmax's (Scores.cs: Window, SoftmaxRow).
@@ -155,6 +161,186 @@ public sealed class Mla : Form
             lse[i] = SoftmaxRow.Attend(s, keys.AsSpan(0, end), latent, oLatent); // ol_i = Σ_j softmax_j(s_ij) c_j
             UpProject(wUv, oLatent, o[i]);                                       // o_i = W_UV[h] ol_i
         }
+    }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        var options = MlaOptions.Read(problem);
+        Problem expanded = WithUpProjections(problem);
+        var gradients = variant switch
+        {
+            "naive" => Heads.Backward(expanded, head => NaiveBackward(head, options)),
+            "absorbed" => Heads.Backward(expanded, head => AbsorbedBackward(head, options)),
+            _ => throw UnknownVariant(variant),
+        };
+        return problem.Has("wkv_b") ? Stacked(gradients, expanded) : gradients;
+    }
+
+    /// <summary>
+    /// The backward pass of the definition, per (batch entry, head): softmax's chain rule on the expanded keys and values,
+    /// then back through the expansion kn_j = W_UK[h] c_j, v_j = W_UV[h] c_j:
+    /// <code>
+    ///   P_ij = exp(s_ij − lse_i),  D_i = rowsum(do_i ∘ o_i) − dlse_i,  dS_ij = P_ij (do_i · v_j − D_i)
+    ///   dv_j      += P_ij do_i
+    ///   dq_nope_i += scale · Σ_j dS_ij kn_j,     dq_pe_i += scale · Σ_j dS_ij k_pe_j
+    ///   dkn_j     += scale · dS_ij q_nope_i,     dk_pe_j += scale · dS_ij q_pe_i       (k_pe read by every head: summed)
+    ///   dc_j      += W_UK[h]ᵀ dkn_j + W_UV[h]ᵀ dv_j                                   (c read by every head: summed)
+    ///   dW_UK[h]  += Σ_j dkn_j c_jᵀ,            dW_UV[h] += Σ_j dv_j c_jᵀ
+    /// </code>
+    /// </summary>
+    public static void NaiveBackward(Head head, MlaOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock qNope = head.Rows("q_nope"), qPe = head.Rows("q_pe"), c = head.Rows("c_kv"), kPe = head.Rows("k_pe");
+        RowBlock dqNope = head.Rows("dq_nope"), dqPe = head.Rows("dq_pe"), dc = head.Rows("dc_kv"), dkPe = head.Rows("dk_pe");
+        Span<double> wUk = head.Row("w_uk"), wUv = head.Row("w_uv"), dwUk = head.Row("dw_uk"), dwUv = head.Row("dw_uv");
+        RowBlock? dO = head.OptionalRows("do");
+        Series? dLse = head.OptionalSeries("dlse");
+        int sk = c.Count;
+        RowBlock kNope = RowBlock.Zeros(sk, head["Dn"]), v = RowBlock.Zeros(sk, head["Dv"]);
+        for (int j = 0; j < sk; j++)
+        {
+            UpProject(wUk, c[j], kNope[j]); // kn_j = W_UK[h] c_j
+            UpProject(wUv, c[j], v[j]);     // v_j  = W_UV[h] c_j
+        }
+        var values = new KeyValues(kNope, v, sk);
+        var expanded = KeyValues.Zeros(sk, head["Dn"], head["Dv"]); // dkn_j and dv_j
+        int[] keys = Enumerable.Range(0, sk).ToArray();
+        var scores = new double[sk];
+        var weights = new double[sk];
+        var o = new double[head["Dv"]];
+        Window window = options.WindowOf(head.T, sk);
+        for (int i = 0; i < head.T; i++)
+        {
+            int end = window.Keys(i, sk).End;
+            Span<double> s = scores.AsSpan(0, end);
+            for (int j = 0; j < end; j++)
+            {
+                s[j] = options.Scale * (VectorKernels.Dot(qNope[i], kNope[j]) + VectorKernels.Dot(qPe[i], kPe[j]));
+            }
+            s.CopyTo(weights);
+            Array.Clear(o);
+            double lse = SoftmaxRow.Attend(weights.AsSpan(0, end), keys.AsSpan(0, end), values, o); // the forward replayed
+            ReadOnlySpan<double> doI = dO is null ? [] : dO[i];
+            double d = (dO is null ? 0 : VectorKernels.Dot(doI, o)) - (dLse?[i] ?? 0);
+            SoftmaxRow.Backward(s, keys.AsSpan(0, end), values, lse, d, doI, expanded); // s ← dS_ij, dv_j
+            for (int j = 0; j < end; j++)
+            {
+                double dS = options.Scale * s[j];
+                VectorKernels.Axpy(dS, kNope[j], dqNope[i]);
+                VectorKernels.Axpy(dS, kPe[j], dqPe[i]);
+                VectorKernels.Axpy(dS, qNope[i], expanded.Key(j));
+                VectorKernels.Axpy(dS, qPe[i], dkPe[j]);
+            }
+        }
+        for (int j = 0; j < sk; j++)
+        {
+            AddTransposed(wUk, expanded.Key(j), dc[j]);   // dc_j += W_UKᵀ dkn_j
+            AddTransposed(wUv, expanded.Value(j), dc[j]); // dc_j += W_UVᵀ dv_j
+            AddOuter(dwUk, expanded.Key(j), c[j]);        // dW_UK += dkn_j c_jᵀ
+            AddOuter(dwUv, expanded.Value(j), c[j]);      // dW_UV += dv_j c_jᵀ
+        }
+    }
+
+    /// <summary>
+    /// The absorbed form's backward, per (batch entry, head), the chain rule of its own steps in reverse:
+    /// <code>
+    ///   dol_i     = W_UV[h]ᵀ do_i,   dW_UV[h] += do_i ol_iᵀ                     o_i = W_UV[h] ol_i
+    ///   D_i       = dol_i · ol_i − dlse_i  (= do_i · o_i − dlse_i),   dS_ij = P_ij (dol_i · c_j − D_i)
+    ///   dc_j     += P_ij dol_i                                                  ol_i = Σ_j P_ij c_j
+    ///   dql_i     = scale · Σ_j dS_ij c_j,   dq_pe_i = scale · Σ_j dS_ij k_pe_j
+    ///   dc_j     += scale · dS_ij ql_i,      dk_pe_j += scale · dS_ij q_pe_i     s_ij = scale (ql_i · c_j + q_pe_i · k_pe_j)
+    ///   dq_nope_i = W_UK[h] dql_i,           dW_UK[h] += q_nope_i dql_iᵀ         ql_i = W_UK[h]ᵀ q_nope_i
+    /// </code>
+    /// </summary>
+    public static void AbsorbedBackward(Head head, MlaOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock qNope = head.Rows("q_nope"), qPe = head.Rows("q_pe"), c = head.Rows("c_kv"), kPe = head.Rows("k_pe");
+        RowBlock dqNope = head.Rows("dq_nope"), dqPe = head.Rows("dq_pe"), dc = head.Rows("dc_kv"), dkPe = head.Rows("dk_pe");
+        Span<double> wUk = head.Row("w_uk"), wUv = head.Row("w_uv"), dwUk = head.Row("dw_uk"), dwUv = head.Row("dw_uv");
+        RowBlock? dO = head.OptionalRows("do");
+        Series? dLse = head.OptionalSeries("dlse");
+        int sk = c.Count, dcWidth = c.Width;
+        var latent = new KeyValues(c, c, sk);    // the latent cache plays both k and v
+        var dLatent = new KeyValues(dc, dc, sk); // and takes both gradients
+        int[] keys = Enumerable.Range(0, sk).ToArray();
+        var scores = new double[sk];
+        var weights = new double[sk];
+        double[] qLatent = new double[dcWidth], oLatent = new double[dcWidth], dqLatent = new double[dcWidth], doLatent = new double[dcWidth];
+        Window window = options.WindowOf(head.T, sk);
+        for (int i = 0; i < head.T; i++)
+        {
+            Array.Clear(qLatent);
+            AddTransposed(wUk, qNope[i], qLatent); // ql_i = W_UK[h]ᵀ q_nope_i
+            int end = window.Keys(i, sk).End;
+            Span<double> s = scores.AsSpan(0, end);
+            for (int j = 0; j < end; j++)
+            {
+                s[j] = options.Scale * (VectorKernels.Dot(qLatent, c[j]) + VectorKernels.Dot(qPe[i], kPe[j]));
+            }
+            s.CopyTo(weights);
+            Array.Clear(oLatent);
+            double lse = SoftmaxRow.Attend(weights.AsSpan(0, end), keys.AsSpan(0, end), latent, oLatent); // ol_i, lse_i replayed
+            Array.Clear(doLatent);
+            double d = -(dLse?[i] ?? 0);
+            if (dO is not null)
+            {
+                AddTransposed(wUv, dO[i], doLatent); // dol_i = W_UV[h]ᵀ do_i
+                AddOuter(dwUv, dO[i], oLatent);      // dW_UV += do_i ol_iᵀ
+                d += VectorKernels.Dot(doLatent, oLatent);
+            }
+            SoftmaxRow.Backward(s, keys.AsSpan(0, end), latent, lse, d, dO is null ? [] : doLatent, dLatent); // s ← dS_ij, dc_j += P_ij dol_i
+            Array.Clear(dqLatent);
+            for (int j = 0; j < end; j++)
+            {
+                double dS = options.Scale * s[j];
+                VectorKernels.Axpy(dS, c[j], dqLatent);
+                VectorKernels.Axpy(dS, kPe[j], dqPe[i]);
+                VectorKernels.Axpy(dS, qLatent, dc[j]);
+                VectorKernels.Axpy(dS, qPe[i], dkPe[j]);
+            }
+            UpProject(wUk, dqLatent, dqNope[i]); // dq_nope_i = W_UK[h] dql_i
+            AddOuter(dwUk, qNope[i], dqLatent);  // dW_UK += q_nope_i dql_iᵀ
+        }
+    }
+
+    /// <summary>x += Wᵀ y for W [rows x Dc] (row n at n·Dc): x += Σ_n y_n W[n].</summary>
+    private static void AddTransposed(ReadOnlySpan<double> w, ReadOnlySpan<double> y, Span<double> x)
+    {
+        for (int n = 0; n < y.Length; n++)
+        {
+            VectorKernels.Axpy(y[n], w.Slice(n * x.Length, x.Length), x);
+        }
+    }
+
+    /// <summary>W += a bᵀ for W [a.Length x b.Length] row-major: W[n] += a_n b.</summary>
+    private static void AddOuter(Span<double> w, ReadOnlySpan<double> a, ReadOnlySpan<double> b)
+    {
+        for (int n = 0; n < a.Length; n++)
+        {
+            VectorKernels.Axpy(a[n], b, w.Slice(n * b.Length, b.Length));
+        }
+    }
+
+    /// <summary>The gradients of a call given wkv_b: dwkv_b [H, Dn+Dv, Dc] = [dW_UK; dW_UV] stacked per head, in place of dw_uk and dw_uv.</summary>
+    private static Dictionary<string, Tensor> Stacked(IReadOnlyDictionary<string, Tensor> gradients, Problem problem)
+    {
+        Tensor dwUk = gradients["dw_uk"], dwUv = gradients["dw_uv"], dwkvB = gradients["dwkv_b"];
+        int h = problem["H"], uk = problem["Dn"] * problem["Dc"], uv = problem["Dv"] * problem["Dc"];
+        for (int head = 0; head < h; head++)
+        {
+            Array.Copy(dwUk.Data, head * uk, dwkvB.Data, head * (uk + uv), uk);
+            Array.Copy(dwUv.Data, head * uv, dwkvB.Data, head * (uk + uv) + uk, uv);
+        }
+        return gradients.Where(p => p.Key is not ("dw_uk" or "dw_uv")).ToDictionary();
     }
 
     /// <summary>y = W x for W [rows x Dc] (row n at n·Dc) and a latent vector x [Dc]: y_n = W[n] · x.</summary>

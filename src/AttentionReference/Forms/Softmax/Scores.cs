@@ -25,6 +25,9 @@ public sealed class Scores(RowBlock q, KeyValues keys, double scale, Window wind
     /// <summary>The number of keys Tk of the pair's sequence.</summary>
     public int Tk => Keys.Count;
 
+    /// <summary>The score scale.</summary>
+    public double Scale => scale;
+
     /// <summary>c of the softcap c · tanh(s / c); 0: none.</summary>
     public double Softcap { get; init; }
 
@@ -61,9 +64,12 @@ public sealed class Scores(RowBlock q, KeyValues keys, double scale, Window wind
     }
 
     /// <summary>s_ij: the scaled dot product, softcapped, then the ALiBi bias and the additive mask.</summary>
-    public double Score(int i, int j)
+    public double Score(int i, int j) => ScoreOf(i, j, scale * VectorKernels.Dot(Q[i], Keys.Key(j)));
+
+    /// <summary>s_ij from r_ij = scale · q_i · k_j: softcapped, then the ALiBi bias and the additive mask.</summary>
+    public double ScoreOf(int i, int j, double r)
     {
-        double s = scale * VectorKernels.Dot(Q[i], Keys.Key(j));
+        double s = r;
         if (Softcap > 0)
         {
             s = Softcap * Math.Tanh(s / Softcap);
@@ -74,6 +80,20 @@ public sealed class Scores(RowBlock q, KeyValues keys, double scale, Window wind
         }
         return s + MaskBias(i, j);
     }
+
+    /// <summary>∂s_ij/∂r_ij for r_ij = scale · q_i · k_j: 1 − tanh²(r_ij / c) under the softcap c, else 1.</summary>
+    public double SoftcapDerivative(double r)
+    {
+        if (!(Softcap > 0))
+        {
+            return 1;
+        }
+        double t = Math.Tanh(r / Softcap);
+        return 1 - t * t;
+    }
+
+    /// <summary>∂s_ij/∂slope = −|d_i − j|, the ALiBi bias per unit of slope (d_i = i + Offset, the diagonal key).</summary>
+    public double SlopeDerivative(int i, int j) => -Math.Abs((long)i + window.Offset - j);
 
     private bool Kept(int i, int j) => (Pattern is null || Pattern(i, j)) && !double.IsNegativeInfinity(MaskBias(i, j));
 
@@ -117,6 +137,17 @@ public sealed record KeyValues(RowBlock K, RowBlock V, int Count, int[]? Map = n
         return new(k, head.Rows("v"), k.Count);
     }
 
+    /// <summary>The gradients dk and dv of a pair's k and v rows (a group's own copies, summed by the runner).</summary>
+    public static KeyValues GradientsOf(Head head)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock dk = head.Rows("dk");
+        return new(dk, head.Rows("dv"), dk.Count);
+    }
+
+    /// <summary>Zero rows for the gradients of <paramref name="count"/> keys of width <paramref name="dk"/> and values of width <paramref name="dv"/>.</summary>
+    public static KeyValues Zeros(int count, int dk, int dv) => new(RowBlock.Zeros(count, dk), RowBlock.Zeros(count, dv), count);
+
     /// <summary>k_j.</summary>
     public Span<double> Key(int j) => K[Map is null ? j : Map[j]];
 
@@ -140,6 +171,39 @@ public static class SoftmaxRow
             VectorKernels.Axpy(s[n], values.Value(keys[n]), o);
         }
         return Normalise(o, o, m, l);
+    }
+
+    /// <summary>
+    /// The backward of <see cref="Attend"/> for one query row, from the row's lse and D = do · o − dlse (o its output, do
+    /// and dlse their cotangents): with P_n = exp(s_n − lse), the row's attention weights,
+    /// <code>
+    ///   dv_{keys[n]} += P_n do          o = Σ_n P_n v_{keys[n]}
+    ///   dP_n          = do · v_{keys[n]}
+    ///   dS_n          = P_n (dP_n − D)   softmax's Jacobian: Σ_m P_m dP_m = do · o; and ∂lse/∂s_n = P_n brings + P_n dlse
+    /// </code>
+    /// dS is written over <paramref name="s"/>. An empty <paramref name="dO"/> is a zero cotangent. A row whose lse is −∞
+    /// (no key, or every score −∞) has no weights: dS = 0 and nothing is added, never NaN.
+    /// </summary>
+    public static void Backward(Span<double> s, ReadOnlySpan<int> keys, KeyValues values, double lse, double d, ReadOnlySpan<double> dO,
+        KeyValues gradients)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(gradients);
+        if (double.IsNegativeInfinity(lse))
+        {
+            s.Clear();
+            return;
+        }
+        for (int n = 0; n < keys.Length; n++)
+        {
+            double p = Math.Exp(s[n] - lse), dP = 0;
+            if (!dO.IsEmpty)
+            {
+                VectorKernels.Axpy(p, dO, gradients.Value(keys[n]));
+                dP = VectorKernels.Dot(dO, values.Value(keys[n]));
+            }
+            s[n] = p * (dP - d);
+        }
     }
 
     /// <summary>

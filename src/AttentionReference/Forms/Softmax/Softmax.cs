@@ -94,6 +94,22 @@ namespace AttentionReference.Forms.Softmax;
 ///         cache row (the one place where key j is not row j of k). Not supported here: appending
 ///         new k, v (write them into the cache and raise cache_seqlens), rotary, cache_batch_idx, cache_leftpad.
 /// </code>
+/// Gradients (the backward pass of every variant): from the cotangents do [B,Tq,Hq,V] and dlse [B,Tq,Hq] (an absent one
+/// is zero), the gradients dq, dk, dv (dk_cache, dv_cache for decode) and dalibi_slopes, with P_ij = exp(s_ij − lse_i):
+/// <code>
+///   D_i      = rowsum(do_i ∘ o_i) − dlse_i
+///   dv_j     = Σ_i P_ij do_i,   dP_ij = do_i · v_j
+///   dS_ij    = P_ij (dP_ij − D_i)                 softmax's Jacobian, and ∂lse_i/∂s_ij = P_ij
+///   dR_ij    = dS_ij · (1 − tanh²(r_ij / c))      through the softcap (r_ij = scale · q_i · k_j); dR = dS without one
+///   dq_i     = scale · Σ_j dR_ij k_j,   dk_j = scale · Σ_i dR_ij q_i
+///   dslope_h = −Σ_ij dS_ij |d_i − j|              ALiBi (flash-attn takes the slopes as constants and returns none)
+/// </code>
+/// The sums run over j ∈ A_i only; a mask is a constant (no gradient). GQA: dk and dv of a key/value head sum over its
+/// query heads. A row with no allowed key gives zero gradients, whatever its dlse (never NaN). naive is this chain
+/// rule row by row (<see cref="NaiveBackward"/>); tiled is FlashAttention-2's backward (FlashAttentionBackward.cs);
+/// split and decode take each part's keys from the merged lse and D, as ring attention's backward does, and decode's
+/// dk, dv go to the cache rows its keys came from.
+///
 /// Sources: Vaswani et al. 2017 (the definition); Dao 2023, FlashAttention-2 (the online-softmax recurrence, lse);
 /// flash-attn's flash_attn_interface.py docstrings (bottom-right causal, window_size, alibi bias, empty rows,
 /// flash_attn_varlen_func, flash_attn_with_kvcache's k_cache/block_table/cache_seqlens), its csrc mask.h and
@@ -183,18 +199,10 @@ public sealed class Softmax : Form
         ArgumentNullException.ThrowIfNull(scores);
         RowBlock o = head.Rows("o");
         Series lse = head.Series("lse");
-        long size = ((long)scores.Tk + parts - 1) / parts;
-        int used = size == 0 ? 0 : (int)((scores.Tk + size - 1) / size); // the parts that hold a key
-        RowBlock partO = RowBlock.Zeros(used, o.Width);
-        var partLse = new double[used];
+        var split = new SplitParts(scores.Tk, parts, o.Width);
         for (int i = 0; i < head.T; i++)
         {
-            for (int p = 0; p < used; p++)
-            {
-                partO[p].Clear();
-                partLse[p] = Attend(scores, i, partO[p], p * size, (p + 1) * size);
-            }
-            lse[i] = SoftmaxRow.Merge(partLse, partO, o[i]);
+            lse[i] = split.Attend(scores, i, o[i]);
         }
     }
 
@@ -203,6 +211,179 @@ public sealed class Softmax : Form
     {
         KvCache cache = KvCache.Read(problem);
         return Heads.Run(problem, head => Split(head, options.ScoresOf(head, cache.Keys(head)), options.NumSplits), "Hq");
+    }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        if (!Variants.Contains(variant))
+        {
+            throw UnknownVariant(variant);
+        }
+        KvCache.RequireKeysOf(variant, problem);
+        var options = SoftmaxOptions.Read(problem);
+        return variant switch
+        {
+            "naive" => Heads.Backward(problem, head => NaiveBackward(head, options.ScoresOf(head), KeyValues.GradientsOf(head)), "Hq"),
+            "tiled" => FlashAttentionBackward.Softmax(problem, options),
+            "split" => Heads.Backward(problem, head => SplitBackward(head, options.ScoresOf(head), options.NumSplits, KeyValues.GradientsOf(head)), "Hq"),
+            _ => DecodeBackward(problem, options),
+        };
+    }
+
+    /// <summary>
+    /// The backward pass of the definition, one (sequence, query head) pair at a time: each row's forward replayed
+    /// (o_i, lse_i by <see cref="Attend"/>), D_i = rowsum(do_i ∘ o_i) − dlse_i, then the plain chain rule of the row
+    /// (<see cref="AttendBackward"/>). dq is written to the pair's rows, dk and dv to <paramref name="gradients"/>
+    /// (key j's rows), dslope (ALiBi) to dalibi_slopes. A row with no allowed key has zero gradients, whatever its dlse.
+    /// </summary>
+    public static void NaiveBackward(Head head, Scores scores, KeyValues gradients)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(scores);
+        RowBlock dq = head.Rows("dq");
+        RowBlock? dO = head.OptionalRows("do");
+        Series? dLse = head.OptionalSeries("dlse");
+        var o = new double[scores.Keys.V.Width];
+        double dSlope = 0;
+        for (int i = 0; i < head.T; i++)
+        {
+            Array.Clear(o);
+            double lse = Attend(scores, i, o);                                        // the forward replayed: o_i, lse_i
+            ReadOnlySpan<double> doI = dO is null ? [] : dO[i];
+            double d = (dO is null ? 0 : Numerics.VectorKernels.Dot(doI, o)) - (dLse?[i] ?? 0); // D_i = rowsum(do_i ∘ o_i) − dlse_i
+            dSlope += AttendBackward(scores, i, lse, d, doI, dq[i], gradients);
+        }
+        AddSlopeGradient(head, scores, dSlope);
+    }
+
+    /// <summary>
+    /// The chain rule of query i over the keys of A_i in [<paramref name="first"/>, <paramref name="end"/>), given the
+    /// row's lse and D = do_i · o_i − dlse_i (of the whole row: split's parts take the merged ones):
+    /// <code>
+    ///   P_ij  = exp(s_ij − lse_i)                      j ∈ A_i
+    ///   dv_j += P_ij do_i,   dP_ij = do_i · v_j,   dS_ij = P_ij (dP_ij − D_i)      (SoftmaxRow.Backward)
+    ///   dR_ij = dS_ij · (1 − tanh²(r_ij / c))          through the softcap (r_ij = scale · q_i · k_j); dR = dS without
+    ///   dq_i += scale · Σ_j dR_ij k_j,   dk_j += scale · dR_ij q_i
+    ///   dslope += Σ_j dS_ij · (−|d_i − j|)              ALiBi's bias per unit of slope; the mask is a constant
+    /// </code>
+    /// Returns the row's dslope; dq_i is added to <paramref name="dq"/>, dk and dv to <paramref name="gradients"/>.
+    /// </summary>
+    public static double AttendBackward(Scores scores, int i, double lse, double d, ReadOnlySpan<double> dO, Span<double> dq,
+        KeyValues gradients, long first = 0, long end = long.MaxValue)
+    {
+        ArgumentNullException.ThrowIfNull(scores);
+        ArgumentNullException.ThrowIfNull(gradients);
+        int[] keys = scores.AllowedKeys(i).Where(j => j >= first && j < end).ToArray();                       // A_i
+        double[] r = Array.ConvertAll(keys, j => scores.Scale * Numerics.VectorKernels.Dot(scores.Q[i], scores.Keys.Key(j))); // r_ij
+        double[] s = keys.Select((j, n) => scores.ScoreOf(i, j, r[n])).ToArray();                             // s_ij
+        SoftmaxRow.Backward(s, keys, scores.Keys, lse, d, dO, gradients);                                     // s ← dS_ij
+        double dSlope = 0;
+        for (int n = 0; n < keys.Length; n++)
+        {
+            dSlope += s[n] * scores.SlopeDerivative(i, keys[n]);
+            double dR = scores.Scale * s[n] * scores.SoftcapDerivative(r[n]);
+            Numerics.VectorKernels.Axpy(dR, scores.Keys.Key(keys[n]), dq);     // dq_i += scale dR_ij k_j
+            Numerics.VectorKernels.Axpy(dR, scores.Q[i], gradients.Key(keys[n])); // dk_j += scale dR_ij q_i
+        }
+        return dSlope;
+    }
+
+    /// <summary>
+    /// split's backward, as ring attention's: the forward replayed by parts and merged (o_i, lse_i), then each part's keys
+    /// take their gradients from the merged lse_i and D_i alone (P_ij = exp(s_ij − lse_i): the partial lse_p and the
+    /// merge weights exp(lse_p − lse) fold into it), part by part, dq_i summed over the parts in order. decode runs it on
+    /// each batch entry's cache rows.
+    /// </summary>
+    public static void SplitBackward(Head head, Scores scores, int parts, KeyValues gradients)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(scores);
+        RowBlock dq = head.Rows("dq");
+        RowBlock? dO = head.OptionalRows("do");
+        Series? dLse = head.OptionalSeries("dlse");
+        var split = new SplitParts(scores.Tk, parts, scores.Keys.V.Width);
+        var o = new double[scores.Keys.V.Width];
+        double dSlope = 0;
+        for (int i = 0; i < head.T; i++)
+        {
+            Array.Clear(o);
+            double lse = split.Attend(scores, i, o);
+            ReadOnlySpan<double> doI = dO is null ? [] : dO[i];
+            double d = (dO is null ? 0 : Numerics.VectorKernels.Dot(doI, o)) - (dLse?[i] ?? 0);
+            for (int p = 0; p < split.Used; p++)
+            {
+                dSlope += AttendBackward(scores, i, lse, d, doI, dq[i], gradients, p * split.Size, (p + 1) * split.Size);
+            }
+        }
+        AddSlopeGradient(head, scores, dSlope);
+    }
+
+    /// <summary>
+    /// decode's backward: split's on each (batch entry, query head) pair's valid cache keys, into the pair's own dk, dv
+    /// rows, then added to the cache rows they came from (KvCache.cs), pair by pair in order: gradients w.r.t. q,
+    /// k_cache and v_cache (a cache row no batch entry reads gets 0).
+    /// </summary>
+    private static IReadOnlyDictionary<string, Tensor> DecodeBackward(Problem problem, SoftmaxOptions options)
+    {
+        KvCache cache = KvCache.Read(problem);
+        int heads = problem["Hq"];
+        var own = new KeyValues[problem.Sequences.Count * heads];
+        var gradients = Heads.Backward(problem, head =>
+        {
+            KeyValues keys = cache.Keys(head), pair = KeyValues.Zeros(keys.Count, head["K"], head["V"]);
+            SplitBackward(head, options.ScoresOf(head, keys), options.NumSplits, pair);
+            own[head.Sequence.Index * heads + head.Index] = pair;
+        }, "Hq");
+        cache.AddGradients(gradients["dk_cache"], gradients["dv_cache"], own, heads);
+        return gradients;
+    }
+
+    /// <summary>dalibi_slopes of the pair's head += <paramref name="dSlope"/>, when the call has ALiBi.</summary>
+    private static void AddSlopeGradient(Head head, Scores scores, double dSlope)
+    {
+        if (scores.Slope is not null)
+        {
+            head.Row("dalibi_slopes")[0] += dSlope;
+        }
+    }
+}
+
+/// <summary>
+/// split's parts of one sequence's keys: P parts of ⌈Tk/P⌉ keys; the parts past the last key are empty and not computed.
+/// </summary>
+internal sealed class SplitParts
+{
+    private readonly RowBlock _partO;
+    private readonly double[] _partLse;
+
+    public SplitParts(int tk, int parts, int width)
+    {
+        Size = ((long)tk + parts - 1) / parts;
+        Used = Size == 0 ? 0 : (int)((tk + Size - 1) / Size); // the parts that hold a key
+        _partO = RowBlock.Zeros(Used, width);
+        _partLse = new double[Used];
+    }
+
+    /// <summary>The keys per part, ⌈Tk/P⌉.</summary>
+    public long Size { get; }
+
+    /// <summary>The parts that hold a key.</summary>
+    public int Used { get; }
+
+    /// <summary>Query i: each part's (o_p, lse_p) by <see cref="Softmax.Attend"/>, merged into o (added) and the returned lse.</summary>
+    public double Attend(Scores scores, int i, Span<double> o)
+    {
+        for (int p = 0; p < Used; p++)
+        {
+            _partO[p].Clear();
+            _partLse[p] = Softmax.Attend(scores, i, _partO[p], p * Size, (p + 1) * Size);
+        }
+        return SoftmaxRow.Merge(_partLse, _partO, o);
     }
 }
 

@@ -55,6 +55,9 @@ namespace AttentionReference.Forms.Softmax;
 /// last block global, is global_tokens = {0 … B−1} ∪ {T−B … T−1}. BigBird is self-attention: this pattern requires
 /// Tq = Tk and block_q = block_k.
 ///
+/// Gradients: dq, dk and dv, softmax's (<see cref="Softmax.NaiveBackward"/>) through the pattern's keys only; block_mask
+/// and global_tokens are constants.
+///
 /// Empty rows. A query with no allowed key (an all-zero row of the layout, or causal with Tq > Tk) gives o_i = 0 and
 /// lse_i = −∞, as flash-attn does (PyTorch SDPA with a boolean mask gives NaN there instead).
 ///
@@ -137,6 +140,29 @@ public sealed class Sparse : Form
             return Math.Abs(qb - kb) <= wb || global[i] || global[j] || random.Allows(h, qb, kb);
         };
     }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <summary>
+    /// Every pattern's backward is softmax's definition's (<see cref="Softmax.NaiveBackward"/>) under the pattern: the
+    /// gradients dq, dk, dv flow through the allowed keys only; the layout and the global tokens are constants.
+    /// </summary>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var options = SparseOptions.Read(problem);
+        Pattern allowed = PatternOf(variant, problem, options);
+        return Heads.Backward(problem, head => Softmax.NaiveBackward(head, options.ScoresOf(head, allowed), KeyValues.GradientsOf(head)), "Hq");
+    }
+
+    /// <summary>The pattern of <paramref name="variant"/>, as <see cref="Run"/> picks it (for the backward; Run spells it out where the definition is read).</summary>
+    private Pattern PatternOf(string variant, Problem problem, SparseOptions options) => variant switch
+    {
+        "block" => Block(problem, options),
+        "longformer" => Longformer(problem, options),
+        "bigbird" => BigBird(problem, options),
+        _ => throw UnknownVariant(variant),
+    };
 
     /// <summary>global_tokens [G] as a membership table over the Tk key positions (all false when absent).</summary>
     internal static bool[] GlobalTokens(Problem problem)

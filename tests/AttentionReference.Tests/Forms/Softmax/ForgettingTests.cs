@@ -167,6 +167,102 @@ public sealed class ForgettingTests
         return true;
     }
 
+    // Gradients (issue #19): the definition's against finite differences; tiled's, GQA's and varlen's against the
+    // definition's (FamilyGradients.SameGradientsInDouble and its reason).
+
+    private static Dictionary<string, Tensor> Call(Tensor q, Tensor k, Tensor v, Tensor g) => new() { ["q"] = q, ["k"] = k, ["v"] = v, ["g"] = g };
+
+    private static string[] Blocks(ForgettingCase c) => [FamilyTensors.Parameter("block_q", c.BlockQ), FamilyTensors.Parameter("block_k", c.BlockK)];
+
+    [Law(50)]
+    public Property Gradients_of_naive_equal_central_finite_differences(ForgettingCase c)
+    {
+        var (q, k, v, g) = c.Inputs();
+        string? mismatch = FamilyGradients.FiniteDifferenceMismatch(ForgettingCase.Form, "naive", Call(q, k, v, g), Blocks(c), new Random(c.Seed));
+        return (mismatch is null).Label(mismatch ?? "");
+    }
+
+    [Law]
+    public bool Backward_of_tiled_equals_naive_for_any_block_sizes(ForgettingCase c)
+    {
+        var (q, k, v, g) = c.Inputs();
+        var inputs = FamilyGradients.WithCotangents(ForgettingCase.Form, "naive", Call(q, k, v, g), Blocks(c), new Random(c.Seed));
+        return FamilyGradients.Same(FamilyGradients.Gradients(ForgettingCase.Form, "tiled", inputs, Blocks(c)),
+            FamilyGradients.Gradients(ForgettingCase.Form, "naive", inputs, Blocks(c)));
+    }
+
+    [Law]
+    public bool Backward_with_gates_of_minus_20_per_step_stays_finite_and_tiled_equals_naive(ForgettingCase c)
+    {
+        var (q, k, v, g) = c.Inputs();
+        Array.Fill(g.Data, -20.0);
+        var inputs = FamilyGradients.WithCotangents(ForgettingCase.Form, "naive", Call(q, k, v, g), Blocks(c), new Random(c.Seed));
+        var naive = FamilyGradients.Gradients(ForgettingCase.Form, "naive", inputs, Blocks(c));
+        return naive.Values.All(x => x.Data.All(double.IsFinite))
+            && FamilyGradients.Same(FamilyGradients.Gradients(ForgettingCase.Form, "tiled", inputs, Blocks(c)), naive);
+    }
+
+    [Law]
+    public bool Backward_with_strong_gates_before_weak_ones_keeps_the_digits_of_dg(ForgettingCase c)
+    {
+        // g = −20 per step over the first half, FoX's gates after: dg_r of a step under the strong gates is ~e^−20 of the
+        // diagonal's dS_ii (of order dlse_i). A dg taken as a reverse cumulative sum of rowsum(dS) − colsum(dS) subtracts
+        // those from each other and keeps ~7 digits; summing the entries of dg_r alone keeps them all.
+        var (q, k, v, g) = c.Inputs();
+        for (int n = 0; n < g.Length; n++)
+        {
+            if (n / c.Hq % c.T < c.T / 2)
+            {
+                g.Data[n] = -20;
+            }
+        }
+        var inputs = FamilyGradients.WithCotangents(ForgettingCase.Form, "naive", Call(q, k, v, g), Blocks(c), new Random(c.Seed));
+        return FamilyGradients.Same(FamilyGradients.Gradients(ForgettingCase.Form, "tiled", inputs, Blocks(c)),
+            FamilyGradients.Gradients(ForgettingCase.Form, "naive", inputs, Blocks(c)));
+    }
+
+    [Law]
+    public bool Backward_gqa_equals_mha_with_repeated_keys_and_values_summed_over_the_repeats(ForgettingCase c)
+    {
+        var (q, k, v, g) = c.Inputs();
+        var grouped = FamilyGradients.WithCotangents(ForgettingCase.Form, "naive", Call(q, k, v, g), Blocks(c), new Random(c.Seed));
+        var repeated = new Dictionary<string, Tensor>(grouped) { ["k"] = FamilyTensors.RepeatHeads(k, c.Group), ["v"] = FamilyTensors.RepeatHeads(v, c.Group) };
+        return s_variants.All(variant =>
+        {
+            var mha = FamilyGradients.Gradients(ForgettingCase.Form, variant, repeated, Blocks(c));
+            var summed = new Dictionary<string, Tensor>(mha) { ["dk"] = FamilyTensors.SumRepeats(mha["dk"], c.Group), ["dv"] = FamilyTensors.SumRepeats(mha["dv"], c.Group) };
+            return FamilyGradients.Same(FamilyGradients.Gradients(ForgettingCase.Form, variant, grouped, Blocks(c)), summed);
+        });
+    }
+
+    [Law]
+    public Property Backward_varlen_equals_separate_runs_of_each_sequence(ForgettingCase c)
+    {
+        // B = 1 holding the packed sequences; cut T at random places (empty sequences included).
+        var packed = c with { B = 1 };
+        var (q, k, v, g) = packed.Inputs();
+        var random = new Random(c.Seed);
+        int[] cuts = [0, .. Enumerable.Range(0, random.Next(4)).Select(_ => random.Next(c.T + 1)).Order(), c.T];
+        var inputs = FamilyGradients.WithCotangents(ForgettingCase.Form, "naive", Call(q, k, v, g), Blocks(c), random);
+        inputs["cu_seqlens"] = new Tensor([cuts.Length], cuts.Select(x => (double)x).ToArray(), DType.I32);
+        foreach (string variant in s_variants)
+        {
+            var together = FamilyGradients.Gradients(ForgettingCase.Form, variant, inputs, Blocks(packed));
+            for (int n = 0; n + 1 < cuts.Length; n++)
+            {
+                var (start, length) = (cuts[n], cuts[n + 1] - cuts[n]);
+                var alone = inputs.Where(p => p.Key != "cu_seqlens").ToDictionary(p => p.Key, p => FamilyTensors.SliceTime(p.Value, start, length));
+                var separate = FamilyGradients.Gradients(ForgettingCase.Form, variant, alone, Blocks(packed));
+                // The same arithmetic on the same numbers, read from other offsets: the same bits.
+                if (!separate.All(p => FamilyTensors.SliceTime(together[p.Key], start, length).Data.SequenceEqual(p.Value.Data)))
+                {
+                    return false.Label($"{variant}: sequence {n}");
+                }
+            }
+        }
+        return true.ToProperty();
+    }
+
     [Fact]
     public void A_gate_without_the_query_heads_is_bad_input_naming_g()
     {

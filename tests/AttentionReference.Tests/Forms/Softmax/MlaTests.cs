@@ -115,6 +115,108 @@ public sealed class MlaTests
         return s_variants.All(variant => c.Run(variant, x.Tensors()).SameBits(c.Run(variant, x.Stacked())));
     }
 
+    // Gradients (issue #19): the definition's against finite differences (with w_uk and w_uv, or wkv_b), absorbed's
+    // against the definition's (FamilyGradients.SameGradientsInDouble and its reason), wkv_b's as w_uk's and w_uv's.
+
+    private static string[] Causal(MlaCase c) => [FamilyTensors.Parameter("causal", c.Causal)];
+
+    [Law(50)]
+    public Property Gradients_of_naive_equal_central_finite_differences(MlaCase c)
+    {
+        var x = c.Inputs();
+        var tensors = c.Seed % 2 == 0 ? x.Tensors() : x.Stacked();
+        string? mismatch = FamilyGradients.FiniteDifferenceMismatch(MlaCase.Form, "naive", tensors, Causal(c), new Random(c.Seed));
+        return (mismatch is null).Label(mismatch ?? "");
+    }
+
+    [Law]
+    public bool Backward_of_absorbed_equals_naive(MlaCase c)
+    {
+        var x = c.Inputs();
+        var inputs = FamilyGradients.WithCotangents(MlaCase.Form, "naive", c.Seed % 2 == 0 ? x.Tensors() : x.Stacked(), Causal(c), new Random(c.Seed));
+        return FamilyGradients.Same(FamilyGradients.Gradients(MlaCase.Form, "absorbed", inputs, Causal(c)),
+            FamilyGradients.Gradients(MlaCase.Form, "naive", inputs, Causal(c)));
+    }
+
+    [Law]
+    public bool Gradients_with_wkv_b_are_those_of_w_uk_and_w_uv_stacked_per_head(MlaCase c)
+    {
+        var x = c.Inputs();
+        var separate = FamilyGradients.WithCotangents(MlaCase.Form, "naive", x.Tensors(), Causal(c), new Random(c.Seed));
+        var stacked = new Dictionary<string, Tensor>(x.Stacked()) { ["do"] = separate["do"], ["dlse"] = separate["dlse"] };
+        return s_variants.All(variant =>
+        {
+            var (expected, actual) = (FamilyGradients.Gradients(MlaCase.Form, variant, separate, Causal(c)), FamilyGradients.Gradients(MlaCase.Form, variant, stacked, Causal(c)));
+            var restacked = new MlaCase.MlaInputs(x.QNope, x.QPe, x.CKv, x.KPe, expected["dw_uk"], expected["dw_uv"]).Stacked()["wkv_b"];
+            // The same numbers in the same order: bit for bit.
+            return actual.Count == expected.Count - 1 && actual["dwkv_b"].Data.SequenceEqual(restacked.Data)
+                && expected.Where(p => p.Key is not ("dw_uk" or "dw_uv")).All(p => actual[p.Key].Data.SequenceEqual(p.Value.Data));
+        });
+    }
+
+    [Law]
+    public bool Backward_of_decoding_one_query_at_a_time_against_the_cache_it_saw_equals_one_call_under_causal(MlaCase c0)
+    {
+        // Autoregressive decoding (FlashMLA's use), the split law of a KV-cache form: query i of Tq is the one query of the
+        // step that decoded it, against the cache's first Sk − (Tq − 1 − i) entries (none if fewer: its gradients are 0).
+        // Under bottom-right causal it sees the same entries with the same scores, so dq_nope's and dq_pe's rows are those
+        // steps' and dc_kv, dk_pe, dw_uk and dw_uv their sums, in another order (FamilyGradients.SameGradientsInDouble).
+        var c = c0 with { Causal = true };
+        var x = c.Inputs();
+        var inputs = FamilyGradients.WithCotangents(MlaCase.Form, "naive", x.Tensors(), Causal(c), new Random(c.Seed));
+        var steps = FamilyGradients.Gradients(MlaCase.Form, "naive", inputs, Causal(c)).ToDictionary(p => p.Key, p => Tensor.Zeros(p.Value.ShapeArray()));
+        for (int i = 0; i < c.Tq; i++)
+        {
+            int cached = c.Sk - (c.Tq - 1 - i);
+            if (cached <= 0)
+            {
+                continue;
+            }
+            var step = new Dictionary<string, Tensor>(inputs)
+            {
+                ["q_nope"] = FamilyTensors.SliceTime(x.QNope, i, 1),
+                ["q_pe"] = FamilyTensors.SliceTime(x.QPe, i, 1),
+                ["c_kv"] = FamilyTensors.SliceTime(x.CKv, 0, cached),
+                ["k_pe"] = FamilyTensors.SliceTime(x.KPe, 0, cached),
+                ["do"] = FamilyTensors.SliceTime(inputs["do"], i, 1),
+                ["dlse"] = FamilyTensors.SliceTime(inputs["dlse"], i, 1),
+            };
+            foreach (var (name, gradient) in FamilyGradients.Gradients(MlaCase.Form, "naive", step, Causal(c)))
+            {
+                FamilyTensors.AddTime(gradient, steps[name], name is "dq_nope" or "dq_pe" ? i : 0);
+            }
+        }
+        return s_variants.All(variant => FamilyGradients.Same(FamilyGradients.Gradients(MlaCase.Form, variant, inputs, Causal(c)), steps));
+    }
+
+    [Fact]
+    public void Queries_before_the_cache_under_causal_give_zero_gradients()
+    {
+        // Tq = 4 > Sk = 2: queries 0 and 1 see no key; large cotangents on their o = 0 and lse = −∞ change nothing.
+        var c = new MlaCase(1, 4, 2, 2, 3, 2, 4, 3, true, 29);
+        var inputs = FamilyGradients.WithCotangents(MlaCase.Form, "naive", c.Inputs().Tensors(), Causal(c), new Random(3));
+        var quiet = new Dictionary<string, Tensor>(inputs) { ["do"] = inputs["do"].Clone(), ["dlse"] = inputs["dlse"].Clone() };
+        for (int i = 0; i < 2; i++)
+        {
+            for (int h = 0; h < c.H; h++)
+            {
+                (inputs["dlse"][0, i, h], quiet["dlse"][0, i, h]) = (1e3, 0);
+                for (int d = 0; d < c.Dv; d++)
+                {
+                    (inputs["do"][0, i, h, d], quiet["do"][0, i, h, d]) = (5, 0);
+                }
+            }
+        }
+        foreach (string variant in s_variants)
+        {
+            var gradients = FamilyGradients.Gradients(MlaCase.Form, variant, inputs, Causal(c));
+            Assert.All(gradients.Values, g => Assert.All(g.Data, e => Assert.True(double.IsFinite(e), variant)));
+            Assert.All(FamilyTensors.SliceTime(gradients["dq_nope"], 0, 2).Data, e => Assert.Equal(0, e));
+            Assert.All(FamilyTensors.SliceTime(gradients["dq_pe"], 0, 2).Data, e => Assert.Equal(0, e));
+            Assert.True(FamilyGradients.Same(gradients, FamilyGradients.Gradients(MlaCase.Form, variant, quiet, Causal(c))), variant);
+        }
+    }
+
     [Fact]
     public void The_bhtd_layout_transposes_the_queries_and_outputs_and_leaves_the_cache_alone()
     {

@@ -123,6 +123,31 @@ internal static class FamilyTensors
         return y;
     }
 
+    /// <summary>
+    /// whole[:, start:start+T'] += part for a part [B,T',…] of whole [B,T,…] (rank ≥ 2); a part of whole's own shape is
+    /// added entry by entry (start 0), as is a tensor of rank 1.
+    /// </summary>
+    public static void AddTime(Tensor part, Tensor whole, int start)
+    {
+        int[] shape = whole.ShapeArray();
+        if (shape.Length < 2)
+        {
+            for (int n = 0; n < part.Length; n++)
+            {
+                whole.Data[n] += part.Data[n];
+            }
+            return;
+        }
+        int row = shape.Skip(2).Aggregate(1, (a, e) => a * e), t = shape[1], length = part.Dim(1);
+        for (int b = 0; b < shape[0]; b++)
+        {
+            for (int n = 0; n < length * row; n++)
+            {
+                whole.Data[(b * t + start) * row + n] += part.Data[b * length * row + n];
+            }
+        }
+    }
+
     /// <summary>x[b:b+1].</summary>
     public static Tensor SliceBatch(Tensor x, int b)
     {
@@ -151,6 +176,27 @@ internal static class FamilyTensors
             }
         }
         return repeated;
+    }
+
+    /// <summary>Σ over each group of <paramref name="group"/> heads of a [B,T,H·group,D] gradient: [B,T,H,D].</summary>
+    public static Tensor SumRepeats(Tensor x, int group)
+    {
+        int[] shape = x.ShapeArray();
+        var summed = Tensor.Zeros(shape[0], shape[1], shape[2] / group, shape[3]);
+        for (int b = 0; b < shape[0]; b++)
+        {
+            for (int t = 0; t < shape[1]; t++)
+            {
+                for (int h = 0; h < shape[2]; h++)
+                {
+                    for (int d = 0; d < shape[3]; d++)
+                    {
+                        summed[b, t, h / group, d] += x[b, t, h, d];
+                    }
+                }
+            }
+        }
+        return summed;
     }
 
     /// <summary>cu_seqlens [N+1] (int32) of sequences of the given lengths.</summary>
@@ -226,9 +272,139 @@ public sealed class SoftmaxFamilyTests
     [Law]
     public bool Mla_equals_softmax_on_the_expanded_keys_and_values_in_both_variants(MlaCase c)
     {
-        // DeepSeek-V3's attn_impl "naive": k = [W_UK c ; k_pe] per head, v = W_UV c, then ordinary softmax attention
-        // with scale (Dn + Dr)^-1/2, which is softmax's default K^-1/2 for K = Dn + Dr.
         var x = c.Inputs();
+        var (q, k, v) = Expanded(c, x);
+        var softmax = SoftmaxOutputs.Of(Softmax.Call("naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v },
+            FamilyTensors.Parameter("causal", c.Causal)));
+        return s_mlaVariants.All(variant =>
+            Agreement.Close(SoftmaxOutputs.Of(FormCatalog.Find("mla").Call(variant, x.Tensors(), FamilyTensors.Parameter("causal", c.Causal))), softmax, v));
+    }
+
+    // Gradients (issue #19): each form's reduction carries over to its gradients (FamilyGradients.SameGradientsInDouble).
+
+    [Law]
+    public bool Forgetting_gradients_with_zero_gates_equal_causal_softmax_gradients_in_both_variants(ForgettingCase c)
+    {
+        var (q, k, v, g) = c.Inputs();
+        Array.Clear(g.Data);
+        string[] blocks = [FamilyTensors.Parameter("block_q", c.BlockQ), FamilyTensors.Parameter("block_k", c.BlockK)];
+        var inputs = FamilyGradients.WithCotangents(Softmax, "naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v }, ["causal=true"], new Random(c.Seed));
+        var softmax = FamilyGradients.Gradients(Softmax, "naive", inputs, "causal=true");
+        inputs["g"] = g;
+        return s_forgettingVariants.All(variant => FamilyGradients.Same(
+            FamilyGradients.Gradients(FormCatalog.Find("forgetting"), variant, inputs, blocks).Where(p => p.Key != "dg").ToDictionary(), softmax));
+    }
+
+    [Law]
+    public bool Sparse_gradients_with_an_all_ones_layout_equal_softmax_gradients(SparseCase c)
+    {
+        var (q, k, v) = c.Inputs(c.Tk);
+        Tensor layout = c.Layout(c.Tk, c.Bq, c.Bk);
+        Array.Fill(layout.Data, 1.0);
+        string causal = FamilyTensors.Parameter("causal", c.Causal);
+        var inputs = FamilyGradients.WithCotangents(Softmax, "naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v }, [causal], new Random(c.Seed));
+        var softmax = FamilyGradients.Gradients(Softmax, "naive", inputs, causal);
+        inputs["block_mask"] = layout;
+        return FamilyGradients.Same(FamilyGradients.Gradients(FormCatalog.Find("sparse"), "block", inputs, causal,
+            FamilyTensors.Parameter("block_q", c.Bq), FamilyTensors.Parameter("block_k", c.Bk)), softmax);
+    }
+
+    [Fact]
+    public void One_query_and_one_key_give_dv_do_and_dq_dk_scale_dlse_k_q_in_every_form_and_variant()
+    {
+        // T = 1: the one key has weight 1, so o = v and lse = s = scale·q·k; then dv = do, and dS = P(dP − D) = dlse (dP =
+        // do·v, D = do·v − dlse), so dq = scale·dlse·k and dk = scale·dlse·q, summed over the two query heads that read the
+        // one key head (GQA). Forgetting's gate enters no score (an empty sum): dg = 0. Sums of a few O(1) terms.
+        var random = new Random(17);
+        const int Hq = 2, K = 3, V = 2;
+        var (q, k, v) = (TestTensors.Normal(random, 1, 1, 1, Hq, K), TestTensors.Normal(random, 1, 1, 1, 1, K), TestTensors.Normal(random, 1, 1, 1, 1, V));
+        var (dO, dLse) = (TestTensors.Normal(random, 1, 1, 1, Hq, V), TestTensors.Normal(random, 1, 1, 1, Hq));
+        double scale = 1 / Math.Sqrt(K);
+        var (dq, dk, dv) = (Tensor.Zeros(1, 1, Hq, K), Tensor.Zeros(1, 1, 1, K), Tensor.Zeros(1, 1, 1, V));
+        for (int h = 0; h < Hq; h++)
+        {
+            for (int d = 0; d < K; d++)
+            {
+                dq[0, 0, h, d] = scale * dLse[0, 0, h] * k[0, 0, 0, d];
+                dk[0, 0, 0, d] += scale * dLse[0, 0, h] * q[0, 0, h, d];
+            }
+            for (int d = 0; d < V; d++)
+            {
+                dv[0, 0, 0, d] += dO[0, 0, h, d];
+            }
+        }
+        var ones = new Tensor([1, 1, 1], [1.0], DType.I32);
+        var gate = new Tensor([1, 1, Hq], [-0.5, -3.0]);
+        var cases = new (string Form, string Variant, string Gate, string[] Parameters)[]
+        {
+            ("softmax", "naive", "", ["causal=true"]), ("softmax", "tiled", "", ["causal=true"]), ("softmax", "split", "", ["num_splits=3"]),
+            ("softmax", "decode", "", ["causal=true"]), ("forgetting", "naive", "g", []), ("forgetting", "tiled", "g", []),
+            ("sparse", "block", "block_mask", []), ("sparse", "longformer", "", []), ("sparse", "bigbird", "block_mask", []),
+        };
+        foreach (var (form, variant, extra, parameters) in cases)
+        {
+            bool decode = variant == "decode";
+            var call = new Dictionary<string, Tensor> { ["q"] = q, [decode ? "k_cache" : "k"] = k, [decode ? "v_cache" : "v"] = v, ["do"] = dO, ["dlse"] = dLse };
+            var expected = new Dictionary<string, Tensor> { ["dq"] = dq, [decode ? "dk_cache" : "dk"] = dk, [decode ? "dv_cache" : "dv"] = dv };
+            if (extra == "g")
+            {
+                (call["g"], expected["dg"]) = (gate, Tensor.Zeros(1, 1, Hq));
+            }
+            else if (extra.Length > 0)
+            {
+                call[extra] = ones;
+            }
+            Assert.True(FamilyGradients.Same(FamilyGradients.Gradients(FormCatalog.Find(form), variant, call, parameters), expected), $"{form} {variant}");
+        }
+    }
+
+    [Law]
+    public bool Mla_query_and_rope_key_gradients_are_softmaxs_on_the_expanded_keys_in_both_variants(MlaCase c)
+    {
+        // q = [q_nope; q_pe], k = [W_UK c; k_pe] per head: dq splits into dq_nope and dq_pe, and k_pe, read by every
+        // head, collects the last Dr components of every head's dk.
+        var x = c.Inputs();
+        var (q, k, v) = Expanded(c, x);
+        string causal = FamilyTensors.Parameter("causal", c.Causal);
+        var inputs = FamilyGradients.WithCotangents(Softmax, "naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v }, [causal], new Random(c.Seed));
+        var softmax = FamilyGradients.Gradients(Softmax, "naive", inputs, causal);
+        var (dqNope, dqPe, dkPe) = (Tensor.Zeros(c.B, c.Tq, c.H, c.Dn), Tensor.Zeros(c.B, c.Tq, c.H, c.Dr), Tensor.Zeros(c.B, c.Sk, c.Dr));
+        for (int b = 0; b < c.B; b++)
+        {
+            for (int h = 0; h < c.H; h++)
+            {
+                for (int i = 0; i < c.Tq; i++)
+                {
+                    for (int d = 0; d < c.Dn + c.Dr; d++)
+                    {
+                        (d < c.Dn ? dqNope : dqPe)[b, i, h, d < c.Dn ? d : d - c.Dn] = softmax["dq"][b, i, h, d];
+                    }
+                }
+                for (int j = 0; j < c.Sk; j++)
+                {
+                    for (int r = 0; r < c.Dr; r++)
+                    {
+                        dkPe[b, j, r] += softmax["dk"][b, j, h, c.Dn + r];
+                    }
+                }
+            }
+        }
+        var mlaInputs = new Dictionary<string, Tensor>(x.Tensors()) { ["do"] = inputs["do"], ["dlse"] = inputs["dlse"] };
+        return s_mlaVariants.All(variant =>
+        {
+            var mla = FamilyGradients.Gradients(FormCatalog.Find("mla"), variant, mlaInputs, causal);
+            return TestTensors.Close(mla["dq_nope"], dqNope, FamilyGradients.SameGradientsInDouble)
+                && TestTensors.Close(mla["dq_pe"], dqPe, FamilyGradients.SameGradientsInDouble)
+                && TestTensors.Close(mla["dk_pe"], dkPe, FamilyGradients.SameGradientsInDouble);
+        });
+    }
+
+    /// <summary>
+    /// DeepSeek-V3's attn_impl "naive": q = [q_nope; q_pe], k = [W_UK c ; k_pe] per head, v = W_UV c, for ordinary
+    /// softmax attention with scale (Dn + Dr)^-1/2, which is softmax's default K^-1/2 for K = Dn + Dr.
+    /// </summary>
+    private static (Tensor Q, Tensor K, Tensor V) Expanded(MlaCase c, MlaCase.MlaInputs x)
+    {
         var k = Tensor.Zeros(c.B, c.Sk, c.H, c.Dn + c.Dr);
         var v = Tensor.Zeros(c.B, c.Sk, c.H, c.Dv);
         for (int b = 0; b < c.B; b++)
@@ -266,9 +442,6 @@ public sealed class SoftmaxFamilyTests
                 }
             }
         }
-        var softmax = SoftmaxOutputs.Of(Softmax.Call("naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v },
-            FamilyTensors.Parameter("causal", c.Causal)));
-        return s_mlaVariants.All(variant =>
-            Agreement.Close(SoftmaxOutputs.Of(FormCatalog.Find("mla").Call(variant, x.Tensors(), FamilyTensors.Parameter("causal", c.Causal))), softmax, v));
+        return (q, k, v);
     }
 }

@@ -739,15 +739,7 @@ public sealed class SoftmaxTests
         int qStart = 0, kStart = 0;
         for (int n = 0; n < c.Tq.Length; n++)
         {
-            var alone = (x with
-            {
-                Q = SliceTime(x.Q, qStart, c.Tq[n]),
-                K = SliceTime(x.K, kStart, c.Tk[n]),
-                V = SliceTime(x.V, kStart, c.Tk[n]),
-                Mask = x.Mask is null ? null : Block(x.Mask, qStart, c.Tq[n], kStart, c.Tk[n]),
-                CuSeqlensQ = null,
-                CuSeqlensK = null,
-            }).Run("naive");
+            var alone = Sequence(c, x, n, qStart, kStart).Run("naive");
             foreach (var (name, result) in packed)
             {
                 if (!Agreement.Close(new SoftmaxOutputs(SliceTime(result.O, qStart, c.Tq[n]), SliceTime(result.Lse, qStart, c.Tq[n])), alone, x.V))
@@ -801,6 +793,224 @@ public sealed class SoftmaxTests
         Assert.True(Agreement.Close(decoded, prefix, v));
     }
 
+    // Gradients (issue #19): the definition's against finite differences; every variant's, varlen's, GQA's and decode's
+    // against the definition's (FamilyGradients.SameGradientsInDouble and its reason); rows with no key give zeros.
+
+    [Law(50)]
+    public Property Gradients_of_naive_equal_central_finite_differences_with_every_option(SoftmaxOptionsCase c)
+    {
+        var x = c.Inputs();
+        string? mismatch = FamilyGradients.FiniteDifferenceMismatch(SoftmaxInputs.Form, "naive", x.Tensors("naive"), x.Parameters(), new Random(c.Seed));
+        return (mismatch is null).Label(mismatch ?? "");
+    }
+
+    [Law]
+    public Property Backward_of_tiled_split_and_decode_equals_naive_for_any_block_size_and_number_of_splits(SoftmaxOptionsCase c)
+    {
+        var x = c.Inputs();
+        var inputs = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "naive", x.Tensors("naive"), x.Parameters(), new Random(c.Seed));
+        var naive = FamilyGradients.Gradients(SoftmaxInputs.Form, "naive", inputs, x.Parameters());
+        foreach (string variant in (string[])["tiled", "split", "decode"])
+        {
+            if (variant == "decode" && x.Mask is not null)
+            {
+                continue; // decode takes no mask
+            }
+            var call = variant == "decode"
+                ? inputs.ToDictionary(p => p.Key switch { "k" => "k_cache", "v" => "v_cache", _ => p.Key }, p => p.Value)
+                : inputs;
+            var expected = variant == "decode" ? FamilyGradients.Renamed(naive, ("dk", "dk_cache"), ("dv", "dv_cache")) : naive;
+            if (!FamilyGradients.Same(FamilyGradients.Gradients(SoftmaxInputs.Form, variant, call, x.Parameters(c.VariantParameters(variant))), expected))
+            {
+                return false.Label(variant);
+            }
+        }
+        return true.ToProperty();
+    }
+
+    [Law]
+    public Property Backward_gqa_equals_mha_with_repeated_keys_and_values_summed_over_the_repeats(SoftmaxCase c)
+    {
+        var (q, k, v) = c.Inputs();
+        string[] parameters = [Parameter("causal", c.Causal), "block_q=3", "block_k=2", "num_splits=3"];
+        var grouped = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v },
+            parameters, new Random(c.Seed));
+        var repeated = new Dictionary<string, Tensor>(grouped) { ["k"] = RepeatHeads(k, c.Group), ["v"] = RepeatHeads(v, c.Group) };
+        foreach (string variant in (string[])["naive", "tiled", "split"])
+        {
+            var gqa = FamilyGradients.Gradients(SoftmaxInputs.Form, variant, grouped, parameters);
+            var mha = FamilyGradients.Gradients(SoftmaxInputs.Form, variant, repeated, parameters);
+            var summed = new Dictionary<string, Tensor> { ["dq"] = mha["dq"], ["dk"] = SumRepeats(mha["dk"], c.Group), ["dv"] = SumRepeats(mha["dv"], c.Group) };
+            if (!FamilyGradients.Same(gqa, summed))
+            {
+                return false.Label(variant);
+            }
+        }
+        return true.ToProperty();
+    }
+
+    [Law]
+    public Property Backward_varlen_equals_separate_runs_in_every_variant(VarlenCase c)
+    {
+        var s = c.Shared;
+        var x = c.Inputs();
+        var packed = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "naive", x.Tensors("naive"), x.Parameters(), new Random(s.Seed));
+        var variants = new (string Name, IReadOnlyDictionary<string, Tensor> Gradients)[]
+        {
+            ("naive", FamilyGradients.Gradients(SoftmaxInputs.Form, "naive", packed, x.Parameters())),
+            ("tiled", FamilyGradients.Gradients(SoftmaxInputs.Form, "tiled", packed, x.Parameters(Parameter("block_q", s.BlockQ), Parameter("block_k", s.BlockK)))),
+            ("split", FamilyGradients.Gradients(SoftmaxInputs.Form, "split", packed, x.Parameters(Parameter("num_splits", s.NumSplits)))),
+        };
+        Tensor? slopes = null; // dalibi_slopes, summed over the sequences
+        int qStart = 0, kStart = 0;
+        for (int n = 0; n < c.Tq.Length; n++)
+        {
+            var alone = Sequence(c, x, n, qStart, kStart);
+            var inputs = alone.Tensors("naive");
+            inputs["do"] = SliceTime(packed["do"], qStart, c.Tq[n]);
+            inputs["dlse"] = SliceTime(packed["dlse"], qStart, c.Tq[n]);
+            var separate = FamilyGradients.Gradients(SoftmaxInputs.Form, "naive", inputs, alone.Parameters());
+            foreach (var (name, together) in variants)
+            {
+                var slices = new Dictionary<string, Tensor>
+                {
+                    ["dq"] = SliceTime(together["dq"], qStart, c.Tq[n]),
+                    ["dk"] = SliceTime(together["dk"], kStart, c.Tk[n]),
+                    ["dv"] = SliceTime(together["dv"], kStart, c.Tk[n]),
+                };
+                if (!FamilyGradients.Same(slices, separate.Where(p => p.Key != "dalibi_slopes").ToDictionary()))
+                {
+                    return false.Label($"{name}: sequence {n}");
+                }
+            }
+            if (separate.TryGetValue("dalibi_slopes", out Tensor? slope))
+            {
+                slopes = slopes is null ? slope : new Tensor(slope.ShapeArray(), slopes.Data.Zip(slope.Data, (a, b) => a + b).ToArray());
+            }
+            (qStart, kStart) = (qStart + c.Tq[n], kStart + c.Tk[n]);
+        }
+        // The slopes' gradient collects every sequence's, in another order.
+        return variants.All(p => slopes is null || TestTensors.Close(p.Gradients["dalibi_slopes"], slopes, FamilyGradients.SameGradientsInDouble))
+            .Label("dalibi_slopes");
+    }
+
+    [Law]
+    public Property Backward_of_decode_with_a_paged_cache_adds_each_keys_gradient_to_its_cache_row(DecodeCase c)
+    {
+        var (x, pagedCache, _) = c.Inputs();
+        string splits = Parameter("num_splits", c.Shared.NumSplits);
+        var inputs = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "decode", pagedCache, x.Parameters(splits), new Random(c.Shared.Seed));
+        var paged = FamilyGradients.Gradients(SoftmaxInputs.Form, "decode", inputs, x.Parameters(splits));
+        Tensor table = pagedCache["block_table"];
+        var (dkExpected, dvExpected) = (Tensor.Zeros(pagedCache["k_cache"].ShapeArray()), Tensor.Zeros(pagedCache["v_cache"].ShapeArray()));
+        var dq = Tensor.Zeros(x.Q.ShapeArray());
+        Tensor? slopes = null;
+        for (int b = 0; b < c.B; b++)
+        {
+            var alone = x with
+            {
+                Q = SliceBatch(x.Q, b),
+                K = SliceTime(SliceBatch(x.K, b), 0, c.Lengths[b]),
+                V = SliceTime(SliceBatch(x.V, b), 0, c.Lengths[b]),
+            };
+            var call = alone.Tensors("naive");
+            (call["do"], call["dlse"]) = (SliceBatch(inputs["do"], b), SliceBatch(inputs["dlse"], b));
+            var naive = FamilyGradients.Gradients(SoftmaxInputs.Form, "naive", call, alone.Parameters());
+            Array.Copy(naive["dq"].Data, 0, dq.Data, b * naive["dq"].Length, naive["dq"].Length);
+            for (int j = 0; j < c.Lengths[b]; j++)
+            {
+                int row = (int)table[b, j / c.Page] * c.Page + j % c.Page; // the slot key j came from
+                AddRow(naive["dk"], j, dkExpected, row);
+                AddRow(naive["dv"], j, dvExpected, row);
+            }
+            if (naive.TryGetValue("dalibi_slopes", out Tensor? slope))
+            {
+                slopes = slopes is null ? slope : new Tensor(slope.ShapeArray(), slopes.Data.Zip(slope.Data, (a, e) => a + e).ToArray());
+            }
+        }
+        var expected = new Dictionary<string, Tensor> { ["dq"] = dq, ["dk_cache"] = dkExpected, ["dv_cache"] = dvExpected };
+        if (slopes is not null)
+        {
+            expected["dalibi_slopes"] = slopes;
+        }
+        return FamilyGradients.Same(paged, expected).ToProperty();
+    }
+
+    [Law]
+    public Property Backward_of_decode_one_query_at_a_time_against_the_cache_it_saw_equals_one_call_under_causal(DecodeCase c0)
+    {
+        // Autoregressive decoding, decode's split law: query i of Tq is the one query of the step that decoded it, when
+        // batch b's cache held Tk_b − (Tq − 1 − i) keys (none if fewer). Under bottom-right causal it sees the same keys at
+        // the same distances from its diagonal (window, ALiBi), so dq's rows are those steps' and dk_cache, dv_cache and
+        // dalibi_slopes their sums, in another order (FamilyGradients.SameGradientsInDouble).
+        var c = c0 with { Shared = c0.Shared with { Causal = true } };
+        var (x, paged, _) = c.Inputs();
+        string[] parameters = x.Parameters(Parameter("num_splits", c.Shared.NumSplits));
+        var inputs = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "decode", paged, parameters, new Random(c.Shared.Seed));
+        var together = FamilyGradients.Gradients(SoftmaxInputs.Form, "decode", inputs, parameters);
+        var steps = together.ToDictionary(p => p.Key, p => Tensor.Zeros(p.Value.ShapeArray()));
+        for (int i = 0; i < c.Tq; i++)
+        {
+            var step = new Dictionary<string, Tensor>(inputs)
+            {
+                ["q"] = SliceTime(inputs["q"], i, 1),
+                ["do"] = SliceTime(inputs["do"], i, 1),
+                ["dlse"] = SliceTime(inputs["dlse"], i, 1),
+                ["cache_seqlens"] = new Tensor([c.B], c.Lengths.Select(l => (double)Math.Max(0, l - (c.Tq - 1 - i))).ToArray(), DType.I32),
+            };
+            foreach (var (name, gradient) in FamilyGradients.Gradients(SoftmaxInputs.Form, "decode", step, parameters))
+            {
+                AddTime(gradient, steps[name], name == "dq" ? i : 0);
+            }
+        }
+        return FamilyGradients.Same(together, steps).ToProperty();
+    }
+
+    [Fact]
+    public void Rows_with_no_allowed_key_give_zero_gradients_in_every_variant_whatever_their_dlse()
+    {
+        // Tq = 5 against Tk = 3 under bottom-right causal: queries 0 and 1 see no key; the bool mask empties query 3 too.
+        var random = new Random(11);
+        var (q, k, v) = (TestTensors.Normal(random, 1, 1, 5, 2, 4), TestTensors.Normal(random, 1, 1, 3, 1, 4), TestTensors.Normal(random, 1, 1, 3, 1, 3));
+        var mask = new Tensor([5, 3], [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1], DType.I32);
+        string[] empty = ["causal=true", "block_q=2", "block_k=2", "num_splits=2"];
+        var inputs = FamilyGradients.WithCotangents(SoftmaxInputs.Form, "naive", new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["mask"] = mask },
+            empty, random);
+        // Large cotangents on the empty rows' lse = −∞ and o = 0 must change nothing: the same gradients as with zeros there.
+        var quiet = new Dictionary<string, Tensor>(inputs) { ["do"] = inputs["do"].Clone(), ["dlse"] = inputs["dlse"].Clone() };
+        foreach (int i in (int[])[0, 1, 3])
+        {
+            for (int h = 0; h < 2; h++)
+            {
+                (inputs["dlse"][0, i, h], quiet["dlse"][0, i, h]) = (1e3, 0);
+                for (int d = 0; d < 3; d++)
+                {
+                    (inputs["do"][0, i, h, d], quiet["do"][0, i, h, d]) = (5, 0);
+                }
+            }
+        }
+        foreach (string variant in s_variants.Where(v => v != "decode"))
+        {
+            var gradients = FamilyGradients.Gradients(SoftmaxInputs.Form, variant, inputs, empty);
+            Assert.All(gradients.Values, g => Assert.All(g.Data, e => Assert.True(double.IsFinite(e), variant)));
+            foreach (int i in (int[])[0, 1, 3])
+            {
+                Assert.All(Enumerable.Range(0, 8), d => Assert.Equal(0, gradients["dq"][0, i, d / 4, d % 4]));
+            }
+            Assert.True(FamilyGradients.Same(gradients, FamilyGradients.Gradients(SoftmaxInputs.Form, variant, quiet, empty)), variant);
+        }
+    }
+
+    /// <summary>Row <paramref name="from"/> (all heads) of a [1,T,H,D] tensor added to row <paramref name="to"/> of a [Blocks,Page,H,D] one.</summary>
+    private static void AddRow(Tensor source, int from, Tensor target, int to)
+    {
+        int row = source.Dim(2) * source.Dim(3);
+        for (int n = 0; n < row; n++)
+        {
+            target.Data[to * row + n] += source.Data[from * row + n];
+        }
+    }
+
     private static bool SameRow(SoftmaxOptionsCase c, SoftmaxOutputs x, SoftmaxOutputs y, int b, int i, int h) =>
         x.Lse[b, i, h].CompareTo(y.Lse[b, i, h]) == 0 && Enumerable.Range(0, c.V).All(d => x.O[b, i, h, d].CompareTo(y.O[b, i, h, d]) == 0);
 
@@ -820,6 +1030,17 @@ public sealed class SoftmaxTests
         }
         return y;
     }
+
+    /// <summary>Sequence n of a packed varlen call on its own: its queries from <paramref name="qStart"/>, keys from <paramref name="kStart"/>.</summary>
+    private static SoftmaxInputs Sequence(VarlenCase c, SoftmaxInputs x, int n, int qStart, int kStart) => x with
+    {
+        Q = SliceTime(x.Q, qStart, c.Tq[n]),
+        K = SliceTime(x.K, kStart, c.Tk[n]),
+        V = SliceTime(x.V, kStart, c.Tk[n]),
+        Mask = x.Mask is null ? null : Block(x.Mask, qStart, c.Tq[n], kStart, c.Tk[n]),
+        CuSeqlensQ = null,
+        CuSeqlensK = null,
+    };
 
     /// <summary>mask[t0:t0+tq, u0:u0+tk] of a [T,U] mask.</summary>
     private static Tensor Block(Tensor mask, int t0, int tq, int u0, int tk)

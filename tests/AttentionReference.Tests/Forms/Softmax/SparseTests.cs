@@ -111,46 +111,112 @@ public sealed class SparseTests
             (b, h, j, d) => v[b, j, h / c.Group, d]);
     }
 
+    /// <summary>allowed_h(i, j) ∧ causal of <paramref name="variant"/> on this case's tensors, spelled out from the papers.</summary>
+    private static Func<int, int, int, bool> Allowed(SparseCase c, string variant, Dictionary<string, Tensor> x)
+    {
+        switch (variant)
+        {
+            case "block":
+                Tensor layout = x["block_mask"];
+                return (h, i, j) => layout[layout.Dim(0) == 1 ? 0 : h, i / c.Bq, j / c.Bk] == 1 && (!c.Causal || j <= i + c.Tk - c.Tq);
+            case "longformer":
+            {
+                var global = x["global_tokens"].Data.Select(t => (int)t).ToHashSet();
+                // Beltagy et al. §3.1: a window of w keys on each side of the query's own position, plus symmetric global attention.
+                return (_, i, j) =>
+                {
+                    int self = i + c.Tk - c.Tq;
+                    bool allowed = Math.Abs(j - self) <= c.Window || global.Contains(self) || global.Contains(j);
+                    return allowed && (!c.Causal || j <= self);
+                };
+            }
+            default:
+            {
+                // Self-attention with one block size: T = Tq, B = Bq; the window counts blocks (window_blocks = Window % 3).
+                int size = c.Bq, windowBlocks = c.Window % 3;
+                Tensor random = x["block_mask"];
+                var global = x["global_tokens"].Data.Select(t => (int)t).ToHashSet();
+                return (h, i, j) =>
+                {
+                    bool window = Math.Abs(i / size - j / size) <= windowBlocks;
+                    bool randomBlock = random[random.Dim(0) == 1 ? 0 : h, i / size, j / size] == 1;
+                    return (window || global.Contains(i) || global.Contains(j) || randomBlock) && (!c.Causal || j <= i);
+                };
+            }
+        }
+    }
+
     [Law]
     public bool Block_equals_softmax_with_the_dense_mask(SparseCase c)
     {
         var (x, _) = c.Call("block");
-        Tensor layout = x["block_mask"];
-        var dense = Dense(c, x, (h, i, j) =>
-            layout[layout.Dim(0) == 1 ? 0 : h, i / c.Bq, j / c.Bk] == 1 && (!c.Causal || j <= i + c.Tk - c.Tq));
-        return Agreement.Close(c.Run("block"), dense, x["v"]);
+        return Agreement.Close(c.Run("block"), Dense(c, x, Allowed(c, "block", x)), x["v"]);
     }
 
     [Law]
     public bool Longformer_equals_softmax_with_the_dense_mask(SparseCase c)
     {
         var (x, _) = c.Call("longformer");
-        var global = x["global_tokens"].Data.Select(t => (int)t).ToHashSet();
-        // Beltagy et al. §3.1: a window of w keys on each side of the query's own position, plus symmetric global attention.
-        var dense = Dense(c, x, (_, i, j) =>
-        {
-            int self = i + c.Tk - c.Tq;
-            bool allowed = Math.Abs(j - self) <= c.Window || global.Contains(self) || global.Contains(j);
-            return allowed && (!c.Causal || j <= self);
-        });
-        return Agreement.Close(c.Run("longformer"), dense, x["v"]);
+        return Agreement.Close(c.Run("longformer"), Dense(c, x, Allowed(c, "longformer", x)), x["v"]);
     }
 
     [Law]
     public bool BigBird_equals_softmax_with_the_dense_mask(SparseCase c)
     {
-        // Self-attention with one block size: T = Tq, B = Bq; the window counts blocks (window_blocks = Window % 3).
         var (x, _) = c.Call("bigbird");
-        int size = c.Bq, windowBlocks = c.Window % 3;
-        Tensor random = x["block_mask"];
-        var global = x["global_tokens"].Data.Select(t => (int)t).ToHashSet();
-        var dense = Dense(c, x, (h, i, j) =>
+        return Agreement.Close(c.Run("bigbird"), Dense(c, x, Allowed(c, "bigbird", x)), x["v"]);
+    }
+
+    // Gradients (issue #19): every pattern's against finite differences, and against softmax's under the dense mask
+    // (FamilyGradients.SameGradientsInDouble and its reason).
+
+    [Law(50)]
+    public Property Gradients_of_every_pattern_equal_central_finite_differences(SparseCase c)
+    {
+        var random = new Random(c.Seed);
+        foreach (string variant in s_variants)
         {
-            bool window = Math.Abs(i / size - j / size) <= windowBlocks;
-            bool randomBlock = random[random.Dim(0) == 1 ? 0 : h, i / size, j / size] == 1;
-            return (window || global.Contains(i) || global.Contains(j) || randomBlock) && (!c.Causal || j <= i);
-        });
-        return Agreement.Close(c.Run("bigbird"), dense, x["v"]);
+            var (x, parameters) = c.Call(variant);
+            if (FamilyGradients.FiniteDifferenceMismatch(SparseCase.Form, variant, x, parameters, random) is { } mismatch)
+            {
+                return false.Label($"{variant}: {mismatch}");
+            }
+        }
+        return true.ToProperty();
+    }
+
+    [Law]
+    public Property Backward_of_every_pattern_equals_softmax_backward_with_the_dense_mask(SparseCase c)
+    {
+        var random = new Random(c.Seed);
+        foreach (string variant in s_variants)
+        {
+            var (x, parameters) = c.Call(variant);
+            var inputs = FamilyGradients.WithCotangents(SparseCase.Form, variant, x, parameters, random);
+            var allowed = Allowed(c, variant, x);
+            int tk = x["k"].Dim(1);
+            var mask = new Tensor([1, c.Hq, c.Tq, tk], new double[c.Hq * c.Tq * tk], DType.I32);
+            for (int h = 0; h < c.Hq; h++)
+            {
+                for (int i = 0; i < c.Tq; i++)
+                {
+                    for (int j = 0; j < tk; j++)
+                    {
+                        mask[0, h, i, j] = allowed(h, i, j) ? 1 : 0;
+                    }
+                }
+            }
+            var dense = new Dictionary<string, Tensor>
+            {
+                ["q"] = x["q"], ["k"] = x["k"], ["v"] = x["v"], ["mask"] = mask, ["do"] = inputs["do"], ["dlse"] = inputs["dlse"],
+            };
+            if (!FamilyGradients.Same(FamilyGradients.Gradients(SparseCase.Form, variant, inputs, parameters),
+                FamilyGradients.Gradients(FormCatalog.Find("softmax"), "naive", dense)))
+            {
+                return false.Label(variant);
+            }
+        }
+        return true.ToProperty();
     }
 
     [Law]
@@ -163,6 +229,25 @@ public sealed class SparseTests
             // Identical arithmetic on identical numbers: bit for bit.
             return SoftmaxOutputs.Of(SparseCase.Form.Call(variant, x, parameters)).SameBits(SoftmaxOutputs.Of(SparseCase.Form.Call(variant, full, parameters)));
         });
+    }
+
+    [Law]
+    public Property Backward_gqa_equals_mha_with_repeated_keys_and_values_summed_over_the_repeats_in_every_pattern(SparseCase c)
+    {
+        var random = new Random(c.Seed);
+        foreach (string variant in s_variants)
+        {
+            var (x, parameters) = c.Call(variant);
+            var grouped = FamilyGradients.WithCotangents(SparseCase.Form, variant, x, parameters, random);
+            var repeated = new Dictionary<string, Tensor>(grouped) { ["k"] = RepeatHeads(x["k"], c.Group), ["v"] = RepeatHeads(x["v"], c.Group) };
+            var mha = FamilyGradients.Gradients(SparseCase.Form, variant, repeated, parameters);
+            var summed = new Dictionary<string, Tensor> { ["dq"] = mha["dq"], ["dk"] = SumRepeats(mha["dk"], c.Group), ["dv"] = SumRepeats(mha["dv"], c.Group) };
+            if (!FamilyGradients.Same(FamilyGradients.Gradients(SparseCase.Form, variant, grouped, parameters), summed))
+            {
+                return false.Label(variant);
+            }
+        }
+        return true.ToProperty();
     }
 
     [Law]
@@ -195,6 +280,32 @@ public sealed class SparseTests
             Assert.Equal(empty, double.IsNegativeInfinity(result.Lse[0, i, 0]));
             Assert.Equal(empty, Enumerable.Range(0, 3).All(d => result.O[0, i, 0, d] == 0));
         }
+    }
+
+    [Fact]
+    public void Rows_of_an_empty_block_row_give_zero_gradients_whatever_their_dlse()
+    {
+        // Tq = 6 in blocks of 2; block row 1 (queries 2 and 3) sees nothing: large cotangents on its o = 0 and lse = −∞
+        // change nothing, and its dq is 0.
+        var c = new SparseCase(1, 6, 5, 1, 1, 4, 3, 2, 2, 0, false, true, 11);
+        var (q, k, v) = c.Inputs(c.Tk);
+        var layout = new Tensor([1, 3, 3], [1, 0, 1, 0, 0, 0, 0, 1, 1], DType.I32);
+        string[] blocks = ["block_q=2", "block_k=2"];
+        var inputs = FamilyGradients.WithCotangents(SparseCase.Form, "block",
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = k, ["v"] = v, ["block_mask"] = layout }, blocks, new Random(7));
+        var quiet = new Dictionary<string, Tensor>(inputs) { ["do"] = inputs["do"].Clone(), ["dlse"] = inputs["dlse"].Clone() };
+        foreach (int i in (int[])[2, 3])
+        {
+            (inputs["dlse"][0, i, 0], quiet["dlse"][0, i, 0]) = (1e3, 0);
+            for (int d = 0; d < 3; d++)
+            {
+                (inputs["do"][0, i, 0, d], quiet["do"][0, i, 0, d]) = (5, 0);
+            }
+        }
+        var gradients = FamilyGradients.Gradients(SparseCase.Form, "block", inputs, blocks);
+        Assert.All(gradients.Values, g => Assert.All(g.Data, e => Assert.True(double.IsFinite(e))));
+        Assert.All(SliceTime(gradients["dq"], 2, 2).Data, e => Assert.Equal(0, e));
+        Assert.True(FamilyGradients.Same(gradients, FamilyGradients.Gradients(SparseCase.Form, "block", quiet, blocks)));
     }
 
     [Law]

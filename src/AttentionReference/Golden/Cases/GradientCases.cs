@@ -1,0 +1,50 @@
+using AttentionReference.Forms;
+using AttentionReference.Tensors;
+
+namespace AttentionReference.Golden.Cases;
+
+/// <summary>
+/// Golden cases of the backward pass: chosen forward cases again, named "&lt;case&gt;_grad", with an upstream gradient
+/// for every output the form returns (do, dlse, dfinal_state, ...: the contract's cotangents), drawn at unit scale.
+/// Their files hold the inputs, the upstream gradients, the outputs and the gradient of every differentiable input
+/// (dq, dk, dv, dgk, dinitial_state, ...), so a kernel's backward can be checked against them as its forward is.
+/// </summary>
+internal static class GradientCases
+{
+    /// <summary>The forward cases whose gradients are pinned: each form's variants, then its options and edges.</summary>
+    private static readonly (string Form, string Case)[] s_chosen =
+    [
+        ("retention", "recurrent"), ("retention", "chunked"), ("retention", "gamma_and_scale"),
+        ("simple_gla", "recurrent"), ("simple_gla", "parallel"), ("simple_gla", "chunked"), ("simple_gla", "strong_decay"),
+        ("simple_gla", "varlen_initial_state"),
+        ("gla", "recurrent"), ("gla", "parallel"), ("gla", "chunked"), ("gla", "gv"), ("gla", "strong_decay_chunked"),
+        ("gla", "varlen_initial_state"),
+        ("hgrn2", "recurrent"), ("hgrn2", "chunked"), ("hgrn2", "mixed_gates"),
+    ];
+
+    public static IEnumerable<GoldenCase> All(IEnumerable<GoldenCase> forward)
+    {
+        var byId = forward.ToDictionary(c => c.Id, StringComparer.Ordinal);
+        return s_chosen.Select(c => WithUpstreamGradients(byId[$"{c.Form}/{c.Case}"]));
+    }
+
+    /// <summary>The case with its inputs, then one unit-scale upstream gradient per output of the forward run.</summary>
+    private static GoldenCase WithUpstreamGradients(GoldenCase forward) => forward with
+    {
+        Name = forward.Name + "_grad",
+        MakeInputs = random =>
+        {
+            var inputs = new Dictionary<string, Tensor>(forward.MakeInputs(random), StringComparer.Ordinal);
+            var form = (Form)FormCatalog.Find(forward.Form);
+            var outputs = FormRunner.Run(form, inputs, forward.Parameters, new RunOptions { Variant = forward.Variant }).Outputs;
+            foreach (TensorSpec upstream in form.Contract.Cotangents)
+            {
+                if (outputs.TryGetValue(upstream.Name[1..], out Tensor? output))
+                {
+                    inputs[upstream.Name] = random.Normal(1, output.ShapeArray());
+                }
+            }
+            return inputs;
+        },
+    };
+}
