@@ -47,12 +47,14 @@ public sealed partial class Rwkv6
         for (int j = T - 1; j >= 0; j--)
         {
             VectorKernels.Exp(d, decay);
+            ReadOnlySpan<double> kj = g.K[j], vj = g.V[j];
+            Span<double> dkj = g.Dk[j], dvj = g.Dv[j], ej = E[j + 1];
             for (int c = 0; c < K; c++)
             {
-                double y = VectorKernels.Dot(dSFinal[c], g.V[j]);
-                g.Dk[j][c] += decay[c] * y;
-                E[j + 1][c] = g.K[j][c] * decay[c] * y;
-                VectorKernels.Axpy(g.K[j][c] * decay[c], dSFinal[c], g.Dv[j]);
+                double y = VectorKernels.Dot(dSFinal[c], vj);
+                dkj[c] += decay[c] * y;
+                ej[c] = kj[c] * decay[c] * y;
+                VectorKernels.Axpy(kj[c] * decay[c], dSFinal[c], dvj);
             }
             VectorKernels.AddTo(g.W[j], d);
         }
@@ -73,13 +75,15 @@ public sealed partial class Rwkv6
             {
                 VectorKernels.Exp(d, decay);
                 double da = scale * VectorKernels.Dot(dOt, g.V[j]), a = 0;
+                ReadOnlySpan<double> kj = g.K[j];
+                Span<double> dqt = g.Dq[t], dkj = g.Dk[j], ej = E[j + 1];
                 for (int c = 0; c < K; c++)
                 {
                     double term = da * decay[c];
-                    a += qt[c] * g.K[j][c] * decay[c];
-                    g.Dq[t][c] += term * g.K[j][c];
-                    g.Dk[j][c] += term * qt[c];
-                    E[j + 1][c] = term * qt[c] * g.K[j][c];
+                    a += qt[c] * kj[c] * decay[c];
+                    dqt[c] += term * kj[c];
+                    dkj[c] += term * qt[c];
+                    ej[c] = term * qt[c] * kj[c];
                 }
                 VectorKernels.Axpy(scale * a, dOt, g.Dv[j]);
                 VectorKernels.AddTo(g.W[j], d);
@@ -149,9 +153,10 @@ public sealed partial class Rwkv6
                 VectorKernels.ExpDifference(b[n - 1], b[j], decay);
                 DenseMatrix.TimesTransposed(g.V[s + j], dS.Contiguous(), y); // dS v_j
                 VectorKernels.Multiply(decay, g.K[s + j], kDecayed);
+                Span<double> dkj = g.Dk[s + j];
                 for (int c = 0; c < K; c++)
                 {
-                    g.Dk[s + j][c] += decay[c] * y[c];
+                    dkj[c] += decay[c] * y[c];
                     running[c] += kDecayed[c] * y[c];
                 }
                 DenseMatrix.AddWeightedRows(kDecayed, dS.Contiguous(), g.Dv[s + j]);
@@ -173,10 +178,11 @@ public sealed partial class Rwkv6
                     VectorKernels.Exp(b[i - 1], decay);
                 }
                 DenseMatrix.TimesTransposed(dOt, start.Contiguous(), y);
+                Span<double> dqt = g.Dq[t];
                 for (int c = 0; c < K; c++)
                 {
                     double read = scale * decay[c] * y[c];
-                    g.Dq[t][c] += read;
+                    dqt[c] += read;
                     running[c] = qt[c] * read;
                     VectorKernels.Axpy(scale * qt[c] * decay[c], dOt, reads[c]);
                 }
@@ -186,13 +192,15 @@ public sealed partial class Rwkv6
                     VectorKernels.AddTo(running, g.Dw[s + j]);
                     VectorKernels.ExpDifference(b[i - 1], b[j], decay);
                     double da = scale * VectorKernels.Dot(dOt, g.V[s + j]), a = 0;
+                    ReadOnlySpan<double> kj = g.K[s + j];
+                    Span<double> dkj = g.Dk[s + j];
                     for (int c = 0; c < K; c++)
                     {
                         double term = da * decay[c];
-                        a += qt[c] * g.K[s + j][c] * decay[c];
-                        g.Dq[t][c] += term * g.K[s + j][c];
-                        g.Dk[s + j][c] += term * qt[c];
-                        running[c] += term * qt[c] * g.K[s + j][c];
+                        a += qt[c] * kj[c] * decay[c];
+                        dqt[c] += term * kj[c];
+                        dkj[c] += term * qt[c];
+                        running[c] += term * qt[c] * kj[c];
                     }
                     VectorKernels.Axpy(scale * a, dOt, g.Dv[s + j]);
                 }
@@ -215,10 +223,11 @@ public sealed partial class Rwkv6
         ReadOnlySpan<double> qt = g.Q[t], kt = g.K[t], u = g.U, dOt = g.DO![t];
         Span<double> du = g.Du;
         double β = VectorKernels.Dot(g.V[t], dOt), bonus = 0;
+        Span<double> dqt = g.Dq[t], dkt = g.Dk[t];
         for (int c = 0; c < qt.Length; c++)
         {
-            g.Dq[t][c] += scale * β * u[c] * kt[c];
-            g.Dk[t][c] += scale * β * u[c] * qt[c];
+            dqt[c] += scale * β * u[c] * kt[c];
+            dkt[c] += scale * β * u[c] * qt[c];
             du[c] += scale * β * qt[c] * kt[c];
             bonus += qt[c] * u[c] * kt[c];
         }
