@@ -2,6 +2,7 @@ using System.Numerics;
 using AttentionReference.Forms;
 using AttentionReference.Gpu.Delta;
 using AttentionReference.Gpu.GatedLinear;
+using AttentionReference.Gpu.Hybrid;
 using AttentionReference.Gpu.Linear;
 using AttentionReference.Gpu.StateSpace;
 using AttentionReference.Tensors;
@@ -22,6 +23,7 @@ public sealed class GpuBackend : IBackend, IDisposable
         .. DiagonalDecay.Forms, "linear", "rwkv6", "mlstm",
         "delta_rule", "gated_delta_rule", "kda", "rwkv7",
         "s4d", "h3", "mamba", "ssd",
+        "power", "nats_l", "based",
     ];
 
     private readonly GpuDevice _device;
@@ -111,6 +113,9 @@ public sealed class GpuBackend : IBackend, IDisposable
         "s4d" or "h3" => DiagonalSsmBank.Run<Real>(_device, form, variant, problem),
         "mamba" => SelectiveScan.Run<Real>(_device, variant, problem),
         "ssd" => StateSpaceDuality.Run<Real>(_device, variant, problem),
+        "power" => PowerHost.Run<Real>(_device, variant, problem),
+        "nats_l" => NatsLHost.Run<Real>(_device, variant, problem),
+        "based" => BasedHost.Run<Real>(_device, variant, problem),
         _ => DiagonalDecay.Run<Real>(_device, form, variant, problem),
     };
 

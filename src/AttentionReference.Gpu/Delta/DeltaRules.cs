@@ -76,17 +76,29 @@ internal static class DeltaRules
                 device.Launch(DeltaRuleKernels.ParallelState, (long)pairs * K * V, x);
                 break;
             default:
-                long chunkKeys = (long)pairs * C * K;
-                (x.Γ, x.KDecayed, x.QDecayed, x.KToEnd) = (buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys));
-                x.EndDecay = buffers.Zeros<Real>((long)pairs * K);
-                x.Tm = buffers.Zeros<Real>((long)pairs * betaWidth * C * C);
-                x.W = buffers.Zeros<Real>((long)pairs * betaWidth * C * K);
-                x.Uc = buffers.Zeros<Real>((long)pairs * C * V);
+                x = WithChunkWorkspace(x, buffers, pairs);
                 device.LaunchGroups<DeltaProblem<Real>, Real>(WyChunkwiseKernels.Chunked, pairs, device.GroupSize, x);
                 break;
         }
         device.Synchronize();
         return Outputs(x.O, [B, T, HV, V], x.S, [N, HV, K, V]);
+    }
+
+    /// <summary>
+    /// <paramref name="x"/> with the chunked kernel's workspace (DeltaProblem's comment) for <paramref name="pairs"/>
+    /// (sequence, value head) pairs in <paramref name="buffers"/>, sized by x's C, K, V and β width. Also for a form that runs
+    /// the chunked delta rule as a branch (nats_l's Gated DeltaNet, a routing chunk at a time).
+    /// </summary>
+    internal static DeltaProblem<Real> WithChunkWorkspace<Real>(DeltaProblem<Real> x, DeviceBuffers buffers, long pairs)
+        where Real : unmanaged, IFloatingPointIeee754<Real>
+    {
+        long chunkKeys = pairs * x.C * x.Dk;
+        (x.Γ, x.KDecayed, x.QDecayed, x.KToEnd) = (buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys), buffers.Zeros<Real>(chunkKeys));
+        x.EndDecay = buffers.Zeros<Real>(pairs * x.Dk);
+        x.Tm = buffers.Zeros<Real>(pairs * x.BetaWidth * x.C * x.C);
+        x.W = buffers.Zeros<Real>(pairs * x.BetaWidth * x.C * x.Dk);
+        x.Uc = buffers.Zeros<Real>(pairs * x.C * x.Dv);
+        return x;
     }
 
     private static Dictionary<string, Tensor> RunRwkv7<Real>(GpuDevice device, string variant, Problem problem)

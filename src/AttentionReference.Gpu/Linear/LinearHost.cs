@@ -22,12 +22,25 @@ internal static class LinearHost
     public static IReadOnlyDictionary<string, Tensor> Run<Real>(GpuDevice device, string variant, Problem problem)
         where Real : unmanaged, IFloatingPointIeee754<Real>
     {
-        LinearOptions options = LinearOptions.Read(problem);
+        using DeviceBuffers buffers = device.Buffers();
+        LinearProblem<Real> x = Launch<Real>(device, buffers, variant, problem, LinearOptions.Read(problem));
+        device.Synchronize();
+        return Outputs(x, problem);
+    }
+
+    /// <summary>
+    /// Uploads a call's inputs into <paramref name="buffers"/> and launches <paramref name="variant"/> with
+    /// <paramref name="options"/>: the problem returned holds o, final_state and final_normalizer (x.O, x.S, x.Z) once the
+    /// device is done. For a form that runs linear attention as a branch (based: taylor2 on its own q, k, v, states and
+    /// cu_seqlens, read from its problem by linear's names) and adds to o on the device before it comes down.
+    /// </summary>
+    internal static LinearProblem<Real> Launch<Real>(GpuDevice device, DeviceBuffers buffers, string variant, Problem problem, LinearOptions options)
+        where Real : unmanaged, IFloatingPointIeee754<Real>
+    {
         var (B, T, H, K, V, F) = (problem["B"], problem["T"], problem["H"], problem["K"], problem["V"], problem["F"]);
         SequenceSlice[] sequences = DiagonalDecay.Slices(problem);
         int N = sequences.Length;
 
-        using DeviceBuffers buffers = device.Buffers();
         ArrayView<Real> proj = problem.Optional("proj") is { } ω ? buffers.Upload<Real>(ω) : default;
         var x = new LinearProblem<Real>
         {
@@ -58,7 +71,14 @@ internal static class LinearHost
         {
             device.Launch(LinearKernels.Finish, (long)B * T * H * V, x);
         }
-        device.Synchronize();
+        return x;
+    }
+
+    /// <summary>o [B,T,H,V], final_state [N,H,F,V] and final_normalizer [N,H,F] of a launched call, downloaded.</summary>
+    internal static Dictionary<string, Tensor> Outputs<Real>(LinearProblem<Real> x, Problem problem)
+        where Real : unmanaged, IFloatingPointIeee754<Real>
+    {
+        var (B, T, H, V, F, N) = (problem["B"], problem["T"], problem["H"], problem["V"], problem["F"], x.N);
         return new Dictionary<string, Tensor>
         {
             ["o"] = DeviceBuffers.Download(x.O, [B, T, H, V]),

@@ -14,6 +14,13 @@ internal static class GradientCases
     /// <summary>The forward cases whose gradients are pinned: each form's variants, then its options and edges.</summary>
     private static readonly (string Form, string Case)[] s_chosen =
     [
+        ("softmax", "full"), ("softmax", "causal_gqa"), ("softmax", "alibi_per_batch_softcap"), ("softmax", "mask_bool"),
+        ("softmax", "mqa_empty_rows"), ("softmax", "window_left_right"), ("softmax", "varlen_causal"),
+        ("softmax", "tiled_causal_mask"), ("softmax", "tiled_varlen_alibi"), ("softmax", "tiled_window_gqa"),
+        ("softmax", "split_mask_softcap"), ("softmax", "decode_paged"),
+        ("sparse", "block_per_head"), ("sparse", "longformer_causal_cross"), ("sparse", "bigbird"),
+        ("mla", "naive"), ("mla", "absorbed_causal_wkv_b"), ("mla", "absorbed_empty_rows_scale"),
+        ("forgetting", "naive_gqa_scale"), ("forgetting", "naive_varlen"), ("forgetting", "tiled_strong_gates"),
         ("retention", "recurrent"), ("retention", "chunked"), ("retention", "gamma_and_scale"),
         ("simple_gla", "recurrent"), ("simple_gla", "parallel"), ("simple_gla", "chunked"), ("simple_gla", "strong_decay"),
         ("simple_gla", "varlen_initial_state"),
