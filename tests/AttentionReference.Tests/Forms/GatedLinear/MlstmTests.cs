@@ -97,7 +97,7 @@ public sealed record MlstmCase(int B, int T, int H, int K, int V, DecayRegime Re
 /// gates, through either gate, input gates in [−4, 4], eps 0 or 1e-6), and on <see cref="MlstmCase"/>: the stabiliser
 /// changes nothing (outputs, and gradients but through the initial state's scale), the two forget gates agree, the scale
 /// multiplies q, huge input gates stay finite (gradients included), the gradient at the ties of the stabiliser's max and
-/// of the denominator's clamp.
+/// of the denominator's clamp, and below the clamp the gradients of simple_gla with keys scaled by e^i.
 /// </summary>
 public sealed class MlstmTests : GatedLinearFormLaws
 {
@@ -299,6 +299,44 @@ public sealed class MlstmTests : GatedLinearFormLaws
                     : throw new InvalidOperationException($"{variant} d{p.Key}: finite difference {finite:R}, gradient {analytic:R}, magnitude {magnitude:E2}");
             });
         });
+    }
+
+    [Law(50)]
+    public bool With_input_gates_far_below_the_clamp_the_gradients_are_simple_glas_with_keys_scaled_by_exp_i(MlstmCase c)
+    {
+        // With i ≈ −30 the normaliser stays far below the clamp (|scale·q_t·n_t| ≤ T·e^{−29}·|q_t||k| ≪ 1), so with eps = 0
+        // and the exponential forget gate o_t = scale·q_tᵀ C_t, C_t = f_t C_{t−1} + k'_t v_tᵀ, k'_t = e^{i_t} k_t: simple_gla
+        // with g = log f. Its gradients give mlstm's: dq and dv alike, dk_t = e^{i_t} dk'_t, di_t = k_t·dk_t, df = dg (with
+        // only do given the stabiliser passes no gradient at eps = 0, and the clamp none to the normaliser).
+        var gate = c with { ExpGate = true, Eps = 0, WithState = false };
+        var (q, k, v, i, f) = gate.Inputs();
+        for (int n = 0; n < i.Length; n++)
+        {
+            i.Data[n] = -30 + i.Data[n] / 4;
+        }
+        var scaledK = k.Clone();
+        for (int n = 0; n < k.Length; n++)
+        {
+            scaledK.Data[n] *= Math.Exp(i.Data[n / c.K]);
+        }
+        var dO = TestTensors.Normal(new Random(c.Seed + 2), 1, c.B, c.T, c.H, c.V);
+        var simpleGla = new SimpleGla();
+        var expected = simpleGla.Backward("recurrent", simpleGla.Contract.Bind(
+            new Dictionary<string, Tensor> { ["q"] = q, ["k"] = scaledK, ["v"] = v, ["g"] = f, ["do"] = dO }, FormParameters.None));
+        var (dk, di) = (expected["dk"].Clone(), Tensor.Zeros(c.B, c.T, c.H));
+        for (int n = 0; n < dk.Length; n++)
+        {
+            dk.Data[n] *= Math.Exp(i.Data[n / c.K]);
+            di.Data[n / c.K] += k.Data[n] * dk.Data[n];
+        }
+        var inputs = MlstmCase.Named(q, k, v, i, f);
+        inputs["do"] = dO;
+        return Form.Variants.All(variant => Gradients(variant, gate, inputs) is var actual
+            && TestTensors.Close(actual["dq"], expected["dq"], SameGradientsInDouble)
+            && TestTensors.Close(actual["dv"], expected["dv"], SameGradientsInDouble)
+            && TestTensors.Close(actual["dk"], dk, SameGradientsInDouble)
+            && TestTensors.Close(actual["di"], di, SameGradientsInDouble)
+            && TestTensors.Close(actual["df"], expected["dg"], SameGradientsInDouble));
     }
 
     [Law(50)]
