@@ -42,7 +42,7 @@ namespace AttentionReference.Forms.Hybrid;
 /// - The window branch keeps no state across calls (it would need the last window − 1 keys, a KV cache):
 ///   initial_state and initial_normalizer seed the linear branch only.
 /// </summary>
-public sealed class Based : Form
+public sealed partial class Based : Form
 {
     /// <summary>window: the keys of the softmax window.</summary>
     public static Parameter<int> Window { get; } = ParameterSpec.WholeNumber("window", 64,

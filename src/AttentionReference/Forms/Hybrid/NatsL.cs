@@ -84,7 +84,7 @@ namespace AttentionReference.Forms.Hybrid;
 /// - final_state continues the sequence exactly when C divides T; otherwise the reference's cache also keeps the
 ///   chunk-start state S̄, which this form does not return.
 /// </summary>
-public sealed class NatsL : Form
+public sealed partial class NatsL : Form
 {
     /// <summary>chunk_size: the routing chunk C.</summary>
     public static Parameter<int> ChunkSize { get; } = ParameterSpec.WholeNumber("chunk_size", 64,

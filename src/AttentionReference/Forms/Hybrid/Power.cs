@@ -65,7 +65,7 @@ namespace AttentionReference.Forms.Hybrid;
 ///   (a TODO there); ours decays by the gates like every other state.
 /// - The library also offers an output layer norm ("Norm" in its doc string) and GQA; neither is part of this form.
 /// </summary>
-public sealed class Power : Form
+public sealed partial class Power : Form
 {
     /// <summary>deg: the power p.</summary>
     public static Parameter<int> Degree { get; } = ParameterSpec.WholeNumber("deg", 2,

@@ -3,6 +3,7 @@ using AttentionReference.Forms;
 using AttentionReference.Forms.Hybrid;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.Common;
+using AttentionReference.Tests.Forms.GatedLinear;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
@@ -53,8 +54,12 @@ public sealed record BasedCase(int B, int T, int H, int K, int V, int Window, in
 /// Based's laws: the stateful-form laws (state passing where the window holds only the current key), the sum of taylor2
 /// linear attention and window softmax in every variant, causality, and bad input (non-finite scales included).
 /// </summary>
-public sealed class BasedTests : StatefulFormLaws
+public sealed class BasedTests : GatedLinearFormLaws
 {
+    // Two backward passes compute the same sums in double in other orders (as the shared gradient laws): 1e-11 relative
+    // to each gradient's norm.
+    private const double SameGradients = 1e-11;
+
     private static readonly Based s_based = new();
 
     private static readonly int[] s_windows = [1, 2, 5, 17, 64];
@@ -68,6 +73,12 @@ public sealed class BasedTests : StatefulFormLaws
     // The window branch keeps no keys across calls: a run split in two equals one run only when the window is the
     // current key alone.
     protected override bool PassesAllItReadsOn(StatefulCase c) => Window(c) == 1;
+
+    // The linear branch's normalised output does not change when φ(q_t) is scaled (eps aside), and a window of one key
+    // does not read q_t at all: at T = 1, dq is the difference of terms of unit size that cancel, rounded at their scale
+    // (as linear's normalised dq). It is held to that scale, the unit scale of the inputs, instead of its own norm.
+    protected override bool GradientClose(StatefulCase c, string name, Tensor actual, Tensor expected) =>
+        name == "dq" ? TestTensors.CloseAtUnitScale(actual, expected, SameGradients) : base.GradientClose(c, name, actual, expected);
 
     protected override Dictionary<string, Tensor> Inputs(StatefulCase c, Random random, int b, int t) => new()
     {
@@ -136,5 +147,28 @@ public sealed class BasedTests : StatefulFormLaws
             var error = Assert.Throws<InputException>(() => s_based.Call(variant, inputs, name + "=" + value));
             Assert.StartsWith($"parameter '{name}': expected a finite number", error.Message, StringComparison.Ordinal);
         }
+    }
+
+    [Law]
+    public bool With_the_linear_branch_scaled_to_zero_the_gradients_are_nats_ls_softmax_branchs_with_every_chunk_on_softmax(BasedCase c)
+    {
+        // linear_scale = 0: o_lin = 0 / eps, nothing flows into the linear branch. A window of T keys is causal softmax,
+        // nats_l's softmax branch when every chunk is routed to softmax.
+        var random = new Random(c.Seed);
+        var inputs = c.Inputs(random);
+        inputs["do"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V);
+        var nats = new NatsL().Gradients("recurrent", new Dictionary<string, Tensor>
+        {
+            ["q"] = inputs["q"], ["k"] = inputs["k"], ["v"] = inputs["v"], ["g"] = Tensor.Zeros(c.B, c.T, c.H), ["beta"] = Tensor.Zeros(c.B, c.T, c.H),
+            ["route"] = new Tensor([c.B, (c.T + c.ChunkSize - 1) / c.ChunkSize], Enumerable.Repeat(1.0, c.B * ((c.T + c.ChunkSize - 1) / c.ChunkSize)).ToArray()),
+            ["do_softmax"] = inputs["do"],
+        }, FormCalls.ChunkSize(c.ChunkSize));
+        var softmax = new Dictionary<string, Tensor> { ["dq"] = nats["dq"], ["dk"] = nats["dk"], ["dv"] = nats["dv"] };
+        return s_based.Variants.All(variant =>
+        {
+            var based = s_based.Gradients(variant, inputs, "linear_scale=0", "window=" + c.T.ToString(CultureInfo.InvariantCulture), FormCalls.ChunkSize(c.ChunkSize));
+            return FormCalls.AllClose(based, softmax, SameGradients)
+                && (!c.WithState || based["dinitial_state"].Data.All(x => x == 0) && based["dinitial_normalizer"].Data.All(x => x == 0));
+        });
     }
 }

@@ -59,12 +59,19 @@ public sealed record NatsCase(int B, int T, int H, int K, int V, int ChunkSize, 
 /// <summary>
 /// The laws of NAtS-L: its reductions to softmax and to Gated DeltaNet, the rule at a chunk's end, causality (a chunk's
 /// own route never reaches its own outputs), its two variants agreeing, the route's forms, and the score module.
+/// Gradients: the definition's against finite differences, the chunked backward against the definition's, the Gated
+/// DeltaNet branch's backward in two parts at a chunk boundary, and the edge cases (one step, one incomplete chunk, log
+/// gates of −20 at every step). nats_l takes no cu_seqlens: it has no varlen law.
 /// </summary>
 public sealed class NatsLTests
 {
     // The same sums in double along different paths (token by token against the WY chunked form and the tiled
     // softmax): a few ulps per term, relative to outputs of size ~1.
     private const double SameMathInDouble = 1e-12;
+
+    // Two backward passes compute the same sums in double in other orders, over about twice the forward's terms: 1e-11
+    // relative to each gradient's norm (as the stateful forms' gradient laws).
+    private const double SameGradients = 1e-11;
 
     private static readonly NatsL s_nats = new();
 
@@ -336,5 +343,92 @@ public sealed class NatsLTests
         int inner = x.Length / shape[0];
         shape[0] = 1;
         return new Tensor(shape, x.Data.AsSpan(b * inner, inner).ToArray(), x.DType);
+    }
+
+    [Law(50)]
+    public bool Gradients_of_the_definition_equal_central_finite_differences(NatsCase c)
+    {
+        var random = new Random(c.Seed);
+        return s_nats.GradientsEqualFiniteDifferences("recurrent", c.Inputs(random), random, c.Parameters);
+    }
+
+    [Law]
+    public bool Backward_of_the_chunked_form_equals_the_definitions_for_any_routes_chunk_size_and_gates(NatsCase c)
+    {
+        var random = new Random(c.Seed);
+        var inputs = s_nats.WithCotangents(c.Inputs(random), random, c.Parameters);
+        return FormCalls.AllClose(s_nats.Gradients("chunked", inputs, c.Parameters), s_nats.Gradients("recurrent", inputs, c.Parameters), SameGradients);
+    }
+
+    [Law]
+    public bool Gated_deltanet_backward_in_two_parts_at_a_chunk_boundary_with_the_state_gradient_passed_back_equals_one_run(NatsCase c)
+    {
+        // The state continues exactly across a chunk boundary (S̄ = S there); the softmax branch reads earlier chunks'
+        // keys, so only o_linear and final_state get cotangents.
+        int chunks = (c.T - 1) / c.ChunkSize;
+        if (chunks < 1)
+        {
+            return true;
+        }
+        int m = 1 + c.Seed % chunks, cut = m * c.ChunkSize;
+        var random = new Random(c.Seed);
+        var inputs = c.Inputs(random);
+        inputs["do_linear"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V);
+        inputs["dfinal_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        string variant = c.Seed % 2 == 0 ? "recurrent" : "chunked";
+        Dictionary<string, Tensor> Part(int from, int to, int fromChunk, int toChunk) => inputs.Where(p => p.Key is not ("initial_state" or "dfinal_state"))
+            .ToDictionary(p => p.Key, p => p.Key == "route" ? Slice(p.Value, fromChunk, toChunk) : Slice(p.Value, from, to));
+        var whole = s_nats.Gradients(variant, inputs, c.Parameters);
+        var first = Part(0, cut, 0, m);
+        if (inputs.TryGetValue("initial_state", out Tensor? initial))
+        {
+            first["initial_state"] = initial;
+        }
+        var second = Part(cut, c.T, m, c.Chunks).With("initial_state", Run(variant, c, first.Where(p => p.Key != "do_linear").ToDictionary())["final_state"])
+            .With("dfinal_state", inputs["dfinal_state"]);
+        var secondGradients = s_nats.Gradients(variant, second, c.Parameters);
+        var firstGradients = s_nats.Gradients(variant, first.With("dfinal_state", secondGradients["dinitial_state"]), c.Parameters);
+        return s_steps.All(name => TestTensors.Close(Concat(firstGradients["d" + name], secondGradients["d" + name]), whole["d" + name], SameGradients))
+            && (!c.WithState || TestTensors.Close(firstGradients["dinitial_state"], whole["dinitial_state"], SameGradients));
+    }
+
+    [Law(20)]
+    public bool Gradients_at_one_step_and_of_one_incomplete_chunk(NatsCase c)
+    {
+        var oneStep = c with { T = 1 };
+        var incomplete = c with { ChunkSize = c.T + 1 + c.Seed % 3 };
+        return Gradients_of_the_definition_equal_central_finite_differences(oneStep)
+            && Backward_of_the_chunked_form_equals_the_definitions_for_any_routes_chunk_size_and_gates(oneStep)
+            && Gradients_of_the_definition_equal_central_finite_differences(incomplete)
+            && Backward_of_the_chunked_form_equals_the_definitions_for_any_routes_chunk_size_and_gates(incomplete);
+    }
+
+    [Law(20)]
+    public bool Gradients_stay_finite_and_agree_with_log_gates_of_minus_20_at_every_step(NatsCase c)
+    {
+        // 60 steps of −20 sum to −1200: every decay stays a difference of log sums, nothing is divided by one.
+        var random = new Random(c.Seed);
+        var long60 = c with { T = 60 };
+        var inputs = long60.Inputs(random);
+        Array.Fill(inputs["g"].Data, -20);
+        inputs = s_nats.WithCotangents(inputs, random, long60.Parameters);
+        var expected = s_nats.Gradients("recurrent", inputs, long60.Parameters);
+        var chunked = s_nats.Gradients("chunked", inputs, long60.Parameters);
+        return expected.Values.All(g => g.Data.All(double.IsFinite)) && FormCalls.AllClose(chunked, expected, SameGradients);
+    }
+
+    /// <summary>[a, b] along the time (or chunk) axis of two [B,T,...] tensors.</summary>
+    private static Tensor Concat(Tensor a, Tensor b)
+    {
+        int[] shape = a.ShapeArray();
+        int inner = a.Length / Math.Max(1, shape[0] * shape[1]);
+        var data = new List<double>();
+        for (int i = 0; i < shape[0]; i++)
+        {
+            data.AddRange(a.Data.AsSpan(i * a.Dim(1) * inner, a.Dim(1) * inner).ToArray());
+            data.AddRange(b.Data.AsSpan(i * b.Dim(1) * inner, b.Dim(1) * inner).ToArray());
+        }
+        shape[1] = a.Dim(1) + b.Dim(1);
+        return new Tensor(shape, [.. data]);
     }
 }

@@ -4,6 +4,7 @@ using AttentionReference.Forms.GatedLinear;
 using AttentionReference.Forms.Hybrid;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.Common;
+using AttentionReference.Tests.Forms.GatedLinear;
 using AttentionReference.Tests.Support;
 using FsCheck;
 using FsCheck.Fluent;
@@ -48,10 +49,16 @@ public sealed record PowerCase(int B, int T, int H, int K, int V, int Degree, in
 /// <summary>
 /// power's laws: the stateful-form laws (its parallel form is quadratic; unnormalised, every degree, gated or not), its
 /// variants along the feature-map and direct paths, the normaliser, the feature map, its reductions (p = 1: linear,
-/// simple_gla), varlen in every variant, and bad input (the degree's bound included).
+/// simple_gla), varlen in every variant, and bad input (the degree's bound included). Gradients: the stateful-form
+/// gradient laws with the backward pass's edge cases (one step, shorter than a chunk, a last partial chunk, empty varlen
+/// sequences, log gates of −20: GatedLinearFormLaws), normalised gradients, and p = 1's reduction to simple_gla's.
 /// </summary>
-public sealed class PowerTests : StatefulFormLaws
+public sealed class PowerTests : GatedLinearFormLaws
 {
+    // Two backward passes compute the same sums in double in other orders (as the shared gradient laws): 1e-11 relative
+    // to each gradient's norm.
+    private const double SameGradients = 1e-11;
+
     private static readonly Power s_power = new();
 
     protected override IForm Form => s_power;
@@ -80,6 +87,16 @@ public sealed class PowerTests : StatefulFormLaws
         }
         return inputs;
     }
+
+    /// <summary>
+    /// Gradients of two paths that differ in how (q·k)^p is formed (see <see cref="CloseAlongPaths"/>): the feature-map
+    /// path rounds relative to (|q||k|)^p, so a gradient that is small because q·k is (dq ∝ (q·k)^(p−1) k at one step, or
+    /// the state gradients behind such a weight under strong decay) is rounded at the inputs' scale, not its own
+    /// (relative errors of 1e-8 were seen on a dq of 5e-7 at p = 4). Each gradient is held to the unit scale of the
+    /// inputs; finite differences check each one on its own scale.
+    /// </summary>
+    protected override bool GradientClose(StatefulCase c, string name, Tensor actual, Tensor expected) =>
+        TestTensors.CloseAtUnitScale(actual, expected, SameGradients);
 
     protected override bool AllClose(StatefulCase c, IReadOnlyDictionary<string, Tensor> inputs, IReadOnlyDictionary<string, Tensor> actual,
         IReadOnlyDictionary<string, Tensor> expected) => CloseAlongPaths(actual, expected, Magnitude(inputs, Degree(c)));
@@ -331,5 +348,40 @@ public sealed class PowerTests : StatefulFormLaws
         // The largest real configurations stay within the bound: K = 64, p = 4 (766 480 features) and K = 128, p = 3.
         Assert.Equal(766_480, SymmetricPower.Dimension(64, 4));
         Assert.Equal(357_760, SymmetricPower.Dimension(128, 3));
+    }
+
+    [Law(50)]
+    public bool Normalised_gradients_equal_finite_differences_and_every_variants_equal_the_definitions(PowerCase c)
+    {
+        // Even p (every weight ≥ 0) and a state a run leaves (z ≥ 0): the denominators are sums of non-negative terms.
+        // eps = 1 keeps each denominator ≥ 1: the feature-map path forms (q·k)^p to rounding relative to (|q||k|)^p, and a
+        // denominator near zero would amplify it (and the finite differences' truncation) without bound.
+        var random = new Random(c.Seed);
+        c = c with { T = Math.Min(c.T, 8), Degree = 2 + 2 * (c.Degree % 2) };
+        var inputs = WithPrefixState(c, random);
+        string[] parameters = [c.Deg, "normalize=true", "eps=1", FormCalls.ChunkSize(c.ChunkSize)];
+        if (!s_power.GradientsEqualFiniteDifferences("recurrent", inputs, random, parameters))
+        {
+            return false;
+        }
+        var withCotangents = s_power.WithCotangents(inputs, random, parameters);
+        var expected = s_power.Gradients("recurrent", withCotangents, parameters);
+        // At the inputs' unit scale, as GradientClose says why.
+        return s_power.Variants.All(variant => s_power.Gradients(variant, withCotangents, parameters)
+            .All(p => TestTensors.CloseAtUnitScale(p.Value, expected[p.Key], SameGradients)));
+    }
+
+    [Law]
+    public bool Degree_one_unnormalised_gradients_equal_simple_glas_in_every_variant(PowerCase c)
+    {
+        var random = new Random(c.Seed);
+        var inputs = c.Inputs(random);
+        inputs["g"] = LogGates(random, c.Gates == 2, c.B, c.T, c.H);
+        inputs["initial_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        inputs["do"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V);
+        inputs["dfinal_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        var gla = new SimpleGla().Gradients("recurrent", inputs);
+        return s_power.Variants.All(variant =>
+            FormCalls.AllClose(s_power.Gradients(variant, inputs, "deg=1", "normalize=false", FormCalls.ChunkSize(c.ChunkSize)), gla, SameGradients));
     }
 }
