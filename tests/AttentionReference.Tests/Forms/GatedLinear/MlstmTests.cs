@@ -114,6 +114,12 @@ public sealed class MlstmTests : GatedLinearFormLaws
     protected override bool GradientClose(StatefulCase c, string name, Tensor actual, Tensor expected) =>
         name == "dq" ? TestTensors.CloseAtUnitScale(actual, expected, SameGradientsInDouble) : base.GradientClose(c, name, actual, expected);
 
+    // o_t = h̃_t / max(|scale·q_t·ñ_t|, e^{−m_t}): where the normaliser, a sum of terms up to e^4·|q·k_j| with random signs,
+    // lands just past the clamp, o_t is steep in q_t and k_j, and |L‴| along a random direction of q reached 2e5·M, so that
+    // the central difference's ε²/6·|L‴| came to 1.05 times FiniteDifferences.Tolerance (dq at T = 14, K = 5, mixed gates).
+    // Ten times that bound leaves a margin of 10 there; a wrong gradient is off by far more.
+    protected override double FiniteDifferenceTolerance(double magnitude, double analytic) => 10 * base.FiniteDifferenceTolerance(magnitude, analytic);
+
     private static bool ExpGate(StatefulCase c) => c.Seed % 2 == 0;
 
     protected override FormParameters Parameters(StatefulCase c) => FormParameters.None
