@@ -72,6 +72,40 @@ public static class DeltaHeads
         var options = DeltaOptions.Read(problem);
         return Heads.Run(options.Prepare(problem), head => body(head, options), "HV");
     }
+
+    /// <summary>
+    /// The backward pass: runs <paramref name="body"/> on every pair over the gradients (dq and dk of q and k as the forms
+    /// read them, normalised where asked), then takes dq and dk back through the L2 norm (<see cref="QkL2Norm.Backward"/>).
+    /// </summary>
+    public static IReadOnlyDictionary<string, Tensor> Backward(Problem problem, Action<Head, DeltaOptions> body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var options = DeltaOptions.Read(problem);
+        var gradients = Heads.Backward(options.Prepare(problem), head => body(head, options), "HV");
+        if (options.UseQkL2Norm)
+        {
+            QkL2Norm.Backward(problem, gradients);
+        }
+        return gradients;
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrent or chunked variant of a form on the delta rule's step with a log decay
+    /// (gated_delta_rule, kda): <paramref name="decay"/> and <paramref name="decayGradient"/> give each pair's γ_t and
+    /// where dγ_t goes. Null for another variant.
+    /// </summary>
+    public static IReadOnlyDictionary<string, Tensor>? DecayedBackward(string variant, Problem problem, Func<Head, LogDecay> decay,
+        Func<Head, LogDecayGradient> decayGradient)
+    {
+        ArgumentNullException.ThrowIfNull(decay);
+        ArgumentNullException.ThrowIfNull(decayGradient);
+        return variant switch
+        {
+            "recurrent" => Backward(problem, (head, options) => DeltaRule.RecurrentBackward(head, options.Scale, decay(head), decayGradient(head))),
+            "chunked" => Backward(problem, (head, options) => WyChunkwise.ChunkedBackward(head, options, decay(head), decayGradient(head))),
+            _ => null,
+        };
+    }
 }
 
 /// <summary>The options of a delta-rule form, read once from a bound call; the CPU form and the OpenCL host read the same.</summary>
@@ -90,6 +124,12 @@ public sealed record DeltaOptions(double Scale, int ChunkSize, bool UseQkL2Norm)
 
 /// <summary>γ_t, the log decay of step t over the K key channels, written into <paramref name="γ"/>.</summary>
 public delegate void LogDecay(int t, Span<double> γ);
+
+/// <summary>
+/// Adds dγ_t, the gradient of step t's log decay over the K key channels, to the form's gate gradient (dg_t += Σ_d dγ_t[d]
+/// for a gate per head, dgk_t += dγ_t for a gate per key channel).
+/// </summary>
+public delegate void LogDecayGradient(int t, ReadOnlySpan<double> dγ);
 
 /// <summary>
 /// fla's <c>use_qk_l2norm_in_kernel</c>: every row of q and k divided by √(Σx² + ε), before anything else (before the
@@ -124,6 +164,39 @@ public static class QkL2Norm
         ArgumentNullException.ThrowIfNull(problem);
         return problem.With("q", Normalised(problem.Input("q"), problem["K"]), "B,T,H,K")
             .With("k", Normalised(problem.Input("k"), problem["K"]), "B,T,H,K");
+    }
+
+    /// <summary>
+    /// The chain rule through the norm, in place on dq and dk of <paramref name="gradients"/> (the gradients of the
+    /// normalised rows): with y = x / n, n = √(Σx² + ε),  dx = (dy − y ⟨y, dy⟩) / n, x the call's row.
+    /// </summary>
+    public static void Backward(Problem problem, IReadOnlyDictionary<string, Tensor> gradients)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        ArgumentNullException.ThrowIfNull(gradients);
+        int width = problem["K"];
+        foreach (string name in new[] { "q", "k" })
+        {
+            double[] x = problem.Input(name).Data, dx = gradients["d" + name].Data;
+            for (int row = 0; width > 0 && row < x.Length / width; row++)
+            {
+                Span<double> xRow = x.AsSpan(row * width, width), dRow = dx.AsSpan(row * width, width);
+                double sumOfSquares = 0;
+                foreach (double value in xRow)
+                {
+                    sumOfSquares += value * value;
+                }
+                double inverseNorm = 1 / Math.Sqrt(sumOfSquares + Epsilon), overlap = 0; // overlap = ⟨y, dy⟩
+                for (int i = 0; i < width; i++)
+                {
+                    overlap += xRow[i] * inverseNorm * dRow[i];
+                }
+                for (int i = 0; i < width; i++)
+                {
+                    dRow[i] = (dRow[i] - xRow[i] * inverseNorm * overlap) * inverseNorm;
+                }
+            }
+        }
     }
 
     private static Tensor Normalised(Tensor x, int width)

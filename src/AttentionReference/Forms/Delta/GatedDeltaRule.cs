@@ -55,4 +55,27 @@ public sealed class GatedDeltaRule : Form
 
     /// <summary>The recurrence, token by token: the delta rule's step with the decay exp(g_t) in front (the definition).</summary>
     public static void Recurrent(Head head, double scale) => DeltaRule.Recurrent(head, scale, Decay(head));
+
+    /// <summary>dg_t += Σ_d dγ_t[d]: the head's one log decay reaches every key channel.</summary>
+    public static LogDecayGradient DecayGradient(Head head)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        Series dg = head.Series("dg");
+        return (t, dγ) =>
+        {
+            double sum = 0;
+            foreach (double value in dγ)
+            {
+                sum += value;
+            }
+            dg[t] += sum;
+        };
+    }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) =>
+        DeltaHeads.DecayedBackward(variant, problem, Decay, DecayGradient) ?? throw UnknownVariant(variant);
 }

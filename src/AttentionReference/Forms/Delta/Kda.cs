@@ -56,4 +56,19 @@ public sealed class Kda : Form
 
     /// <summary>The recurrence, token by token: the delta rule's step with the decay Diag(exp(gk_t)) in front (the definition).</summary>
     public static void Recurrent(Head head, double scale) => DeltaRule.Recurrent(head, scale, Decay(head));
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem) =>
+        DeltaHeads.DecayedBackward(variant, problem, Decay, DecayGradient) ?? throw UnknownVariant(variant);
+
+    /// <summary>dgk_t += dγ_t: one log decay per key channel.</summary>
+    public static LogDecayGradient DecayGradient(Head head)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock dgk = head.Rows("dgk");
+        return (t, dγ) => Numerics.VectorKernels.AddTo(dγ, dgk[t]);
+    }
 }

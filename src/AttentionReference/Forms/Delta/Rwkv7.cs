@@ -35,8 +35,7 @@ namespace AttentionReference.Forms.Delta;
 /// Variants:
 ///   <c>recurrent</c>  the definition, one token at a time.
 ///   <c>chunked</c>    the WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), any chunk size C ≥ 1,
-///              decays in log space relative to the chunk start; its numbered steps and legend are the comment of
-///              <see cref="Chunked"/>, after the definition.
+///              decays in log space relative to the chunk start; its numbered steps and legend: DplrChunkwise.cs.
 ///              Every exponent is a sum of log decays over a range of steps (≤ 0 for gk ≤ 0): nothing is divided.
 /// </summary>
 public sealed class Rwkv7 : Form
@@ -69,7 +68,7 @@ public sealed class Rwkv7 : Form
         return variant switch
         {
             "recurrent" => Heads.Run(problem, head => Recurrent(head, scale)),
-            "chunked" => Heads.Run(problem, head => Chunked(head, scale, chunkSize)),
+            "chunked" => Heads.Run(problem, head => DplrChunkwise.Chunked(head, scale, chunkSize)),
             _ => throw UnknownVariant(variant),
         };
     }
@@ -102,193 +101,99 @@ public sealed class Rwkv7 : Form
         }
     }
 
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, scale)),
+            "chunked" => Heads.Backward(problem, head => DplrChunkwise.ChunkedBackward(head, scale, chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
     /// <summary>
-    /// The WY representation of the DPLR chunkwise form (fla's <c>dplr_chunkwise</c>), chunks of
-    /// <paramref name="chunkSize"/> steps (the last may be shorter), decays in log space relative to the chunk start.
+    /// The backward pass of the recurrence, in reverse time from the states a forward replay stores (the definition keeps
+    /// every state; the chunked backward recomputes them per chunk). Step t in reverse, with w_t = S_{t−1}ᵀ a_t recomputed:
     /// <code>
-    /// In one chunk of n steps r = 0..n−1 from state S; code name → symbol:
-    ///   gamma, gammaBefore  Γ_r = gk_0 + … + gk_r (inclusive),  Γ⁻_r = Γ_r − gk_r = gk_0 + … + gk_{r−1} (exclusive, Γ⁻_0 = 0)
-    ///   wNew                w_r = S_{r−1}ᵀ a_r  (the value the low-rank term writes, fla's v2); unrolling S_{r−1} gives
-    ///                         w_r = Σ_{j&lt;r} A_ab[r,j] w_j + Σ_{j&lt;r} A_ak[r,j] v_j + Sᵀ (exp(Γ⁻_r) ⊙ a_r)
-    ///   aab, aak            A_ab[r,j] = Σ_d a_r[d] b_j[d] exp(Γ⁻_r[d] − Γ_j[d]),  A_ak[r,j] = Σ_d a_r[d] k_j[d] exp(Γ⁻_r[d] − Γ_j[d])
-    ///                       for j &lt; r (strictly lower)
-    ///   tMatrix             T = (I − A_ab)⁻¹
-    ///   akv, u, w           A_ak V,  U = T A_ak V,  W = T Ã
-    /// Steps, per chunk:
-    ///   1. Γ, Γ⁻.
-    ///   2. A_ab, A_ak; T = (I − A_ab)⁻¹ by forward substitution: T_r = e_r + Σ_{j&lt;r} A_ab[r,j] T_j.
-    ///   3. U = T A_ak V and W = T Ã with Ã_r = exp(Γ⁻_r) ⊙ a_r.
-    ///   4. w = U + W S.
-    ///   5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [Σ_d q_r k_j e^{Γ_r−Γ_j}] v_j + [Σ_d q_r b_j e^{Γ_r−Γ_j}] w_j).
-    ///   6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) (k_j v_jᵀ + b_j w_jᵀ).
+    ///   dS = dfinal_state (0 if absent)
+    ///   for t = T … 1:
+    ///     dS   += scale · q_t do_tᵀ,   dq_t = scale · S_t do_t          o_t = scale · S_tᵀ q_t
+    ///     dk_t  = dS v_t,              dv_t = dSᵀ k_t                   S_t ∋ k_t v_tᵀ
+    ///     db_t  = dS w_t,              dw   = dSᵀ b_t                   S_t ∋ b_t w_tᵀ
+    ///     dgk_t = exp(gk_t) ⊙ rowsum(dS ∘ S_{t−1})                      S_t ∋ Diag(exp gk_t) S_{t−1}
+    ///     da_t  = S_{t−1} dw                                            w_t = S_{t−1}ᵀ a_t
+    ///     dS    = Diag(exp gk_t) dS + a_t dwᵀ                           now dS_{t−1}
+    ///   dinitial_state = dS
     /// </code>
     /// </summary>
-    public static void Chunked(Head head, double scale, int chunkSize)
+    public static void RecurrentBackward(Head head, double scale)
     {
         ArgumentNullException.ThrowIfNull(head);
-        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), o = head.Rows("o");
-        RowBlock a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk"), S = head.State();
-        int length = head.T, dk = head["K"], dv = head["V"], cs = Math.Min(chunkSize, Math.Max(length, 1));
-        var gamma = new double[cs * dk];       // Γ
-        var gammaBefore = new double[cs * dk]; // Γ⁻
-        var aab = new double[cs * cs];         // A_ab
-        var aak = new double[cs * cs];         // A_ak
-        var tMatrix = new double[cs * cs];     // T = (I − A_ab)⁻¹
-        var akv = new double[cs * dv];         // A_ak V
-        var u = new double[cs * dv];           // U
-        var w = new double[cs * dk];           // W
-        var wNew = new double[cs * dv];        // w = U + W S
-
-        foreach (var (start, end) in Chunks.Of(length, cs))
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk");
+        RowBlock dq = head.Rows("dq"), dk = head.Rows("dk"), dv = head.Rows("dv"), da = head.Rows("da"), db = head.Rows("db"), dgk = head.Rows("dgk");
+        RowBlock? dO = head.OptionalRows("do");
+        RowBlock[] S = Replay(head);                     // S[t + 1] is the state after row t, S[0] the initial state
+        RowBlock dS = head.StateGradient();
+        double[] w = new double[head["V"]], dw = new double[head["V"]];
+        for (int t = head.T - 1; t >= 0; t--)
         {
-            int n = end - start;
-
-            // 1. Γ_r (inclusive) and Γ⁻_r (exclusive), relative to the chunk start.
-            for (int r = 0; r < n; r++)
+            RowBlock previous = S[t];
+            Array.Clear(w);
+            Array.Clear(dw);
+            for (int d = 0; d < dS.Count; d++)
             {
-                Span<double> gkr = gk[start + r];
-                for (int d = 0; d < dk; d++)
-                {
-                    gammaBefore[r * dk + d] = r == 0 ? 0 : gamma[(r - 1) * dk + d];
-                    gamma[r * dk + d] = gammaBefore[r * dk + d] + gkr[d];
-                }
+                VectorKernels.Axpy(a[t][d], previous[d], w);                   // w_t = S_{t−1}ᵀ a_t
             }
-
-            // 2. A_ab, A_ak (strictly lower); T = (I − A_ab)⁻¹ row by row.
-            for (int r = 0; r < n; r++)
+            for (int d = 0; d < dS.Count; d++)
             {
-                Span<double> ar = a[start + r];
-                for (int j = 0; j < r; j++)
+                if (dO is not null)
                 {
-                    Span<double> bj = b[start + j], kj = k[start + j];
-                    double ab = 0, ak = 0;
-                    for (int d = 0; d < dk; d++)
-                    {
-                        double ad = ar[d] * Math.Exp(gammaBefore[r * dk + d] - gamma[j * dk + d]);
-                        ab += ad * bj[d];
-                        ak += ad * kj[d];
-                    }
-                    aab[r * cs + j] = ab;
-                    aak[r * cs + j] = ak;
+                    VectorKernels.Axpy(scale * q[t][d], dO[t], dS[d]);        // dS += scale q_t do_tᵀ
+                    dq[t][d] = scale * VectorKernels.Dot(S[t + 1][d], dO[t]); // dq_t = scale S_t do_t
                 }
+                dk[t][d] = VectorKernels.Dot(dS[d], v[t]);                     // dk_t = dS v_t
+                VectorKernels.Axpy(k[t][d], dS[d], dv[t]);                     // dv_t = dSᵀ k_t
+                db[t][d] = VectorKernels.Dot(dS[d], w);                        // db_t = dS w_t
+                VectorKernels.Axpy(b[t][d], dS[d], dw);                        // dw = dSᵀ b_t
+                dgk[t][d] = Math.Exp(gk[t][d]) * VectorKernels.Dot(dS[d], previous[d]); // dgk_t = exp(gk_t) ⊙ rowsum(dS ∘ S_{t−1})
             }
-            for (int r = 0; r < n; r++)
+            for (int d = 0; d < dS.Count; d++)
             {
-                for (int c = 0; c < n; c++)
-                {
-                    double sum = c == r ? 1 : 0;
-                    for (int j = c; j < r; j++)
-                    {
-                        sum += aab[r * cs + j] * tMatrix[j * cs + c];
-                    }
-                    tMatrix[r * cs + c] = c <= r ? sum : 0;
-                }
-            }
-
-            // 3. U = T (A_ak V), W = T Ã with Ã_j = exp(Γ⁻_j) ⊙ a_j.
-            for (int r = 0; r < n; r++)
-            {
-                for (int c = 0; c < dv; c++)
-                {
-                    double sum = 0;
-                    for (int j = 0; j < r; j++)
-                    {
-                        sum += aak[r * cs + j] * v[start + j][c];
-                    }
-                    akv[r * dv + c] = sum;
-                }
-            }
-            for (int r = 0; r < n; r++)
-            {
-                for (int c = 0; c < dv; c++)
-                {
-                    double sum = 0;
-                    for (int j = 0; j <= r; j++)
-                    {
-                        sum += tMatrix[r * cs + j] * akv[j * dv + c];
-                    }
-                    u[r * dv + c] = sum;
-                }
-                for (int d = 0; d < dk; d++)
-                {
-                    double sum = 0;
-                    for (int j = 0; j <= r; j++)
-                    {
-                        sum += tMatrix[r * cs + j] * Math.Exp(gammaBefore[j * dk + d]) * a[start + j][d];
-                    }
-                    w[r * dk + d] = sum;
-                }
-            }
-
-            // 4. w = U + W S.
-            for (int r = 0; r < n; r++)
-            {
-                for (int c = 0; c < dv; c++)
-                {
-                    double sum = u[r * dv + c];
-                    for (int d = 0; d < dk; d++)
-                    {
-                        sum += w[r * dk + d] * S[d][c];
-                    }
-                    wNew[r * dv + c] = sum;
-                }
-            }
-
-            // 5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [q_r·k_j]_Γ v_j + [q_r·b_j]_Γ w_j).
-            for (int r = 0; r < n; r++)
-            {
-                Span<double> oRow = o[start + r], qr = q[start + r];
-                for (int d = 0; d < dk; d++)
-                {
-                    double qd = qr[d] * Math.Exp(gamma[r * dk + d]);
-                    Span<double> Sd = S[d];
-                    for (int c = 0; c < dv; c++)
-                    {
-                        oRow[c] += qd * Sd[c];
-                    }
-                }
-                for (int j = 0; j <= r; j++)
-                {
-                    Span<double> kj = k[start + j], bj = b[start + j], vj = v[start + j];
-                    double qk = 0, qb = 0;
-                    for (int d = 0; d < dk; d++)
-                    {
-                        double qd = qr[d] * Math.Exp(gamma[r * dk + d] - gamma[j * dk + d]);
-                        qk += qd * kj[d];
-                        qb += qd * bj[d];
-                    }
-                    for (int c = 0; c < dv; c++)
-                    {
-                        oRow[c] += qk * vj[c] + qb * wNew[j * dv + c];
-                    }
-                }
-                for (int c = 0; c < dv; c++)
-                {
-                    oRow[c] *= scale;
-                }
-            }
-
-            // 6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) (k_j v_jᵀ + b_j w_jᵀ).
-            int last = n - 1;
-            for (int d = 0; d < dk; d++)
-            {
-                Span<double> Sd = S[d];
-                double decay = Math.Exp(gamma[last * dk + d]);
-                for (int c = 0; c < dv; c++)
-                {
-                    Sd[c] *= decay;
-                }
-                for (int j = 0; j < n; j++)
-                {
-                    double toEnd = Math.Exp(gamma[last * dk + d] - gamma[j * dk + d]);
-                    double kj = toEnd * k[start + j][d], bj = toEnd * b[start + j][d];
-                    Span<double> vj = v[start + j];
-                    for (int c = 0; c < dv; c++)
-                    {
-                        Sd[c] += kj * vj[c] + bj * wNew[j * dv + c];
-                    }
-                }
+                da[t][d] = VectorKernels.Dot(previous[d], dw);                 // da_t = S_{t−1} dw
+                VectorKernels.Scale(Math.Exp(gk[t][d]), dS[d]);                // dS_{t−1} = Diag(exp gk_t) dS + a_t dwᵀ
+                VectorKernels.Axpy(a[t][d], dw, dS[d]);
             }
         }
+    }
+
+    /// <summary>The states of the recurrence, replayed from the initial state: [t + 1] after row t, [0] the initial state.</summary>
+    private static RowBlock[] Replay(Head head)
+    {
+        RowBlock k = head.Rows("k"), v = head.Rows("v"), a = head.Rows("a"), b = head.Rows("b"), gk = head.Rows("gk");
+        var S = new RowBlock[head.T + 1];
+        S[0] = head.InitialState();
+        var w = new double[head["V"]];
+        for (int t = 0; t < head.T; t++)
+        {
+            S[t + 1] = RowBlock.Zeros(head["K"], head["V"]);
+            Array.Clear(w);
+            for (int d = 0; d < S[t].Count; d++)
+            {
+                VectorKernels.Axpy(a[t][d], S[t][d], w);                      // w_t = S_{t−1}ᵀ a_t
+            }
+            for (int d = 0; d < S[t].Count; d++)
+            {
+                // S_t[d, :] = exp(gk_td) S_{t−1}[d, :] + b_td w_t + k_td v_t
+                VectorKernels.Multiply(S[t][d], Math.Exp(gk[t][d]), S[t + 1][d]);
+                VectorKernels.Axpy(b[t][d], w, S[t + 1][d]);
+                VectorKernels.Axpy(k[t][d], v[t], S[t + 1][d]);
+            }
+        }
+        return S;
     }
 }

@@ -50,7 +50,7 @@ namespace AttentionReference.Forms.Delta;
 /// Arithmetic: every product is written as sums of contiguous rows weighted by scalars (Axpy) or as dot products of
 /// contiguous rows, each in a fixed order.
 /// </summary>
-internal static class WyChunkwise
+internal static partial class WyChunkwise
 {
     /// <summary>
     /// One (sequence, value head) pair, chunk by chunk: the state S entering the sequence is left final, o is written.
@@ -117,30 +117,52 @@ internal static class WyChunkwise
     }
 
     /// <summary>The numbered steps, chunk after chunk, on value columns sharing one β per step.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Columns(Pair x, LogDecay? decay, Workspace work)
     {
-        int length = x.Q.Count, dk = x.K.Width, C = work.C;
-        double[] a = work.A, tMatrix = work.T, kDecayed = work.KDecayed, scratch = work.Scratch;
-        RowBlock Γ = work.Γ, W = work.W, U = work.U, S = x.S;
-        foreach (var (start, end) in Chunks.Of(length, C))
+        foreach (var (start, end) in Chunks.Of(x.Q.Count, work.C))
         {
-            int n = end - start;
-            Span<double> Q(int r) => x.Q[start + r];   // rows of this chunk, r = 0..n−1
-            Span<double> K(int r) => x.K[start + r];
-            double β(int r) => x.Beta[start + r][0];
-            Span<double> Tr(int r) => tMatrix.AsSpan(r * C, n);
+            var chunk = new Chunk(x, work, decay, start, end - start);
+            chunk.WyRepresentation(); // steps 1–3
+            chunk.NewValues();        // step 4
+            chunk.Outputs();          // step 5
+            chunk.NextState();        // step 6
+        }
+    }
+
+    /// <summary>
+    /// One chunk of <paramref name="N"/> steps from <paramref name="Start"/>, its rows r = 0..N−1, and the numbered steps
+    /// on it (the backward pass runs steps 1–4 and 6 to recompute the states, and steps 1–3 again in reverse order).
+    /// </summary>
+    private readonly partial record struct Chunk(Pair X, Workspace Work, LogDecay? Decay, int Start, int N)
+    {
+        public Span<double> Q(int r) => X.Q[Start + r];
+        public Span<double> K(int r) => X.K[Start + r];
+        public double β(int r) => X.Beta[Start + r][0];
+        public Span<double> Tr(int r) => Work.T.AsSpan(r * Work.C, N);
+        public bool NoDecay => Decay is null;
+
+        /// <summary>Σ_d x[d] y[d] exp(Γ_r[d] − Γ_j[d]) for rows x, y at chunk positions r, j.</summary>
+        public double DecayedDot(Span<double> x, Span<double> y, int r, int j) =>
+            NoDecay ? VectorKernels.Dot(x, y) : VectorKernels.DecayedDot(x, y, Work.Γ[r], Work.Γ[j], Work.Scratch);
+
+        /// <summary>Steps 1–3: Γ, A, T = (I + A)⁻¹ diag(β), then W = T K̃ and U = T V.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void WyRepresentation()
+        {
+            int n = N, C = Work.C;
+            double[] a = Work.A, tMatrix = Work.T, kDecayed = Work.KDecayed;
+            RowBlock Γ = Work.Γ, W = Work.W, U = Work.U;
 
             // 1. Γ_r = γ_0 + … + γ_r, relative to the chunk start.
             for (int r = 0; r < n; r++)
             {
-                if (decay is null)
+                if (Decay is null)
                 {
                     Γ[r].Clear();
                 }
                 else
                 {
-                    decay(start + r, Γ[r]);
+                    Decay(Start + r, Γ[r]);
                     if (r > 0)
                     {
                         VectorKernels.Axpy(1, Γ[r - 1], Γ[r]);
@@ -154,7 +176,7 @@ internal static class WyChunkwise
             {
                 for (int j = 0; j < r; j++)
                 {
-                    a[r * C + j] = β(r) * DecayedDot(K(r), K(j), Γ[r], Γ[j], decay is null, scratch);
+                    a[r * C + j] = β(r) * DecayedDot(K(r), K(j), r, j);
                 }
             }
             for (int r = 0; r < n; r++)
@@ -179,60 +201,75 @@ internal static class WyChunkwise
                 {
                     double trj = tMatrix[r * C + j];
                     VectorKernels.Axpy(trj, kDecayed, W[r]);
-                    VectorKernels.Axpy(trj, x.V[start + j], U[r]);
+                    VectorKernels.Axpy(trj, X.V[Start + j], U[r]);
                 }
             }
+        }
 
-            // 4. u = U − W S: u_r −= Σ_d W_rd S_d (rows of S).
-            for (int r = 0; r < n; r++)
+        /// <summary>4. u = U − W S: u_r −= Σ_d W_rd S_d (rows of S).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void NewValues()
+        {
+            RowBlock W = Work.W, U = Work.U, S = X.S;
+            for (int r = 0; r < N; r++)
             {
                 Span<double> Wr = W[r];
-                for (int d = 0; d < dk; d++)
+                for (int d = 0; d < S.Count; d++)
                 {
                     VectorKernels.Axpy(-Wr[d], S[d], U[r]);
                 }
             }
+        }
 
-            // 5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [Σ_d q_r[d] k_j[d] exp(Γ_r[d] − Γ_j[d])] u_j).
-            for (int r = 0; r < n; r++)
+        /// <summary>5. o_r = scale · ((q_r ⊙ exp(Γ_r))ᵀ S + Σ_{j≤r} [Σ_d q_r[d] k_j[d] exp(Γ_r[d] − Γ_j[d])] u_j).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Outputs()
+        {
+            double[] kDecayed = Work.KDecayed;
+            RowBlock Γ = Work.Γ, U = Work.U, S = X.S;
+            for (int r = 0; r < N; r++)
             {
-                Span<double> oRow = x.O[start + r];
+                Span<double> oRow = X.O[Start + r];
                 oRow.Clear();
                 VectorKernels.Exp(Γ[r], kDecayed);
                 VectorKernels.Multiply(kDecayed, Q(r), kDecayed);
-                for (int d = 0; d < dk; d++)
+                for (int d = 0; d < S.Count; d++)
                 {
                     VectorKernels.Axpy(kDecayed[d], S[d], oRow);
                 }
                 for (int j = 0; j <= r; j++)
                 {
-                    double score = DecayedDot(Q(r), K(j), Γ[r], Γ[j], decay is null, scratch);
+                    double score = DecayedDot(Q(r), K(j), r, j);
                     VectorKernels.Axpy(score, U[j], oRow);
                 }
-                VectorKernels.Scale(x.Scale, oRow);
+                VectorKernels.Scale(X.Scale, oRow);
             }
+        }
 
-            // 6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) k_j u_jᵀ: rows S_d scaled, then
-            //    S_d += (exp(Γ_{n−1}[d] − Γ_j[d]) k_j[d]) u_j for j = 0..n−1 in order.
-            Span<double> Γlast = Γ[n - 1];
+        /// <summary>
+        /// 6. S ← Diag(exp(Γ_{n−1})) S + Σ_j Diag(exp(Γ_{n−1} − Γ_j)) k_j u_jᵀ: rows S_d scaled, then
+        ///    S_d += (exp(Γ_{n−1}[d] − Γ_j[d]) k_j[d]) u_j for j = 0..n−1 in order.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void NextState()
+        {
+            double[] kDecayed = Work.KDecayed;
+            RowBlock Γ = Work.Γ, U = Work.U, S = X.S;
+            Span<double> Γlast = Γ[N - 1];
             VectorKernels.Exp(Γlast, kDecayed);
-            for (int d = 0; d < dk; d++)
+            for (int d = 0; d < S.Count; d++)
             {
                 VectorKernels.Scale(kDecayed[d], S[d]);
             }
-            for (int j = 0; j < n; j++)
+            for (int j = 0; j < N; j++)
             {
                 VectorKernels.ExpDifference(Γlast, Γ[j], kDecayed);
                 VectorKernels.Multiply(kDecayed, K(j), kDecayed);
-                for (int d = 0; d < dk; d++)
+                for (int d = 0; d < S.Count; d++)
                 {
                     VectorKernels.Axpy(kDecayed[d], U[j], S[d]);
                 }
             }
         }
     }
-
-    /// <summary>Σ_d x[d] y[d] exp(Γ_r[d] − Γ_j[d]) for rows x, y at chunk positions with cumulative decays Γ_r, Γ_j.</summary>
-    private static double DecayedDot(Span<double> x, Span<double> y, Span<double> Γr, Span<double> Γj, bool noDecay, double[] scratch) =>
-        noDecay ? VectorKernels.Dot(x, y) : VectorKernels.DecayedDot(x, y, Γr, Γj, scratch);
 }

@@ -111,13 +111,8 @@ public sealed class DiagonalSsm
         double[] magnitude = new double[length], cos = new double[length], sin = new double[length];
         for (int n = 0; n < Modes; n++)
         {
-            Complex cb = C[n] * BBar[n], dtA = DtA[n];
-            for (int l = 0; l < length; l++)
-            {
-                magnitude[l] = l * dtA.Real;
-            }
-            VectorKernels.Exp(magnitude, magnitude);
-            StateSpaceMath.CosSinOfMultiples(dtA.Imaginary, cos, sin);
+            Complex cb = C[n] * BBar[n];
+            ExpOfMultiples(DtA[n], magnitude, cos, sin);
             for (int l = 0; l < length; l++)
             {
                 // Re(C_n B̄_n exp(l·dtA_n))
@@ -126,4 +121,141 @@ public sealed class DiagonalSsm
         }
         return kernel;
     }
+
+    /// <summary>exp(l·ζ) = magnitude_l·(cos_l + i sin_l) for l &lt; magnitude.Length, each l taken directly (no running product).</summary>
+    private static void ExpOfMultiples(Complex ζ, double[] magnitude, double[] cos, double[] sin)
+    {
+        for (int l = 0; l < magnitude.Length; l++)
+        {
+            magnitude[l] = l * ζ.Real;
+        }
+        VectorKernels.Exp(magnitude, magnitude);
+        StateSpaceMath.CosSinOfMultiples(ζ.Imaginary, cos, sin);
+    }
+
+    // ---- the backward pass ----
+
+    /// <summary>
+    /// The reverse-time recurrence of <see cref="S4d.Respond"/> for one series u with the cotangent dy of its response
+    /// y_t = Σ_n f·Re(C_n x_{t,n}), mode by mode, from the states x_t a forward replay stores; it adds the gradients of
+    /// ζ = dt·A, B̄ and C to <paramref name="gradients"/> and returns du. Complex gradients are g = ∂L/∂Re + i·∂L/∂Im,
+    /// so that the cotangent of z' = a·z is carried back as conj(a)·g:
+    /// <code>
+    ///   λ = 0                                       (the gradient of x_t, complex)
+    ///   for t = T−1 … 0:
+    ///     λ   += f·dy_t·conj(C)                     y_t ∋ f·Re(C x_t)
+    ///     g_C += f·dy_t·conj(x_t)
+    ///     du_t = Re(conj(λ)·B̄)                      x_t ∋ B̄ u_t
+    ///     g_B̄ += λ·u_t
+    ///     g_ζ += λ·conj(Ā x_{t−1})                   x_t ∋ Ā x_{t−1},  Ā = exp(ζ)
+    ///     λ    = conj(Ā)·λ                          now the gradient of x_{t−1}
+    /// </code>
+    /// </summary>
+    internal double[] RespondBackward(double[] u, double[] dy, ModeGradients gradients)
+    {
+        var du = new double[u.Length];
+        var x = new Complex[u.Length + 1]; // x[t + 1] = x_t, x[0] = x_{−1} = 0
+        for (int n = 0; n < Modes; n++)
+        {
+            for (int t = 0; t < u.Length; t++)
+            {
+                x[t + 1] = (ABar[n] * x[t]) + (BBar[n] * u[t]);
+            }
+            Complex λ = Complex.Zero, conjC = Complex.Conjugate(C[n]), conjA = Complex.Conjugate(ABar[n]);
+            for (int t = u.Length - 1; t >= 0; t--)
+            {
+                λ += PairFactor * dy[t] * conjC;
+                gradients.C[n] += PairFactor * dy[t] * Complex.Conjugate(x[t + 1]);
+                du[t] += (Complex.Conjugate(λ) * BBar[n]).Real;
+                gradients.BBar[n] += λ * u[t];
+                gradients.Zeta[n] += λ * Complex.Conjugate(ABar[n] * x[t]);
+                λ = conjA * λ;
+            }
+        }
+        return du;
+    }
+
+    /// <summary>
+    /// The gradients of ζ = dt·A, B̄ and C from the cotangent dK of the kernel K_l = f·Re(Σ_n C_n B̄_n exp(l·ζ_n)), added
+    /// to <paramref name="gradients"/>: with W_n = Σ_l dK_l exp(l·ζ_n) and V_n = Σ_l l·dK_l exp(l·ζ_n),
+    /// g_C = f·conj(B̄ W), g_B̄ = f·conj(C W), g_ζ = f·conj(C B̄ V)   (for L = Re(h(z)), h holomorphic: g = conj(h'(z))).
+    /// </summary>
+    internal void KernelBackward(double[] dK, ModeGradients gradients)
+    {
+        int length = dK.Length;
+        double[] magnitude = new double[length], cos = new double[length], sin = new double[length];
+        for (int n = 0; n < Modes; n++)
+        {
+            ExpOfMultiples(DtA[n], magnitude, cos, sin);
+            Complex W = Complex.Zero, V = Complex.Zero;
+            for (int l = 0; l < length; l++)
+            {
+                var term = new Complex(dK[l] * magnitude[l] * cos[l], dK[l] * magnitude[l] * sin[l]);
+                W += term;
+                V += l * term;
+            }
+            gradients.C[n] += PairFactor * Complex.Conjugate(BBar[n] * W);
+            gradients.BBar[n] += PairFactor * Complex.Conjugate(C[n] * W);
+            gradients.Zeta[n] += PairFactor * Complex.Conjugate(C[n] * BBar[n] * V);
+        }
+    }
+
+    /// <summary>
+    /// Writes the gradients of the pair's parameters from those of ζ, B̄, C and D, through the ZOH discretisation
+    /// ζ = dt·A, Ā = e^ζ, B̄ = dt·φ₁(ζ) with φ₁(ζ) = (e^ζ − 1)/ζ, dt = exp(log_dt):
+    /// <code>
+    ///   g_A     = dt·g_ζ + dt²·conj(φ₁'(ζ))·g_B̄             ∂ζ/∂A = dt,  ∂B̄/∂A = dt²·φ₁'(ζ)
+    ///   dL/ddt  = Σ_n Re(conj(g_ζ)·A) + Re(conj(g_B̄)·Ā)      ∂ζ/∂dt = A,  ∂B̄/∂dt = φ₁ + ζφ₁' = e^ζ = Ā
+    ///   dlog_dt = dt·dL/ddt,   dA_real + i·dA_imag = g_A,   dC_real + i·dC_imag = g_C
+    /// </code>
+    /// (with real_a the imaginary parts are zero and absent).
+    /// </summary>
+    public void WriteGradients(Head head, ModeGradients gradients)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(gradients);
+        Problem problem = head.Problem;
+        double dt = Math.Exp(head.Scalar("log_dt")), dDt = 0;
+        Span<double> aReal = head.Row("A_real"), aImag = problem.Has("A_imag") ? head.Row("A_imag") : default;
+        Span<double> dAReal = head.Row("dA_real"), dCReal = head.Row("dC_real");
+        Span<double> dAImag = problem.Has("A_imag") ? head.Row("dA_imag") : default;
+        Span<double> dCImag = problem.Has("C_imag") ? head.Row("dC_imag") : default;
+        for (int n = 0; n < Modes; n++)
+        {
+            Complex A = new(aReal[n], aImag.IsEmpty ? 0 : aImag[n]), gZeta = gradients.Zeta[n], gBBar = gradients.BBar[n];
+            Complex gA = (dt * gZeta) + (dt * dt * Complex.Conjugate(StateSpaceMath.Phi1Derivative(DtA[n])) * gBBar);
+            dDt += (Complex.Conjugate(gZeta) * A).Real + (Complex.Conjugate(gBBar) * ABar[n]).Real;
+            dAReal[n] += gA.Real;
+            dCReal[n] += gradients.C[n].Real;
+            if (!dAImag.IsEmpty)
+            {
+                dAImag[n] += gA.Imaginary;
+                dCImag[n] += gradients.C[n].Imaginary;
+            }
+        }
+        head.Row("dlog_dt")[0] += dt * dDt;
+        if (problem.Has("D"))
+        {
+            head.Row("dD")[0] += gradients.D;
+        }
+    }
+}
+
+/// <summary>
+/// The gradients of one diagonal SSM's discretised quantities, per mode, as complex gradients g = ∂L/∂Re + i·∂L/∂Im:
+/// ζ_n = dt·A_n, B̄_n, C_n; and of its skip D. <see cref="DiagonalSsm.WriteGradients"/> carries them to the parameters.
+/// </summary>
+public sealed class ModeGradients(int modes)
+{
+    /// <summary>g_ζ per mode.</summary>
+    public Complex[] Zeta { get; } = new Complex[modes];
+
+    /// <summary>g_B̄ per mode.</summary>
+    public Complex[] BBar { get; } = new Complex[modes];
+
+    /// <summary>g_C per mode.</summary>
+    public Complex[] C { get; } = new Complex[modes];
+
+    /// <summary>dL/dD.</summary>
+    public double D { get; set; }
 }

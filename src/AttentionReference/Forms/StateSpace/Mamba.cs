@@ -132,8 +132,116 @@ public sealed class Mamba : Form
         }
     }
 
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var options = MambaOptions.Read(problem);
+        var shared = new ChannelSharedGradients(problem);
+        var gradients = variant switch
+        {
+            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, options, shared), "D"),
+            "scan" => Heads.Backward(problem, head => ScanBackward(head, options, shared), "D"),
+            _ => throw UnknownVariant(variant),
+        };
+        shared.AddTo(gradients);
+        return gradients;
+    }
+
+    /// <summary>
+    /// The backward pass of the loop, in reverse time, from the states x_t a forward replay stores (the definition keeps
+    /// every state; the scan recomputes them). λ is the gradient of x_t (N values), f the step-size map (softplus or the
+    /// identity), a_t = exp(Δ_t A_d):
+    /// <code>
+    ///   λ = dfinal_state (0 if absent)
+    ///   for t = L−1 … 0:
+    ///     dy_t = do_t·silu(z_t),  dz_t = do_t·y_t·silu'(z_t)        o_t = y_t·silu(z_t)  (dy_t = do_t without z)
+    ///     dD  += dy_t u_t,        du_t = D dy_t                      y_t = C_t·x_t + D u_t
+    ///     λ   += dy_t C_t,        dC_t = dy_t x_t
+    ///     dB_t = Δ_t u_t λ,       du_t += Δ_t λ·B_t                   x_t ∋ Δ_t B_t u_t
+    ///     dΔ_t = λ·(A ⊙ a_t ⊙ x_{t−1}) + u_t λ·B_t,  dA += Δ_t λ ⊙ a_t ⊙ x_{t−1}     x_t ∋ exp(Δ_t A) ⊙ x_{t−1}
+    ///     λ    = a_t ⊙ λ                                              now the gradient of x_{t−1}
+    ///     ddelta_t = f'(delta_t + delta_bias) dΔ_t,  ddelta_bias += ddelta_t
+    ///   dinitial_state = λ
+    /// </code>
+    /// A, D and delta_bias are shared by the batch and the steps, a selective B or C by the channels of its group: their
+    /// gradients are sums.
+    /// </summary>
+    public static void RecurrentBackward(Head head, MambaOptions options, ChannelSharedGradients shared)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(shared);
+        Series u = head.Series("u"), delta = head.Series("delta"), du = head.Series("du"), dDelta = head.Series("ddelta");
+        Series? z = head.OptionalSeries("z"), dO = head.OptionalSeries("do"), dz = z is null ? null : head.Series("dz");
+        StepRows B = new(head, "B"), C = new(head, "C");
+        StepGradient dB = new(head, "B", shared), dC = new(head, "C", shared);
+        ReadOnlySpan<double> A = head.Row("A");
+        Span<double> λ = head.StateGradient()[0], dA = head.Row("dA");
+        double bias = head.ScalarOrZero("delta_bias"), skip = head.ScalarOrZero("D"), dSkip = 0, dBias = 0;
+        double[][] x = Replay(head, options, u, delta, B);
+        double[] decay = new double[λ.Length], decayed = new double[λ.Length]; // a_t, and λ ⊙ a_t ⊙ x_{t−1}
+        for (int t = u.Length - 1; t >= 0; t--)
+        {
+            double Δ = options.StepSize(delta[t] + bias);
+            double y = VectorKernels.Dot(C[t], x[t + 1]) + (skip * u[t]);
+            (double dy, double dGate) = StateSpaceMath.GatedBackward(y, z?[t], dO?[t] ?? 0);
+            if (dz is { } gate)
+            {
+                gate[t] = dGate;
+            }
+            dSkip += dy * u[t];
+            VectorKernels.Axpy(dy, C[t], λ);
+            dC.Axpy(t, dy, x[t + 1]);
+            dB.Axpy(t, Δ * u[t], λ);
+            double λB = VectorKernels.Dot(λ, B[t]);
+            du[t] = (skip * dy) + (Δ * λB);
+            VectorKernels.Multiply(A, Δ, decay);
+            VectorKernels.Exp(decay, decay);
+            VectorKernels.Multiply(decay, x[t], decayed);
+            VectorKernels.Multiply(decayed, λ, decayed);
+            double dΔ = VectorKernels.Dot(decayed, A) + (u[t] * λB);
+            VectorKernels.Axpy(Δ, decayed, dA);
+            VectorKernels.Multiply(decay, λ, λ);
+            dDelta[t] = options.StepSizeDerivative(delta[t] + bias) * dΔ;
+            dBias += dDelta[t];
+        }
+        AddToScalar(head, "dD", dSkip);
+        AddToScalar(head, "ddelta_bias", dBias);
+    }
+
+    /// <summary>The states x_{−1}, x_0, …, x_{L−1} of the loop (x[t + 1] = x_t), replayed from the initial state.</summary>
+    private static double[][] Replay(Head head, MambaOptions options, Series u, Series delta, StepRows B)
+    {
+        ReadOnlySpan<double> A = head.Row("A");
+        double bias = head.ScalarOrZero("delta_bias");
+        var x = new double[u.Length + 1][];
+        x[0] = head.InitialState()[0].ToArray();
+        for (int t = 0; t < u.Length; t++)
+        {
+            double Δ = options.StepSize(delta[t] + bias);
+            x[t + 1] = new double[x[0].Length];
+            VectorKernels.Multiply(A, Δ, x[t + 1]);
+            VectorKernels.Exp(x[t + 1], x[t + 1]);
+            VectorKernels.Multiply(x[t + 1], x[t], x[t + 1]);   // exp(Δ_t A) ⊙ x_{t−1}
+            VectorKernels.Axpy(Δ * u[t], B[t], x[t + 1]);       // + Δ_t B_t u_t
+        }
+        return x;
+    }
+
+    /// <summary>Adds <paramref name="value"/> to the pair's gradient of a per-channel input (dD, ddelta_bias) where the call gave it.</summary>
+    private static void AddToScalar(Head head, string gradient, double value)
+    {
+        if (head.Problem.Has(gradient[1..]))
+        {
+            head.Row(gradient)[0] += value;
+        }
+    }
+
     /// <summary>Whether B or C is selective ([B,N,L] or [B,G,N,L]) rather than time-invariant ([D,N]).</summary>
-    private static bool IsSelective(Problem problem, string name) => problem.ShapeOf(name).Contains("L");
+    internal static bool IsSelective(Problem problem, string name) => problem.ShapeOf(name).Contains("L");
 
     /// <summary>
     /// B_t (or C_t) of the pair as rows, one per step: a selective B in place (the runner transposes it once per call to
@@ -181,12 +289,7 @@ public sealed class Mamba : Form
         double[] alpha = new double[length], beta = new double[length], carry = new double[length], y = new double[length];
         for (int n = 0; n < state.Length; n++)
         {
-            Δ.CopyTo(a);
-            VectorKernels.Scale(A[n], a);
-            VectorKernels.Exp(a, a);
-            VectorKernels.Multiply(Δ, B.Of(n, bu), bu);
-            VectorKernels.Multiply(bu, u, bu);
-            BlockedScan(a, bu, state[n], options.BlockSize, alpha, beta, carry, x);
+            ScanState(Δ, u, A[n], B.Of(n, bu), state[n], options.BlockSize, a, bu, alpha, beta, carry, x);
             // y_t += C_t[n] x_t[n]
             VectorKernels.Multiply(C.Of(n, c), x, c);
             VectorKernels.Axpy(1, c, y);
@@ -238,6 +341,125 @@ public sealed class Mamba : Form
     }
 
     /// <summary>
+    /// The backward pass of the scan. The gradient λ_t of x_t[n] obeys λ_t = a_{t+1} λ_{t+1} + g_t with g_t = dy_t C_t[n],
+    /// from λ_{L−1} = dfinal_state[n] + g_{L−1}: a first-order linear recurrence like the forward's, run backwards. So the
+    /// same blocked scan (its steps 1–3) computes it on the reversed steps s = L−1−t, with coefficients
+    /// (1, a_{L−1}, …, a_1) and inputs (g_{L−1}, …, g_0), from dfinal_state[n]:
+    /// <code>
+    ///   1. y again (the forward scan for every n), then the gate's and the skip's backward: dy, dz, dD, du = D dy
+    ///   2. per state index n: x again (the forward scan), λ by the blocked scan on the reversed steps, then each step:
+    ///        dC_t[n] = dy_t x_t,  dB_t[n] = Δ_t u_t λ_t,  du_t += Δ_t B_t[n] λ_t,
+    ///        dΔ_t += λ_t (A_n a_t x_{t−1} + B_t[n] u_t),  dA_n = Σ_t Δ_t λ_t a_t x_{t−1},  dinitial_state[n] = a_0 λ_0
+    ///   3. ddelta_t = f'(delta_t + delta_bias) dΔ_t,  ddelta_bias = Σ_t ddelta_t
+    /// </code>
+    /// </summary>
+    public static void ScanBackward(Head head, MambaOptions options, ChannelSharedGradients shared)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(shared);
+        int length = head.T;
+        Series delta = head.Series("delta");
+        Series? z = head.OptionalSeries("z"), dO = head.OptionalSeries("do"), dz = z is null ? null : head.Series("dz");
+        double bias = head.ScalarOrZero("delta_bias"), skip = head.ScalarOrZero("D");
+        var Δ = new double[length];
+        for (int t = 0; t < length; t++)
+        {
+            Δ[t] = options.StepSize(delta[t] + bias);
+        }
+        ReadOnlySpan<double> u = head.Rows("u").Contiguous(), A = head.Row("A");
+        Span<double> du = head.Rows("du").Contiguous(), dA = head.Row("dA");
+        Span<double> λEnd = head.StateGradient()[0]; // dfinal_state in, dinitial_state out
+        double[] x0 = head.InitialState()[0].ToArray();
+        StepSeries B = new(head, "B"), C = new(head, "C");
+        StepGradient dB = new(head, "B", shared), dC = new(head, "C", shared);
+        double[] a = new double[length], bu = new double[length], x = new double[length], c = new double[length];
+        double[] alpha = new double[length], beta = new double[length], carry = new double[length], work = new double[length];
+        double[] y = new double[length], dy = new double[length], dΔ = new double[length], λ = new double[length];
+        double[] reversedA = new double[length], reversedG = new double[length], previous = new double[length];
+        // 1. y again, then the gate's and the skip's backward
+        for (int n = 0; n < x0.Length; n++)
+        {
+            ScanState(Δ, u, A[n], B.Of(n, bu), x0[n], options.BlockSize, a, bu, alpha, beta, carry, x);
+            VectorKernels.Multiply(C.Of(n, c), x, c);
+            VectorKernels.Axpy(1, c, y);
+        }
+        double dSkip = 0;
+        for (int t = 0; t < length; t++)
+        {
+            (dy[t], double dGate) = StateSpaceMath.GatedBackward(y[t] + (skip * u[t]), z?[t], dO?[t] ?? 0);
+            if (dz is { } gate)
+            {
+                gate[t] = dGate;
+            }
+            dSkip += dy[t] * u[t];
+            du[t] = skip * dy[t];
+        }
+        // 2. per state index n: x again, λ by the blocked scan on the reversed steps, then every step at once
+        for (int n = 0; n < x0.Length; n++)
+        {
+            ScanState(Δ, u, A[n], B.Of(n, bu), x0[n], options.BlockSize, a, bu, alpha, beta, carry, x);
+            VectorKernels.Multiply(dy, C.Of(n, c), c); // g_t = dy_t C_t[n]
+            for (int s = 0; s < length; s++)
+            {
+                reversedA[s] = s == 0 ? 1 : a[length - s];
+                reversedG[s] = c[length - 1 - s];
+            }
+            BlockedScan(reversedA, reversedG, λEnd[n], options.BlockSize, alpha, beta, carry, work);
+            for (int t = 0; t < length; t++)
+            {
+                λ[t] = work[length - 1 - t];
+                previous[t] = t == 0 ? x0[n] : x[t - 1];
+            }
+            VectorKernels.Multiply(dy, x, work);
+            dC.AddSeries(n, work);                            // dC_t[n] = dy_t x_t
+            ReadOnlySpan<double> Bn = B.Of(n, bu);
+            VectorKernels.Multiply(Δ, λ, work);               // Δ_t λ_t
+            VectorKernels.Multiply(work, u, c);
+            dB.AddSeries(n, c);                               // dB_t[n] = Δ_t u_t λ_t
+            VectorKernels.Multiply(work, Bn, c);
+            VectorKernels.AddTo(c, du);                       // du_t += Δ_t B_t[n] λ_t
+            VectorKernels.Multiply(λ, Bn, c);
+            VectorKernels.Multiply(c, u, c);
+            VectorKernels.AddTo(c, dΔ);                       // dΔ_t += λ_t B_t[n] u_t
+            VectorKernels.Multiply(λ, a, c);
+            VectorKernels.Multiply(c, previous, c);           // λ_t a_t x_{t−1}
+            VectorKernels.Axpy(A[n], c, dΔ);                  // dΔ_t += A_n λ_t a_t x_{t−1}
+            dA[n] += VectorKernels.Dot(Δ, c);
+            if (length > 0)
+            {
+                λEnd[n] = a[0] * λ[0];                        // dinitial_state[n] = a_0 λ_0
+            }
+        }
+        // 3. through the step-size map
+        Series dDelta = head.Series("ddelta");
+        double dBias = 0;
+        for (int t = 0; t < length; t++)
+        {
+            dDelta[t] = options.StepSizeDerivative(delta[t] + bias) * dΔ[t];
+            dBias += dDelta[t];
+        }
+        AddToScalar(head, "dD", dSkip);
+        AddToScalar(head, "ddelta_bias", dBias);
+    }
+
+    /// <summary>
+    /// The forward scan of state index n: a_t = exp(Δ_t A_n), b_t = Δ_t B_t[n] u_t and x_t = a_t x_{t−1} + b_t from
+    /// <paramref name="x0"/>, into <paramref name="a"/>, <paramref name="b"/> and <paramref name="x"/> (the others are
+    /// the scan's scratch); <paramref name="Bn"/> may be <paramref name="b"/> itself.
+    /// </summary>
+    private static void ScanState(double[] Δ, ReadOnlySpan<double> u, double An, ReadOnlySpan<double> Bn, double x0, int blockSize,
+        double[] a, double[] b, double[] alpha, double[] beta, double[] carry, double[] x)
+    {
+        Δ.CopyTo(a);
+        VectorKernels.Scale(An, a);
+        VectorKernels.Exp(a, a);
+        VectorKernels.Multiply(Δ, Bn, b);
+        VectorKernels.Multiply(b, u, b);
+        BlockedScan(a, b, x0, blockSize, alpha, beta, carry, x);
+    }
+
+    /// <summary>
     /// B_t[n] (or C_t[n]) of the pair along its steps, one n at a time: a selective B is [.., N, L] as mamba lays it out,
     /// so each n's steps are contiguous and read in place; a time-invariant B_dn is repeated into the scratch.
     /// </summary>
@@ -276,6 +498,111 @@ public sealed class Mamba : Form
     }
 }
 
+/// <summary>
+/// The gradients of a selective B and C ([B,N,L] or [B,G,N,L]) in a backward pass. Each is shared by the channels of a
+/// group, so several pairs write it, and its steps are not its last axis, so a pair cannot write it in place by rows:
+/// each pair writes its own block [N, steps] (mamba's layout), and <see cref="AddTo"/> sums the blocks into the
+/// gradient in pair order after the run, as the runner sums the pairs' copies of a shared parameter's gradient.
+/// </summary>
+public sealed class ChannelSharedGradients
+{
+    private static readonly string[] Projections = ["B", "C"];
+    private readonly Problem _problem;
+    private readonly Dictionary<string, double[]?[]> _blocks = new(StringComparer.Ordinal); // per selective input, per pair
+
+    /// <summary>The blocks of the selective ones of B and C of <paramref name="problem"/>.</summary>
+    public ChannelSharedGradients(Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        _problem = problem;
+        foreach (string name in Projections.Where(n => Mamba.IsSelective(problem, n)))
+        {
+            _blocks[name] = new double[]?[problem.Sequences.Count * problem["D"]];
+        }
+    }
+
+    /// <summary>The pair's own block [N, steps] of the gradient of the selective input <paramref name="name"/>, zero at first.</summary>
+    public Span<double> Of(Head head, string name)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        double[]?[] blocks = _blocks[name];
+        int pair = (head.Sequence.Index * _problem["D"]) + head.Index;
+        return blocks[pair] ??= new double[_problem["N"] * head.T];
+    }
+
+    /// <summary>Adds every pair's blocks into the gradients dB and dC, pair by pair in order.</summary>
+    public void AddTo(IReadOnlyDictionary<string, Tensor> gradients)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        int D = _problem["D"], N = _problem["N"], L = _problem["L"];
+        foreach (var (name, blocks) in _blocks)
+        {
+            Tensor gradient = gradients["d" + name];
+            int groups = gradient.Rank == 4 ? _problem["G"] : 1;
+            for (int pair = 0; pair < blocks.Length; pair++)
+            {
+                if (blocks[pair] is not { } block)
+                {
+                    continue;
+                }
+                Sequence sequence = _problem.Sequences[pair / D];
+                int group = pair % D / (D / groups), steps = block.Length / Math.Max(N, 1), start = sequence.Steps("L").Start;
+                for (int n = 0; n < N; n++)
+                {
+                    int offset = ((((sequence.Batch * groups) + group) * N) + n) * L + start;
+                    VectorKernels.AddTo(block.AsSpan(n * steps, steps), gradient.Data.AsSpan(offset, steps));
+                }
+            }
+        }
+    }
+}
+
+/// <summary>
+/// The pair's gradient of B (or C) as the backward passes write it: by step (dB_t += a·v) or by state index along the
+/// steps (dB_t[n] += v_t). A time-invariant B's is the channel's row of dB [D,N] (summed over the steps here, over the
+/// pairs by the runner); a selective B's is the pair's block of <see cref="ChannelSharedGradients"/>.
+/// </summary>
+internal readonly ref struct StepGradient
+{
+    private readonly Span<double> _values; // selective: the pair's block [N, steps]; else the row dB_d
+    private readonly int _steps;
+    private readonly bool _selective;
+
+    public StepGradient(Head head, string name, ChannelSharedGradients shared)
+    {
+        _selective = Mamba.IsSelective(head.Problem, name);
+        _values = _selective ? shared.Of(head, name) : head.Row("d" + name);
+        _steps = head.T;
+    }
+
+    /// <summary>dB_t += a·v (v has N values).</summary>
+    public void Axpy(int t, double a, ReadOnlySpan<double> v)
+    {
+        if (!_selective)
+        {
+            VectorKernels.Axpy(a, v, _values);
+            return;
+        }
+        for (int n = 0; n < v.Length; n++)
+        {
+            _values[(n * _steps) + t] += a * v[n];
+        }
+    }
+
+    /// <summary>dB_t[n] += v_t for every step t.</summary>
+    public void AddSeries(int n, ReadOnlySpan<double> v)
+    {
+        if (_selective)
+        {
+            VectorKernels.AddTo(v, _values.Slice(n * _steps, _steps));
+        }
+        else
+        {
+            _values[n] += System.Numerics.Tensors.TensorPrimitives.Sum(v);
+        }
+    }
+}
+
 /// <summary>mamba's options, read once from a bound call (shared by the CPU form and the OpenCL host).</summary>
 public sealed record MambaOptions(bool DeltaSoftplus, int BlockSize)
 {
@@ -288,4 +615,7 @@ public sealed record MambaOptions(bool DeltaSoftplus, int BlockSize)
 
     /// <summary>Δ from delta + delta_bias: its softplus with delta_softplus, else itself.</summary>
     public double StepSize(double deltaPlusBias) => DeltaSoftplus ? StateSpaceMath.Softplus(deltaPlusBias) : deltaPlusBias;
+
+    /// <summary>dΔ/d(delta + delta_bias): softplus' (the sigmoid) with delta_softplus, else 1.</summary>
+    public double StepSizeDerivative(double deltaPlusBias) => DeltaSoftplus ? StateSpaceMath.SoftplusDerivative(deltaPlusBias) : 1;
 }

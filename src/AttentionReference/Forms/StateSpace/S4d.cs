@@ -82,6 +82,75 @@ public sealed class S4d : Form
         }
     }
 
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        bool realA = DiagonalSsm.ReadRealA(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, realA)),
+            "convolution" => Heads.Backward(problem, head => ConvolutionBackward(head, realA, StateSpaceMath.Correlate)),
+            "fft" => FftBackward(problem, realA),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrence. o_t = y_t + D u_t gives dy = do, dD = Σ_t do_t u_t and du_t = D do_t plus
+    /// the SSM's own reverse-time recurrence (<see cref="DiagonalSsm.RespondBackward"/>, per mode:
+    /// λ = conj(Ā)·λ + f·do_t·conj(C), du_t += Re(conj(λ)·B̄), ...), whose gradients of ζ = dt·A, B̄ and C reach
+    /// log_dt, A_real, A_imag, C_real and C_imag through the ZOH discretisation (<see cref="DiagonalSsm.WriteGradients"/>).
+    /// </summary>
+    public static void RecurrentBackward(Head head, bool realA)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        var ssm = DiagonalSsm.Of(head, realA);
+        double[] u = head.Series("u").ToArray(), dO = Cotangent(head);
+        var gradients = new ModeGradients(ssm.Modes);
+        SkipBackward(head, ssm, u, dO, ssm.RespondBackward(u, dO, gradients), gradients);
+        ssm.WriteGradients(head, gradients);
+    }
+
+    /// <summary>The cotangent do of the pair's output as a series (zeros where it was left out).</summary>
+    private static double[] Cotangent(Head head) => head.OptionalSeries("do")?.ToArray() ?? new double[head.T];
+
+    /// <summary>du_t = (the SSM's du)_t + D do_t and dD = Σ_t do_t u_t, written to the pair's du.</summary>
+    private static void SkipBackward(Head head, DiagonalSsm ssm, double[] u, double[] dO, double[] du, ModeGradients gradients)
+    {
+        Series dU = head.Series("du");
+        for (int t = 0; t < u.Length; t++)
+        {
+            dU[t] = du[t] + (ssm.D * dO[t]);
+            gradients.D += dO[t] * u[t];
+        }
+    }
+
+    /// <summary>
+    /// The backward pass of the convolution o = K * u + D u: its transpose, dK_l = Σ_{t≥l} do_t u_{t−l} and
+    /// du_s = Σ_{t≥s} K_{t−s} do_t (+ D do_s), by <paramref name="correlate"/> (summed directly, or through the FFT);
+    /// dK reaches the parameters through the kernel (<see cref="DiagonalSsm.KernelBackward"/>) and the ZOH discretisation.
+    /// </summary>
+    private static void ConvolutionBackward(Head head, bool realA, Func<double[], double[], double[]> correlate)
+    {
+        var ssm = DiagonalSsm.Of(head, realA);
+        double[] u = head.Series("u").ToArray(), dO = Cotangent(head);
+        var gradients = new ModeGradients(ssm.Modes);
+        ssm.KernelBackward(correlate(dO, u), gradients);
+        SkipBackward(head, ssm, u, dO, correlate(dO, ssm.Kernel(u.Length)), gradients);
+        ssm.WriteGradients(head, gradients);
+    }
+
+    /// <summary>The convolution's backward through the FFT of size ≥ 2T (twiddles taken once per call).</summary>
+    private static IReadOnlyDictionary<string, Tensor> FftBackward(Problem problem, bool realA)
+    {
+        var fft = new FftConvolution(problem["T"]);
+        return Heads.Backward(problem, head => ConvolutionBackward(head, realA, fft.Correlate));
+    }
+
     /// <summary>
     /// The SSM's response to the series <paramref name="u"/>, mode by mode:
     /// x_{t,n} = Ā_n x_{t−1,n} + B̄_n u_t from x_{−1,n} = 0, and y_t = Σ_n f·Re(C_n x_{t,n}) (f = 2 for conjugate pairs).

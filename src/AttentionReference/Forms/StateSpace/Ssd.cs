@@ -54,7 +54,7 @@ namespace AttentionReference.Forms.StateSpace;
 /// mamba_ssm's seq_idx varlen restarts each sequence from zero: ours with zero initial states. ssd is simple_gla
 /// with q = C, k = Δ·B, v = x, g = Δ·A, scale = 1, D = 0 and the state transposed (a tested law).
 /// </summary>
-public sealed class Ssd : Form
+public sealed partial class Ssd : Form
 {
     /// <summary>dt_softplus: Δ = softplus(dt + dt_bias).</summary>
     public static Parameter<bool> DtSoftplus { get; } = ParameterSpec.Flag("dt_softplus", false, "Δ = softplus(dt + dt_bias)");
@@ -133,6 +133,98 @@ public sealed class Ssd : Form
             double value = y[p] + (skip * x[p]);
             y[p] = z.IsEmpty ? value : value * StateSpaceMath.Silu(z[p]);
         }
+    }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var options = SsdOptions.Read(problem);
+        Action<Head, SsdOptions> backward = variant switch
+        {
+            "chunked" => ChunkedBackward,
+            "quadratic" => QuadraticBackward,
+            "recurrent" => RecurrentBackward,
+            _ => throw UnknownVariant(variant),
+        };
+        return Heads.Backward(problem, head => backward(head, options));
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrence, in reverse time, from the states h_t a forward replay stores (the definition
+    /// keeps every state; the chunked backward recomputes one per chunk). λ is the gradient of h_t (P x N), f the
+    /// step-size map (softplus or the identity):
+    /// <code>
+    ///   λ = dfinal_state (0 if absent)
+    ///   for t = T−1 … 0:
+    ///     v_t = y_t + D x_t:  dy_t = do_t ⊙ silu(z_t),  dz_t = do_t ⊙ v_t ⊙ silu'(z_t)      o_t = v_t ⊙ silu(z_t)
+    ///     dD += dy_t ⊙ x_t (summed over p for D per head),  dx_t = D dy_t
+    ///     λ += dy_t C_tᵀ,  dC_t = h_tᵀ dy_t                                                 y_t = h_t C_t
+    ///     dB_t = Δ_t λᵀ x_t,  dx_t += Δ_t λ B_t                                             h_t ∋ Δ_t x_t B_tᵀ
+    ///     dΔ_t = x_t·(λ B_t) + A e^{Δ_t A} ⟨λ, h_{t−1}⟩,  dA += Δ_t e^{Δ_t A} ⟨λ, h_{t−1}⟩     h_t ∋ e^{Δ_t A} h_{t−1}
+    ///     λ = e^{Δ_t A} λ                                                                    now the gradient of h_{t−1}
+    ///     ddt_t = f'(dt_t + dt_bias) dΔ_t,  ddt_bias += ddt_t
+    ///   dinitial_state = λ
+    /// </code>
+    /// </summary>
+    public static void RecurrentBackward(Head head, SsdOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock x = head.Rows("x"), B = head.Rows("B"), C = head.Rows("C"), λ = head.StateGradient();
+        RowBlock dx = head.Rows("dx"), dB = head.Rows("dB"), dC = head.Rows("dC");
+        RowBlock? z = head.OptionalRows("z"), dO = head.OptionalRows("do"), dz = z is null ? null : head.Rows("dz");
+        Series dt = head.Series("dt"), ddt = head.Series("ddt");
+        double A = head.Scalar("A"), bias = head.ScalarOrZero("dt_bias"), dA = 0, dBias = 0;
+        var skip = Skip.Of(head);
+        RowBlock[] h = Replay(head, options, dt, x, B); // h[t + 1] = h_t, h[0] = h_{−1}
+        double[] y = new double[λ.Count], dy = new double[λ.Count], λB = new double[λ.Count];
+        for (int t = dt.Length - 1; t >= 0; t--)
+        {
+            double Δ = options.StepSize(dt[t] + bias), decay = Math.Exp(Δ * A), overlap = 0;
+            DenseMatrix.TimesTransposed(C[t], h[t + 1].Contiguous(), y);
+            skip.Backward(y, x[t], z is null ? default : z[t], dO is null ? default : dO[t], dy, dx[t], dz is null ? default : dz[t]);
+            for (int p = 0; p < λ.Count; p++)
+            {
+                VectorKernels.Axpy(dy[p], C[t], λ[p]);                 // λ += dy_t C_tᵀ
+                VectorKernels.Axpy(dy[p], h[t + 1][p], dC[t]);         // dC_t = h_tᵀ dy_t
+                λB[p] = VectorKernels.Dot(λ[p], B[t]);
+                VectorKernels.Axpy(Δ * x[t][p], λ[p], dB[t]);          // dB_t = Δ_t λᵀ x_t
+                dx[t][p] += Δ * λB[p];                                 // dx_t += Δ_t λ B_t
+                overlap += VectorKernels.Dot(λ[p], h[t][p]);           // ⟨λ, h_{t−1}⟩
+                VectorKernels.Scale(decay, λ[p]);                      // λ = e^{Δ_t A} λ
+            }
+            double dΔ = VectorKernels.Dot(x[t], λB) + (A * decay * overlap);
+            dA += Δ * decay * overlap;
+            ddt[t] = options.StepSizeDerivative(dt[t] + bias) * dΔ;
+            dBias += ddt[t];
+        }
+        head.Row("dA")[0] += dA;
+        if (head.Problem.Has("dt_bias"))
+        {
+            head.Row("ddt_bias")[0] += dBias;
+        }
+    }
+
+    /// <summary>The states h_{−1}, h_0, …, h_{T−1} of the recurrence, replayed from the initial state.</summary>
+    private static RowBlock[] Replay(Head head, SsdOptions options, Series dt, RowBlock x, RowBlock B)
+    {
+        double A = head.Scalar("A"), bias = head.ScalarOrZero("dt_bias");
+        var h = new RowBlock[dt.Length + 1];
+        h[0] = head.InitialState();
+        for (int t = 0; t < dt.Length; t++)
+        {
+            double Δ = options.StepSize(dt[t] + bias);
+            h[t + 1] = RowBlock.Zeros(h[t].Count, h[t].Width);
+            for (int p = 0; p < h[t].Count; p++)
+            {
+                VectorKernels.Axpy(Math.Exp(Δ * A), h[t][p], h[t + 1][p]); // h_t = e^{Δ_t A} h_{t−1} + Δ_t x_t B_tᵀ
+                VectorKernels.Axpy(Δ * x[t][p], B[t], h[t + 1][p]);
+            }
+        }
+        return h;
     }
 
     /// <summary>The segment-sum (quadratic) form.</summary>
@@ -292,6 +384,7 @@ public sealed class Ssd : Form
         public ReadOnlySpan<double> B(int s) => _b.AsSpan(s * N, N);
         public ReadOnlySpan<double> BRows(int from, int count) => _b.AsSpan(from * N, count * N);
         public ReadOnlySpan<double> C(int s) => _c.AsSpan(s * N, N);
+        public ReadOnlySpan<double> CRows(int from, int count) => _c.AsSpan(from * N, count * N);
 
         /// <summary>The skip and the gate on every output row, once the variant has written y.</summary>
         public void SkipAndGate(Head head, RowBlock o)
@@ -328,4 +421,7 @@ public sealed record SsdOptions(bool DtSoftplus, int ChunkSize)
 
     /// <summary>Δ from dt + dt_bias: its softplus with dt_softplus, else itself.</summary>
     public double StepSize(double dtPlusBias) => DtSoftplus ? StateSpaceMath.Softplus(dtPlusBias) : dtPlusBias;
+
+    /// <summary>dΔ/d(dt + dt_bias): softplus' (the sigmoid) with dt_softplus, else 1.</summary>
+    public double StepSizeDerivative(double dtPlusBias) => DtSoftplus ? StateSpaceMath.SoftplusDerivative(dtPlusBias) : 1;
 }

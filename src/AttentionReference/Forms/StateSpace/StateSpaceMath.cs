@@ -25,6 +25,49 @@ internal static class StateSpaceMath
     /// <summary>silu(z) = z · sigmoid(z).</summary>
     public static double Silu(double z) => z >= 0 ? z / (1 + Math.Exp(-z)) : z * Math.Exp(z) / (1 + Math.Exp(z));
 
+    /// <summary>sigmoid(x) = 1/(1 + e^−x), without overflow for either sign.</summary>
+    public static double Sigmoid(double x) => x >= 0 ? 1 / (1 + Math.Exp(-x)) : Math.Exp(x) / (1 + Math.Exp(x));
+
+    /// <summary>d softplus(x)/dx: sigmoid(x), and 1 above 20, where <see cref="Softplus"/> is x itself.</summary>
+    public static double SoftplusDerivative(double x) => x > 20 ? 1 : Sigmoid(x);
+
+    /// <summary>silu'(z) = σ(z)·(1 + z·(1 − σ(z))).</summary>
+    public static double SiluDerivative(double z)
+    {
+        double s = Sigmoid(z);
+        return s * (1 + (z * (1 - s)));
+    }
+
+    /// <summary>
+    /// The gate's backward at one value: o = y·silu(z) gives dy = do·silu(z) and dz = do·y·silu'(z); without z (null),
+    /// dy = do and dz = 0.
+    /// </summary>
+    public static (double Dy, double Dz) GatedBackward(double y, double? z, double dO) =>
+        z is { } gate ? (dO * Silu(gate), dO * y * SiluDerivative(gate)) : (dO, 0);
+
+    /// <summary>
+    /// φ₁'(ζ) for φ₁(ζ) = (e^ζ − 1)/ζ, the ZOH factor of B̄ = dt·φ₁(dt·A): (e^ζ(ζ − 1) + 1)/ζ², whose numerator cancels
+    /// to ζ²/2 near 0, so for |ζ| &lt; 1 its Taylor series Σ_k (k+1)/(k+2)!·ζ^k instead (20 terms: the next is below
+    /// 1e-19 of the first).
+    /// </summary>
+    public static Complex Phi1Derivative(Complex ζ)
+    {
+        if (Complex.Abs(ζ) >= 1)
+        {
+            return ((Complex.Exp(ζ) * (ζ - 1)) + 1) / (ζ * ζ);
+        }
+        Complex sum = Complex.Zero;
+        for (int k = Phi1DerivativeSeries.Length - 1; k >= 0; k--)
+        {
+            sum = (sum * ζ) + Phi1DerivativeSeries[k]; // Horner
+        }
+        return sum;
+    }
+
+    /// <summary>c_k = (k+1)/(k+2)! for k &lt; 20, the Taylor coefficients of φ₁'.</summary>
+    private static readonly double[] Phi1DerivativeSeries = Enumerable.Range(0, 20)
+        .Select(k => (k + 1) / Enumerable.Range(2, k + 1).Aggregate(1.0, (f, i) => f * i)).ToArray();
+
     /// <summary>log(1 + x) accurate for small x (Goldberg's trick: the rounding of 1 + x is divided back out).</summary>
     public static double Log1p(double x)
     {
@@ -170,6 +213,20 @@ internal static class StateSpaceMath
     }
 
     /// <summary>
+    /// The transpose of the causal convolution, summed directly: r_l = Σ_{t=l..T−1} a_t b_{t−l} for l &lt; T. With
+    /// y = K * u and its cotangent dy: dK = Correlate(dy, u) and du = Correlate(dy, K).
+    /// </summary>
+    public static double[] Correlate(double[] a, double[] b)
+    {
+        var r = new double[a.Length];
+        for (int l = 0; l < a.Length; l++)
+        {
+            r[l] = VectorKernels.Dot(a.AsSpan(l), b.AsSpan(0, a.Length - l));
+        }
+        return r;
+    }
+
+    /// <summary>
     /// Causal convolution y_t = Σ_{l=0..t} K_l u_{t−l}, summed directly: for l = 0, 1, … in turn, y[l..] += K_l·u[..T−l],
     /// so every y_t still adds its terms in the order l = 0, 1, …, t.
     /// </summary>
@@ -217,5 +274,15 @@ internal sealed class FftConvolution
         }
         StateSpaceMath.Fft(uf, _inverse, inverse: true);
         return uf.Take(u.Length).Select(c => c.Real).ToArray();
+    }
+
+    /// <summary>
+    /// The transpose of <see cref="Convolve"/>, r_l = Σ_{t≥l} a_t b_{t−l} (see <see cref="StateSpaceMath.Correlate"/>),
+    /// through the same transforms: with a reversed in time it is a convolution, r = reverse(b * reverse(a)).
+    /// </summary>
+    public double[] Correlate(double[] a, double[] b)
+    {
+        double[] reversed = a.Reverse().ToArray();
+        return Convolve(b, reversed).Reverse().ToArray();
     }
 }

@@ -27,6 +27,20 @@ internal static class GradientCases
         ("gla", "recurrent"), ("gla", "parallel"), ("gla", "chunked"), ("gla", "gv"), ("gla", "strong_decay_chunked"),
         ("gla", "varlen_initial_state"),
         ("hgrn2", "recurrent"), ("hgrn2", "chunked"), ("hgrn2", "mixed_gates"),
+        ("delta_rule", "recurrent"), ("delta_rule", "chunked_c3"), ("delta_rule", "parallel"), ("delta_rule", "per_value_beta_chunked"),
+        ("delta_rule", "varlen_initial_state"),
+        ("gated_delta_rule", "recurrent"), ("gated_delta_rule", "chunked_c5"), ("gated_delta_rule", "gva_per_value_beta"),
+        ("gated_delta_rule", "strong_gates"), ("gated_delta_rule", "varlen_initial_state"),
+        ("kda", "recurrent"), ("kda", "chunked_c3"), ("kda", "gva_fla_names"), ("kda", "strong_gates_varlen"),
+        ("rwkv7", "recurrent"), ("rwkv7", "chunked_c3"), ("rwkv7", "varlen_initial_state"),
+        ("s4d", "recurrent"), ("s4d", "convolution"), ("s4d", "fft"), ("s4d", "real_a_recurrent"),
+        ("h3", "recurrent"), ("h3", "convolution"),
+        ("mamba", "recurrent_grouped_softplus_z_state"), ("mamba", "recurrent_shared_bc"), ("mamba", "scan_s3_strong_decay"),
+        ("mamba", "scan_s3_varlen_initial_state"),
+        ("ssd", "recurrent"), ("ssd", "quadratic"), ("ssd", "chunked_q3_d_per_channel_z_softplus"), ("ssd", "chunked_q4_varlen_initial_state"),
+        ("power", "recurrent"), ("power", "quadratic"), ("power", "chunked"), ("power", "deg4_gated"), ("power", "varlen_initial_state"),
+        ("nats_l", "recurrent"), ("nats_l", "chunked"), ("nats_l", "initial_state"),
+        ("based", "recurrent"), ("based", "parallel"), ("based", "chunked"), ("based", "varlen_initial_state"),
     ];
 
     public static IEnumerable<GoldenCase> All(IEnumerable<GoldenCase> forward)

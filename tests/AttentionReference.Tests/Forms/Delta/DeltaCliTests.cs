@@ -78,6 +78,35 @@ public sealed class DeltaCliTests
         Assert.True(check.ExitCode == 0, check.Out + check.Error);
     }
 
+    [Theory]
+    [MemberData(nameof(FormsAndVariants))]
+    public void The_runner_given_cotangents_with_fla_names_returns_the_librarys_gradients_under_the_contracts_names(string form, string variant)
+    {
+        TensorFile file = FlaInput(form, new Tensor([3], [0, 2, 7], DType.I64));
+        var random = new Random(5);
+        file.Add("do", TestTensors.Normal(random, 1, 1, Case.T, Case.HV, Case.V));
+        file.Add("dht", TestTensors.Normal(random, 1, 2, Case.HV, Case.K, Case.V)); // fla's name of dfinal_state
+        string[] parameters = form == "rwkv7" ? ["chunk_size=3", "scale=1"] : ["chunk_size=3", "use_qk_l2norm_in_kernel=true"];
+        var values = parameters.Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1], StringComparer.Ordinal);
+
+        RunResult result = FormRunner.Run(FormCatalog.Find(form), file.Tensors, new Dictionary<string, string>(),
+            new RunOptions { Variant = variant, Overrides = values });
+        var bound = (Form)FormCatalog.Find(form);
+        var expected = bound.Backward(variant, bound.Contract.Bind(file.Tensors, new FormParameters(values)));
+        string[] names = form switch
+        {
+            "delta_rule" => ["dq", "dk", "dv", "dbeta", "dinitial_state"],
+            "gated_delta_rule" => ["dq", "dk", "dv", "dg", "dbeta", "dinitial_state"],
+            "kda" => ["dq", "dk", "dv", "dgk", "dbeta", "dinitial_state"],
+            _ => ["dq", "dk", "dv", "da", "db", "dgk", "dinitial_state"],
+        };
+        Assert.Equal(names.Order(), expected.Keys.Order());
+        foreach (string name in names)
+        {
+            Assert.Equal(expected[name].Data, result.Outputs[name].Data);
+        }
+    }
+
     [Fact]
     public void Check_fails_a_candidate_with_one_wrong_state_element()
     {

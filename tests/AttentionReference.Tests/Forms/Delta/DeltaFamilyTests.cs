@@ -10,7 +10,7 @@ namespace AttentionReference.Tests.Forms.Delta;
 /// derived class (<see cref="DeltaRuleTests"/>, <see cref="GatedDeltaRuleTests"/>, <see cref="KdaTests"/>,
 /// <see cref="Rwkv7Tests"/>), each form called through its contract.
 /// </summary>
-public abstract class DeltaFormLaws
+public abstract partial class DeltaFormLaws
 {
     /// <summary>The form under test.</summary>
     private protected abstract IForm Form { get; }
@@ -191,6 +191,62 @@ public sealed class DeltaReductionTests
             DeltaLaws.Agree(Run(new Kda(), v, c, kdaInputs, c.InitialState(all)), Run(new GatedDeltaRule(), v, c, x, c.InitialState(all))));
     }
 
+    [Law(50)]
+    public bool Gated_delta_rule_with_g_zero_has_the_delta_rules_gradients(DeltaCase c)
+    {
+        var x = WithCotangents(c, new DeltaRule(), DeltaLaws.Pick(c.All(), "q", "k", "v", "beta"));
+        var gated = new Dictionary<string, Tensor>(x) { ["g"] = Tensor.Zeros(c.B, c.T, c.HV) };
+        return s_shared.All(v =>
+        {
+            var expected = DeltaLaws.Gradients(new DeltaRule(), v, c, x);
+            var actual = DeltaLaws.Gradients(new GatedDeltaRule(), v, c, gated);
+            // dg is the gradient of a decay the delta rule does not have.
+            return DeltaLaws.SameGradients(actual.Where(p => p.Key != "dg").ToDictionary(), expected);
+        });
+    }
+
+    [Law(50)]
+    public bool Kda_with_gk_constant_over_K_has_the_gated_delta_rules_gradients_and_dgk_summed_over_K_is_dg(DeltaCase c)
+    {
+        c = c with { PerValueBeta = false }; // kda takes a headwise β only
+        var gated = WithCotangents(c, new GatedDeltaRule(), DeltaLaws.Pick(c.All(), "q", "k", "v", "g", "beta"));
+        var kda = new Dictionary<string, Tensor>(gated) { ["gk"] = OnEveryKey(gated["g"], c.K) };
+        kda.Remove("g");
+        return s_shared.All(v =>
+        {
+            var expected = DeltaLaws.Gradients(new GatedDeltaRule(), v, c, gated);
+            var actual = DeltaLaws.Gradients(new Kda(), v, c, kda);
+            Tensor dgk = actual["dgk"], summed = Tensor.Zeros(c.B, c.T, c.HV);
+            for (int i = 0; i < dgk.Length; i++)
+            {
+                summed.Data[i / c.K] += dgk.Data[i];
+            }
+            return DeltaLaws.SameGradients(actual.Where(p => p.Key != "dgk").Append(new("dg", summed)).ToDictionary(), expected);
+        });
+    }
+
+    /// <summary>The case's initial state (if any) and random cotangents of <paramref name="form"/>'s outputs added to <paramref name="x"/>.</summary>
+    private static Dictionary<string, Tensor> WithCotangents(DeltaCase c, IForm form, Dictionary<string, Tensor> x)
+    {
+        if (c.WithInitialState)
+        {
+            x["initial_state"] = c.All()["initial_state"];
+        }
+        var outputs = form.Call("recurrent", x, DeltaLaws.Parameters(form, c));
+        return x.Concat(DeltaLaws.Cotangents(new Random(c.Seed), outputs, withoutState: c.Seed % 4 == 0)).ToDictionary();
+    }
+
+    /// <summary>gk [B,T,HV,K] with g_t on every key channel.</summary>
+    private static Tensor OnEveryKey(Tensor g, int width)
+    {
+        var gk = Tensor.Zeros([.. g.ShapeArray(), width]);
+        for (int i = 0; i < gk.Length; i++)
+        {
+            gk.Data[i] = g.Data[i / width];
+        }
+        return gk;
+    }
+
     [Law]
     public bool Kda_is_rwkv7_with_a_equal_to_minus_beta_decayed_k_and_b_equal_to_k(DeltaCase c)
     {
@@ -209,5 +265,40 @@ public sealed class DeltaReductionTests
         var rwkv7Inputs = new Dictionary<string, Tensor> { ["q"] = x["q"], ["k"] = keys, ["v"] = x["v"], ["a"] = a, ["b"] = x["k"], ["gk"] = x["gk"] };
         DeltaOutputs kda = Run(new Kda(), "recurrent", c, x, c.InitialState(all));
         return s_shared.All(v => DeltaLaws.Agree(Run(new Rwkv7(), v, c, rwkv7Inputs, c.InitialState(all)), kda));
+    }
+
+    [Law(50)]
+    public bool Kdas_gradients_are_rwkv7s_taken_back_through_a_equal_to_minus_beta_decayed_k_and_b_equal_to_k(DeltaCase c)
+    {
+        // rwkv7 on k' = β k, a = −β e ⊙ k, b = k (e = exp(gk); q, v, gk and the states as they are) is kda, so by the chain
+        // rule  dk = β dk' − β e ⊙ da + db,   dβ = Σ_d k ⊙ (dk' − e ⊙ da),   dgk = dgk' + a ⊙ da  (∂a/∂gk = a).
+        c = c with { PerValueBeta = false, Group = 1, L2Norm = false };
+        var x = WithCotangents(c, new Kda(), DeltaLaws.Pick(c.All(), "q", "k", "v", "gk", "beta"));
+        Tensor k = x["k"], gk = x["gk"], β = x["beta"];
+        var (a, keys) = (Tensor.Zeros(c.B, c.T, c.H, c.K), Tensor.Zeros(c.B, c.T, c.H, c.K));
+        for (int i = 0; i < a.Length; i++)
+        {
+            a.Data[i] = -β.Data[i / c.K] * Math.Exp(gk.Data[i]) * k.Data[i];
+            keys.Data[i] = β.Data[i / c.K] * k.Data[i];
+        }
+        var rwkv7Inputs = new Dictionary<string, Tensor>(x) { ["k"] = keys, ["a"] = a, ["b"] = k };
+        rwkv7Inputs.Remove("beta");
+        return s_shared.All(v =>
+        {
+            var expected = DeltaLaws.Gradients(new Kda(), v, c, x);
+            var rwkv7 = DeltaLaws.Gradients(new Rwkv7(), v, c, rwkv7Inputs);
+            Tensor dk = Tensor.Zeros(c.B, c.T, c.H, c.K), dgk = Tensor.Zeros(c.B, c.T, c.H, c.K), dβ = Tensor.Zeros(c.B, c.T, c.H);
+            double[] dkPrime = rwkv7["dk"].Data, da = rwkv7["da"].Data, db = rwkv7["db"].Data, dgkPrime = rwkv7["dgk"].Data;
+            for (int i = 0; i < dk.Length; i++)
+            {
+                double βi = β.Data[i / c.K], e = Math.Exp(gk.Data[i]);
+                dk.Data[i] = βi * dkPrime[i] - βi * e * da[i] + db[i];
+                dβ.Data[i / c.K] += k.Data[i] * (dkPrime[i] - e * da[i]);
+                dgk.Data[i] = dgkPrime[i] + a.Data[i] * da[i];
+            }
+            var actual = rwkv7.Where(p => p.Key is not ("da" or "db")).ToDictionary();
+            (actual["dk"], actual["dgk"], actual["dbeta"]) = (dk, dgk, dβ);
+            return DeltaLaws.SameGradients(actual, expected);
+        });
     }
 }

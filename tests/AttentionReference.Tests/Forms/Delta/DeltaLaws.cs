@@ -40,13 +40,49 @@ internal static class DeltaLaws
         {
             inputs["cu_seqlens"] = cu;
         }
+        return DeltaOutputs.Of(form.Call(variant, inputs, Parameters(form, c)));
+    };
+
+    /// <summary>The parameters of a case's call: its chunk size and, where the form has it, the in-kernel L2 norm.</summary>
+    public static string[] Parameters(IForm form, DeltaCase c)
+    {
         var parameters = new List<string> { FormCalls.ChunkSize(c.Chunk) };
         if (form.Parameters.Any(p => p.Name == "use_qk_l2norm_in_kernel"))
         {
             parameters.Add("use_qk_l2norm_in_kernel=" + c.L2Norm.ToString(CultureInfo.InvariantCulture));
         }
-        return DeltaOutputs.Of(form.Call(variant, inputs, [.. parameters]));
-    };
+        return [.. parameters];
+    }
+
+    // The backward passes of two variants (or of one run and a run split in two) compute the same sums in double in other
+    // orders, over the terms of the forward and of the reverse-time recurrence (about twice the forward's): 1e-11
+    // relative to each gradient's norm keeps the forward laws' margin of about 100 (SameMathInDouble) on sums of about
+    // twice the length.
+    public const double SameGradientsInDouble = 1e-11;
+
+    /// <summary>
+    /// The backward pass of <paramref name="variant"/> on inputs that carry the cotangents ("do", "dfinal_state"), with
+    /// the case's parameters: the gradient of every differentiable input given, by the contract's names ("dq", "dgk", ...).
+    /// </summary>
+    public static IReadOnlyDictionary<string, Tensor> Gradients(IForm form, string variant, DeltaCase c, IReadOnlyDictionary<string, Tensor> inputs)
+    {
+        var bound = (Form)form;
+        var values = Parameters(form, c).Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1], StringComparer.Ordinal);
+        return bound.Backward(variant, bound.Contract.Bind(inputs, new FormParameters(values)));
+    }
+
+    /// <summary>
+    /// Random cotangents of <paramref name="outputs"/>: "do" always, "dfinal_state" unless <paramref name="withoutState"/>
+    /// (an absent cotangent is zero).
+    /// </summary>
+    public static Dictionary<string, Tensor> Cotangents(Random random, IReadOnlyDictionary<string, Tensor> outputs, bool withoutState) =>
+        outputs.Where(p => !(withoutState && p.Key == "final_state"))
+            .ToDictionary(p => "d" + p.Key, p => TestTensors.Normal(random, 1, p.Value.ShapeArray()));
+
+    /// <summary>Whether every gradient of <paramref name="expected"/> is in <paramref name="actual"/> within <see cref="SameGradientsInDouble"/>, and no other.</summary>
+    public static bool SameGradients(IReadOnlyDictionary<string, Tensor> actual, IReadOnlyDictionary<string, Tensor> expected) =>
+        actual.Count == expected.Count
+        && expected.All(p => actual.TryGetValue(p.Key, out Tensor? a) && TestTensors.Close(a, p.Value, SameGradientsInDouble));
 
     /// <summary>The time-axis tensors a form reads, picked from a case's full input set.</summary>
     public static Dictionary<string, Tensor> Pick(Dictionary<string, Tensor> all, params string[] names) =>

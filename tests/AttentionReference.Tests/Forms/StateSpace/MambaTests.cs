@@ -72,6 +72,13 @@ public sealed class MambaTests : StatefulStateSpaceLaws<MambaCase>
     protected override IReadOnlyDictionary<string, Tensor> Run(MambaCase c, string variant, IReadOnlyDictionary<string, Tensor> x) =>
         Form.Call(variant, x, c.Parameters());
 
+    protected override string[] Parameters(MambaCase c) => c.Parameters();
+
+    // The strong regime draws Δ directly, without softplus (as the generator pairs them).
+    protected override MambaCase Edge(MambaCase c, int steps, int? chunk = null, bool strong = false) =>
+        strong ? c with { L = steps, BlockSize = chunk ?? c.BlockSize, Regime = StepRegime.Strong, Softplus = false }
+            : c with { L = steps, BlockSize = chunk ?? c.BlockSize };
+
     [Law]
     public bool Scan_equals_recurrent_for_any_block_size(MambaCase c)
     {

@@ -160,6 +160,81 @@ public sealed class S4dTests
             && SamePrefix(Run(c, "convolution", x), Run(c, "convolution", changed), 1, t + 1);
     }
 
+    [Law(20)]
+    public bool Gradients_at_one_step(DiagonalCase c) =>
+        StateSpaceGradients.FiniteAndAgreeing(Form, (c with { T = 1 }).S4dInputs(), c.Seed + 3, c.Parameters);
+
+    [Law(20)]
+    public bool Gradients_with_strong_decay_stay_finite_and_agree(DiagonalCase c)
+    {
+        // log_dt shifted by 6.7: dt ≈ 40, so dt·A_real ≈ −20 per step (complex modes; −40 to −160 real ones), and
+        // Ā^l = exp(l·dt·A) underflows within 36 steps: every variant keeps Ā^l as the exp of l·dt·A (never a quotient
+        // of powers), so the gradients stay finite, equal finite differences and agree as in any other case.
+        var strong = c with { T = Math.Max(c.T, 2) * 2, LogDtShift = 6.7 };
+        return StateSpaceGradients.FiniteAndAgreeing(Form, strong.S4dInputs(), c.Seed + 3, c.Parameters);
+    }
+
+    [Law(50)]
+    public bool Gradients_of_the_recurrence_equal_central_finite_differences(DiagonalCase c) =>
+        StateSpaceGradients.EqualFiniteDifferences(Form, c.S4dInputs(), new Random(c.Seed + 3), c.Parameters);
+
+    [Law(50)]
+    public bool Convolution_and_fft_backward_equal_the_recurrences(DiagonalCase c) =>
+        StateSpaceGradients.EveryVariantEqualsTheDefinition(Form,
+            StateSpaceGradients.WithCotangents(Form, c.S4dInputs(), new Random(c.Seed + 3), c.Parameters), c.Parameters);
+
+    [Law(50)]
+    public bool A_tiny_step_gives_the_first_order_gradients_of_A_and_log_dt(DiagonalCase c)
+    {
+        // dt ≈ 2e-10: Ā = 1 + dt·A + O(dt²), B̄ = dt·(1 + dt·A/2 + O(dt²)), so with U_t = Σ_{s≤t} u_s,
+        //   o_t = f·Re Σ_n C_n dt Σ_{s≤t} u_s (1 + dt·A_n (t − s + ½)) + O(dt³),
+        //   dA_n (as dA_real + i·dA_imag) = conj(f·C_n dt² Σ_t do_t Σ_{s≤t} u_s (t − s + ½)),
+        //   dlog_dt = dt·dL/ddt = f·Re(Σ_n C_n)·dt·Σ_t do_t U_t,
+        // each up to O(dt·|A|·T) ≈ 1e-8 relative to the same sums over |·|. 1e-5 of that scale still fails if A's
+        // gradient lost its digits to the cancellation in B̄'s derivative ((e^ζ(ζ − 1) + 1)/ζ² at ζ ≈ 1e-10).
+        var x = (c with { LogDtShift = -20 }).S4dInputs();
+        x.Remove("D");
+        var withCotangents = StateSpaceGradients.WithCotangents(Form, x, new Random(c.Seed + 3), c.Parameters);
+        var g = StateSpaceGradients.Gradients(Form, "recurrent", withCotangents, c.Parameters);
+        Tensor u = x["u"], dO = withCotangents["do"];
+        double f = c.RealA ? 1 : 2;
+        for (int h = 0; h < c.H; h++)
+        {
+            double dt = Math.Exp(x["log_dt"][h]);
+            double weighted = 0, weightedAbs = 0, plain = 0, plainAbs = 0; // Σ_t do_t Σ_{s≤t} u_s (t − s + ½), Σ_t do_t U_t
+            for (int b = 0; b < c.B; b++)
+            {
+                for (int t = 0; t < c.T; t++)
+                {
+                    for (int s = 0; s <= t; s++)
+                    {
+                        double term = dO[b, t, h] * u[b, s, h];
+                        (weighted, weightedAbs) = (weighted + (term * (t - s + 0.5)), weightedAbs + Math.Abs(term * (t - s + 0.5)));
+                        (plain, plainAbs) = (plain + term, plainAbs + Math.Abs(term));
+                    }
+                }
+            }
+            double sumC = 0, sumModulus = 0;
+            for (int n = 0; n < c.N; n++)
+            {
+                double cr = x["C_real"][h, n], ci = c.RealA ? 0 : x["C_imag"][h, n], modulus = Math.Sqrt((cr * cr) + (ci * ci));
+                double scale = f * modulus * dt * dt * weightedAbs;
+                bool real = Math.Abs(g["dA_real"][h, n] - (f * cr * dt * dt * weighted)) <= 1e-5 * scale;
+                bool imag = c.RealA || Math.Abs(g["dA_imag"][h, n] + (f * ci * dt * dt * weighted)) <= 1e-5 * scale;
+                if (!(real && imag))
+                {
+                    return false;
+                }
+                (sumC, sumModulus) = (sumC + cr, sumModulus + modulus);
+            }
+            if (!(Math.Abs(g["dlog_dt"][h] - (f * sumC * dt * plain)) <= 1e-5 * f * sumModulus * dt * plainAbs))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     [Fact]
     public void Real_a_with_complex_parts_given_or_complex_modes_without_them_are_bad_input()
     {

@@ -64,6 +64,11 @@ public sealed class SsdTests : StatefulStateSpaceLaws<SsdCase>
     protected override IReadOnlyDictionary<string, Tensor> Run(SsdCase c, string variant, IReadOnlyDictionary<string, Tensor> x) =>
         Form.Call(variant, x, c.ChunkSize);
 
+    protected override string[] Parameters(SsdCase c) => [c.ChunkSize];
+
+    protected override SsdCase Edge(SsdCase c, int steps, int? chunk = null, bool strong = false) =>
+        c with { T = steps, Chunk = chunk ?? c.Chunk, Regime = strong ? StepRegime.Strong : c.Regime };
+
     [Law]
     public bool Quadratic_equals_chunked_equals_recurrent_for_any_chunk_size(SsdCase c)
     {

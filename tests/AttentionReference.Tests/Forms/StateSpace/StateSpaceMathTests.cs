@@ -36,3 +36,54 @@ public sealed class StateSpaceMathTests
         return true;
     }
 }
+
+/// <summary>A complex ζ of modulus 1e-12 to 2 in any direction.</summary>
+public sealed record ZetaCase(double Modulus, double Angle)
+{
+    public static Arbitrary<ZetaCase> Arbitrary { get; } =
+        (from exponent in Gen.Choose(-1200, 30)
+         from angle in Gen.Choose(0, 3600)
+         select new ZetaCase(Math.Pow(10, exponent / 100.0), angle / 3600.0 * 2 * Math.PI)).ToArbitrary();
+}
+
+public sealed class Phi1DerivativeTests
+{
+    [Law]
+    public bool The_derivative_of_the_zoh_factor_matches_its_taylor_series_or_its_closed_form(ZetaCase c)
+    {
+        // φ₁'(ζ) = (e^ζ(ζ − 1) + 1)/ζ² = Σ_k (k+1)/(k+2)! ζ^k. Below |ζ| = 1 the form sums the series: it is held to the
+        // closed form written as (ζ·expm1(ζ) − expm1(ζ) + ζ)/ζ², whose numerator ζ²/2 + … loses about ε/|ζ|² of itself
+        // to the cancelling ζ − ζ (1e-8 relative at |ζ| = 1e-4), and below 1e-4 to the series' first three terms (the next
+        // is ζ³/30 ≤ 1e-13 of 1/2). From |ζ| = 1 the form takes the closed form: held to the series summed to 60 terms
+        // (its terms below 2^k/k! ≤ 2e-64 there, each rounding by ε of at most e²). 1e-7 and 1e-11 relative cover these.
+        var ζ = System.Numerics.Complex.FromPolarCoordinates(c.Modulus, c.Angle);
+        var actual = StateSpaceMath.Phi1Derivative(ζ);
+        System.Numerics.Complex expected;
+        if (c.Modulus < 1)
+        {
+            if (c.Modulus < 1e-4)
+            {
+                expected = 0.5 + (ζ / 3) + (ζ * ζ / 8); // the series' first terms: the next is ζ³/30
+            }
+            else
+            {
+                var e = StateSpaceMath.ExpM1(ζ);
+                expected = ((ζ * e) - e + ζ) / (ζ * ζ);
+            }
+        }
+        else
+        {
+            expected = System.Numerics.Complex.Zero;
+            double factorial = 2;
+            var power = System.Numerics.Complex.One;
+            for (int k = 0; k < 60; k++)
+            {
+                expected += (k + 1) / factorial * power;
+                power *= ζ;
+                factorial *= k + 3;
+            }
+        }
+        double bound = c.Modulus < 1e-4 || c.Modulus >= 1 ? 1e-11 : 1e-7;
+        return System.Numerics.Complex.Abs(actual - expected) <= bound * System.Numerics.Complex.Abs(expected);
+    }
+}
