@@ -61,10 +61,17 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
 
     /// <summary>
     /// The gradient of each differentiable input, an output of the backward pass named "d" + the input's name ("dq",
-    /// "dinitial_state" alias fla's "dh0"), of the input's shape.
+    /// "dinitial_state" alias fla's "dh0"), of the input's shape; "d" + each of the input's aliases names it too (rwkv6's
+    /// q alias r: fla's chunk_rwkv6 returns dr).
     /// </summary>
     public IReadOnlyList<TensorSpec> Gradients => _gradients ??= Inputs.Where(i => i.Differentiable).Select(i => new TensorSpec("d" + i.Name,
-        i.Shape, $"gradient of {i.Name}", Aliases: i.Name == "initial_state" ? ["dh0"] : null)).ToArray();
+        i.Shape, $"gradient of {i.Name}", Aliases: GradientAliases(i))).ToArray();
+
+    private static string[]? GradientAliases(TensorSpec input)
+    {
+        string[] aliases = [.. (input.Aliases ?? []).Select(a => "d" + a), .. input.Name == "initial_state" ? ["dh0"] : Array.Empty<string>()];
+        return aliases.Length == 0 ? null : aliases;
+    }
 
     private IReadOnlyList<TensorSpec>? _cotangents, _gradients;
 

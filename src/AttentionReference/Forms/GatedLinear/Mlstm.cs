@@ -72,7 +72,7 @@ namespace AttentionReference.Forms.GatedLinear;
 ///                3. state: C̃ ← exp(ℓ_{n−1,*} − m_{n−1}) C̃ + Σ_j exp(ℓ_{n−1,j} − m_{n−1}) k_j v_jᵀ, ñ alike, m = m_{n−1}
 ///              Every exponent is ≤ 0 and is a difference of log gates inside one chunk.
 /// </summary>
-public sealed class Mlstm : Form
+public sealed partial class Mlstm : Form
 {
     /// <summary>eps: added to the stabilised denominator.</summary>
     public static Parameter<double> Eps { get; } = ParameterSpec.Real("eps", 0,
@@ -150,6 +150,150 @@ public sealed class Mlstm : Form
         }
     }
 
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        if (!Variants.Contains(variant))
+        {
+            throw UnknownVariant(variant);
+        }
+        MlstmOptions options = MlstmOptions.Read(problem);
+        // The parallel form is the chunked one with one chunk spanning the sequence, its backward too (MlstmBackward.cs).
+        return Heads.Backward(problem, head =>
+        {
+            if (variant == "recurrent")
+            {
+                RecurrentBackward(head, options);
+            }
+            else
+            {
+                ChunkedBackward(head, options, variant == "parallel" ? Math.Max(head.T, 1) : options.ChunkSize);
+            }
+        });
+    }
+
+    /// <summary>
+    /// The backward pass of the stabilised step, in reverse time, from the states (C̃_t, ñ_t, m_t) a forward replay stores.
+    /// <code>
+    /// Derivation. In the unstabilised cell C_t = C̃_t e^{m_t}, n_t = ñ_t e^{m_t} (the paper's):
+    ///   C_t = f_t C_{t−1} + e^{i_t} k_t v_tᵀ,   n_t alike,   o_t = (scale·q_t)ᵀ C_t / (max(|(scale·q_t)ᵀ n_t|, 1) + eps e^{m_t})
+    ///   final_state = C_{T−1} e^{−m_{T−1}},  final_normalizer = n_{T−1} e^{−m_{T−1}},  final_max = m_{T−1},
+    ///   initial: C_{−1} = C̃_{−1} e^{m_{−1}}, n_{−1} alike;   m_t = max(log f_t + m_{t−1}, i_t), a path of its own.
+    /// So o_t depends on m only through eps (with eps = 0 the stabiliser cancels from o exactly: no gradient flows into m from
+    /// o), the final outputs through m_{T−1}, and the initial state through m_{−1}. The gradients of C_t, n_t are carried
+    /// stabilised, D_t = e^{m_t} ∂L/∂C_t, Dn_t = e^{m_t} ∂L/∂n_t, so every factor is a gate of the forward (≤ 1). With
+    /// α_t = e^{log f_t + m_{t−1} − m_t}, β_t = e^{i_t − m_t}, qs = scale·q_t, and o_t's stabilised read h̃ = qsᵀ C̃_t,
+    /// ñ = qs·ñ_t, den = max(|ñ|, e^{−m_t}) + eps, g = do_t / den, γ = −⟨do_t, o_t⟩ σ / den (σ = ∂max(|ñ|, e^{−m_t})/∂ñ):
+    ///   D, Dn = dfinal_state, dfinal_normalizer;   dm = dfinal_max − ⟨D, C̃_{T−1}⟩ − ⟨Dn, ñ_{T−1}⟩
+    ///   for t = T−1 … 0:
+    ///     dq_t = scale (C̃_t g + γ ñ_t);   D += qs gᵀ;   Dn += γ qs;   dm += −eps ⟨do_t, o_t⟩ / den       o_t's read
+    ///     dk_t = β_t (D v_t + Dn),   dv_t = β_t Dᵀ k_t,   di_t = β_t (k_tᵀ D v_t + k_t·Dn)               C_t ∋ e^{i_t} k_t v_tᵀ
+    ///     dlogf_t = α_t (⟨D, C̃_{t−1}⟩ + ⟨Dn, ñ_{t−1}⟩)                                                  C_t ∋ f_t C_{t−1}
+    ///     m_t = max(log f_t + m_{t−1}, i_t): dm goes to log f_t and on to m_{t−1} when the first is larger, to i_t when
+    ///       the second is; at a tie half to each (PyTorch's torch.maximum; the central finite difference agrees)
+    ///     D, Dn = α_t D, α_t Dn                                                                          now of step t − 1
+    ///     df_t = dlogf_t · σ(−f_t) (logsigmoid's derivative; 1 for the exponential gate)
+    ///   dinitial_state, dinitial_normalizer = D, Dn;   dinitial_max = dm + ⟨D, C̃_{−1}⟩ + ⟨Dn, ñ_{−1}⟩
+    /// σ is sign(ñ) where |ñ| &gt; e^{−m_t}, 0 where the clamp holds, sign(ñ)/2 at the tie.
+    /// </code>
+    /// </summary>
+    public static void RecurrentBackward(Head head, MlstmOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        if (head.T == 0)
+        {
+            return; // the final state is the initial one: the cotangents pass through unchanged, bit for bit
+        }
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), dq = head.Rows("dq"), dk = head.Rows("dk"), dv = head.Rows("dv");
+        RowBlock? dO = head.OptionalRows("do");
+        Series i = head.Series("i"), f = head.Series("f"), di = head.Series("di"), df = head.Series("df");
+        var (C, n, m) = Replay(head, options); // C[t + 1], n[t + 1], m[t + 1] = C̃_t, ñ_t, m_t; index 0 the initial state
+        RowBlock D = head.StateGradient();
+        Span<double> Dn = head.StateGradient("normalizer")[0], dm = head.StateGradient("max")[0];
+        dm[0] -= Overlap(D, Dn, C[head.T], n[head.T]);
+        var (qs, Cdo) = (new double[D.Count], new double[D.Count]);
+        for (int t = head.T - 1; t >= 0; t--)
+        {
+            double logF = options.LogForget(f[t]), α = Math.Exp(logF + m[t] - m[t + 1]), β = Math.Exp(i[t] - m[t + 1]);
+            if (dO is not null)
+            {
+                // o_t's read of C̃_t, ñ_t: g = do_t / den, so C̃_t g = (C̃_t do_t) / den and ⟨do_t, h̃⟩ = qs·(C̃_t do_t).
+                VectorKernels.Multiply(q[t], options.Scale, qs);
+                for (int a = 0; a < D.Count; a++)
+                {
+                    Cdo[a] = VectorKernels.Dot(C[t + 1][a], dO[t]);
+                }
+                var (inverse, γ, dmRead) = options.ReadGradients(VectorKernels.Dot(qs, n[t + 1]), m[t + 1], VectorKernels.Dot(qs, Cdo));
+                for (int a = 0; a < D.Count; a++)
+                {
+                    dq[t][a] = options.Scale * (inverse * Cdo[a] + γ * n[t + 1][a]);
+                    VectorKernels.Axpy(qs[a] * inverse, dO[t], D[a]);
+                }
+                VectorKernels.Axpy(γ, qs, Dn);
+                dm[0] += dmRead;
+            }
+            // The step's input e^{i_t} k_t v_tᵀ and the carried state f_t C_{t−1}.
+            double dLogF = α * Overlap(D, Dn, C[t], n[t]);
+            for (int a = 0; a < D.Count; a++)
+            {
+                dk[t][a] = β * (VectorKernels.Dot(D[a], v[t]) + Dn[a]);
+                VectorKernels.Axpy(β * k[t][a], D[a], dv[t]);
+            }
+            di[t] = VectorKernels.Dot(k[t], dk[t]);
+            // The stabiliser m_t = max(log f_t + m_{t−1}, i_t).
+            var (toCarried, toInput) = MlstmOptions.MaxSlopes(logF + m[t], i[t]);
+            dLogF += toCarried * dm[0];
+            di[t] += toInput * dm[0];
+            dm[0] *= toCarried;
+            for (int a = 0; a < D.Count; a++)
+            {
+                VectorKernels.Scale(α, D[a]);
+            }
+            VectorKernels.Scale(α, Dn);
+            df[t] = dLogF * options.LogForgetSlope(f[t]);
+        }
+        dm[0] += Overlap(D, Dn, C[0], n[0]);
+    }
+
+    /// <summary>⟨D, C̃⟩ + ⟨Dn, ñ⟩: the gradient of a stabiliser that scales the state C̃, ñ by e^{−m}, with the sign flipped.</summary>
+    private static double Overlap(RowBlock D, ReadOnlySpan<double> Dn, RowBlock C, ReadOnlySpan<double> n)
+    {
+        double overlap = VectorKernels.Dot(Dn, n);
+        for (int a = 0; a < D.Count; a++)
+        {
+            overlap += VectorKernels.Dot(D[a], C[a]);
+        }
+        return overlap;
+    }
+
+    /// <summary>The states (C̃_t, ñ_t, m_t) for t = −1 … T−1, replayed by the stabilised step from the initial state.</summary>
+    private static (RowBlock[] C, double[][] N, double[] M) Replay(Head head, MlstmOptions options)
+    {
+        RowBlock k = head.Rows("k"), v = head.Rows("v");
+        Series i = head.Series("i"), f = head.Series("f");
+        var (C, n, m) = (new RowBlock[head.T + 1], new double[head.T + 1][], new double[head.T + 1]);
+        (C[0], n[0], m[0]) = (head.InitialState(), head.InitialState("normalizer")[0].ToArray(), head.InitialState("max")[0][0]);
+        for (int t = 0; t < head.T; t++)
+        {
+            double logF = options.LogForget(f[t]);
+            m[t + 1] = Math.Max(logF + m[t], i[t]);
+            double forget = Math.Exp(logF + m[t] - m[t + 1]), input = Math.Exp(i[t] - m[t + 1]);
+            (C[t + 1], n[t + 1]) = (RowBlock.Zeros(C[t].Count, C[t].Width), new double[C[t].Count]);
+            for (int a = 0; a < C[t].Count; a++)
+            {
+                VectorKernels.Axpy(forget, C[t][a], C[t + 1][a]);     // C̃_t = forget·C̃_{t−1} + input·k_t v_tᵀ
+                VectorKernels.Axpy(input * k[t][a], v[t], C[t + 1][a]);
+            }
+            VectorKernels.Axpy(forget, n[t], n[t + 1]);              // ñ_t = forget·ñ_{t−1} + input·k_t
+            VectorKernels.Axpy(input, k[t], n[t + 1]);
+        }
+        return (C, n, m);
+    }
+
     /// <summary>Chunks of <paramref name="chunkSize"/> steps, the stabilised state (C̃, ñ, m) carried between them: steps 1–3 per chunk.</summary>
     private static void Chunked(Head head, MlstmOptions options, int chunkSize)
     {
@@ -163,22 +307,12 @@ public sealed class Mlstm : Form
         foreach (var (s, e) in Chunks.Of(head.T, chunkSize))
         {
             int length = e - s;
-            for (int r = 0; r < length; r++)
-            {
-                local[r] = (r == 0 ? 0 : local[r - 1]) + options.LogForget(f[s + r]);
-            }
+            LocalLogForget(f, options, s, length, local);
             double mRow = 0, carried = 0;
             for (int r = 0; r < length; r++)
             {
                 // 1. the log gates of row r and their max
-                double logCarried = m[0] + local[r];
-                mRow = logCarried;
-                for (int j = 0; j <= r; j++)
-                {
-                    logGate[j] = i[s + j] + local[r] - local[j];
-                    mRow = Math.Max(mRow, logGate[j]);
-                }
-                carried = Math.Exp(logCarried - mRow);
+                (mRow, carried) = RowGates(i, m[0], local, s, r, logGate);
 
                 // 2. inter-chunk (the carried state) and intra-chunk (j ≤ r) terms of o_r
                 q[s + r].CopyTo(qs);
@@ -199,21 +333,52 @@ public sealed class Mlstm : Form
             }
 
             // 3. state at the chunk's end: row length−1's gates (still in logGate, mRow, carried) on outer products
+            AdvanceState(C, n, carried, logGate, mRow, k, v, s, length);
+            m[0] = mRow;
+        }
+    }
+
+    /// <summary>b_r = Σ_{r'=s}^{s+r} log f_r' for r &lt; length: the chunk's local log forget sums.</summary>
+    private static void LocalLogForget(Series f, MlstmOptions options, int s, int length, Span<double> local)
+    {
+        for (int r = 0; r < length; r++)
+        {
+            local[r] = (r == 0 ? 0 : local[r - 1]) + options.LogForget(f[s + r]);
+        }
+    }
+
+    /// <summary>
+    /// Step 1 for row r of the chunk from s: logGate[j] = ℓ_rj = i_{s+j} + b_r − b_j for j ≤ r; returns m_r, the max of
+    /// them and of ℓ_r* = m_start + b_r, and exp(ℓ_r* − m_r), the carried state's weight.
+    /// </summary>
+    private static (double M, double Carried) RowGates(Series i, double mStart, ReadOnlySpan<double> local, int s, int r, Span<double> logGate)
+    {
+        double logCarried = mStart + local[r], mRow = logCarried;
+        for (int j = 0; j <= r; j++)
+        {
+            logGate[j] = i[s + j] + local[r] - local[j];
+            mRow = Math.Max(mRow, logGate[j]);
+        }
+        return (mRow, Math.Exp(logCarried - mRow));
+    }
+
+    /// <summary>Step 3: C̃ ← carried·C̃ + Σ_j exp(ℓ_{n−1,j} − m) k_j v_jᵀ and ñ ← carried·ñ + Σ_j exp(ℓ_{n−1,j} − m) k_j.</summary>
+    private static void AdvanceState(RowBlock C, Span<double> n, double carried, ReadOnlySpan<double> logGate, double mRow,
+        RowBlock k, RowBlock v, int s, int length)
+    {
+        for (int a = 0; a < C.Count; a++)
+        {
+            VectorKernels.Scale(carried, C[a]);
+        }
+        VectorKernels.Scale(carried, n);
+        for (int j = 0; j < length; j++)
+        {
+            double gate = Math.Exp(logGate[j] - mRow);
             for (int a = 0; a < C.Count; a++)
             {
-                VectorKernels.Scale(carried, C[a]);
+                VectorKernels.Axpy(gate * k[s + j][a], v[s + j], C[a]);
             }
-            VectorKernels.Scale(carried, n);
-            for (int j = 0; j < length; j++)
-            {
-                double gate = Math.Exp(logGate[j] - mRow);
-                for (int a = 0; a < C.Count; a++)
-                {
-                    VectorKernels.Axpy(gate * k[s + j][a], v[s + j], C[a]);
-                }
-                VectorKernels.Axpy(gate, k[s + j], n);
-            }
-            m[0] = mRow;
+            VectorKernels.Axpy(gate, k[s + j], n);
         }
     }
 }
@@ -237,6 +402,28 @@ public sealed record MlstmOptions(double Scale, double Eps, bool ExponentialForg
 
     /// <summary>max(|(scale·q)ᵀ ñ|, exp(−m)) + eps: the stabilised form of max(|(scale·q)ᵀ n|, 1).</summary>
     public double Denominator(double normaliser, double m) => Math.Max(Math.Abs(normaliser), Math.Exp(-m)) + Eps;
+
+    /// <summary>d log f / d f: σ(−f), logsigmoid's derivative, without overflow; 1 for the exponential gate.</summary>
+    public double LogForgetSlope(double preActivation) => ExponentialForgetGate ? 1
+        : preActivation >= 0 ? Math.Exp(-preActivation) / (1 + Math.Exp(-preActivation)) : 1 / (1 + Math.Exp(preActivation));
+
+    /// <summary>
+    /// The read o = h̃ / den backward, den = max(|ñ|, e^{−m}) + eps, from ñ = (scale·q)·ñ, m and ⟨do, h̃⟩: the gradient at
+    /// h̃ is do / den (returned as 1/den), at ñ it is γ = −⟨do, o⟩ σ / den, at m (through eps, the stabiliser's only part in
+    /// o) −eps ⟨do, o⟩ / den. σ = ∂max(|ñ|, e^{−m})/∂ñ: sign(ñ) above the clamp, 0 below, sign(ñ)/2 at the tie.
+    /// </summary>
+    public (double InverseDenominator, double Normaliser, double Max) ReadGradients(double normaliser, double m, double doNumerator)
+    {
+        double denominator = Denominator(normaliser, m), doOutput = doNumerator / denominator;
+        double clamp = Math.Exp(-m), size = Math.Abs(normaliser), σ = Math.Sign(normaliser) * (size > clamp ? 1.0 : size < clamp ? 0 : 0.5);
+        return (1 / denominator, -doOutput * σ / denominator, -Eps * doOutput / denominator);
+    }
+
+    /// <summary>
+    /// The slopes of max(a, b) at a and b: (1, 0) when a is larger, (0, 1) when b is, (½, ½) at a tie (PyTorch's
+    /// torch.maximum, and what a central finite difference measures at the kink).
+    /// </summary>
+    public static (double A, double B) MaxSlopes(double a, double b) => a > b ? (1, 0) : a < b ? (0, 1) : (0.5, 0.5);
 
     /// <summary>log(1 / (1 + e^−x)) without overflow or cancellation for either sign of x.</summary>
     public static double LogSigmoid(double x) => x >= 0 ? -Math.Log(1 + Math.Exp(-x)) : x - Math.Log(1 + Math.Exp(x));

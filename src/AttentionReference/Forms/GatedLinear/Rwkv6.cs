@@ -56,7 +56,7 @@ namespace AttentionReference.Forms.GatedLinear;
 ///              b_{i−1} − b_j ≤ 0 is a difference inside one chunk, taken in log space and exponentiated once,
 ///              as GLA's secondary-chunk scheme does; nothing is divided by a product that can underflow.
 /// </summary>
-public sealed class Rwkv6 : Form
+public sealed partial class Rwkv6 : Form
 {
     /// <inheritdoc/>
     public override FormContract Contract { get; } = new("rwkv6", "gated linear", "Rwkv6.cs")
@@ -108,6 +108,91 @@ public sealed class Rwkv6 : Form
                 VectorKernels.Axpy(k[t][c], v[t], S[c]);
             }
         }
+    }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        var (scale, chunkSize) = ScaleAndChunk.Read(problem);
+        return variant switch
+        {
+            "recurrent" => Heads.Backward(problem, head => RecurrentBackward(head, scale)),
+            "parallel" => Heads.Backward(problem, head => ParallelBackward(head, scale)),
+            "chunked" => Heads.Backward(problem, head => ChunkedBackward(head, scale, chunkSize)),
+            _ => throw UnknownVariant(variant),
+        };
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrence, in reverse time, from the states S_t a forward replay stores (T·K·V values
+    /// per pair: the definition keeps every state; the chunked backward keeps one per chunk), with β_t = v_t·do_t:
+    /// <code>
+    ///   dS = dfinal_state (0 if absent)
+    ///   for t = T−1 … 0:                               dS is the gradient of S_t
+    ///     dk_t  = dS v_t,   dv_t = dSᵀ k_t                          S_t ∋ k_t v_tᵀ
+    ///     dw_t  = exp(w_t) ∘ (Σ_v dS ∘ S_{t−1}), per key channel     S_t ∋ Diag(exp(w_t)) S_{t−1}
+    ///     dS    = Diag(exp(w_t)) dS + scale · q_t do_tᵀ                now of S_{t−1}, which o_t reads
+    ///     dq_t  = scale · (S_{t−1} do_t + β_t u ∘ k_t)
+    ///     the bonus o_t ∋ scale (Σ_c q_tc u_c k_tc) v_t:
+    ///       dk_t += scale β_t u ∘ q_t,   dv_t += scale (Σ_c q_tc u_c k_tc) do_t,   du += scale β_t q_t ∘ k_t
+    ///   dinitial_state = dS
+    /// </code>
+    /// u is one bonus per head: du sums over the steps here, and the runner sums the pairs' (sequences', batch entries')
+    /// copies.
+    /// </summary>
+    public static void RecurrentBackward(Head head, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), w = head.Rows("w");
+        RowBlock dq = head.Rows("dq"), dk = head.Rows("dk"), dv = head.Rows("dv"), dw = head.Rows("dw");
+        RowBlock? dO = head.OptionalRows("do");
+        ReadOnlySpan<double> u = head.Row("u");
+        Span<double> du = head.Row("du");
+        RowBlock[] S = Replay(head, k, v, w); // S[t + 1] = S_t, S[0] = S_{−1}
+        RowBlock dS = head.StateGradient();
+        for (int t = head.T - 1; t >= 0; t--)
+        {
+            double β = dO is null ? 0 : VectorKernels.Dot(v[t], dO[t]), bonus = 0;
+            for (int c = 0; c < dS.Count; c++)
+            {
+                dk[t][c] = VectorKernels.Dot(dS[c], v[t]) + scale * β * u[c] * q[t][c];
+                VectorKernels.Axpy(k[t][c], dS[c], dv[t]);
+                double decay = Math.Exp(w[t][c]);
+                dw[t][c] = decay * VectorKernels.Dot(dS[c], S[t][c]);
+                VectorKernels.Scale(decay, dS[c]);
+                if (dO is not null)
+                {
+                    VectorKernels.Axpy(scale * q[t][c], dO[t], dS[c]);
+                    dq[t][c] = scale * (VectorKernels.Dot(S[t][c], dO[t]) + β * u[c] * k[t][c]);
+                    du[c] += scale * β * q[t][c] * k[t][c];
+                }
+                bonus += q[t][c] * u[c] * k[t][c];
+            }
+            if (dO is not null)
+            {
+                VectorKernels.Axpy(scale * bonus, dO[t], dv[t]);
+            }
+        }
+    }
+
+    /// <summary>The states S_{−1}, S_0, …, S_{T−1} of the recurrence, replayed from the initial state.</summary>
+    private static RowBlock[] Replay(Head head, RowBlock k, RowBlock v, RowBlock w)
+    {
+        var S = new RowBlock[head.T + 1];
+        S[0] = head.InitialState();
+        for (int t = 0; t < head.T; t++)
+        {
+            S[t + 1] = RowBlock.Zeros(S[t].Count, S[t].Width);
+            for (int c = 0; c < S[t].Count; c++)
+            {
+                VectorKernels.Axpy(Math.Exp(w[t][c]), S[t][c], S[t + 1][c]); // S_t = Diag(exp(w_t)) S_{t−1} + k_t v_tᵀ
+                VectorKernels.Axpy(k[t][c], v[t], S[t + 1][c]);
+            }
+        }
+        return S;
     }
 
     /// <summary>The unrolled sum over past tokens, the decay from j to t−1 accumulated per channel in log space.</summary>
@@ -179,14 +264,7 @@ public sealed class Rwkv6 : Form
         foreach (var (s, e) in Chunks.Of(head.T, chunkSize))
         {
             int n = e - s;
-            for (int i = 0; i < n; i++)
-            {
-                w[s + i].CopyTo(b[i]);
-                if (i > 0)
-                {
-                    VectorKernels.Axpy(1, b[i - 1], b[i]);
-                }
-            }
+            LocalDecay(w, s, n, b);
             for (int i = 0; i < n; i++)
             {
                 ReadOnlySpan<double> qi = q[s + i], ki = k[s + i];
@@ -217,19 +295,38 @@ public sealed class Rwkv6 : Form
                 }
                 VectorKernels.Axpy(scale * bonus, v[s + i], oi);
             }
-            // 4. state: S ← Diag(exp(b_{n−1})) S + Σ_j Diag(exp(b_{n−1} − b_j)) k_j v_jᵀ
-            ReadOnlySpan<double> last = b[n - 1];
-            for (int c = 0; c < K; c++)
+            // 4. state
+            AdvanceState(S, b, k, v, s, n);
+        }
+    }
+
+    /// <summary>Row i of <paramref name="b"/> becomes b_i = Σ_{r=s}^{s+i} w_r, the chunk's local inclusive log decay, for i &lt; n.</summary>
+    private static void LocalDecay(RowBlock w, int s, int n, RowBlock b)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            w[s + i].CopyTo(b[i]);
+            if (i > 0)
             {
-                VectorKernels.Scale(Math.Exp(last[c]), S[c]);
+                VectorKernels.Axpy(1, b[i - 1], b[i]);
             }
-            for (int j = 0; j < n; j++)
+        }
+    }
+
+    /// <summary>Step 4 for the chunk of n steps from s: S ← Diag(exp(b_{n−1})) S + Σ_j Diag(exp(b_{n−1} − b_j)) k_j v_jᵀ.</summary>
+    private static void AdvanceState(RowBlock S, RowBlock b, RowBlock k, RowBlock v, int s, int n)
+    {
+        ReadOnlySpan<double> last = b[n - 1];
+        for (int c = 0; c < S.Count; c++)
+        {
+            VectorKernels.Scale(Math.Exp(last[c]), S[c]);
+        }
+        for (int j = 0; j < n; j++)
+        {
+            ReadOnlySpan<double> kj = k[s + j], bj = b[j], vj = v[s + j];
+            for (int c = 0; c < S.Count; c++)
             {
-                ReadOnlySpan<double> kj = k[s + j], bj = b[j], vj = v[s + j];
-                for (int c = 0; c < K; c++)
-                {
-                    VectorKernels.Axpy(kj[c] * Math.Exp(last[c] - bj[c]), vj, S[c]);
-                }
+                VectorKernels.Axpy(kj[c] * Math.Exp(last[c] - bj[c]), vj, S[c]);
             }
         }
     }

@@ -146,6 +146,76 @@ public static class FeatureMaps
         }
     }
 
+    /// <summary>
+    /// The chain rule through φ for one row x [K]: dx += (∂φ/∂x)ᵀ dφ, and for performer dproj += (∂φ/∂ω)ᵀ dφ
+    /// (<paramref name="dproj"/> [M,K] row-major; empty for the other maps):
+    /// <code>
+    ///   identity   dx = dφ
+    ///   elu1       dx_a = dφ_a · (1 for x_a > 0, exp(x_a) otherwise)           (both sides give 1 at 0: no convention needed)
+    ///   relu       dx_a = dφ_a · (1 for x_a > 0, 0 otherwise)                  (0 at x_a = 0, as PyTorch's relu)
+    ///   taylor2    dx̃_a = dφ_{1+a} + Σ_b (dφ_{1+K+Ka+b} + dφ_{1+K+Kb+a}) x̃_b / √2,   dx = dx̃ / K^(1/4)
+    ///   performer  ρ_r = dφ_r φ_r;   dx̃ = Σ_r ρ_r (ω_r − x̃),   dx = dx̃ / K^(1/4);   dω_r += ρ_r x̃
+    /// </code>
+    /// </summary>
+    public static void Backward(LinearFeatureMap map, ReadOnlySpan<double> x, ReadOnlySpan<double> dφ, Span<double> dx,
+        ReadOnlySpan<double> proj = default, Span<double> dproj = default)
+    {
+        int K = x.Length;
+        switch (map)
+        {
+            case LinearFeatureMap.Identity:
+                VectorKernels.AddTo(dφ, dx);
+                break;
+            case LinearFeatureMap.EluPlusOne:
+                for (int a = 0; a < K; a++)
+                {
+                    dx[a] += dφ[a] * (x[a] > 0 ? 1 : Math.Exp(x[a]));
+                }
+                break;
+            case LinearFeatureMap.Relu:
+                for (int a = 0; a < K; a++)
+                {
+                    dx[a] += x[a] > 0 ? dφ[a] : 0;
+                }
+                break;
+            case LinearFeatureMap.Taylor2:
+                {
+                    Span<double> x̃ = K <= 256 ? stackalloc double[K] : new double[K];
+                    Scaled(x, x̃);
+                    for (int a = 0; a < K; a++)
+                    {
+                        double dx̃a = dφ[1 + a];
+                        for (int b = 0; b < K; b++)
+                        {
+                            dx̃a += (dφ[1 + K + K * a + b] + dφ[1 + K + K * b + a]) * x̃[b] / Math.Sqrt(2);
+                        }
+                        dx[a] += dx̃a / Math.Sqrt(Math.Sqrt(K));
+                    }
+                    break;
+                }
+            case LinearFeatureMap.Performer:
+                {
+                    int M = dφ.Length;
+                    Span<double> x̃ = K <= 256 ? stackalloc double[K] : new double[K];
+                    Span<double> φ = M <= 256 ? stackalloc double[M] : new double[M];
+                    Scaled(x, x̃);
+                    Apply(map, x, φ, proj);
+                    double rootRootK = Math.Sqrt(Math.Sqrt(K)), ρTotal = 0;
+                    for (int r = 0; r < M; r++)
+                    {
+                        double ρ = dφ[r] * φ[r]; // the gradient of the exponent ω_r·x̃ − |x̃|²/2
+                        ρTotal += ρ;
+                        VectorKernels.Axpy(ρ / rootRootK, proj.Slice(r * K, K), dx);
+                        VectorKernels.Axpy(ρ, x̃, dproj.Slice(r * K, K));
+                    }
+                    VectorKernels.Axpy(-ρTotal / rootRootK, x̃, dx);
+                    break;
+                }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(map), map, "unknown feature map");
+        }
+    }
+
     /// <summary>φ(x) as a new array of its dimension.</summary>
     public static double[] Of(LinearFeatureMap map, ReadOnlySpan<double> x, ReadOnlySpan<double> proj = default)
     {
@@ -238,6 +308,72 @@ internal sealed class FeatureRows
         }
         QueryFeatures(i, 1, _φq);
         DenseMatrix.TimesTransposed(_φq, _keyFeatures.AsSpan(first * F, A.Length * F), A);
+    }
+
+    /// <summary>
+    /// The width of the rows whose products are the scores: F (φ(q_i)·φ(k_j)), or K for taylor2, whose scores are
+    /// 1 + s + s²/2 of s = q̃_i·k̃_j.
+    /// </summary>
+    public int ScoreWidth => _scaledQuery is null ? F : _q.Width;
+
+    /// <summary>The rows of queries first … first + count − 1 whose products are the scores (φ(q_t), or q̃_t), row after row.</summary>
+    public void QueryScoreRows(int first, int count, Span<double> rows)
+    {
+        if (_scaledQuery is not null)
+        {
+            _scaledQuery.AsSpan(first * ScoreWidth, count * ScoreWidth).CopyTo(rows);
+        }
+        else
+        {
+            QueryFeatures(first, count, rows);
+        }
+    }
+
+    /// <summary>The rows of keys first … first + count − 1 whose products are the scores (φ(k_t), or k̃_t), row after row.</summary>
+    public ReadOnlySpan<double> KeyScoreRows(int first, int count) =>
+        (_scaledKey ?? _keyFeatures).AsSpan(first * ScoreWidth, count * ScoreWidth);
+
+    /// <summary>
+    /// dA_j ← dA_j · ∂A_ij/∂s_ij for the keys j = first, first + 1, …: the gradient of the product of the score rows. That
+    /// is dA itself for products of features, and dA_j · (1 + s_ij) for taylor2's A = 1 + s + s²/2.
+    /// </summary>
+    public void ScoreSlopes(int i, int first, Span<double> dA)
+    {
+        if (_scaledQuery is null)
+        {
+            return;
+        }
+        int K = _q.Width;
+        Span<double> s = dA.Length <= 256 ? stackalloc double[dA.Length] : new double[dA.Length];
+        DenseMatrix.TimesTransposed(_scaledQuery.AsSpan(i * K, K), _scaledKey.AsSpan(first * K, dA.Length * K), s);
+        for (int j = 0; j < dA.Length; j++)
+        {
+            dA[j] *= 1 + s[j];
+        }
+    }
+
+    /// <summary>
+    /// dq_t += the chain rule of the gradients of φ(q_t) (<paramref name="dφ"/>, F values, overwritten) and of its score row
+    /// (<paramref name="dRow"/>, <see cref="ScoreWidth"/> values, or empty); performer's dproj too.
+    /// </summary>
+    public void QueryBackward(int t, Span<double> dφ, ReadOnlySpan<double> dRow, Span<double> dq, Span<double> dproj) =>
+        Backward(_q[t], dφ, dRow, dq, dproj);
+
+    /// <summary>dk_t alike, from the gradients of φ(k_t) and of its score row.</summary>
+    public void KeyBackward(int t, Span<double> dφ, ReadOnlySpan<double> dRow, Span<double> dk, Span<double> dproj) =>
+        Backward(_k[t], dφ, dRow, dk, dproj);
+
+    private void Backward(ReadOnlySpan<double> x, Span<double> dφ, ReadOnlySpan<double> dRow, Span<double> dx, Span<double> dproj)
+    {
+        if (_scaledQuery is null && !dRow.IsEmpty)
+        {
+            VectorKernels.AddTo(dRow, dφ); // the score rows are the features
+        }
+        FeatureMaps.Backward(_map, x, dφ, dx, _proj, dproj);
+        if (_scaledQuery is not null && !dRow.IsEmpty)
+        {
+            VectorKernels.Axpy(1 / Math.Sqrt(Math.Sqrt(x.Length)), dRow, dx); // x̃ = x / K^(1/4)
+        }
     }
 
     private void Features(RowBlock x, int first, int count, Span<double> φ)

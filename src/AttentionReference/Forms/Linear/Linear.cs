@@ -65,7 +65,7 @@ namespace AttentionReference.Forms.Linear;
 /// - Not causal: fla has no non-causal kernel here (flash-bidirectional-linear-attention does); the definition is
 ///   Katharopoulos et al.'s Eq. 5 with every key, plus the initial state.
 /// </summary>
-public sealed class Linear : Form
+public sealed partial class Linear : Form
 {
     /// <summary>normalize: divide by scale·φ(q_t)·z_t + eps.</summary>
     public static Parameter<bool> Normalize { get; } = ParameterSpec.Flag("normalize", false, "divide by scale·φ(q_t)·z_t + eps");
@@ -161,6 +161,116 @@ public sealed class Linear : Form
             VectorKernels.Axpy(φq[a], S[a], o);
         }
         options.Output(o, VectorKernels.Dot(φq, z), o);
+    }
+
+    /// <inheritdoc/>
+    public override bool HasGradients => true;
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, Tensor> Backward(string variant, Problem problem)
+    {
+        LinearOptions options = LinearOptions.Read(problem);
+        return Heads.Backward(problem, variant switch
+        {
+            "recurrent" => head => RecurrentBackward(head, options),
+            "parallel" => head => ParallelBackward(head, options),
+            "chunked" => head => ChunkedBackward(head, options),
+            _ => throw UnknownVariant(variant),
+        });
+    }
+
+    /// <summary>
+    /// The backward pass of the recurrence, in reverse time, from the states S_t, z_t a forward replay stores (the
+    /// definition keeps every state; the chunked backward keeps none). With n_t = S_tᵀ φ(q_t) and d_t = φ(q_t)·z_t, the
+    /// output is o_t = c_t n_t, c_t = scale / (scale·d_t + eps) when normalised (scale otherwise), and the normaliser's
+    /// gradient is δ_t = −c_t ⟨do_t, o_t⟩ (0 when not normalised):
+    /// <code>
+    ///   dS, dz = dfinal_state, dfinal_normalizer (0 if absent)
+    ///   for t = T−1 … 0:
+    ///     dS    += φ(q_t) (c_t do_t)ᵀ,   dz += δ_t φ(q_t)      o_t reads S_t, z_t
+    ///     dφq_t  = S_t (c_t do_t) + δ_t z_t
+    ///     dφk_t  = dS v_t + dz,   dv_t = dSᵀ φ(k_t)             S_t ∋ φ(k_t) v_tᵀ, z_t ∋ φ(k_t)
+    ///     (dS and dz pass to S_{t−1}, z_{t−1} unchanged: the state is a plain sum)
+    ///   dinitial_state, dinitial_normalizer = dS, dz
+    ///   dq_t, dk_t and dproj: the chain rule through φ (FeatureMaps.Backward) of dφq_t and dφk_t
+    /// </code>
+    /// Not causal: every o_t reads S_{T−1}, z_{T−1}, so all the reads come first (dS += Σ_t φ(q_t) (c_t do_t)ᵀ, dz alike),
+    /// then every key takes dφk_t = dS v_t + dz and dv_t = dSᵀ φ(k_t) with the total.
+    /// </summary>
+    public static void RecurrentBackward(Head head, LinearOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        ArgumentNullException.ThrowIfNull(options);
+        RowBlock q = head.Rows("q"), k = head.Rows("k"), v = head.Rows("v"), dq = head.Rows("dq"), dk = head.Rows("dk"), dv = head.Rows("dv");
+        RowBlock? dO = head.OptionalRows("do");
+        RowBlock dS = head.StateGradient();
+        Span<double> dz = head.StateGradient("normalizer")[0];
+        ReadOnlySpan<double> proj = Proj(head);
+        Span<double> dproj = head.Problem.Has("proj") ? head.Row("dproj") : default;
+        var (S, z) = Replay(head, options, proj); // S[t + 1], z[t + 1] = S_t, z_t; S[0], z[0] the initial ones
+        for (int t = head.T - 1; t >= 0 && dO is not null && !options.Causal; t--)
+        {
+            ReadOutBackward(q[t], S[head.T], z[head.T][0], dO[t], options, proj, dS, dz, dq[t], dproj);
+        }
+        var dφk = new double[dS.Count];
+        for (int t = head.T - 1; t >= 0; t--)
+        {
+            if (dO is not null && options.Causal)
+            {
+                ReadOutBackward(q[t], S[t + 1], z[t + 1][0], dO[t], options, proj, dS, dz, dq[t], dproj);
+            }
+            double[] φk = FeatureMaps.Of(options.Map, k[t], proj);
+            for (int a = 0; a < dS.Count; a++)
+            {
+                dφk[a] = VectorKernels.Dot(dS[a], v[t]) + dz[a]; // dφk_t = dS v_t + dz
+                VectorKernels.Axpy(φk[a], dS[a], dv[t]);           // dv_t = dSᵀ φ(k_t)
+            }
+            FeatureMaps.Backward(options.Map, k[t], dφk, dk[t], proj, dproj);
+        }
+    }
+
+    /// <summary>
+    /// The read o = c·Sᵀφ(q) backward: dS += φ(q) (c do)ᵀ, dz += δ φ(q), and dq += φ′ᵀ (S (c do) + δ z) (with dproj).
+    /// </summary>
+    private static void ReadOutBackward(ReadOnlySpan<double> qt, RowBlock S, ReadOnlySpan<double> z, ReadOnlySpan<double> dOt, LinearOptions options,
+        ReadOnlySpan<double> proj, RowBlock dS, Span<double> dz, Span<double> dqt, Span<double> dproj)
+    {
+        double[] φq = FeatureMaps.Of(options.Map, qt, proj), dφq = new double[S.Count], Sdo = new double[S.Count];
+        double doNumerator = 0; // ⟨do, Sᵀ φ(q)⟩ = φ(q)·(S do)
+        for (int a = 0; a < S.Count; a++)
+        {
+            Sdo[a] = VectorKernels.Dot(S[a], dOt);
+            doNumerator += φq[a] * Sdo[a];
+        }
+        var (c, δ) = options.OutputGradients(VectorKernels.Dot(φq, z), doNumerator);
+        for (int a = 0; a < S.Count; a++)
+        {
+            dφq[a] = c * Sdo[a] + δ * z[a];
+            VectorKernels.Axpy(c * φq[a], dOt, dS[a]);
+        }
+        VectorKernels.Axpy(δ, φq, dz);
+        FeatureMaps.Backward(options.Map, qt, dφq, dqt, proj, dproj);
+    }
+
+    /// <summary>The states S_{−1}, S_0, …, S_{T−1} and z_{−1}, …, z_{T−1} (one row each) of the recurrence, replayed.</summary>
+    private static (RowBlock[] S, RowBlock[] Z) Replay(Head head, LinearOptions options, ReadOnlySpan<double> proj)
+    {
+        RowBlock k = head.Rows("k"), v = head.Rows("v");
+        var (S, z) = (new RowBlock[head.T + 1], new RowBlock[head.T + 1]);
+        (S[0], z[0]) = (head.InitialState(), head.InitialState("normalizer"));
+        for (int t = 0; t < head.T; t++)
+        {
+            (S[t + 1], z[t + 1]) = (RowBlock.Zeros(S[t].Count, S[t].Width), RowBlock.Zeros(1, S[t].Count));
+            double[] φk = FeatureMaps.Of(options.Map, k[t], proj);
+            for (int a = 0; a < S[t].Count; a++)
+            {
+                S[t][a].CopyTo(S[t + 1][a]);
+                VectorKernels.Axpy(φk[a], v[t], S[t + 1][a]); // S_t = S_{t−1} + φ(k_t) v_tᵀ
+            }
+            z[t][0].CopyTo(z[t + 1][0]);
+            VectorKernels.AddTo(φk, z[t + 1][0]);              // z_t = z_{t−1} + φ(k_t)
+        }
+        return (S, z);
     }
 
     /// <summary>The quadratic form: scores φ(q_i)·φ(k_j), masked to j ≤ i when causal; the final state by the chunked update.</summary>
@@ -278,8 +388,14 @@ public sealed class Linear : Form
         private readonly RowBlock _S, _z;
 
         public Pair(Head head, LinearOptions options)
+            : this(head, options, head.State(), head.State("normalizer"))
         {
-            (_S, _z) = (head.State(), head.State("normalizer"));
+        }
+
+        /// <summary>The pair with the state S [F x V] and z [1 x F] given (a backward pass replays from copies of the initial ones).</summary>
+        public Pair(Head head, LinearOptions options, RowBlock S, RowBlock z)
+        {
+            (_S, _z) = (S, z);
             RowBlock v = head.Rows("v");
             int V = v.Width;
             _values = new double[v.Count * V];
@@ -327,6 +443,17 @@ public sealed record LinearOptions(LinearFeatureMap Map, bool Normalize, double 
         ArgumentNullException.ThrowIfNull(problem);
         return new(FeatureMaps.Parse(problem.Get(FeatureMaps.Parameter)), problem.Get(Linear.Normalize), problem.Get(Linear.Eps),
             problem.Get(Linear.Causal), problem.Get(Linear.Scale) ?? 1 / Math.Sqrt(problem["F"]), problem.Get(Specs.ChunkSize));
+    }
+
+    /// <summary>
+    /// The gradients of o = scale · n (÷ (scale · d + eps) when normalised) at the numerator n and denominator d: dn = c·do
+    /// with c = scale / (scale·d + eps) (scale when not normalised), and dd = δ = −c ⟨do, o⟩ = −c² ⟨do, n⟩ (0 when not
+    /// normalised), from d and ⟨do, n⟩.
+    /// </summary>
+    public (double NumeratorScale, double DenominatorGradient) OutputGradients(double denominator, double doNumerator)
+    {
+        double c = Normalize ? Scale / (Scale * denominator + Eps) : Scale;
+        return (c, Normalize ? -c * c * doNumerator : 0);
     }
 
     /// <summary>o = scale · n, divided by scale · d + eps when normalised (<paramref name="o"/> may be <paramref name="numerator"/>).</summary>

@@ -66,12 +66,19 @@ public sealed record Rwkv6Case(int B, int T, int H, int K, int V, DecayRegime Re
 }
 
 /// <summary>
-/// rwkv6's laws: the stateful-form laws (w drawn as the cases' log gates, u the same in every call of a case), and on
-/// <see cref="Rwkv6Case"/>: the definition written out as fla's naive loop, exclusive gla at u = 0, the scale on q.
+/// rwkv6's laws: the stateful-form laws and the family's gradient edge cases (w drawn as the cases' log gates, u the same
+/// in every call of a case), and on <see cref="Rwkv6Case"/>: the definition written out as fla's naive loop, exclusive gla
+/// at u = 0, the scale on q; at u = 0 the gradients of simple_gla and gla one step behind.
 /// </summary>
-public sealed class Rwkv6Tests : StatefulFormLaws
+public sealed class Rwkv6Tests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new Rwkv6();
+
+    protected override Dictionary<string, Tensor> AtLogGate(StatefulCase c, Dictionary<string, Tensor> inputs, double logGate)
+    {
+        Array.Fill(inputs["w"].Data, logGate);
+        return inputs;
+    }
 
     protected override Dictionary<string, Tensor> Inputs(StatefulCase c, Random random, int b, int t) => new()
     {
@@ -114,6 +121,114 @@ public sealed class Rwkv6Tests : StatefulFormLaws
         var folded = Run("recurrent", c, Rwkv6Case.Named(scaledQ, k, v, w, u, s0), "scale=1");
         return FormCalls.AllClose(given, folded, SameMathInDouble);
     }
+
+    [Law(50)]
+    public bool With_zero_bonus_and_a_decay_constant_over_K_the_gradients_are_simple_glas_one_step_behind(StatefulCase c)
+    {
+        // rwkv6 at u = 0 reads S_{t−1} (exclusive); simple_gla reads S_t. On T + 1 steps with k, v, g shifted one step later
+        // (k'_0 = v'_0 = 0, g'_0 = 0) and q one step earlier (q'_T = 0), simple_gla's S'_t is rwkv6's S_{t−1}: its o'_t is
+        // rwkv6's o_t, its last state rwkv6's final state. So dq = dq'[0, T), dk = dk'[1, T], dv = dv'[1, T],
+        // Σ_c dw_tc = dg'_{t+1}, and dinitial_state agrees, for every variant of rwkv6.
+        var (inputs, gate) = ZeroBonusCase(c, constantOverK: true);
+        var shifted = OneStepBehind(inputs, "g", gate);
+        var expected = Gradients(new SimpleGla(), "recurrent", shifted, c);
+        return Form.Variants.All(variant =>
+        {
+            var actual = Gradients(variant, inputs, c);
+            return OneStepBehindAgrees(c, actual, expected, "dg");
+        });
+    }
+
+    [Law(50)]
+    public bool With_zero_bonus_and_a_decay_per_key_channel_the_gradients_are_glas_one_step_behind(StatefulCase c)
+    {
+        // The same shift with gla and w per key channel: the outputs agree, and the gradients with dgk'_{t+1} = dw_t (nothing summed).
+        var (inputs, gate) = ZeroBonusCase(c, constantOverK: false);
+        var shifted = OneStepBehind(inputs, "gk", gate);
+        var gla = new Gla();
+        var glaOutputs = gla.Call("recurrent", shifted.Where(p => !p.Key.StartsWith('d')).ToDictionary());
+        var expected = Gradients(gla, "recurrent", shifted, c);
+        return Form.Variants.All(variant =>
+        {
+            var outputs = Run(variant, inputs.Where(p => !p.Key.StartsWith('d')).ToDictionary(), c);
+            return TestTensors.Close(outputs["o"], SliceTime(glaOutputs["o"], 0, c.T), SameMathInDouble)
+                && TestTensors.Close(outputs["final_state"], glaOutputs["final_state"], SameMathInDouble)
+                && OneStepBehindAgrees(c, Gradients(variant, inputs, c), expected, "dgk");
+        });
+    }
+
+    /// <summary>q, k, v, w (= g on every key channel, or per channel), u = 0, an initial state when the case has one, and cotangents.</summary>
+    private static (Dictionary<string, Tensor> Inputs, Tensor Gate) ZeroBonusCase(StatefulCase c, bool constantOverK)
+    {
+        var random = new Random(c.Seed);
+        Tensor gate = constantOverK ? c.Gates(random, c.B, c.T, c.H) : c.Gates(random, c.B, c.T, c.H, c.K);
+        var w = Tensor.Zeros(c.B, c.T, c.H, c.K);
+        for (int n = 0; n < w.Length; n++)
+        {
+            w.Data[n] = constantOverK ? gate.Data[n / c.K] : gate.Data[n];
+        }
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.K),
+            ["k"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.K),
+            ["v"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V),
+            ["w"] = w,
+            ["u"] = Tensor.Zeros(c.H, c.K),
+            ["do"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V),
+            ["dfinal_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V),
+        };
+        if (c.WithState)
+        {
+            inputs["initial_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        }
+        return (inputs, gate);
+    }
+
+    /// <summary>The gla-side inputs on T + 1 steps: k, v and the gate one step later, q and do one step earlier.</summary>
+    private static Dictionary<string, Tensor> OneStepBehind(Dictionary<string, Tensor> inputs, string gateName, Tensor gate)
+    {
+        var shifted = new Dictionary<string, Tensor>
+        {
+            ["q"] = Padded(inputs["q"], 0, 1), ["do"] = Padded(inputs["do"], 0, 1),
+            ["k"] = Padded(inputs["k"], 1, 0), ["v"] = Padded(inputs["v"], 1, 0), [gateName] = Padded(gate, 1, 0),
+            ["dfinal_state"] = inputs["dfinal_state"],
+        };
+        if (inputs.TryGetValue("initial_state", out Tensor? s0))
+        {
+            shifted["initial_state"] = s0;
+        }
+        return shifted;
+    }
+
+    /// <summary>rwkv6's gradients against the shifted form's: dq on [0, T), dk, dv on [1, T], the gate's on [1, T] (dw summed over K for a per-head gate).</summary>
+    private static bool OneStepBehindAgrees(StatefulCase c, IReadOnlyDictionary<string, Tensor> actual, IReadOnlyDictionary<string, Tensor> expected, string gate)
+    {
+        Tensor dw = actual["dw"];
+        if (expected[gate].Rank == 3)
+        {
+            dw = Tensor.Zeros(c.B, c.T, c.H);
+            for (int n = 0; n < actual["dw"].Length; n++)
+            {
+                dw.Data[n / c.K] += actual["dw"].Data[n];
+            }
+        }
+        return TestTensors.Close(actual["dq"], SliceTime(expected["dq"], 0, c.T), SameGradientsInDouble)
+            && TestTensors.Close(actual["dk"], SliceTime(expected["dk"], 1, c.T + 1), SameGradientsInDouble)
+            && TestTensors.Close(actual["dv"], SliceTime(expected["dv"], 1, c.T + 1), SameGradientsInDouble)
+            && TestTensors.Close(dw, SliceTime(expected[gate], 1, c.T + 1), SameGradientsInDouble)
+            && (!actual.ContainsKey("dinitial_state") || TestTensors.Close(actual["dinitial_state"], expected["dinitial_state"], SameGradientsInDouble));
+    }
+
+    /// <summary>x with <paramref name="before"/> and <paramref name="after"/> zero steps added on its time axis.</summary>
+    private static Tensor Padded(Tensor x, int before, int after)
+    {
+        var zerosBefore = Tensor.Zeros([x.Dim(0), before, .. x.ShapeArray().Skip(2)]);
+        var zerosAfter = Tensor.Zeros([x.Dim(0), after, .. x.ShapeArray().Skip(2)]);
+        return ConcatTime(ConcatTime(zerosBefore, x), zerosAfter);
+    }
+
+    private static IReadOnlyDictionary<string, Tensor> Gradients(Form form, string variant, IReadOnlyDictionary<string, Tensor> inputs, StatefulCase c) =>
+        form.Backward(variant, form.Contract.Bind(inputs, FormParameters.None.With("chunk_size", c.ChunkSize.ToString(System.Globalization.CultureInfo.InvariantCulture))));
 
     [Fact]
     public void A_bonus_of_the_wrong_shape_is_bad_input_naming_u()

@@ -2,16 +2,18 @@ using AttentionReference.Forms;
 using AttentionReference.Forms.Linear;
 using AttentionReference.Tensors;
 using AttentionReference.Tests.Forms.Common;
+using AttentionReference.Tests.Forms.GatedLinear;
 using AttentionReference.Tests.Support;
 
 namespace AttentionReference.Tests.Forms.Linear;
 
 /// <summary>
-/// linear's laws: the stateful-form laws, the textbook sum, the feature maps. The case's seed also picks the feature
-/// map, normalisation (only with the maps whose scores are positive, so no normaliser crosses zero), causality and
-/// performer's number of features.
+/// linear's laws: the stateful-form laws, the textbook sum, the feature maps, and the gated linear family's gradient edge
+/// cases (linear attention is gated linear attention with no gate: its case of log gates of −20 is a plain 60 steps).
+/// The case's seed also picks the feature map, normalisation (only with the maps whose scores are positive, so no
+/// normaliser crosses zero), causality and performer's number of features.
 /// </summary>
-public sealed class LinearTests : StatefulFormLaws
+public sealed class LinearTests : GatedLinearFormLaws
 {
     protected override IForm Form { get; } = new AttentionReference.Forms.Linear.Linear();
 
@@ -31,6 +33,14 @@ public sealed class LinearTests : StatefulFormLaws
         .With("feature_map", Map(c))
         .With("normalize", Normalize(c) ? "true" : "false")
         .With("causal", Causal(c) ? "true" : "false");
+
+    // A normalised output does not change when φ(q_t) is scaled (eps aside): o_t = Σ_j A_tj v_j / Σ_j A_tj. So dq_t has no
+    // component along φ(q_t), and with K = 1 it has none at all: every variant computes it as the difference of terms of
+    // unit size (c_t S_t do_t and δ_t z_t) that cancel, rounded at their scale (relative errors of 1e-6 were seen on a dq of
+    // 1e-11). It is held to that scale, the unit scale of the inputs, instead of its own norm.
+    protected override bool GradientClose(StatefulCase c, string name, Tensor actual, Tensor expected) =>
+        Normalize(c) && name == "dq" ? TestTensors.CloseAtUnitScale(actual, expected, SameGradientsInDouble)
+            : base.GradientClose(c, name, actual, expected);
 
     protected override Dictionary<string, Tensor> Inputs(StatefulCase c, Random random, int b, int t)
     {
@@ -131,6 +141,85 @@ public sealed class LinearTests : StatefulFormLaws
         return φx.Length == 1 + c.K + c.K * c.K && Math.Abs(dot - (1 + s + s * s / 2)) <= 1e-13 * (1 + s + s * s / 2) * φx.Length;
     }
 
+    [Law(50)]
+    public bool Gradients_of_the_identity_map_unnormalised_and_causal_are_simple_glas_with_g_zero(StatefulCase c)
+    {
+        // S_t = S_{t−1} + k_t v_tᵀ, o_t = scale · S_tᵀ q_t is simple_gla at g = 0: dq, dk, dv and dinitial_state agree (simple_gla's
+        // dg has no counterpart; linear's dfinal_normalizer is left out, zero).
+        var random = new Random(c.Seed);
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.K),
+            ["k"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.K),
+            ["v"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V),
+            ["do"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V),
+            ["dfinal_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V),
+        };
+        if (c.WithState)
+        {
+            inputs["initial_state"] = TestTensors.Normal(random, 1, c.B, c.H, c.K, c.V);
+        }
+        var simpleGla = new AttentionReference.Forms.GatedLinear.SimpleGla();
+        var expected = Backward(simpleGla, "recurrent", new Dictionary<string, Tensor>(inputs) { ["g"] = Tensor.Zeros(c.B, c.T, c.H) });
+        return Form.Variants.All(variant =>
+        {
+            var actual = Backward((Form)Form, variant, inputs, FormCalls.ChunkSize(c.ChunkSize));
+            return expected.Where(p => p.Key != "dg").All(p => TestTensors.Close(actual[p.Key], p.Value, SameGradientsInDouble));
+        });
+    }
+
+    [Law(50)]
+    public bool A_normalised_relu_query_with_no_positive_feature_has_output_and_dq_zero_and_finite_gradients(StatefulCase c)
+    {
+        // φ(q_t) = 0 gives o_t = 0 / (0 + eps) = 0, and its gradient c_t = scale/eps is large but meets only zeros: nothing
+        // is NaN or infinite, and dq_t = 0 (relu's gradient is 0 below zero). Queries t with t % 3 = 0 are made non-positive.
+        var random = new Random(c.Seed);
+        var q = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.K);
+        for (int n = 0; n < q.Length; n++)
+        {
+            int t = n / (c.H * c.K) % Math.Max(c.T, 1);
+            q.Data[n] = t % 3 == 0 ? -Math.Abs(q.Data[n]) : q.Data[n];
+        }
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = q,
+            ["k"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.K),
+            ["v"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V),
+            ["do"] = TestTensors.Normal(random, 1, c.B, c.T, c.H, c.V),
+        };
+        string[] parameters = ["feature_map=relu", "normalize=true", "causal=" + (Causal(c) ? "true" : "false"), FormCalls.ChunkSize(c.ChunkSize)];
+        return Form.Variants.All(variant =>
+        {
+            var o = Form.Call(variant, inputs, parameters)["o"];
+            var gradients = Backward((Form)Form, variant, inputs, parameters);
+            bool zeroRows = Enumerable.Range(0, q.Length).All(n => n / (c.H * c.K) % c.T % 3 != 0 || gradients["dq"].Data[n] == 0)
+                && Enumerable.Range(0, o.Length).All(n => n / (c.H * c.V) % c.T % 3 != 0 || o.Data[n] == 0);
+            return zeroRows && gradients.Values.All(g => g.Data.All(double.IsFinite));
+        });
+    }
+
+    [Fact]
+    public void Relus_gradient_at_zero_is_zero_as_pytorchs()
+    {
+        // relu′(0) is a convention: PyTorch's relu passes no gradient at 0 (threshold_backward: x > 0). A query or key entry
+        // at exactly 0 gets dq = dk = 0 there in every variant.
+        var random = new Random(3);
+        var q = TestTensors.Normal(random, 1, 1, 4, 1, 3);
+        var k = TestTensors.Normal(random, 1, 1, 4, 1, 3);
+        q.Data[4] = 0;
+        k.Data[7] = 0;
+        var inputs = new Dictionary<string, Tensor>
+        {
+            ["q"] = q, ["k"] = k, ["v"] = TestTensors.Normal(random, 1, 1, 4, 1, 2), ["do"] = TestTensors.Normal(random, 1, 1, 4, 1, 2),
+        };
+        foreach (string variant in Form.Variants)
+        {
+            var gradients = Backward((Form)Form, variant, inputs, "feature_map=relu", "chunk_size=3");
+            Assert.Equal(0.0, gradients["dq"].Data[4]);
+            Assert.Equal(0.0, gradients["dk"].Data[7]);
+        }
+    }
+
     [Fact]
     public void Performer_features_estimate_exp_of_the_scaled_dot_product()
     {
@@ -170,6 +259,10 @@ public sealed class LinearTests : StatefulFormLaws
         var eps = Assert.Throws<InputException>(() => Form.Call("recurrent", inputs, "eps=-1"));
         Assert.Contains("eps", eps.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>The backward pass of <paramref name="variant"/> on inputs that carry their cotangents, parameters "name=value".</summary>
+    internal static IReadOnlyDictionary<string, Tensor> Backward(Form form, string variant, IReadOnlyDictionary<string, Tensor> inputs, params string[] parameters) =>
+        form.Backward(variant, form.Contract.Bind(inputs, new FormParameters(parameters.Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1]))));
 
     private static double[] Row(Tensor x, int b, int t, int h) =>
         x.Data.AsSpan(((b * x.Dim(1) + t) * x.Dim(2) + h) * x.Dim(3), x.Dim(3)).ToArray();
