@@ -8,19 +8,58 @@ namespace AttentionReference.Bench;
 /// with (<see cref="FlopModel"/>). Inputs are made on demand: <see cref="Inputs"/> takes the number of one of several
 /// independent random sets, so that runs can rotate inputs.
 /// </summary>
-public sealed record BenchCase(IForm Form, string Variant, BenchSize Size, FormParameters Parameters, double Flops)
+/// <param name="Form">The form.</param>
+/// <param name="Variant">Its variant.</param>
+/// <param name="Size">The problem size.</param>
+/// <param name="Parameters">The form's parameters.</param>
+/// <param name="Flops">The FLOPs the forward is credited with.</param>
+/// <param name="Backward">Time the variant's backward pass instead: inputs carry a unit-normal upstream gradient for every
+/// output, made with one forward run when the inputs are made (outside the timed runs); Flops stay the forward's.</param>
+public sealed record BenchCase(IForm Form, string Variant, BenchSize Size, FormParameters Parameters, double Flops, bool Backward = false)
 {
-    /// <summary>"softmax/tiled".</summary>
-    public string Id => $"{Form.Name}/{Variant}";
+    /// <summary>"softmax/tiled", or "softmax/tiled backward".</summary>
+    public string Id => $"{Form.Name}/{Variant}" + (Backward ? " backward" : "");
 
     /// <summary>The form's family ("softmax", "gated linear", ...).</summary>
     public string Family => Form.Family;
 
     /// <summary>Input set <paramref name="inputSet"/> (0, 1, ...): the same numbers on every machine.</summary>
-    public IReadOnlyDictionary<string, Tensor> Inputs(int inputSet = 0) => InputFactory.Make(this, inputSet);
+    public IReadOnlyDictionary<string, Tensor> Inputs(int inputSet = 0)
+    {
+        var inputs = InputFactory.Make(this, inputSet);
+        if (!Backward || Form is not AttentionReference.Forms.Form { HasGradients: true } withGradients)
+        {
+            return inputs;
+        }
+        var withCotangents = new Dictionary<string, Tensor>(inputs, StringComparer.Ordinal);
+        var outputs = Form.Run(Variant, inputs, Parameters);
+        var random = new Random(1000 + inputSet);
+        foreach (TensorSpec upstream in withGradients.Contract.Cotangents)
+        {
+            if (outputs.TryGetValue(upstream.Name[1..], out Tensor? output))
+            {
+                var data = new double[output.Length];
+                for (int i = 0; i < data.Length; i++)
+                {
+                    data[i] = Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+                }
+                withCotangents[upstream.Name] = new Tensor(output.ShapeArray(), data);
+            }
+        }
+        return withCotangents;
+    }
 
-    /// <summary>Runs the case on the exact CPU reference.</summary>
-    public IReadOnlyDictionary<string, Tensor> RunCpu(IReadOnlyDictionary<string, Tensor> inputs) => Form.Run(Variant, inputs, Parameters);
+    /// <summary>Runs the case on the exact CPU reference: the forward, or the backward pass of a backward case.</summary>
+    public IReadOnlyDictionary<string, Tensor> RunCpu(IReadOnlyDictionary<string, Tensor> inputs)
+    {
+        if (!Backward)
+        {
+            return Form.Run(Variant, inputs, Parameters);
+        }
+        var form = Form as AttentionReference.Forms.Form ?? throw new InputException($"{Form.Name} has no backward pass") { Unsupported = true };
+        return form.HasGradients ? form.Backward(Variant, form.Contract.Bind(inputs, Parameters))
+            : throw new InputException($"{Form.Name} has no backward pass") { Unsupported = true };
+    }
 
     /// <inheritdoc/>
     public override string ToString() => Id;

@@ -148,6 +148,11 @@ static int Quick(Options options, CaseFilter filter)
         output.WriteLine($"measured all-core f64 FMA rate {peak.F64PeakGflops.ToString("F1", CultureInfo.InvariantCulture)} GFLOP/s (% of peak is against it)");
         output.WriteLine($"size: {size}, f64, median of up to {repeats} runs rotating {sets} input sets, at most {maxSeconds} s per case after the first run\n");
         var runner = new QuickRunner(repeats, sets, maxSeconds, peak.F64PeakGflops, output, floorSeconds: StateFloor.Seconds);
+        if (options.Has("--backward"))
+        {
+            // The backward pass of each case (GFLOP/s against the forward's FLOPs), each row followed by its forward's.
+            cases = [.. cases.SelectMany(c => new[] { c with { Backward = true }, c })];
+        }
         results = runner.Run(cases, (c, inputs) => c.RunCpu(inputs));
         backendName = "cpu";
     }
@@ -165,7 +170,7 @@ static int Quick(Options options, CaseFilter filter)
 /// <summary>The command line: flags, options with a value, and the rest (for BenchmarkDotNet).</summary>
 internal sealed class Options
 {
-    private static readonly string[] s_flags = ["--peak", "--cpu", "--gpu", "--opencl", "--smoke", "--list", "--quick"];
+    private static readonly string[] s_flags = ["--peak", "--cpu", "--gpu", "--opencl", "--smoke", "--list", "--quick", "--backward"];
     private static readonly string[] s_valued =
         ["--size", "--family", "--form", "--variant", "--repeats", "--sets", "--max-seconds", "--device", "--precision", "--peak-gflops", "--out", "--json"];
     private readonly HashSet<string> _flags = [];

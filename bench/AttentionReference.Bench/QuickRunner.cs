@@ -108,12 +108,12 @@ public sealed class QuickRunner(int repeats, int sets, double maxSeconds, double
         string kernelEmpty = withKernel ? " | | |" : "";
         if (r.Skipped is not null)
         {
-            return $"| {r.Case.Form.Name} | {r.Case.Variant} | {size} | skipped: {r.Skipped.Replace('|', '/')} | | | | | |{kernelEmpty}";
+            return $"| {r.Case.Form.Name} | {r.Case.Variant}{(r.Case.Backward ? " backward" : "")} | {size} | skipped: {r.Skipped.Replace('|', '/')} | | | | | |{kernelEmpty}";
         }
         string kernel = withKernel
             ? $" {Num(r.KernelSeconds * 1e3)} | {Num(r.KernelGflops)} | {Num(100 * r.KernelGflops / peakGflops)} |"
             : "";
-        return $"| {r.Case.Form.Name} | {r.Case.Variant} | {size} | {Num(r.MedianSeconds * 1e3)} | {Num(r.MinSeconds * 1e3)} | {r.Repeats} " +
+        return $"| {r.Case.Form.Name} | {r.Case.Variant}{(r.Case.Backward ? " backward" : "")} | {size} | {Num(r.MedianSeconds * 1e3)} | {Num(r.MinSeconds * 1e3)} | {r.Repeats} " +
                $"| {Num(r.Gflops)} | {Num(100 * r.Gflops / peakGflops)} | {Num(r.AllocatedBytes / 1e6)} |{kernel}";
     }
 
