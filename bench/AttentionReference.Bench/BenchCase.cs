@@ -31,22 +31,9 @@ public sealed record BenchCase(IForm Form, string Variant, BenchSize Size, FormP
         {
             return inputs;
         }
-        var withCotangents = new Dictionary<string, Tensor>(inputs, StringComparer.Ordinal);
-        var outputs = Form.Run(Variant, inputs, Parameters);
-        var random = new Random(1000 + inputSet);
-        foreach (TensorSpec upstream in withGradients.Contract.Cotangents)
-        {
-            if (outputs.TryGetValue(upstream.Name[1..], out Tensor? output))
-            {
-                var data = new double[output.Length];
-                for (int i = 0; i < data.Length; i++)
-                {
-                    data[i] = Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
-                }
-                withCotangents[upstream.Name] = new Tensor(output.ShapeArray(), data);
-            }
-        }
-        return withCotangents;
+        var random = new AttentionReference.Golden.GoldenRandom((ulong)(1000 + inputSet));
+        var upstream = withGradients.Contract.UpstreamGradients(Form.Run(Variant, inputs, Parameters), shape => random.Normal(1, shape));
+        return new Dictionary<string, Tensor>(inputs.Concat(upstream), StringComparer.Ordinal);
     }
 
     /// <summary>Runs the case on the exact CPU reference: the forward, or the backward pass of a backward case.</summary>

@@ -60,6 +60,26 @@ public sealed record FormContract(string Name, string Family, string SourceFile)
         $"cotangent of {o.Name} (zero if absent)", Optional: true, Aliases: o.Name == "final_state" ? ["dht"] : null)).ToArray();
 
     /// <summary>
+    /// An upstream gradient for each of <paramref name="outputs"/> (a forward run's), under its cotangent's name and of
+    /// its shape, drawn by <paramref name="draw"/> in the contract's order of the outputs: what a golden case or a
+    /// benchmark feeds a backward pass.
+    /// </summary>
+    public Dictionary<string, Tensor> UpstreamGradients(IReadOnlyDictionary<string, Tensor> outputs, Func<int[], Tensor> draw)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        ArgumentNullException.ThrowIfNull(draw);
+        var upstream = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        for (int i = 0; i < Outputs.Count; i++)
+        {
+            if (outputs.TryGetValue(Outputs[i].Name, out Tensor? output))
+            {
+                upstream[Cotangents[i].Name] = draw(output.ShapeArray());
+            }
+        }
+        return upstream;
+    }
+
+    /// <summary>
     /// The gradient of each differentiable input, an output of the backward pass named "d" + the input's name ("dq",
     /// "dinitial_state" alias fla's "dh0"), of the input's shape; "d" + each of the input's aliases names it too (rwkv6's
     /// q alias r: fla's chunk_rwkv6 returns dr).

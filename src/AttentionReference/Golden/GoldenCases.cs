@@ -13,6 +13,9 @@ public sealed record GoldenCase(
     IReadOnlyDictionary<string, string> Parameters,
     Func<GoldenRandom, IReadOnlyDictionary<string, Tensor>> MakeInputs)
 {
+    /// <summary>The end of a gradient case's name: the forward case's name with upstream gradients ("causal_gqa_grad").</summary>
+    public const string GradientSuffix = "_grad";
+
     /// <summary>"softmax/causal_gqa": also the path of the case file below the golden folder, less its extension.</summary>
     public string Id => $"{Form}/{Name}";
 

@@ -20,6 +20,9 @@ public sealed record GoldenResult(string Id, string? Problem, IReadOnlyList<Tens
 
     /// <summary>Failed: a problem or an output outside the profile (a skip is neither passed nor failed).</summary>
     public bool Failed => Skipped is null && !Passed;
+
+    /// <summary>Whether the case pins a backward pass (a gradient golden), which only the CPU reference computes.</summary>
+    public bool IsGradient => Id.EndsWith(GoldenCase.GradientSuffix, StringComparison.Ordinal);
 }
 
 /// <summary>

@@ -58,20 +58,14 @@ internal static class GradientCases
     /// <summary>The case with its inputs, then one unit-scale upstream gradient per output of the forward run.</summary>
     private static GoldenCase WithUpstreamGradients(GoldenCase forward) => forward with
     {
-        Name = forward.Name + "_grad",
+        Name = forward.Name + GoldenCase.GradientSuffix,
         MakeInputs = random =>
         {
-            var inputs = new Dictionary<string, Tensor>(forward.MakeInputs(random), StringComparer.Ordinal);
+            var inputs = forward.MakeInputs(random);
             var form = (Form)FormCatalog.Find(forward.Form);
             var outputs = FormRunner.Run(form, inputs, forward.Parameters, new RunOptions { Variant = forward.Variant }).Outputs;
-            foreach (TensorSpec upstream in form.Contract.Cotangents)
-            {
-                if (outputs.TryGetValue(upstream.Name[1..], out Tensor? output))
-                {
-                    inputs[upstream.Name] = random.Normal(1, output.ShapeArray());
-                }
-            }
-            return inputs;
+            return new Dictionary<string, Tensor>(inputs.Concat(form.Contract.UpstreamGradients(outputs, shape => random.Normal(1, shape))),
+                StringComparer.Ordinal);
         },
     };
 }
