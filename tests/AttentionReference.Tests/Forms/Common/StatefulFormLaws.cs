@@ -244,8 +244,8 @@ public abstract partial class StatefulFormLaws
     /// The inputs whose absolute values bound every term of every output. Where the outputs and states are sums of
     /// products of q, k, v and the initial state with factors in [0, 1] (the decays), the same form run on |q|, |k|, |v|
     /// and |S0| gives each element's sum of absolute terms, and rounding is relative to that rather than to the output,
-    /// which can cancel to near zero (a one-element final state summing terms of ±1 to 4e-4 once differed by 3.6e-11
-    /// of itself, 1.3e-14 absolute). Empty: the output's own norm is the scale.
+    /// which can cancel to near zero (a final state of one element, summing signed terms of order one). Empty: the
+    /// output's own norm is the scale.
     /// </summary>
     protected virtual IReadOnlyCollection<string> TermBoundingInputs => [];
 

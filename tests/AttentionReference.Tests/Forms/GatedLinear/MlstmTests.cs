@@ -301,9 +301,8 @@ public sealed class MlstmTests : GatedLinearFormLaws
                 double D(double ε) => (L(ε) - L(-ε)) / (2 * ε);
                 double finite = 2 * D(KinkStep / 2) - D(KinkStep);
                 double analytic = FiniteDifferences.Dot(gradients["d" + p.Key], u);
-                // Ten times the shared bound, as mlstm's finite-difference law has: |L‴| exceeds M with mild gates too (the
-                // error reached 1.2 times the shared bound at T = 14: di 4.1e-6 off at M = 258); a wrong tie rule is off by
-                // half a slope, O(M), far beyond it.
+                // Ten times the shared bound, as mlstm's finite-difference law has: |L‴| can exceed M with mild gates too,
+                // where o is steep just past the clamp; a wrong tie rule is off by half a slope, O(M), far beyond it.
                 return Math.Abs(finite - analytic) <= 10 * FiniteDifferences.Tolerance(magnitude, analytic) ? true
                     : throw new InvalidOperationException($"{variant} d{p.Key}: finite difference {finite:R}, gradient {analytic:R}, magnitude {magnitude:E2}");
             });
