@@ -4,8 +4,9 @@ using AttentionReference.Tests.Support;
 namespace AttentionReference.Tests.Cli;
 
 /// <summary>
-/// README.md's "Forms" table states what the catalogue holds: each form's variants, and its gradients with their
-/// aliases (the names a user puts in a candidate file), or "not yet" for a form without a backward pass.
+/// README.md's "Forms" table states what the catalogue holds: each form's variants (on the CPU and the ILGPU GPU
+/// version alike), and its gradients with their aliases (the names a user puts in a candidate file), or "not yet"
+/// for a form without a backward pass.
 /// </summary>
 public sealed class ReadmeFormsTableTests
 {
@@ -39,6 +40,7 @@ public sealed class ReadmeFormsTableTests
         var form = (Form)FormCatalog.Find(name);
         Assert.True(Rows().TryGetValue(name, out string[]? cells), $"README's forms table lacks {name}");
         Assert.Equal(string.Join(", ", form.Variants), cells[2]);
+        Assert.Equal(string.Join(", ", form.Variants), cells[4]); // GPU (ILGPU): every variant has kernels, held by the GPU laws
         Assert.Equal(GradientCell(form), cells[^1]);
     }
 }
